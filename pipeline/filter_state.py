@@ -1,0 +1,252 @@
+"""The filter's state (tracked list, HAN associations, activations) and the AD1 decision over it (5.5).
+
+Keys are namespaced byte strings in one store, values compact JSON. Only what decisions need is kept:
+the inventory is reduced to ESME -> CHF associations and a CHF -> ESMEs index, the tracked list to
+membership. Activation data is kept per request ID (versions, withdrawal) and per ESME (request IDs,
+cancellations), so each rule of `activation_windows` reads exactly the records it names.
+"""
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pipeline.activation_windows import (
+    Cancellation,
+    RequestVersion,
+    WindowPolicy,
+    add_time,
+    add_version,
+    earliest,
+    effective_activation,
+    interpret_request,
+    preferred,
+    window_of,
+)
+from pipeline.alert_decisions import Decision, Forward, ForwardReason, Suppress
+from pipeline.records import (
+    OUTAGE_ALERT_CODE,
+    WITHDRAWING_OUTCOMES,
+    ActivationOutcome,
+    DeviceAlert,
+    InventoryRecord,
+    ServiceRequest,
+)
+from pipeline.state_backends import StagedStore
+
+ESME_OF = b"inv/"  # ESME id -> its CHF id
+HAN = b"han/"  # CHF id -> JSON list of ESME ids
+TRACKED = b"trk/"  # ESME id -> b"1"
+VERSIONS = b"req/"  # request id -> JSON [[esme, received_at, activation_time], ...]
+WITHDRAWN = b"wdr/"  # request id -> withdrawal time
+ESME_ACTIVITY = b"esm/"  # ESME id -> JSON {"requests": [...], "cancellations": [...]}
+META = b"meta/"  # worker bookkeeping (read positions, counts), see `put_meta`
+TRACKED_COUNT = "tracked-count"
+
+
+def _dump(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    pending: int
+    active: int
+    purged: int
+
+
+class FilterState:
+    def __init__(self, store: StagedStore, policy: WindowPolicy) -> None:
+        self._store = store
+        self.policy = policy
+
+    # --- reference data: latest value wins (5.5) -------------------------------------------------
+
+    def put_inventory(self, device_id: str, record: InventoryRecord | None) -> None:
+        key = ESME_OF + device_id.encode()
+        old = self._store.get(key)
+        new = record.chf_id.encode() if record is not None and record.is_esme and record.chf_id else None
+        if old == new:
+            return
+        if old is not None:
+            self._update_han(old, remove=device_id)
+        if new is None:
+            self._store.delete(key)
+        else:
+            self._store.put(key, new)
+            self._update_han(new, add=device_id)
+
+    def _update_han(self, chf_id: bytes, add: str | None = None, remove: str | None = None) -> None:
+        key = HAN + chf_id
+        raw = self._store.get(key)
+        esmes = set(json.loads(raw)) if raw else set()
+        if add:
+            esmes.add(add)
+        if remove:
+            esmes.discard(remove)
+        if esmes:
+            self._store.put(key, _dump(sorted(esmes)))
+        else:
+            self._store.delete(key)
+
+    def put_tracked(self, device_id: str, listed: bool) -> None:
+        key = TRACKED + device_id.encode()
+        was_listed = self._store.get(key) is not None
+        if listed == was_listed:
+            return
+        if listed:
+            self._store.put(key, b"1")
+        else:
+            self._store.delete(key)
+        self.put_meta(TRACKED_COUNT, str(self.tracked_count() + (1 if listed else -1)).encode())
+
+    def esmes_on_han(self, chf_id: str) -> list[str]:
+        raw = self._store.get(HAN + chf_id.encode())
+        return json.loads(raw) if raw else []
+
+    def is_tracked(self, esme_id: str) -> bool:
+        return self._store.get(TRACKED + esme_id.encode()) is not None
+
+    # --- activation events (5.1-5.3) ------------------------------------------------------------
+
+    def apply_service_request(self, request: ServiceRequest) -> RequestVersion | Cancellation | None:
+        """Record an SR; raises BadInput (beyond the horizon) before changing anything."""
+        meaning = interpret_request(request, self.policy)
+        if isinstance(meaning, RequestVersion):
+            versions = self._versions(meaning.request_id)
+            self._put_versions(meaning.request_id, add_version(versions, meaning))
+            self._update_activity(meaning.esme_id, request_id=meaning.request_id)
+        elif isinstance(meaning, Cancellation):
+            self._update_activity(meaning.esme_id, cancellation=meaning.received_at)
+        return meaning
+
+    def apply_outcome(self, outcome: ActivationOutcome) -> bool:
+        """Record a withdrawal (matched by request ID alone); True when the outcome withdraws."""
+        if outcome.outcome not in WITHDRAWING_OUTCOMES:
+            return False
+        key = WITHDRAWN + outcome.request_id.encode()
+        raw = self._store.get(key)
+        self._store.put(key, str(earliest(int(raw) if raw else None, outcome.received_at)).encode())
+        return True
+
+    def _versions(self, request_id: str) -> tuple[RequestVersion, ...]:
+        raw = self._store.get(VERSIONS + request_id.encode())
+        if not raw:
+            return ()
+        return tuple(RequestVersion(request_id, e, r, t) for e, r, t in json.loads(raw))
+
+    def _put_versions(self, request_id: str, versions: tuple[RequestVersion, ...]) -> None:
+        key = VERSIONS + request_id.encode()
+        if versions:
+            self._store.put(key, _dump([[v.esme_id, v.received_at, v.activation_time] for v in versions]))
+        else:
+            self._store.delete(key)
+
+    def _activity(self, esme_id: str) -> tuple[list[str], tuple[int, ...]]:
+        raw = self._store.get(ESME_ACTIVITY + esme_id.encode())
+        if not raw:
+            return [], ()
+        data = json.loads(raw)
+        return data["requests"], tuple(data["cancellations"])
+
+    def _update_activity(self, esme_id: str, request_id: str | None = None, cancellation: int | None = None) -> None:
+        requests, cancellations = self._activity(esme_id)
+        if request_id is not None and request_id not in requests:
+            requests = [*requests, request_id]
+        if cancellation is not None:
+            cancellations = add_time(cancellations, cancellation)
+        self._put_activity(esme_id, requests, cancellations)
+
+    def _put_activity(self, esme_id: str, requests: list[str], cancellations: tuple[int, ...]) -> None:
+        key = ESME_ACTIVITY + esme_id.encode()
+        if requests or cancellations:
+            self._store.put(key, _dump({"requests": requests, "cancellations": list(cancellations)}))
+        else:
+            self._store.delete(key)
+
+    def _withdrawn_at(self, request_id: str) -> int | None:
+        raw = self._store.get(WITHDRAWN + request_id.encode())
+        return int(raw) if raw else None
+
+    # --- the decision (5.4, 5.5) ----------------------------------------------------------------
+
+    def decide(self, alert: DeviceAlert) -> Decision:
+        if alert.alert_code != OUTAGE_ALERT_CODE:
+            return Forward(ForwardReason.NOT_AD1)
+        esmes = self.esmes_on_han(alert.device_id)
+        if not esmes:
+            return Forward(ForwardReason.NO_ESME_ON_HAN)
+        tracked = [e for e in esmes if self.is_tracked(e)]
+        if not tracked:
+            return Forward(ForwardReason.NO_TRACKED_ESME)
+        t = alert.received_at
+        candidates = []
+        for esme_id in tracked:
+            request_ids, cancellations = self._activity(esme_id)
+            for request_id in request_ids:
+                versions = self._versions(request_id)
+                withdrawn_at = self._withdrawn_at(request_id)
+                for version in versions:
+                    if version.esme_id != esme_id:
+                        continue
+                    activation = effective_activation(version, versions, cancellations, withdrawn_at, t, self.policy)
+                    if activation is not None:
+                        candidates.append(activation)
+        best = preferred(candidates)
+        return Forward(ForwardReason.NO_ACTIVATION_WINDOW) if best is None else Suppress(best)
+
+    # --- housekeeping ---------------------------------------------------------------------------
+
+    def sweep(self, now: int, retention_ms: int) -> WindowCounts:
+        """Count pending/active windows at event time `now`; drop what can no longer matter.
+
+        A version is dropped once its window ended more than `retention_ms` before `now`; cancellations
+        and withdrawals once no activation they could affect can still be in a kept window.
+        """
+        horizon = now - retention_ms
+        reach = self.policy.max_future_ms + self.policy.window_ms
+        pending = active = purged = 0
+        for key, raw in list(self._store.scan(VERSIONS)):
+            request_id = key[len(VERSIONS) :].decode()
+            versions = self._versions(request_id)
+            kept = tuple(v for v in versions if window_of(v, self.policy).end >= horizon)
+            purged += len(versions) - len(kept)
+            if kept != versions:
+                self._put_versions(request_id, kept)
+            for v in kept:
+                window = window_of(v, self.policy)
+                if window.start > now:
+                    pending += 1
+                elif window.end >= now:
+                    active += 1
+        for key, raw in list(self._store.scan(WITHDRAWN)):
+            request_id = key[len(WITHDRAWN) :].decode()
+            if int(raw) < horizon - reach and not self._versions(request_id):
+                self._store.delete(key)
+        for key, _raw in list(self._store.scan(ESME_ACTIVITY)):
+            esme_id = key[len(ESME_ACTIVITY) :].decode()
+            requests, cancellations = self._activity(esme_id)
+            live = [r for r in requests if any(v.esme_id == esme_id for v in self._versions(r))]
+            recent = tuple(c for c in cancellations if c >= horizon - reach)
+            if (live, recent) != (requests, cancellations):
+                self._put_activity(esme_id, live, recent)
+        return WindowCounts(pending, active, purged)
+
+    def tracked_count(self) -> int:
+        raw = self.get_meta(TRACKED_COUNT)
+        return int(raw) if raw else 0
+
+    # --- bookkeeping stored atomically with the state -------------------------------------------
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self._store.get(META + name.encode())
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self._store.put(META + name.encode(), value)
+
+    def meta_items(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        full = META + prefix.encode()
+        for key, value in self._store.scan(full):
+            yield key[len(META) :].decode(), value
+
+    def commit(self) -> None:
+        self._store.commit()

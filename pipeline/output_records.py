@@ -1,0 +1,48 @@
+"""The records the filter writes: DNO pass-through, audit (SuppressedAlert) and dead letters."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline import __version__
+from pipeline.alert_decisions import Suppress
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+def now_ms() -> int:
+    """Wall clock, for the `decided_at`/`failed_at` audit stamps only; never for decisions."""
+    return time.time_ns() // 1_000_000
+
+
+def suppressed_alert(alert_datum: dict[str, Any], decision: Suppress) -> dict[str, Any]:
+    version = decision.activation.version
+    return {
+        "alert": alert_datum,
+        "esme_id": version.esme_id,
+        "activation_request_id": version.request_id,
+        "window_start": decision.activation.window.start,
+        "window_end": decision.activation.window.end,
+        "reason": decision.reason,
+        "decided_at": now_ms(),
+        "filter_version": __version__,
+    }
+
+
+def dead_letter(
+    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str
+) -> dict[str, Any]:
+    return {
+        "source_topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": key,
+        "value": value,
+        "error": error,
+        "failed_at": now_ms(),
+    }

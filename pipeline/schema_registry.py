@@ -1,0 +1,113 @@
+"""A tiny client for a Confluent-compatible schema registry (contract section 4, optional framing).
+
+Only the two calls the codec needs: register a schema under a subject, and fetch a schema by ID.
+Plain urllib, so the registry adds no dependency. Answers are cached: a registered schema's ID
+and an ID's schema never change in a Confluent registry.
+"""
+
+import http.client
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+_CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+
+class SchemaRegistryError(Exception):
+    """The registry could not be reached or refused a request: not the input's fault, so callers retry."""
+
+
+class NoSuchAvroSchema(SchemaRegistryError):
+    """The registry answered, but has no Avro schema with that ID: the input names a schema nobody wrote."""
+
+
+class SchemaRegistryClient:
+    """register() and get_schema() against one registry URL, with a timeout and a cache."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._ids: dict[tuple[str, str], int] = {}
+        self._schemas: dict[int, str] = {}
+
+    def register(self, subject: str, schema: str) -> int:
+        """ID of `schema` under `subject` (POST /subjects/{subject}/versions); registers it if new."""
+        key = (subject, schema)
+        schema_id = self._ids.get(key)
+        if schema_id is None:
+            path = f"/subjects/{urllib.parse.quote(subject, safe='')}/versions"
+            answer = self._request("POST", path, {"schema": schema})
+            schema_id = answer.get("id")
+            if not isinstance(schema_id, int) or isinstance(schema_id, bool):
+                raise SchemaRegistryError(
+                    f"schema registry {self.url} answered POST {path} without an integer id: {answer!r}"
+                )
+            self._ids[key] = schema_id
+            self._schemas.setdefault(schema_id, schema)
+        return schema_id
+
+    def get_schema(self, schema_id: int) -> str:
+        """The Avro schema text with this ID (GET /schemas/ids/{id}); NoSuchAvroSchema if there is none."""
+        schema = self._schemas.get(schema_id)
+        if schema is None:
+            path = f"/schemas/ids/{schema_id}"
+            answer = self._request("GET", path, None)
+            schema_type = answer.get("schemaType", "AVRO")
+            if schema_type != "AVRO":
+                raise NoSuchAvroSchema(
+                    f"schema ID {schema_id} in registry {self.url} is {schema_type}, not Avro"
+                )
+            schema = answer.get("schema")
+            if not isinstance(schema, str):
+                raise SchemaRegistryError(
+                    f"schema registry {self.url} answered GET {path} without a schema: {answer!r}"
+                )
+            self._schemas[schema_id] = schema
+        return schema
+
+    def _request(self, method: str, path: str, body: dict[str, str] | None) -> dict[str, Any]:
+        """One JSON call; every failure becomes a SchemaRegistryError that says what was asked of whom."""
+        request = urllib.request.Request(
+            self.url + path,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Content-Type": _CONTENT_TYPE, "Accept": f"{_CONTENT_TYPE}, application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = _error_detail(exc)
+            if exc.code == 404 and method == "GET":
+                raise NoSuchAvroSchema(f"schema registry {self.url} has no {path}: {detail}") from exc
+            raise SchemaRegistryError(
+                f"schema registry {self.url} refused {method} {path}: {detail}"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:  # refused, unreachable, DNS, timeout, garbled
+            reason = getattr(exc, "reason", exc)
+            raise SchemaRegistryError(
+                f"cannot reach schema registry {self.url} ({method} {path}): {reason}"
+            ) from exc
+        try:
+            answer = json.loads(raw)
+        except ValueError as exc:
+            raise SchemaRegistryError(
+                f"schema registry {self.url} answered {method} {path} with something other than JSON: "
+                f"{raw[:200]!r}"
+            ) from exc
+        if not isinstance(answer, dict):
+            raise SchemaRegistryError(f"schema registry {self.url} answered {method} {path} with {answer!r}")
+        return answer
+
+
+def _error_detail(exc: urllib.error.HTTPError) -> str:
+    """HTTP status plus the registry's own error_code and message when the body has them."""
+    try:
+        body = json.loads(exc.read())
+    except (ValueError, OSError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(body, dict) and "message" in body:
+        return f"HTTP {exc.code}, error {body.get('error_code')}: {body['message']}"
+    return f"HTTP {exc.code} {exc.reason}"

@@ -1,0 +1,85 @@
+"""Applies the four state topics (service requests, outcomes, inventory, tracked list) to FilterState.
+
+Every worker reads every partition of these topics (like a Kafka Streams global table), so no
+co-partitioning with the alerts is needed and each worker can decide any alert on its own.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from pipeline import input_records
+from pipeline.avro_codec import AvroCodec
+from pipeline.bad_input import BadInput
+from pipeline.device_ids import canonical_device_id
+from pipeline.filter_state import FilterState
+from pipeline.settings import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What reading one record did: its event time for the read frontier, or the error for a dead letter."""
+
+    event_time: int | None = None
+    error: str | None = None
+
+
+class StateFeed:
+    def __init__(self, topics: Topics, codec: AvroCodec, state: FilterState) -> None:
+        self._state = state
+        self._codec = codec
+        self._handlers = {
+            topics.service_requests: self._service_request,
+            topics.activation_outcomes: self._outcome,
+            topics.inventory: self._inventory,
+            topics.tracked_devices: self._tracked,
+        }
+
+    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> Applied:
+        try:
+            return self._handlers[topic](key, value)
+        except BadInput as exc:
+            return Applied(error=str(exc))
+
+    def _service_request(self, key: bytes | None, value: bytes | None) -> Applied:
+        request = input_records.service_request(self._codec.decode("ServiceRequest", value))
+        self._state.apply_service_request(request)
+        return Applied(event_time=request.received_at)
+
+    def _outcome(self, key: bytes | None, value: bytes | None) -> Applied:
+        outcome = input_records.activation_outcome(self._codec.decode("ActivationOutcome", value))
+        self._state.apply_outcome(outcome)
+        return Applied(event_time=outcome.received_at)
+
+    def _reference_key(self, key: bytes | None, role: str) -> str:
+        if key is None:
+            raise BadInput(f"missing key: the {role} topic is compacted and keyed by device ID")
+        try:
+            return canonical_device_id(key.decode(), "key")
+        except UnicodeDecodeError:
+            raise BadInput(f"key {key!r} is not UTF-8") from None
+
+    def _inventory(self, key: bytes | None, value: bytes | None) -> Applied:
+        device_id = self._reference_key(key, "inventory")
+        if value is None:
+            self._state.put_inventory(device_id, None)
+            return Applied()
+        record = input_records.inventory_record(self._codec.decode("InventoryRecord", value))
+        _same_device(device_id, record.device_id)
+        self._state.put_inventory(device_id, record)
+        return Applied()
+
+    def _tracked(self, key: bytes | None, value: bytes | None) -> Applied:
+        device_id = self._reference_key(key, "tracked-devices")
+        if value is not None:
+            record = input_records.tracked_device(self._codec.decode("TrackedDevice", value))
+            _same_device(device_id, record.device_id)
+        self._state.put_tracked(device_id, listed=value is not None)
+        return Applied()
+
+
+def _same_device(key_id: str, record_id: str) -> None:
+    """On a compacted topic the key is the identity (tombstones have only the key), so they must agree."""
+    if key_id != record_id:
+        raise BadInput(f"key {key_id} does not match the record's device_id {record_id}")

@@ -1,0 +1,548 @@
+"""`poa-filter worker`: the Kafka transport around the decision core.
+
+One loop, one thread:
+1. read the state topics (service requests, outcomes, inventory, tracked list: every partition, like a
+   Kafka Streams global table) into FilterState, staged in RocksDB with their read positions;
+2. read alerts (the consumer group spreads alert partitions over workers) into per-partition queues;
+3. decide queue heads in offset order; an AD1 waits until the ReadFrontier says the activation and
+   reference inputs are read past its event time (contract 5.7), at most `max_hold_seconds`;
+4. write the outputs and the alert offsets in one Kafka transaction (exactly once), then commit the
+   staged state.
+Decisions never read the wall clock; it only bounds the hold and stamps audit records.
+"""
+
+import hashlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import FrameType
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from pipeline.activation_windows import WindowPolicy
+from pipeline.alert_decisions import Forward, ForwardReason, Suppress
+from pipeline.alert_intake import AlertQueues, ReadAlert, read_alert
+from pipeline.avro_codec import AvroCodec
+from pipeline.filter_state import FilterState
+from pipeline.kafka_admin import EndOffsetLookup, admin_client, ensure_output_topics, wait_for_topics
+from pipeline.metrics import Readiness, WorkerMetrics, serve_metrics
+from pipeline.output_records import Output, dead_letter, suppressed_alert
+from pipeline.read_frontier import Partition, ReadFrontier
+from pipeline.schema_registry import SchemaRegistryClient
+from pipeline.settings import Settings
+from pipeline.state_backends import RocksBackend, StagedStore
+from pipeline.state_feed import StateFeed
+
+log = logging.getLogger("poa_filter.worker")
+
+READ_BATCH = 5000
+MAX_QUEUED_PER_PARTITION = 20_000  # pause a partition's fetching beyond this many undecided alerts
+END_OFFSET_INTERVAL_S = 0.005  # at most this often, look up end offsets for held AD1s
+STATE_COMMIT_INTERVAL_S = 0.2
+SWEEP_INTERVAL_S = 60.0
+SWEEP_RETENTION_MS = 2 * 86_400_000  # keep expired windows two days past their end, for late alerts
+GAUGE_INTERVAL_S = 2.0
+TXN_TIMEOUT_S = 30.0
+
+
+class FilterWorker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.metrics = WorkerMetrics()
+        self.readiness = Readiness()
+        registry = SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
+        self.codec = AvroCodec(registry=registry)
+        self.policy = WindowPolicy(settings.window_ms, settings.lead_in_ms, settings.max_future_ms)
+        self.frontier = ReadFrontier()
+        self.queues = AlertQueues()
+        self._stopping = False
+        self._read_seq = 0
+        self._rebalancing = True
+        self._bootstrapped = False
+        self._pending_dead_letters: list[Output] = []
+        self._decided_time: dict[int, int] = {}  # alert partition -> latest event time decided there
+        self._state_dirty = False
+        self._last_state_commit = self._last_sweep = self._last_gauges = self._last_end_lookup = 0.0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        if not self._stopping:
+            log.info("stopping after the current batch")
+        self._stopping = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        self.http = serve_metrics(self.settings.metrics_port, self.metrics, self.readiness)
+        log.info("metrics and readiness on port %d (/metrics, /ready)", self.http.server_port)
+        self._open_state()
+        try:
+            self._connect()
+            while not self._stopping:
+                self._step()
+        except InterruptedError:
+            pass
+        finally:
+            self._close()
+
+    def _open_state(self) -> None:
+        root = Path(self.settings.data_dir).resolve()
+        for slot in range(64):
+            path = root / f"{self.settings.app_id}-{slot}"
+            try:
+                self.backend = RocksBackend(path)
+            except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception when locked
+                if "lock" in str(exc).lower():
+                    continue
+                raise SystemExit(f"cannot open local state at {path}: {exc}") from exc
+            self.state_path = path
+            break
+        else:
+            raise SystemExit(f"no free state slot under {root}: 64 workers already use it")
+        self.state = FilterState(StagedStore(self.backend), self.policy)
+        self.feed = StateFeed(self.topics, self.codec, self.state)
+        # Stable per state folder and host: a restarted worker fences its own zombie and keeps its partitions.
+        digest = hashlib.sha1(f"{socket.gethostname()}:{path}".encode()).hexdigest()[:12]
+        self.instance_id = f"{self.settings.app_id}-{digest}"
+        log.info("local state in %s (instance %s)", path, self.instance_id)
+
+    def _connect(self) -> None:
+        s = self.settings
+        self.admin = admin_client(s)
+        self.end_lookup = EndOffsetLookup(self.admin)
+        state_topics = [*self.topics.activation_inputs, *self.topics.reference_inputs]
+        counts = wait_for_topics(
+            self.admin, [*state_topics, self.topics.alerts], lambda: self._stopping, self.readiness.set
+        )
+        ensure_output_topics(self.admin, self.topics.outputs, counts[self.topics.alerts])
+
+        state_partitions = [(t, p) for t in state_topics for p in range(counts[t])]
+        stored = self._stored_positions()
+        self.frontier.track(state_partitions, stored)
+        self.state_consumer = Consumer(
+            {
+                "bootstrap.servers": s.bootstrap_servers,
+                "group.id": f"{s.app_id}.state-reader",  # never commits: positions live in the local state
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "queued.max.messages.kbytes": 65536,
+                "fetch.wait.max.ms": 100,
+            }
+        )
+        self.state_consumer.assign(
+            [TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING)) for t, p in state_partitions]
+        )
+        reference = [(t, p) for t, p in state_partitions if t in self.topics.reference_inputs]
+        self._bootstrap_ends = self.end_lookup.wait(reference)
+        self.readiness.set("reading the reference topics (inventory, tracked list) to their end")
+        log.info("reading inventory and tracked list to their end offsets before deciding alerts")
+
+        self.producer = self._new_producer()
+        self.alert_consumer = Consumer(
+            {
+                "bootstrap.servers": s.bootstrap_servers,
+                "group.id": s.app_id,
+                "group.instance.id": self.instance_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
+                "queued.max.messages.kbytes": 65536,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(
+            {
+                "bootstrap.servers": self.settings.bootstrap_servers,
+                "transactional.id": f"{self.instance_id}-tx",
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "transaction.timeout.ms": 60_000,
+                "queue.buffering.max.messages": 1_000_000,
+            }
+        )
+        while True:
+            try:
+                producer.init_transactions(TXN_TIMEOUT_S)
+                return producer
+            except KafkaException as exc:
+                if self._stopping:
+                    raise InterruptedError from exc
+                log.warning("could not initialise transactions, retrying: %s", exc)
+                time.sleep(1)
+
+    def _close(self) -> None:
+        self.readiness.set("stopping")
+        for name in ("alert_consumer", "state_consumer"):
+            consumer = getattr(self, name, None)
+            if consumer is not None:
+                try:
+                    consumer.close()
+                except (KafkaException, RuntimeError) as exc:
+                    log.warning("closing %s: %s", name, exc)
+        if hasattr(self, "state"):
+            self._record_positions()
+            self.state.commit()
+            self.backend.close()
+        if hasattr(self, "http"):
+            self.http.shutdown()
+        log.info("stopped")
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        read_state = self._read_state_topics()
+        if not self._bootstrapped:
+            self._check_bootstrap()
+            if not read_state:
+                time.sleep(0.01)
+            return
+        read_alerts = self._read_alerts(timeout=0 if read_state else 0.005)
+        self._poll_end_offsets()
+        outputs, offsets, decided = self._decide()
+        self._request_end_offsets_if_held()
+        if outputs or offsets or self._pending_dead_letters:
+            if self._transact(outputs, offsets):
+                self._observe_committed(decided)
+                self._commit_state()
+        elif self._state_dirty and time.monotonic() - self._last_state_commit > STATE_COMMIT_INTERVAL_S:
+            self._commit_state()
+        self._housekeeping()
+        if not (read_state or read_alerts or decided):
+            time.sleep(0.001)
+
+    def _read_state_topics(self) -> int:
+        try:
+            messages = self.state_consumer.consume(READ_BATCH, 0)
+        except KafkaException as exc:
+            log.warning("reading state topics: %s", exc)
+            return 0
+        for msg in messages:
+            self._apply_state_message(msg)
+        return len(messages)
+
+    def _apply_state_message(self, msg: Message) -> None:
+        err = msg.error()
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                self.frontier.observe_position((topic, partition), offset)
+                self._state_dirty = True
+            else:
+                log.warning("state topic read error: %s", err)
+            return
+        self.metrics.input_records.labels(topic).inc()
+        applied = self.feed.apply(topic, msg.key(), msg.value())
+        if applied.error is not None:
+            self._dead_letter(topic, partition, offset, msg.key(), msg.value(), applied.error)
+        self.frontier.observe((topic, partition), offset, applied.event_time)
+        self._state_dirty = True
+
+    def _dead_letter(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str
+    ) -> Output:
+        log.info("dead letter %s[%d]@%d: %s", topic, partition, offset, error)
+        record = dead_letter(topic, partition, offset, key, value, error)
+        out = Output(self.topics.dead_letter, key, self.codec.encode("DeadLetter", record, self.topics.dead_letter))
+        self.metrics.dead_letters.labels(topic).inc()
+        if topic != self.topics.alerts:
+            self._pending_dead_letters.append(out)
+        return out
+
+    def _check_bootstrap(self) -> None:
+        positions = self.frontier.next_offsets()
+        if all(positions.get(p, 0) >= end for p, end in self._bootstrap_ends.items()):
+            self._bootstrapped = True
+            self._commit_state()
+            log.info("reference topics read (%d tracked devices); joining group %s", self.state.tracked_count(),
+                     self.settings.app_id)
+            self.readiness.set("waiting for alert partitions")
+            self.alert_consumer.subscribe(
+                [self.topics.alerts], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.queues.add_partitions([tp.partition for tp in partitions])
+        log.info("assigned alert partitions %s", sorted(tp.partition for tp in partitions))
+        self._rebalancing = False
+        self.readiness.set(None)
+        self.metrics.ready.set(1)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.readiness.set("rebalancing")
+        self.metrics.ready.set(0)
+        # Nothing is mid-transaction here (callbacks run inside consume); undecided alerts are
+        # simply dropped and will be read again, from the committed offset, by the new owner.
+        self.queues.drop_partitions([tp.partition for tp in partitions])
+        for tp in partitions:
+            self._decided_time.pop(tp.partition, None)
+        log.info("revoked alert partitions %s", sorted(tp.partition for tp in partitions))
+
+    def _read_alerts(self, timeout: float) -> int:
+        try:
+            messages = self.alert_consumer.consume(READ_BATCH, timeout)
+        except KafkaException as exc:
+            log.warning("reading alerts: %s", exc)
+            return 0
+        now = time.monotonic()
+        count = 0
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("alert read error: %s", err)
+                continue
+            self._read_seq += 1
+            item = read_alert(self.codec, msg.partition(), msg.offset(), msg.key(), msg.value(), self._read_seq, now)
+            self.queues.append(item)
+            count += 1
+        if count:
+            self.metrics.input_records.labels(self.topics.alerts).inc(count)
+        return count
+
+    def _decide(self) -> tuple[list[Output], list[TopicPartition], list[ReadAlert]]:
+        outputs: list[Output] = []
+        offsets: list[TopicPartition] = []
+        decided: list[ReadAlert] = []
+        hold_s = self.settings.max_hold_seconds
+        now = time.monotonic()
+        for partition, queue in self.queues.queues().items():
+            items = queue.items
+            last = None
+            while items:
+                item = items[0]
+                if item.waits_for_inputs:
+                    assert item.alert is not None
+                    t = item.alert.received_at
+                    if not self.frontier.may_decide(t, item.read_seq):
+                        if now - item.read_at < hold_s:
+                            break
+                        outputs.append(self._forward(item, ForwardReason.HOLD_EXPIRED))
+                        log.warning(
+                            "forwarding AD1 %s after holding it %.0fs: inputs not read past its time: %s",
+                            item.alert.alert_id, now - item.read_at, self.frontier.lagging(t, item.read_seq),
+                        )
+                    else:
+                        outputs.append(self._route(item))
+                else:
+                    outputs.append(self._route(item))
+                items.popleft()
+                decided.append(item)
+                last = item
+            if last is not None:
+                offsets.append(TopicPartition(self.topics.alerts, partition, last.offset + 1))
+        return outputs, offsets, decided
+
+    def _route(self, item: ReadAlert) -> Output:
+        if item.error is not None or item.alert is None:
+            self.metrics.alerts.labels("dead_letter", "", "bad_input").inc()
+            return self._dead_letter(self.topics.alerts, item.partition, item.offset, item.key, item.value,
+                                     item.error or "undecodable")
+        alert = item.alert
+        if alert.received_at > self._decided_time.get(item.partition, 0):
+            self._decided_time[item.partition] = alert.received_at
+        decision = self.state.decide(alert)
+        if isinstance(decision, Suppress):
+            assert item.datum is not None
+            self.metrics.alerts.labels("suppressed", alert.alert_code, "activation_window").inc()
+            value = self.codec.encode("SuppressedAlert", suppressed_alert(item.datum, decision), self.topics.suppressed)
+            return Output(self.topics.suppressed, item.key, value)
+        return self._forward(item, decision.reason)
+
+    def _forward(self, item: ReadAlert, reason: ForwardReason) -> Output:
+        code = item.alert.alert_code if item.alert is not None else ""
+        self.metrics.alerts.labels("forwarded", code, reason.value).inc()
+        assert item.value is not None
+        return Output(self.topics.dno_alerts, item.key, item.value)
+
+    # --- the read frontier ----------------------------------------------------------------------
+
+    def _first_held(self) -> ReadAlert | None:
+        held = [q.items[0] for q in self.queues.queues().values() if q.items and q.items[0].waits_for_inputs]
+        return min(held, key=lambda i: i.read_seq, default=None)
+
+    def _request_end_offsets_if_held(self) -> None:
+        first = self._first_held()
+        if first is None or self.frontier.covers(first.read_seq) or self.end_lookup.in_flight:
+            return
+        now = time.monotonic()
+        if now - self._last_end_lookup < END_OFFSET_INTERVAL_S:
+            return
+        self._last_end_lookup = now
+        self.end_lookup.start(self.frontier.partitions, tag=self._read_seq + 1)
+
+    def _poll_end_offsets(self) -> None:
+        result = self.end_lookup.poll()
+        if result is not None:
+            ends, tag = result
+            self.frontier.set_end_offsets(ends, reads_before=tag)
+
+    # --- exactly-once output ----------------------------------------------------------------------
+
+    def _transact(self, outputs: list[Output], offsets: list[TopicPartition]) -> bool:
+        """Outputs, state-topic dead letters and alert offsets in one transaction; False if it was aborted."""
+        records = [*self._pending_dead_letters, *outputs]
+        try:
+            self.producer.begin_transaction()
+            for out in records:
+                self._produce(out)
+            if offsets:
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.alert_consumer.consumer_group_metadata(), TXN_TIMEOUT_S
+                )
+            self._commit_transaction()
+        except KafkaException as exc:
+            self._recover_transaction(exc)
+            return False
+        self._pending_dead_letters = []
+        self.metrics.transactions.labels("committed").inc()
+        return True
+
+    def _produce(self, out: Output) -> None:
+        while True:
+            try:
+                self.producer.produce(out.topic, out.value, out.key)
+                return
+            except BufferError:
+                self.producer.poll(0.01)
+
+    def _commit_transaction(self) -> None:
+        while True:
+            try:
+                self.producer.commit_transaction(TXN_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.retriable() and not self._stopping:
+                    log.warning("transaction commit will be retried: %s", err)
+                    continue
+                raise
+
+    def _recover_transaction(self, exc: KafkaException) -> None:
+        """Abort, then re-read every alert that was not committed; recreate the producer if it is dead."""
+        err: KafkaError = exc.args[0]
+        log.warning("transaction failed, aborting and re-reading uncommitted alerts: %s", err)
+        self.metrics.transactions.labels("aborted").inc()
+        if err.fatal():
+            self.producer = self._new_producer()
+        else:
+            try:
+                self.producer.abort_transaction(TXN_TIMEOUT_S)
+            except KafkaException as abort_exc:
+                log.warning("abort failed, recreating the producer: %s", abort_exc)
+                self.producer = self._new_producer()
+        self._rewind_alerts()
+
+    def _rewind_alerts(self) -> None:
+        self.queues.clear()
+        assignment = self.alert_consumer.assignment()
+        if not assignment:
+            return
+        while True:
+            try:
+                committed = self.alert_consumer.committed(assignment, timeout=TXN_TIMEOUT_S)
+                break
+            except KafkaException as exc:
+                if self._stopping:
+                    return
+                log.warning("reading committed offsets: %s", exc)
+        for tp in committed:
+            tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.alert_consumer.seek(tp)
+
+    def _observe_committed(self, decided: Iterable[ReadAlert]) -> None:
+        now = time.monotonic()
+        for item in decided:
+            self.metrics.decision_latency.observe(now - item.read_at)
+
+    # --- state persistence --------------------------------------------------------------------------
+
+    def _stored_positions(self) -> dict[Partition, int]:
+        positions = {}
+        for name, value in self.state.meta_items("pos/"):
+            _, topic, partition = name.rsplit("/", 2)
+            positions[(topic, int(partition))] = int(value)
+        return positions
+
+    def _record_positions(self) -> None:
+        for (topic, partition), offset in self.frontier.next_offsets().items():
+            self.state.put_meta(f"pos/{topic}/{partition}", str(offset).encode())
+
+    def _commit_state(self) -> None:
+        """Staged state and the positions it was read up to become durable together."""
+        self._record_positions()
+        self.state.commit()
+        self._state_dirty = False
+        self._last_state_commit = time.monotonic()
+
+    # --- housekeeping -------------------------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        self._pause_or_resume()
+        if now - self._last_gauges >= GAUGE_INTERVAL_S:
+            self._last_gauges = now
+            self._update_gauges()
+        slowest = self._slowest_partition_time()
+        if now - self._last_sweep >= SWEEP_INTERVAL_S and slowest is not None:
+            self._last_sweep = now
+            counts = self.state.sweep(slowest, SWEEP_RETENTION_MS)
+            self.metrics.activation_windows.labels("pending").set(counts.pending)
+            self.metrics.activation_windows.labels("active").set(counts.active)
+            if counts.purged:
+                log.info("purged %d expired activation versions", counts.purged)
+
+    def _slowest_partition_time(self) -> int | None:
+        """Event time every assigned alert partition has been decided up to: nothing older can still
+        arrive in order, so only windows that ended well before it may be purged."""
+        assigned = self.queues.queues()
+        if not assigned or any(p not in self._decided_time for p in assigned):
+            return None
+        return min(self._decided_time[p] for p in assigned)
+
+    def _pause_or_resume(self) -> None:
+        for partition, queue in self.queues.queues().items():
+            size = len(queue.items)
+            tp = [TopicPartition(self.topics.alerts, partition)]
+            if not queue.paused and size >= MAX_QUEUED_PER_PARTITION:
+                self.alert_consumer.pause(tp)
+                queue.paused = True
+            elif queue.paused and size < MAX_QUEUED_PER_PARTITION // 2:
+                self.alert_consumer.resume(tp)
+                queue.paused = False
+
+    def _update_gauges(self) -> None:
+        self.metrics.held_alerts.set(self.queues.held())
+        self.metrics.tracked_devices.set(self.state.tracked_count())
+        for consumer, parts in (
+            (self.state_consumer, self.state_consumer.assignment()),
+            (self.alert_consumer, self.alert_consumer.assignment() if self._bootstrapped else []),
+        ):
+            try:
+                positions = consumer.position(parts)
+            except KafkaException:
+                continue
+            for tp in positions:
+                _low, high = consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+                if high >= 0 and tp.offset >= 0:
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
+
+
+def run_worker(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    FilterWorker(settings).run()

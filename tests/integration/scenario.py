@@ -1,0 +1,143 @@
+"""A deterministic firmware-campaign scenario for the worker tests, with its expected decisions.
+
+The expected decisions come from two independent places: each alert is labelled by construction
+(`intent`), and the pure decision core applied to the complete input gives the reference decision;
+tests check the worker against both.
+"""
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import input_records
+from pipeline.activation_windows import WindowPolicy
+from pipeline.alert_decisions import Suppress
+from pipeline.filter_state import FilterState
+from pipeline.state_backends import MemoryBackend, StagedStore
+
+BASE = 1_772_323_200_000  # 2026-03-01T00:00:00Z
+MIN = 60_000
+HOUR = 60 * MIN
+CANCEL_AT = 32_535_129_600_000  # 3000-12-31T00:00:00Z
+
+
+def eui(rng: random.Random, lower: bool = False) -> str:
+    text = "-".join(f"{rng.randrange(256):02X}" for _ in range(8))
+    return text.lower() if lower else text
+
+
+@dataclass
+class Scenario:
+    inventory: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
+    tracked: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    intent: dict[str, str] = field(default_factory=dict)  # alert_id -> "suppress" | "forward"
+
+    def events(self) -> list[tuple[int, int, str, dict[str, Any]]]:
+        """Activation inputs and alerts in received_at order, requests and outcomes first at a tie (5.6)."""
+        rows = [(d["received_at"], 0, "request", d) for d in self.requests]
+        rows += [(d["received_at"], 0, "outcome", d) for d in self.outcomes]
+        rows += [(d["received_at"], 1, "alert", d) for d in self.alerts]
+        return sorted(rows, key=lambda r: (r[0], r[1]))
+
+    def reference_decisions(self, policy: WindowPolicy = WindowPolicy()) -> dict[str, tuple[str, str | None]]:
+        """alert_id -> ("suppress", request_id) or ("forward", None), from the pure core with all inputs."""
+        state = FilterState(StagedStore(MemoryBackend()), policy)
+        for key, datum in self.inventory:
+            state.put_inventory(key.upper(), None if datum is None else input_records.inventory_record(datum))
+        for key, datum in self.tracked:
+            state.put_tracked(key.upper(), datum is not None)
+        for d in self.requests:
+            state.apply_service_request(input_records.service_request(d))
+        for d in self.outcomes:
+            state.apply_outcome(input_records.activation_outcome(d))
+        decisions: dict[str, tuple[str, str | None]] = {}
+        for d in self.alerts:
+            decision = state.decide(input_records.device_alert(d))
+            if isinstance(decision, Suppress):
+                decisions[d["alert_id"]] = ("suppress", decision.activation.version.request_id)
+            else:
+                decisions[d["alert_id"]] = ("forward", None)
+        return decisions
+
+
+def campaign(homes: int = 30, seed: int = 7, start: int = BASE) -> Scenario:
+    """Tracked and untracked homes; immediate, future-dated, replaced, cancelled and withdrawn activations;
+    AD1s at the window edges and at the request's own millisecond; genuine outages; other alert codes."""
+    rng = random.Random(seed)
+    sc = Scenario()
+    counter = 0
+    alert_no = 0
+
+    def alert(chf: str, t: int, intent: str, code: str = "AD1") -> None:
+        nonlocal alert_no
+        alert_no += 1
+        alert_id = f"alert-{alert_no:05d}"
+        sc.alerts.append(
+            {"alert_id": alert_id, "alert_code": code, "device_id": chf, "mpxn": f"{1000000000000 + alert_no}",
+             "raised_at": t - 1000, "received_at": t, "payload": bytes([alert_no % 256]) * 3}
+        )
+        sc.intent[alert_id] = intent
+
+    def request(esme: str, r: int, execution: int | None, request_id: str | None = None) -> str:
+        nonlocal counter
+        counter += 1
+        rid = request_id or f"90-B3-D5-1F-30-01-00-00:{esme}:{counter}"
+        sc.requests.append(
+            {"request_id": rid, "service_reference_variant": "11.3", "target_device_id": esme,
+             "execution_datetime": execution, "firmware_hash": "ab" * 32, "received_at": r}
+        )
+        return rid
+
+    for h in range(homes):
+        chf, esme, gsme = eui(rng), eui(rng, lower=h % 5 == 0), eui(rng)
+        sc.inventory += [
+            (chf, {"device_id": chf, "device_type": "CHF", "chf_id": None, "mpxn": None, "updated_at": start}),
+            (esme, {"device_id": esme, "device_type": "esme" if h % 4 == 0 else "ESME", "chf_id": chf,
+                    "mpxn": f"{h:013d}", "updated_at": start}),
+            (gsme, {"device_id": gsme, "device_type": "GSME", "chf_id": chf, "mpxn": None, "updated_at": start}),
+        ]
+        tracked = h % 6 != 5
+        if tracked:
+            sc.tracked.append((esme, {"device_id": esme, "manufacturer": "L+G", "model": "E470",
+                                      "firmware_version": "1.0", "list_version": "2026-02", "added_at": start}))
+        r = start + (h + 1) * HOUR
+        kind = h % 6
+        if kind == 0:  # immediate activation: window [r, r+30min], alert at r itself is inside (5.6 tie)
+            request(esme, r, None)
+            alert(chf, r, "suppress")
+            alert(chf, r + 30 * MIN, "suppress")
+            alert(chf, r + 30 * MIN + 1, "forward")
+            alert(chf, r + 10 * MIN, "forward", code="8F36")
+        elif kind == 1:  # future-dated: window [x, x+30min]
+            x = r + 2 * HOUR
+            request(esme, r, x)
+            alert(chf, x - 1, "forward")
+            alert(chf, x, "suppress")
+            alert(chf, x + 17 * MIN, "suppress")
+        elif kind == 2:  # future-dated then cancelled before it starts
+            x = r + 3 * HOUR
+            request(esme, r, x)
+            request(esme, r + HOUR, CANCEL_AT)
+            alert(chf, x + 5 * MIN, "forward")
+        elif kind == 3:  # withdrawn: the device did not hold the image
+            x = r + HOUR
+            rid = request(esme, r, x)
+            sc.outcomes.append({"request_id": rid, "device_id": esme, "outcome": "NO_IMAGE_HELD",
+                                "received_at": x})
+            alert(chf, x + 5 * MIN, "forward")
+        elif kind == 4:  # the same request seen twice (pre-command, then signed): the second replaces the first
+            x1, x2 = r + HOUR, r + 5 * HOUR
+            rid = request(esme, r, x1)
+            request(esme, r + 30 * MIN, x2, request_id=rid)
+            alert(chf, x1 + 5 * MIN, "forward")
+            alert(chf, x2 + 5 * MIN, "suppress")
+            sc.outcomes.append({"request_id": rid, "device_id": esme, "outcome": "SUCCESS",
+                                "received_at": x2 + MIN})
+        else:  # activation on an ESME that is not on the tracked list: a genuine-looking AD1 goes through
+            request(esme, r, None)
+            alert(chf, r + MIN, "forward")
+        alert(chf, r + 20 * HOUR + rng.randrange(HOUR), "forward")  # a genuine outage, far from any window
+    return sc
