@@ -1,12 +1,12 @@
 """What happens to an alert, and why: the vocabulary shared by the state, the worker and the metrics."""
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from pipeline.activation_windows import Activation
 
 
-class ForwardReason(str, Enum):
+class ForwardReason(StrEnum):
     NOT_AD1 = "not_ad1"
     NO_ESME_ON_HAN = "no_esme_on_han"
     NO_TRACKED_ESME = "no_tracked_esme"

@@ -1,6 +1,8 @@
 """A Kafka producer for bulk writes (loaders, simulator): tuned for throughput, yet every record is
 acknowledged by all in-sync replicas or the run fails loudly; a partial load must not pass for a full one."""
 
+import time
+
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.kafka_admin import admin_client, topic_partitions
@@ -18,16 +20,24 @@ class TopicMissing(Exception):
     """A topic to write to does not exist; the DSP creates its input topics, loaders never do."""
 
 
-def require_topics(settings: Settings, *topics: str) -> None:
+def require_topics(settings: Settings, *topics: str, wait_s: float = 5.0) -> None:
     """Fail before reading a file rather than after: an absent topic would otherwise be auto-created
-    by the broker with the wrong settings (not compacted) or time out record by record."""
-    try:
-        present = topic_partitions(admin_client(settings), topics)
-    except KafkaException as exc:
-        raise TopicMissing(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
-    missing = [t for t in topics if t not in present]
-    if missing:
-        raise TopicMissing(f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}")
+    by the broker with the wrong settings (not compacted) or time out record by record. A topic created
+    a moment ago may take a few seconds to show in the metadata, hence the short wait."""
+    admin = admin_client(settings)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            missing = [t for t in topics if t not in topic_partitions(admin, topics)]
+        except KafkaException as exc:
+            missing, error = list(topics), f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+        else:
+            error = f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}"
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TopicMissing(error)
+        time.sleep(0.5)
 
 
 class BulkProducer:

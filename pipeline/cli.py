@@ -91,9 +91,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     except SystemExit as exc:  # from_env's way of saying an environment variable is malformed
         raise CliError(str(exc.code)) from None
     given = vars(args)
-    topics = {
-        t.name: given[_TOPIC_PREFIX + t.name] for t in fields(Topics) if _TOPIC_PREFIX + t.name in given
-    }
+    topics = {t.name: given[_TOPIC_PREFIX + t.name] for t in fields(Topics) if _TOPIC_PREFIX + t.name in given}
     scalars = {name: given[name] for name, _ in _SETTING_FLAGS.values() if name in given}
     return replace(settings, topics=replace(settings.topics, **topics), **scalars)
 
@@ -113,11 +111,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _print_load(report: LoadReport) -> int:
     """Rejections to stderr, counts to stdout; 1 when any row was rejected."""
-    for message in report.rejections:
+    for _line, message in report.rejected_rows:
         print(message, file=sys.stderr)
-    if report.rejected > len(report.rejections):
+    if report.rejected > len(report.rejected_rows):
         print(
-            f"{report.path}: ... and {report.rejected - len(report.rejections)} more rejected rows",
+            f"{report.path}: ... and {report.rejected - len(report.rejected_rows)} more rejected rows",
             file=sys.stderr,
         )
     for line in report.summary():
@@ -127,10 +125,8 @@ def _print_load(report: LoadReport) -> int:
 
 def _load(kind: CsvKind) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        settings = settings_from_args(args)
-        return _print_load(
-            load_csv(kind, args.csv, settings, codec_for(settings), getattr(args, "replace", False))
-        )
+        replace_list = getattr(args, "replace", False)
+        return _print_load(load_csv(kind, args.csv, settings_from_args(args), codec_for, replace_list, args.jobs))
 
     return run
 
@@ -165,21 +161,34 @@ def _simulate(args: argparse.Namespace) -> int:
     if created:
         print(f"created input topics: {', '.join(created)}")
     status = 0
-    codec = codec_for(settings)
     if not args.no_load:
         for kind, path in ((TRACKED, tracked_csv), (INVENTORY, inventory_csv)):
-            status = max(status, _print_load(load_csv(kind, str(path), settings, codec)))
+            status = max(status, _print_load(load_csv(kind, str(path), settings, codec_for)))
     if not args.no_play:
-        counts = sim.play(scenario, settings, codec)
-        print(
-            "played " + ", ".join(f"{n} records on {getattr(settings.topics, t)}" for t, n in counts.items())
-        )
+        counts = sim.play(scenario, settings, codec_for(settings))
+        print("played " + ", ".join(f"{n} records on {getattr(settings.topics, t)}" for t, n in counts.items()))
     return status
 
 
 def _demo_summary(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     return summarise(settings, codec_for(settings), Path(args.expected), args.timeout)
+
+
+def _jobs_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        help="processes to load with (default: 1 for files under 8 MB, else one per CPU up to 4)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative(int)(text)
+    if not value:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also remove every listed device that is not in the file (skipped if any row is rejected)",
     )
     tracked.set_defaults(run=_load(TRACKED))
+    _jobs_flag(tracked)
 
     inventory = commands.add_parser(
         "load-inventory",
@@ -211,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inventory.add_argument("csv", metavar="CSV")
     inventory.set_defaults(run=_load(INVENTORY))
+    _jobs_flag(inventory)
 
     simulate = commands.add_parser(
         "simulate",
@@ -220,9 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         "topics, loads the CSVs with the load-tracked/load-inventory code, then produces the scenario.",
     )
     simulate.add_argument("--homes", type=int, default=200, help="number of premises (default 200)")
-    simulate.add_argument(
-        "--seed", type=int, default=1, help="random seed: same seed, same output (default 1)"
-    )
+    simulate.add_argument("--seed", type=int, default=1, help="random seed: same seed, same output (default 1)")
     simulate.add_argument("--out", default="demo-output", help="folder for the CSVs and expected.json")
     simulate.add_argument("--base-time", default=sim.DEFAULT_BASE_TIME, help="ISO-8601 start of the scenario")
     simulate.add_argument(
@@ -232,9 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of homes whose ESME is tracked (default 0.3)",
     )
     simulate.add_argument("--partitions", type=int, default=3, help="partitions of input topics it creates")
-    simulate.add_argument(
-        "--no-load", action="store_true", help="do not load the CSVs onto the reference topics"
-    )
+    simulate.add_argument("--no-load", action="store_true", help="do not load the CSVs onto the reference topics")
     simulate.add_argument("--no-play", action="store_true", help="do not produce the scenario records")
     simulate.set_defaults(run=_simulate)
 
@@ -242,9 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo-summary", parents=[common], help="check the filter's outputs against a simulated scenario"
     )
     summary.add_argument("--expected", required=True, help="expected.json written by simulate")
-    summary.add_argument(
-        "--timeout", type=_non_negative(float), default=120.0, help="seconds to wait (default 120)"
-    )
+    summary.add_argument("--timeout", type=_non_negative(float), default=120.0, help="seconds to wait (default 120)")
     summary.set_defaults(run=_demo_summary)
     return parser
 

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from pipeline.activation_windows import (
     Cancellation,
     RequestVersion,
+    Window,
     WindowPolicy,
     add_time,
     add_version,
     earliest,
     effective_activation,
     interpret_request,
+    is_cancelled,
+    is_current_version,
     preferred,
     window_of,
 )
@@ -205,19 +208,19 @@ class FilterState:
         horizon = now - retention_ms
         reach = self.policy.max_future_ms + self.policy.window_ms
         pending = active = purged = 0
-        for key, raw in list(self._store.scan(VERSIONS)):
+        for key, _raw in list(self._store.scan(VERSIONS)):
             request_id = key[len(VERSIONS) :].decode()
             versions = self._versions(request_id)
-            kept = tuple(v for v in versions if window_of(v, self.policy).end >= horizon)
-            purged += len(versions) - len(kept)
-            if kept != versions:
-                self._put_versions(request_id, kept)
-            for v in kept:
-                window = window_of(v, self.policy)
-                if window.start > now:
-                    pending += 1
-                elif window.end >= now:
-                    active += 1
+            # Sightings of one request ID go together: dropping only an ended replacement would
+            # make the version it replaced current again.
+            if all(window_of(v, self.policy).end < horizon for v in versions):
+                purged += len(versions)
+                self._put_versions(request_id, ())
+                continue
+            window = self._window_in_force(request_id, versions, now)
+            if window is not None:
+                pending += window.start > now
+                active += window.contains(now)
         for key, raw in list(self._store.scan(WITHDRAWN)):
             request_id = key[len(WITHDRAWN) :].decode()
             if int(raw) < horizon - reach and not self._versions(request_id):
@@ -230,6 +233,19 @@ class FilterState:
             if (live, recent) != (requests, cancellations):
                 self._put_activity(esme_id, live, recent)
         return WindowCounts(pending, active, purged)
+
+    def _window_in_force(self, request_id: str, versions: tuple[RequestVersion, ...], now: int) -> Window | None:
+        """The window of the request's current sighting at `now` if neither cancelled, withdrawn nor over."""
+        current = [v for v in versions if is_current_version(v, versions, now) and v.received_at <= now]
+        if not current:
+            return None
+        version = current[-1]
+        withdrawn_at = self._withdrawn_at(request_id)
+        _, cancellations = self._activity(version.esme_id)
+        window = window_of(version, self.policy)
+        if (withdrawn_at is not None and withdrawn_at <= now) or is_cancelled(version, cancellations, now):
+            return None
+        return window if window.end >= now else None
 
     def tracked_count(self) -> int:
         raw = self.get_meta(TRACKED_COUNT)

@@ -3,6 +3,7 @@
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 
 from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
@@ -71,7 +72,7 @@ class EndOffsetLookup:
 
     def __init__(self, admin: AdminClient) -> None:
         self._admin = admin
-        self._futures: dict[TopicPartition, object] | None = None
+        self._futures: dict[TopicPartition, Future] | None = None
         self._tag = 0
 
     @property
@@ -87,11 +88,11 @@ class EndOffsetLookup:
 
     def poll(self) -> tuple[dict[Partition, int], int] | None:
         """(end offsets, tag) once the look-up finished; None while pending; a failure starts over."""
-        if self._futures is None or not all(f.done() for f in self._futures.values()):  # type: ignore[attr-defined]
+        if self._futures is None or not all(f.done() for f in self._futures.values()):
             return None
         futures, self._futures = self._futures, None
         try:
-            ends = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}  # type: ignore[attr-defined]
+            ends = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
         except KafkaException as exc:
             log.warning("end-offset look-up failed, will retry: %s", exc)
             return None

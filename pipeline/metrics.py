@@ -65,7 +65,9 @@ class Readiness:
             return (self._reason == "", self._reason or "ready")
 
 
-def serve_metrics(port: int, metrics: WorkerMetrics, readiness: Readiness, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+def serve_metrics(
+    port: int, metrics: WorkerMetrics, readiness: Readiness, host: str = "0.0.0.0"
+) -> ThreadingHTTPServer:
     """Start the HTTP server in a daemon thread; returns it (its `server_port` is the bound port)."""
 
     class Handler(BaseHTTPRequestHandler):

@@ -60,7 +60,8 @@ class ReadFrontier:
         for p, progress in self._progress.items():
             if progress.clock is not None and progress.clock > t:
                 continue
-            if use_ends and progress.next_offset >= self._end_offsets.get(p, 0):
+            end = self._end_offsets.get(p) if use_ends else None
+            if end is not None and progress.next_offset >= end:
                 continue
             blocking.append(p)
         return blocking

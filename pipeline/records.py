@@ -4,13 +4,13 @@ These are plain data; decoding and validation live in `input_records.py`, Avro i
 """
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 FIRMWARE_ACTIVATION_VARIANT = "11.3"
 OUTAGE_ALERT_CODE = "AD1"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     SUCCESS = "SUCCESS"
     NO_IMAGE_HELD = "NO_IMAGE_HELD"
     HASH_MISMATCH = "HASH_MISMATCH"

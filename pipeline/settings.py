@@ -2,7 +2,6 @@
 
 import os
 from collections.abc import Mapping
-
 from dataclasses import dataclass, field, fields, replace
 from typing import TypeVar
 

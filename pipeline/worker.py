@@ -23,7 +23,7 @@ from types import FrameType
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipeline.activation_windows import WindowPolicy
-from pipeline.alert_decisions import Forward, ForwardReason, Suppress
+from pipeline.alert_decisions import ForwardReason, Suppress
 from pipeline.alert_intake import AlertQueues, ReadAlert, read_alert
 from pipeline.avro_codec import AvroCodec
 from pipeline.filter_state import FilterState
@@ -238,7 +238,7 @@ class FilterWorker:
 
     def _apply_state_message(self, msg: Message) -> None:
         err = msg.error()
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        topic, partition, offset = _coordinates(msg)
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
                 self.frontier.observe_position((topic, partition), offset)
@@ -308,7 +308,8 @@ class FilterWorker:
                     log.warning("alert read error: %s", err)
                 continue
             self._read_seq += 1
-            item = read_alert(self.codec, msg.partition(), msg.offset(), msg.key(), msg.value(), self._read_seq, now)
+            _, partition, offset = _coordinates(msg)
+            item = read_alert(self.codec, partition, offset, msg.key(), msg.value(), self._read_seq, now)
             self.queues.append(item)
             count += 1
         if count:
@@ -541,6 +542,13 @@ class FilterWorker:
                 _low, high = consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
                 if high >= 0 and tp.offset >= 0:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
+
+
+def _coordinates(msg: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed message (always set on those, whatever the stubs say)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
 
 
 def run_worker(settings: Settings) -> None:

@@ -42,9 +42,9 @@ class Scenario:
         rows += [(d["received_at"], 1, "alert", d) for d in self.alerts]
         return sorted(rows, key=lambda r: (r[0], r[1]))
 
-    def reference_decisions(self, policy: WindowPolicy = WindowPolicy()) -> dict[str, tuple[str, str | None]]:
+    def reference_decisions(self, policy: WindowPolicy | None = None) -> dict[str, tuple[str, str | None]]:
         """alert_id -> ("suppress", request_id) or ("forward", None), from the pure core with all inputs."""
-        state = FilterState(StagedStore(MemoryBackend()), policy)
+        state = FilterState(StagedStore(MemoryBackend()), policy or WindowPolicy())
         for key, datum in self.inventory:
             state.put_inventory(key.upper(), None if datum is None else input_records.inventory_record(datum))
         for key, datum in self.tracked:

@@ -52,7 +52,7 @@ def check_decisions(out_reader: OutputReader, sc: Scenario, sent: dict[str, byte
     for alert_id, (key, value) in by_id.items():
         assert value == sent[alert_id], "forwarded bytes must be the input bytes"
         assert key == CODEC.decode("DeviceAlert", value)["device_id"].encode()
-    for key, s in outputs.suppressed:
+    for _key, s in outputs.suppressed:
         assert CODEC.encode("DeviceAlert", s["alert"]) == sent[s["alert"]["alert_id"]]
         assert s["window_start"] <= s["alert"]["received_at"] <= s["window_end"]
         assert s["esme_id"] == s["esme_id"].upper() and s["activation_request_id"]

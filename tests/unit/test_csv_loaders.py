@@ -19,9 +19,7 @@ def load(tmp_path: Path, kind: CsvKind, text: str, name: str = "list.csv") -> tu
 
 
 def test_tracked_rows_become_datums_with_canonical_ids_and_the_load_time_when_no_time_is_given(tmp_path):
-    rows, report = load(
-        tmp_path, TRACKED, f"device_id,model\n{ESME.lower()},E470\n00-db-12-34-56-78-90-ff,\n"
-    )
+    rows, report = load(tmp_path, TRACKED, f"device_id,model\n{ESME.lower()},E470\n00-db-12-34-56-78-90-ff,\n")
     assert rows == [
         {
             "device_id": ESME,
@@ -95,22 +93,20 @@ def test_inventory_rows_canonicalise_the_chf_and_an_empty_chf_means_no_associati
         (INVENTORY, f"{ESME}x,ESME,{CHF}", "device_id"),
     ],
 )
-def test_a_bad_row_is_rejected_naming_file_line_and_field_and_the_good_rows_still_load(
-    tmp_path, kind, row, field
-):
+def test_a_bad_row_is_rejected_naming_file_line_and_field_and_the_good_rows_still_load(tmp_path, kind, row, field):
     header = "device_id,model,added_at" if kind is TRACKED else "device_id,device_type,chf_id"
     good = f"{CHF},E470," if kind is TRACKED else f"{CHF},CHF,"
     rows, report = load(tmp_path, kind, f"{header}\n{good}\n{row}\n{good}\n", name="tracked.csv")
     assert len(rows) == 2
     assert (report.rows_read, report.rejected) == (3, 1)
-    assert report.rejections[0].startswith(f"{tmp_path / 'tracked.csv'}:3: {field}")
+    assert report.rejected_rows[0][1].startswith(f"{tmp_path / 'tracked.csv'}:3: {field}")
 
 
 def test_line_numbers_count_the_header_and_blank_lines_but_blank_lines_are_not_rows(tmp_path):
     rows, report = load(tmp_path, TRACKED, f"device_id\n\n{ESME}\n\nbad\n")
     assert len(rows) == 1
     assert report.rows_read == 2
-    assert report.rejections == [
+    assert [m for _, m in report.rejected_rows] == [
         f"{tmp_path / 'list.csv'}:5: device_id 'bad' is not an EUI-64 device ID "
         "(expected 8 hyphen-separated hex octets, e.g. 00-DB-12-34-56-78-90-A0)"
     ]
@@ -149,7 +145,7 @@ def test_a_rejected_row_is_not_counted_as_a_listed_device(tmp_path):
 def test_rejections_shown_are_capped_but_all_are_counted(tmp_path):
     _, report = load(tmp_path, TRACKED, "device_id\n" + "bad\n" * 150)
     assert report.rejected == 150
-    assert len(report.rejections) == 100
+    assert len(report.rejected_rows) == 100
 
 
 @pytest.mark.parametrize(
@@ -164,3 +160,36 @@ def test_rejections_shown_are_capped_but_all_are_counted(tmp_path):
 )
 def test_times_are_epoch_millis_or_iso_8601_in_utc(text, millis):
     assert parse_time(text, "added_at") == millis
+
+
+def test_shards_split_the_rows_by_device_id_and_their_reports_add_up_to_the_whole_file(tmp_path):
+    ids = [f"00-DB-12-34-56-78-{n // 256:02X}-{n % 256:02X}" for n in range(300)]
+    lines = [*ids, ids[7].lower(), "bad", ids[8], "also-bad"]
+    path = tmp_path / "list.csv"
+    path.write_text("device_id\n" + "\n".join(lines) + "\n")
+    whole = LoadReport(str(path))
+    everything = list(read_csv(TRACKED, str(path), LOAD_TIME, whole))
+    merged = LoadReport(str(path))
+    shards = []
+    for index in range(3):
+        part = LoadReport(str(path))
+        shards.append([row["device_id"] for row in read_csv(TRACKED, str(path), LOAD_TIME, part, (index, 3))])
+        merged.add(part)
+    assert all(shards) and sorted(sum(shards, [])) == sorted(row["device_id"] for row in everything)
+    assert next(s for s in shards if ids[7] in s).count(ids[7]) == 2  # both rows of a device in one shard
+    assert (
+        (merged.rows_read, merged.rejected, merged.duplicates)
+        == (304, 2, 2)
+        == (
+            whole.rows_read,
+            whole.rejected,
+            whole.duplicates,
+        )
+    )
+    assert merged.rejected_rows == whole.rejected_rows == [
+        (303, f"{path}:303: device_id 'bad' is not an EUI-64 device ID "
+              "(expected 8 hyphen-separated hex octets, e.g. 00-DB-12-34-56-78-90-A0)"),
+        (305, f"{path}:305: device_id 'also-bad' is not an EUI-64 device ID "
+              "(expected 8 hyphen-separated hex octets, e.g. 00-DB-12-34-56-78-90-A0)"),
+    ]  # fmt: skip
+    assert merged.device_ids == whole.device_ids == set(ids)

@@ -179,7 +179,7 @@ def _alert_events(scenario: Scenario):
 def oracle(
     estate: Estate, scenario: Scenario, settings: Settings
 ) -> dict[str, tuple[str, set[tuple[str, str]]]]:
-    """Contract 5 applied directly: alert ID -> (decision, {(ESME, request ID)} that justify a suppression)."""
+    """Contract 5 applied directly: alert ID -> (decision, {(ESME, request ID) justifying a suppression})."""
     esmes_on = {h.chf: h.esme for h in estate.homes}
     tracked = {h.esme for h in estate.tracked}
     events = scenario.ordered()

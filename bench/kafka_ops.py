@@ -1,0 +1,170 @@
+"""Broker-side helpers for the benchmark: per-run topics, progress from committed offsets, output counts.
+
+Progress is read from the consumer group's committed offsets (what a transaction commits atomically
+with the outputs), not by consuming the outputs while the worker runs: on a 2-core machine a counting
+consumer would steal CPU from the very process being measured.
+"""
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka import Consumer as _Consumer
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+from bench.scenario import alert_id_of
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def check_broker(bootstrap: str, timeout: float = 15) -> None:
+    """Fail at once with a readable message rather than minutes later in some phase."""
+    try:
+        admin(bootstrap).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise SystemExit(f"no Kafka broker answers at {bootstrap} ({exc}); start one with `make kafka-up`") from None
+
+
+def create_topics(client: AdminClient, topics: dict[str, tuple[int, dict[str, str]]]) -> None:
+    new = [NewTopic(name, num_partitions=parts, replication_factor=1, config=config)
+           for name, (parts, config) in topics.items()]
+    for future in client.create_topics(new, operation_timeout=30).values():
+        future.result(timeout=60)
+
+
+def delete_topics(client: AdminClient, prefix: str) -> list[str]:
+    """Every topic of this run (named with its unique prefix); errors are ignored: clean-up is best effort."""
+    names = [t for t in client.list_topics(timeout=10).topics if t.startswith(prefix)]
+    if names:
+        for future in client.delete_topics(names, operation_timeout=30).values():
+            try:
+                future.result(timeout=60)
+            except KafkaException:
+                pass
+    return names
+
+
+def partitions_of(client: AdminClient, topic: str) -> list[int]:
+    return sorted(client.list_topics(topic, timeout=10).topics[topic].partitions)
+
+
+def end_offsets(client: AdminClient, topic: str, committed: bool = False) -> dict[int, int]:
+    """High watermarks (or, with `committed`, last stable offsets) of every partition of a topic."""
+    level = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions_of(client, topic)}
+    futures = client.list_offsets(request, isolation_level=level, request_timeout=15)
+    return {tp.partition: f.result(timeout=30).offset for tp, f in futures.items()}
+
+
+def committed_offsets(client: AdminClient, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """The group's committed offset per partition (0 where it has none yet)."""
+    request = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])]
+    result = client.list_consumer_group_offsets(request, request_timeout=10)[group].result(timeout=15)
+    return {tp.partition: max(tp.offset, 0) for tp in result.topic_partitions}
+
+
+class Progress:
+    """Samples a group's committed offsets on a topic until they reach given end offsets.
+
+    `samples` is [(monotonic time, records committed since the start)], from which the report takes the
+    sustained rate (the slope between 10% and 90% of the records), free of start-up and tail effects.
+    """
+
+    def __init__(self, bootstrap: str, group: str, topic: str, ends: dict[int, int], start: dict[int, int]) -> None:
+        self.client = admin(bootstrap)
+        self.group, self.topic, self.ends, self.start = group, topic, ends, start
+        self.total = sum(ends[p] - start.get(p, 0) for p in ends)
+        self.samples: list[tuple[float, int]] = []
+
+    def done_count(self) -> int:
+        committed = committed_offsets(self.client, self.group, self.topic, self.ends)
+        return sum(min(committed.get(p, 0), self.ends[p]) - self.start.get(p, 0) for p in self.ends)
+
+    def wait(self, timeout: float, interval: float = 0.2, alive: Callable[[], bool] | None = None) -> float:
+        """Block until everything is committed; returns the monotonic time it was first seen complete."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                done = self.done_count()
+            except KafkaException:
+                done = self.samples[-1][1] if self.samples else 0
+            now = time.monotonic()
+            self.samples.append((now, done))
+            if done >= self.total:
+                return now
+            if now > deadline:
+                raise TimeoutError(f"{self.group}: {done} of {self.total} records committed after {timeout:.0f} s")
+            if alive is not None and not alive():
+                raise RuntimeError(f"{self.group}: a worker exited with {done} of {self.total} records committed")
+            time.sleep(interval)
+
+
+def sustained_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1, hi: float = 0.9) -> float | None:
+    """Records/s between the first samples at or past lo*total and hi*total (linear interpolation)."""
+    if total <= 0 or len(samples) < 2:
+        return None
+
+    def crossing(target: float) -> float | None:
+        for (t0, n0), (t1, n1) in zip(samples, samples[1:], strict=False):
+            if n1 >= target:
+                if n1 == n0:
+                    return t1
+                return t0 + (t1 - t0) * max(0.0, (target - n0)) / (n1 - n0)
+        return None
+
+    a, b = crossing(lo * total), crossing(hi * total)
+    if a is None or b is None or b <= a:
+        return None
+    return (hi - lo) * total / (b - a)
+
+
+def count_outputs(bootstrap: str, topics: dict[str, str], timeout: float = 300) -> dict[str, object]:
+    """Read every output topic to its last stable offset (read_committed, as a DNO would) and count records
+    by kind and alert ID: every input alert must appear exactly once across the three outputs."""
+    client = admin(bootstrap)
+    ends: dict[tuple[str, int], int] = {}
+    for topic in topics.values():
+        try:
+            for p, end in end_offsets(client, topic, committed=True).items():
+                if end > 0:
+                    ends[(topic, p)] = end
+        except KafkaException:
+            continue  # the topic does not exist (nothing was ever written to it)
+    consumer = _Consumer({
+        "bootstrap.servers": bootstrap, "group.id": "bench-output-count", "enable.auto.commit": False,
+        "isolation.level": "read_committed", "enable.partition.eof": False,
+    })
+    kinds = {topic: kind for kind, topic in topics.items()}
+    counts: Counter[str] = Counter()
+    ids: Counter[bytes] = Counter()
+    try:
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
+        pending = dict(ends)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, 0.5):
+                if msg.error() is not None:
+                    continue
+                kind = kinds[msg.topic()]
+                counts[kind] += 1
+                value = msg.value()
+                if kind != "dead_letter" and value:
+                    ids[alert_id_of(value)] += 1
+            positions = consumer.position([TopicPartition(t, p) for t, p in pending])
+            for tp in positions:
+                if tp.offset >= pending[(tp.topic, tp.partition)]:
+                    del pending[(tp.topic, tp.partition)]
+        complete = not pending
+    finally:
+        consumer.close()
+    duplicates = sum(n - 1 for n in ids.values() if n > 1)
+    return {"by_topic": dict(counts), "distinct_alert_ids": len(ids), "duplicates": duplicates, "complete": complete}

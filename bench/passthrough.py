@@ -1,0 +1,112 @@
+"""The ceiling: a raw confluent-kafka pass-through of the alert topic, `python -m bench.passthrough P.json R.json`.
+
+It consumes exactly as the worker does (read_committed, batches of 5000, the same fetch settings) and
+produces the same bytes to another topic with the worker's producer settings; in `txn` mode one Kafka
+transaction per batch carries the outputs and the consumer offsets (what exactly-once costs), in
+`plain` mode records are produced without transactions and flushed at the end. No decoding, no state:
+whatever the worker does beyond this is its own overhead.
+"""
+
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+BATCH = 5000  # the worker's READ_BATCH
+
+
+def run(p: dict[str, Any]) -> dict[str, Any]:
+    txn = p["mode"] == "txn"
+    consumer = Consumer({
+        "bootstrap.servers": p["bootstrap"],
+        "group.id": p["group"],
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "queued.max.messages.kbytes": 65536,
+        "fetch.wait.max.ms": 50,
+    })
+    config: dict[str, Any] = {
+        "bootstrap.servers": p["bootstrap"],
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "batch.size": 1_000_000,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 1_000_000,
+    }
+    if txn:
+        config |= {"transactional.id": f"{p['group']}-tx", "transaction.timeout.ms": 60_000}
+    producer = Producer(config)
+    if txn:
+        producer.init_transactions(30)
+    assigned: list[float] = []
+    consumer.subscribe([p["source"]], on_assign=lambda c, parts: assigned.append(time.monotonic()))
+    started = time.monotonic()
+    deadline = started + p["timeout"]
+    expect, target = p["expect"], p["target"]
+    count = 0
+    first_at: float | None = None
+    checkpoints: list[tuple[float, int]] = []
+    cpu0 = _cpu()
+    while count < expect:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pass-through copied {count} of {expect} records in {p['timeout']} s")
+        messages = [m for m in consumer.consume(BATCH, 0.05) if m.error() is None]
+        if not messages:
+            continue
+        if first_at is None:
+            first_at = time.monotonic()
+        if txn:
+            producer.begin_transaction()
+        last: dict[int, int] = {}
+        for m in messages:
+            while True:
+                try:
+                    producer.produce(target, m.value(), m.key())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            last[m.partition()] = m.offset()  # type: ignore[index]
+        if txn:
+            offsets = [TopicPartition(p["source"], part, off + 1) for part, off in last.items()]
+            producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(30)
+        else:
+            producer.poll(0)
+        count += len(messages)
+        checkpoints.append((time.monotonic(), count))
+    if producer.flush(60) != 0:
+        raise RuntimeError("pass-through records left undelivered")
+    done_at = time.monotonic()
+    checkpoints.append((done_at, count))
+    cpu = _cpu() - cpu0
+    consumer.close()
+    assert first_at is not None
+    return {
+        "mode": p["mode"],
+        "records": count,
+        "startup_s": (assigned[0] if assigned else first_at) - started,
+        "first_to_done_s": done_at - first_at,
+        "rate": count / (done_at - first_at),
+        "checkpoints": [(t - first_at, n) for t, n in checkpoints],
+        "cpu_s": cpu,
+    }
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    params = json.loads(open(sys.argv[1]).read())
+    with open(sys.argv[2], "w") as handle:
+        json.dump(run(params), handle)
+
+
+if __name__ == "__main__":
+    main()

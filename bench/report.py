@@ -1,0 +1,162 @@
+"""The results as a table for the terminal and a PNG chart (throughput and latency against offered load)."""
+
+from pathlib import Path
+from typing import Any
+
+TARGETS = {
+    "sustained_rate": 50_000,  # alerts/s, one worker process
+    "passthrough_share": 0.5,  # worker / transactional pass-through
+    "p99_ms_at_5000": 100,
+    "drain_s_1m": 30,
+    "load_s": 30,
+    "peak_rss_mb": 500,
+    "ready_local_s": 10,
+    "ready_rebuild_s": 60,
+}
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        text = f"{value:,.{digits}f}"
+    elif isinstance(value, int):
+        text = f"{value:,}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".strip()
+
+
+def _verdict(value: float | None, target: float, lower_is_better: bool = True) -> str:
+    if value is None:
+        return "not measured"
+    ok = value <= target if lower_is_better else value >= target
+    return "met" if ok else "NOT met"
+
+
+def headline(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, measured, target, verdict) rows, the same in the table, the JSON and the README."""
+    t = TARGETS
+    w1 = results.get("worker_1", {})
+    rate = w1.get("sustained_rate")
+    ratio = _get(results, "passthrough", "worker_to_txn")
+    ratio_plain = _get(results, "passthrough", "worker_to_plain")
+    lat5k = next((r for r in results.get("latency", []) if r.get("rate") == 5000), {})
+    p99 = lat5k.get("p99_ms")
+    load_s = _get(results, "load", "total_s")
+    drain = w1.get("drain_s_from_ready")
+    backlog = _get(results, "backlog", "produced")
+    rss = _get(results, "rss", "peak_mb")
+    ready = results.get("ready", {})
+    w2 = results.get("worker_2", {})
+    tracked = _get(results, "run", "scale", "tracked")
+    rows = [
+        ("sustained alerts/s, 1 worker", _fmt(rate, "/s", 0), f">= {t['sustained_rate']:,}/s",
+         _verdict(rate, t["sustained_rate"], lower_is_better=False)),
+        ("worker / txn pass-through", _fmt(ratio, "", 3), f">= {t['passthrough_share']}",
+         _verdict(ratio, t["passthrough_share"], lower_is_better=False)),
+        ("worker / plain pass-through", _fmt(ratio_plain, "", 3), "(info)", ""),
+        ("p99 latency at 5,000/s", _fmt(p99, "ms"), f"< {t['p99_ms_at_5000']} ms", _verdict(p99, t["p99_ms_at_5000"])),
+        ("p50 / p99.9 at 5,000/s", f"{_fmt(lat5k.get('p50_ms'), 'ms')} / {_fmt(lat5k.get('p999_ms'), 'ms')}", "", ""),
+        (f"drain {_fmt(backlog)} alerts (from ready)", _fmt(drain, "s"),
+         f"< {t['drain_s_1m']} s for 1M", _verdict(drain, t["drain_s_1m"]) if backlog == 1_000_000 else "(scaled run)"),
+        (f"bulk load {_fmt(tracked)} tracked + inventory", _fmt(load_s, "s"), f"< {t['load_s']} s",
+         _verdict(load_s, t["load_s"]) if tracked == 1_500_000 else "(scaled run)"),
+        ("peak RSS of a worker", _fmt(rss, "MB", 0), f"< {t['peak_rss_mb']} MB", _verdict(rss, t["peak_rss_mb"])),
+        ("ready, first start (state from Kafka)", _fmt(ready.get("first_start_s"), "s"), "(info)", ""),
+        ("ready, restart with local state", _fmt(ready.get("restart_local_s"), "s"), f"< {t['ready_local_s']} s",
+         _verdict(ready.get("restart_local_s"), t["ready_local_s"])),
+        ("ready, state folder deleted", _fmt(ready.get("rebuild_s"), "s"), f"< {t['ready_rebuild_s']} s",
+         _verdict(ready.get("rebuild_s"), t["ready_rebuild_s"])),
+        ("sustained alerts/s, 2 workers", _fmt(w2.get("sustained_rate"), "/s", 0),
+         "(info)", f"x{w2['scaling']:.2f} of 1 worker" if w2.get("scaling") else ""),
+    ]
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [("figure", "measured", "target", "verdict"), *headline(results)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    extra = []
+    pt = results.get("passthrough", {})
+    for mode in ("txn", "plain"):
+        if isinstance(pt.get(mode), dict) and "rate" in pt[mode]:
+            extra.append(f"pass-through {mode}: {pt[mode]['rate']:,.0f}/s mean, "
+                         f"{_fmt(pt[mode].get('sustained_rate'), '/s', 0)} sustained, cpu {pt[mode]['cpu_s']:.1f} s")
+    for lat in results.get("latency", []):
+        if "p50_ms" in lat:
+            extra.append(
+                f"latency at {lat['rate']:,}/s offered ({lat['achieved_rate']:,.0f}/s sent, {lat['output_rate']:,.0f}/s out):"
+                f" p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, p99.9 {lat['p999_ms']:.1f} ms, "
+                f"max {lat['max_ms']:.0f} ms; AD1 p99 {_fmt(lat.get('ad1_p99_ms'), 'ms')}; missing {lat['missing']}")
+    check = results.get("correctness", {})
+    if check:
+        extra.append(f"outputs: {check.get('verdict', 'n/a')}: {check.get('detail', '')}")
+    for err in results.get("errors", []):
+        extra.append(f"ERROR in {err['phase']}: {err['error'].splitlines()[0][:200]}")
+    return "\n".join(lines + [""] + extra)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Left: output rate against offered load (paced runs, then the backlog as unbounded load) with the
+    pass-through ceilings; right: latency percentiles against offered load, with the 100 ms target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lat = [r for r in results.get("latency", []) if "p50_ms" in r]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    offered = [r["rate"] for r in lat]
+    ax1.plot(offered, [r["output_rate"] for r in lat], "o-", label="worker, paced load")
+    ax1.plot(offered, offered, ":", color="grey", label="offered = achieved")
+    top = max(offered, default=10_000) * 1.5
+    w1 = results.get("worker_1", {}).get("sustained_rate")
+    w2 = results.get("worker_2", {}).get("sustained_rate")
+    pt = results.get("passthrough", {})
+    for value, label, style in (
+        (w1, "1 worker, backlog (unbounded load)", "-"),
+        (w2, "2 workers, backlog", "-."),
+        (_get(pt, "txn", "sustained_rate"), "pass-through, transactional", "--"),
+        (_get(pt, "plain", "sustained_rate"), "pass-through, plain", "--"),
+        (TARGETS["sustained_rate"], "target 50,000/s", ":"),
+    ):
+        if value:
+            ax1.axhline(value, linestyle=style, linewidth=1, label=f"{label}: {value:,.0f}/s",
+                        color="red" if "target" in label else None)
+    ax1.set_xlim(0, top)
+    ax1.set_xlabel("offered load (alerts/s)")
+    ax1.set_ylabel("alerts/s decided and committed")
+    ax1.set_yscale("log")
+    ax1.set_title("Throughput")
+    ax1.legend(fontsize=7, loc="lower right")
+    ax1.grid(True, which="both", alpha=0.3)
+    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"), ("max_ms", "max")):
+        ax2.plot(offered, [r[key] for r in lat], "o-", label=label)
+    ax2.axhline(TARGETS["p99_ms_at_5000"], color="red", linestyle=":", label="p99 target at 5,000/s: 100 ms")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("offered load (alerts/s)")
+    ax2.set_ylabel("end-to-end latency (ms): DSP produce -> readable by a read_committed DNO consumer")
+    ax2.set_title("Decision latency, one worker")
+    ax2.legend(fontsize=8)
+    ax2.grid(True, which="both", alpha=0.3)
+    scale = _get(results, "run", "scale") or {}
+    fig.suptitle(
+        f"poa-filter bench {_get(results, 'run', 'tag')}: {scale.get('tracked', 0):,} tracked devices, "
+        f"{scale.get('campaign', 0):,} activations, backlog {scale.get('backlog', 0):,} alerts, "
+        f"{_get(results, 'run', 'cpus')} CPUs",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

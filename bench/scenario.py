@@ -1,0 +1,341 @@
+"""The benchmark's world: an estate, a firmware campaign and alert streams, deterministic from a seed.
+
+Device IDs are derived from the home number, so any process (loader, backlog producer, paced producer)
+rebuilds the same world from a few parameters instead of shipping it around. Every alert's required
+decision is known by construction (suppress only when an AD1 falls in a live window of a plain
+activation), so a run checks that the worker suppressed exactly the AD1s it should, not only that it
+was fast.
+"""
+
+import bisect
+import csv
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.avro_codec import SINGLE_OBJECT_MARKER, AvroCodec
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+WINDOW_MS = 30 * MINUTE_MS  # the worker's default window; the bench runs it with defaults
+CANCEL_AT_MS = 32_535_129_600_000  # 3000-12-31: the DUIS cancellation convention
+_CHF_BASE = 0x0C_B5 << 48  # CH Functions
+_ESME_BASE = 0x0E_B5 << 48  # electricity meters
+_SUPPLIER = "90-B3-D5-1F-30-01-00-00"
+_OTHER_CODES = ("8F36", "8F3E", "8F1C", "8F0A", "8154", "8F66", "8F84", "8F35")
+PAYLOAD_BYTES = 96  # a short GBCS alert payload, passed through untouched
+
+
+def eui64(n: int) -> str:
+    h = f"{n:016X}"
+    return f"{h[0:2]}-{h[2:4]}-{h[4:6]}-{h[6:8]}-{h[8:10]}-{h[10:12]}-{h[12:14]}-{h[14:16]}"
+
+
+def chf_of(home: int) -> str:
+    return eui64(_CHF_BASE | home)
+
+
+def esme_of(home: int) -> str:
+    return eui64(_ESME_BASE | home)
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    """Everything needed to rebuild the world in another process (passed as JSON)."""
+
+    tracked: int
+    untracked: int
+    campaign: int
+    now_ms: int  # wall clock at the start of the run: the campaign is centred on it
+    seed: int
+
+    @property
+    def homes(self) -> int:
+        return self.tracked + self.untracked
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- reference data: the CSVs the real loaders read --------------------------------------------------
+
+
+def write_csvs(params: WorldParams, out_dir: Path) -> tuple[Path, Path, int, int]:
+    """tracked.csv (one row per tracked ESME) and inventory.csv (CHF and ESME of every home).
+
+    Only what the filter needs: the ESME -> CHF association of each home, plus the CHF itself. Untracked
+    homes are in the inventory too, so AD1s from them take the 'no tracked ESME' path.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracked_path, inventory_path = out_dir / "tracked.csv", out_dir / "inventory.csv"
+    added = params.now_ms - 30 * 24 * HOUR_MS
+    with open(tracked_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["device_id", "manufacturer", "model", "firmware_version", "list_version", "added_at"])
+        writer.writerows(
+            (esme_of(h), "Landis+Gyr", "E470", "5.3.20", "MP102B-2025-11", added) for h in range(params.tracked)
+        )
+    with open(inventory_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["device_id", "device_type", "chf_id", "mpxn", "updated_at"])
+        for h in range(params.homes):
+            chf = chf_of(h)
+            writer.writerow((chf, "CHF", "", "", added))
+            writer.writerow((esme_of(h), "ESME", chf, f"{1_000_000_000_000 + h}", added))
+    return tracked_path, inventory_path, params.tracked, 2 * params.homes
+
+
+# --- the firmware campaign ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """One campaign activation: window [start, end]; from `stop` on (cancelled/withdrawn) it suppresses nothing."""
+
+    home: int
+    request_id: str
+    received_at: int
+    start: int
+    end: int
+    stop: int | None = None
+
+
+@dataclass
+class Campaign:
+    plain: list[Activation] = field(default_factory=list)  # sorted by start
+    stopped: list[Activation] = field(default_factory=list)  # cancelled or withdrawn, sorted by start
+    homes: set[int] = field(default_factory=set)
+    requests: list[dict[str, Any]] = field(default_factory=list)  # ServiceRequest datums, received_at order
+    outcomes: list[dict[str, Any]] = field(default_factory=list)  # ActivationOutcome datums, received_at order
+
+    def counts(self) -> dict[str, int]:
+        immediate = sum(1 for r in self.requests if r["execution_datetime"] is None)
+        return {
+            "service_requests": len(self.requests),
+            "activation_outcomes": len(self.outcomes),
+            "activations": len(self.plain) + len(self.stopped),
+            "immediate_requests": immediate,
+            "cancellations": sum(1 for r in self.requests if (r["execution_datetime"] or 0) >= CANCEL_AT_MS),
+            "withdrawals": sum(1 for o in self.outcomes if o["outcome"] == "NO_IMAGE_HELD"),
+        }
+
+    def windows_at(self, t: int) -> tuple[int, int]:
+        """(pending, active) plain windows at event time t, for the report."""
+        pending = sum(1 for a in self.plain if a.start > t)
+        active = sum(1 for a in self.plain if a.start <= t <= a.end)
+        return pending, active
+
+
+def build_campaign(params: WorldParams) -> Campaign:
+    """A national campaign: requests over the last 3 hours, 40% immediate and 60% future-dated (up to 8 h
+    ahead, so windows are still opening during the live phases); some sent twice (pre-command and signed),
+    some cancelled (DUIS year-3000 request) and some withdrawn (NO_IMAGE_HELD), SUCCESS outcomes for others."""
+    rng = random.Random(f"campaign-{params.seed}")
+    now = params.now_ms
+    first, last = now - 3 * HOUR_MS, now - 30_000
+    homes = rng.sample(range(params.tracked), min(params.campaign, params.tracked))
+    campaign = Campaign(homes=set(homes))
+    for k, home in enumerate(homes):
+        esme = esme_of(home)
+        r = rng.randint(first, last)
+        immediate = rng.random() < 0.4
+        x = None if immediate else r + rng.randint(5 * MINUTE_MS, 8 * HOUR_MS)
+        start = r if x is None else x
+        request_id = f"{_SUPPLIER}:{esme}:{1_000_000 + k}"
+        campaign.requests.append(_request(request_id, esme, r, x))
+        stop = None
+        roll = rng.random()
+        if x is not None and roll < 0.05 and r + MINUTE_MS < min(x, last):
+            r2 = rng.randint(r + 1, min(x, last) - 1)  # the signed command after the pre-command
+            campaign.requests.append(_request(request_id, esme, r2, x))
+        elif x is not None and roll < 0.13 and r + MINUTE_MS < min(x, last):
+            stop = rng.randint(r + 1, min(x, last) - 1)
+            campaign.requests.append(_request(f"{_SUPPLIER}:{esme}:{2_000_000 + k}", esme, stop, CANCEL_AT_MS))
+        elif roll < 0.19:
+            stop = rng.randint(r, last)
+            campaign.outcomes.append(_outcome(request_id, esme, stop, "NO_IMAGE_HELD"))
+        elif roll < 0.40 and start + MINUTE_MS < last:
+            campaign.outcomes.append(_outcome(request_id, esme, start + MINUTE_MS, "SUCCESS"))
+        activation = Activation(home, request_id, r, start, start + WINDOW_MS, stop)
+        (campaign.plain if stop is None else campaign.stopped).append(activation)
+    campaign.plain.sort(key=lambda a: a.start)
+    campaign.stopped.sort(key=lambda a: a.start)
+    campaign.requests.sort(key=lambda d: d["received_at"])
+    campaign.outcomes.sort(key=lambda d: d["received_at"])
+    return campaign
+
+
+def _request(request_id: str, esme: str, r: int, x: int | None) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "service_reference_variant": "11.3",
+        "target_device_id": esme,
+        "execution_datetime": x,
+        "firmware_hash": "5d" * 32,
+        "received_at": r,
+    }
+
+
+def _outcome(request_id: str, esme: str, at: int, outcome: str) -> dict[str, Any]:
+    return {"request_id": request_id, "device_id": esme, "outcome": outcome, "received_at": at}
+
+
+# --- alerts -------------------------------------------------------------------------------------------
+
+
+_SMALL = [bytes(((n << 1) ^ (n >> 63),)) for n in range(64)]
+
+
+def _long(n: int) -> bytes:
+    """Avro long: zig-zag varint."""
+    if 0 <= n < 64:
+        return _SMALL[n]
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _string(raw: bytes) -> bytes:
+    return _long(len(raw)) + raw
+
+
+class AlertEncoder:
+    """DeviceAlert in Avro single-object encoding, written by hand: the generic codec costs ~30 us a record,
+    which would make producing a million alerts slower than the worker it is meant to feed. `verify` checks
+    it byte for byte against the project's codec."""
+
+    def __init__(self, codec: AvroCodec) -> None:
+        self._codec = codec
+        self._header = SINGLE_OBJECT_MARKER + codec.fingerprint("DeviceAlert")
+
+    def encode(self, datum: dict[str, Any]) -> bytes:
+        return b"".join(
+            (
+                self._header,
+                _string(datum["alert_id"].encode()),
+                _string(datum["alert_code"].encode()),
+                _string(datum["device_id"].encode()),
+                b"\x02" + _string(datum["mpxn"].encode()),
+                b"\x02" + _long(datum["raised_at"]),
+                _long(datum["received_at"]),
+                b"\x02" + _string(datum["payload"]),
+            )
+        )
+
+    def verify(self, datum: dict[str, Any]) -> None:
+        mine, theirs = self.encode(datum), self._codec.encode("DeviceAlert", datum)
+        if mine != theirs:
+            raise AssertionError(f"bench alert encoder disagrees with AvroCodec: {mine.hex()} != {theirs.hex()}")
+
+
+def alert_id_of(value: bytes) -> bytes:
+    """The alert_id of a forwarded DeviceAlert or of a SuppressedAlert (whose first field is the alert):
+    both start, after the 10-byte single-object header, with that string. Cheap enough for 10k records/s."""
+    shift = length = 0
+    i = 10
+    while True:
+        b = value[i]
+        length |= (b & 0x7F) << shift
+        i += 1
+        if b < 0x80:
+            break
+        shift += 7
+    length = (length >> 1) ^ -(length & 1)
+    return value[i : i + length]
+
+
+SUPPRESS, FORWARD = "suppress", "forward"
+
+
+@dataclass(frozen=True)
+class AlertMix:
+    """Shares of the alert stream: mostly other device alerts, then AD1s inside and outside windows."""
+
+    ad1_in_window: float = 0.05
+    ad1_outside: float = 0.05
+
+
+class AlertFactory:
+    """Alerts with their required decision; AD1s from CHFs, other codes from CHFs and ESMEs."""
+
+    def __init__(self, params: WorldParams, campaign: Campaign, codec: AvroCodec, mix: AlertMix, seed: str) -> None:
+        self.params = params
+        self.campaign = campaign
+        self.mix = mix
+        self.rng = random.Random(seed)
+        self.encoder = AlertEncoder(codec)
+        self._plain_starts = [a.start for a in campaign.plain]
+        self._stopped_starts = [a.start for a in campaign.stopped]
+        self._payloads = [self.rng.randbytes(PAYLOAD_BYTES) for _ in range(256)]
+
+    def _live_in(self, starts: list[int], t: int) -> tuple[int, int]:
+        """Index range of activations (sorted by start) whose window [start, start + 30 min] contains t."""
+        return bisect.bisect_left(starts, t - WINDOW_MS), bisect.bisect_right(starts, t)
+
+    def _below(self, n: int) -> int:
+        """randrange(n) at a third of its cost; uniform enough for a workload mix."""
+        return int(self.rng.random() * n)
+
+    def make(self, alert_id: str, t: int) -> tuple[bytes, bytes, str]:
+        """(key, value, expected decision) of one alert received at t."""
+        rng = self.rng
+        below = self._below
+        roll = rng.random()
+        expected = FORWARD
+        if roll < self.mix.ad1_in_window:
+            lo, hi = self._live_in(self._plain_starts, t)
+            if hi > lo:
+                home, code, expected = self.campaign.plain[lo + below(hi - lo)].home, "AD1", SUPPRESS
+            else:
+                home, code = self._idle_home(), "AD1"
+        elif roll < self.mix.ad1_in_window + self.mix.ad1_outside:
+            home, code = self._forwarded_ad1_home(t), "AD1"
+        else:
+            home, code = below(self.params.homes), _OTHER_CODES[below(len(_OTHER_CODES))]
+        device = chf_of(home) if code == "AD1" or rng.random() < 0.5 else esme_of(home)
+        datum = {
+            "alert_id": alert_id,
+            "alert_code": code,
+            "device_id": device,
+            "mpxn": f"{1_000_000_000_000 + home}",
+            "raised_at": t - 1_000 - below(19_000),
+            "received_at": t,
+            "payload": self._payloads[below(256)],
+        }
+        return device.encode(), self.encoder.encode(datum), expected
+
+    def _idle_home(self) -> int:
+        """A home with no campaign activation: tracked but not in the campaign, or untracked."""
+        while True:
+            home = self.rng.randrange(self.params.homes)
+            if home not in self.campaign.homes:
+                return home
+
+    def _forwarded_ad1_home(self, t: int) -> int:
+        """An AD1 that must reach the DNO: a genuine outage on an idle home, an AD1 on a campaign home
+        outside its window, or inside the window of a cancelled or withdrawn activation."""
+        roll = self.rng.random()
+        if roll < 0.25:
+            lo, hi = self._live_in(self._stopped_starts, t)
+            stopped = [a for a in self.campaign.stopped[lo:hi] if a.stop is not None and a.stop <= t]
+            if stopped:
+                return self.rng.choice(stopped).home
+        elif roll < 0.5 and self.campaign.plain:
+            for _ in range(5):
+                a = self.campaign.plain[self.rng.randrange(len(self.campaign.plain))]
+                if not a.start <= t <= a.end:
+                    return a.home
+        return self._idle_home()
+
+
+def backlog(factory: AlertFactory, n: int, first: int, last: int, prefix: str) -> Iterator[tuple[bytes, bytes, str]]:
+    """n alerts received between first and last (ms), in received_at order as the DSP writes them."""
+    times = sorted(factory.rng.randint(first, last) for _ in range(n))
+    for i, t in enumerate(times):
+        yield factory.make(f"{prefix}{i:08d}", t)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `make demo`: a simulated firmware campaign through a real poa-filter worker on the local broker.
+# Loads a simulated estate with the bulk loaders, starts the worker, plays the scenario, prints the
+# summary, then stops the worker and the broker (KEEP_RUNNING=1 leaves both running).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=.venv/bin
+RUN="demo-$(date +%Y%m%d-%H%M%S)"
+OUT="demo-output/$RUN"
+PORT="${POA_METRICS_PORT:-9108}"
+mkdir -p "$OUT"
+
+# Each run gets its own topics and consumer group, so a second demo never re-reads the first one.
+export POA_APP_ID="poa-filter-$RUN"
+export POA_DATA_DIR=".state/$RUN"
+export POA_METRICS_PORT="$PORT"
+for pair in SERVICE_REQUESTS:dsp.service-requests ACTIVATION_OUTCOMES:dsp.activation-outcomes \
+            ALERTS:dsp.alerts INVENTORY:dsp.inventory TRACKED_DEVICES:dsp.tracked-devices \
+            DNO_ALERTS:dno.alerts SUPPRESSED:dsp.alerts.suppressed DEAD_LETTER:poa-filter.dead-letter; do
+  export "POA_TOPIC_${pair%%:*}=$RUN.${pair#*:}"
+done
+
+worker_pid=""
+finish() {
+  status=$?
+  if [ -n "$worker_pid" ] && kill -0 "$worker_pid" 2>/dev/null; then
+    if [ "${KEEP_RUNNING:-0}" = 1 ]; then
+      echo "worker still running (pid $worker_pid), metrics on http://127.0.0.1:$PORT/metrics"
+    else
+      kill -TERM "$worker_pid"; wait "$worker_pid" 2>/dev/null || true
+    fi
+  fi
+  if [ "${KEEP_RUNNING:-0}" != 1 ]; then
+    bash deploy/kafka/kafka.sh down >/dev/null || true
+    echo "worker and broker stopped (KEEP_RUNNING=1 make demo leaves them running)"
+  fi
+  exit "$status"
+}
+trap finish EXIT
+
+echo "== 1. simulated estate: writing CSVs to $OUT and bulk-loading tracked list and inventory"
+"$BIN/poa-filter" simulate --homes 200 --seed 1 --out "$OUT" --no-play
+
+echo "== 2. starting the worker (log: $OUT/worker.log)"
+"$BIN/poa-filter" worker >"$OUT/worker.log" 2>&1 &
+worker_pid=$!
+for _ in $(seq 1 120); do
+  if curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$worker_pid" 2>/dev/null; then echo "the worker exited; its log:"; tail -30 "$OUT/worker.log"; exit 1; fi
+  sleep 0.5
+done
+curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null || { echo "worker not ready after 60 s; log:"; tail -30 "$OUT/worker.log"; exit 1; }
+
+echo "== 3. playing the firmware campaign: activations, cancellations, failures, OTA and genuine AD1s"
+"$BIN/poa-filter" simulate --homes 200 --seed 1 --out "$OUT" --no-load
+
+echo "== 4. what the filter did"
+"$BIN/poa-filter" demo-summary --expected "$OUT/expected.json" --timeout 120
+echo
+echo "metrics: http://127.0.0.1:$PORT/metrics (poa_alerts_total, poa_dead_letters_total, poa_held_alerts, ...):"
+curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^poa_(alerts_total|dead_letters_total|tracked_devices|activation_windows)' || true
