@@ -127,7 +127,12 @@ def child_faust(a: argparse.Namespace, ev: Events) -> None:
         topic_partitions=PARTITIONS,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
+        datadir=os.path.join(a.workdir, "{conf.name}-data"),
     )
+    if not a.faust_defaults:  # same batching as the confluent producers (and pipeline/worker.py)
+        conf["producer_linger"] = 0.002
+        conf["producer_max_batch_size"] = 1_000_000
+        conf["producer_max_request_size"] = 2_000_000
     if scen == "d":
         conf["processing_guarantee"] = "exactly_once"
     app = faust.App(a.group, **conf)
@@ -306,6 +311,7 @@ class Result:
     counter_cpu_s: float | None = None
     child_cpu_total_s: float | None = None
     final_count: int | None = None
+    loadavg: str | None = None  # 1-min load average at start and end (other work on the machine)
     notes: list[str] = field(default_factory=list)
 
 
@@ -358,6 +364,11 @@ def read_events(path: Path, pos: int, events: dict[str, dict]) -> int:
     return pos + len(data[: end + 1].encode())
 
 
+def loadavg1() -> str:
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
 def children_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -391,7 +402,9 @@ def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin, run_id:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", scen, "--bootstrap", a.bootstrap,
            "--in-topic", in_topic, "--out-topic", out_topic, "--group", group,
            "--messages", str(a.messages), "--events", str(ev_path), "--batch", str(a.batch),
-           "--compression", a.compression]
+           "--compression", a.compression, "--workdir", a.workdir]
+    if a.faust_defaults:
+        cmd.append("--faust-defaults")
     counter = Consumer({"bootstrap.servers": a.bootstrap, "group.id": f"{group}-counter",
                         "enable.auto.commit": False, "isolation.level": "read_committed",
                         "fetch.wait.max.ms": 50})
@@ -403,6 +416,7 @@ def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin, run_id:
     cpu_child_end = cpu_broker_end = cpu_broker_first = None
     cpu_counter_first = None
     with open(log_path, "w") as log:
+        load_start = loadavg1()
         t_start = time.time()
         cpu_children_before = children_cpu()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -429,6 +443,7 @@ def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin, run_id:
             settle_end = time.time() + a.settle  # duplicates would show up here
             while time.time() < settle_end:
                 count += sum(1 for m in counter.consume(10000, 0.1) if m.error() is None)
+        res.loadavg = f"{load_start}->{loadavg1()}"
         how = stop_child(proc, a.grace)
         res.child_cpu_total_s = children_cpu() - cpu_children_before
         pos = read_events(ev_path, pos, events)
@@ -470,7 +485,7 @@ def fmt(v: float | None, spec: str) -> str:
 
 def print_table(results: list[Result], n: int) -> None:
     hdr = (f"{'scenario':<16} {'status':<12} {'msg/s':>9} {'inproc':>9} {'secs':>6} {'startup':>7} "
-           f"{'cpu_s':>6} {'cores':>5} {'us/msg':>6} {'brk_cpu':>7} {'ctr_cpu':>7}  notes")
+           f"{'cpu_s':>6} {'cores':>5} {'us/msg':>6} {'brk_cpu':>7} {'ctr_cpu':>7} {'load':>11}  notes")
     print(hdr)
     print("-" * len(hdr))
     for r in results:
@@ -479,7 +494,7 @@ def print_table(results: list[Result], n: int) -> None:
         print(f"{r.scen + ' ' + SCENARIOS[r.scen]:<16} {r.status:<12} {fmt(r.rate, ',.0f'):>9} "
               f"{fmt(r.inproc_rate, ',.0f'):>9} {fmt(r.elapsed_s, '.2f'):>6} "
               f"{fmt(r.startup_s, '.1f'):>7} {fmt(r.child_cpu_s, '.2f'):>6} {fmt(cores, '.2f'):>5} "
-              f"{fmt(us, '.0f'):>6} {fmt(r.broker_cpu_s, '.2f'):>7} {fmt(r.counter_cpu_s, '.2f'):>7}"
+              f"{fmt(us, '.0f'):>6} {fmt(r.broker_cpu_s, '.2f'):>7} {fmt(r.counter_cpu_s, '.2f'):>7} {r.loadavg or '-':>11}"
               f"  {'; '.join(r.notes)}")
 
 
@@ -497,6 +512,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", default="/tmp/faust_baseline", help="child logs and event files")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--keep-topics", action="store_true")
+    p.add_argument("--faust-defaults", action="store_true",
+                   help="Faust producer defaults (linger 0, 16 KiB batches) instead of linger 2 ms, "
+                   "1 MB batches like the confluent producers")
     # internal: child mode
     p.add_argument("--child", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
     p.add_argument("--in-topic", help=argparse.SUPPRESS)

@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -23,18 +24,20 @@ class CheckedProducer:
     def __init__(self, bootstrap: str, linger_ms: int = 20) -> None:
         self.failed = 0
         self.first_error: KafkaError | None = None
-        self.producer = Producer({
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": linger_ms,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-            "delivery.report.only.error": True,
-            "on_delivery": self._on_delivery,
-        })
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": linger_ms,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 1_048_576,
+                "delivery.report.only.error": True,
+                "on_delivery": self._on_delivery,
+            }
+        )
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
@@ -60,11 +63,13 @@ def produce_campaign(p: dict[str, Any]) -> dict[str, Any]:
     codec = AvroCodec()
     out = CheckedProducer(p["bootstrap"])
     for datum in campaign.requests:
-        out.produce(p["topics"]["service_requests"], datum["target_device_id"].encode(),
-                    codec.encode("ServiceRequest", datum))
+        out.produce(
+            p["topics"]["service_requests"], datum["target_device_id"].encode(), codec.encode("ServiceRequest", datum)
+        )
     for datum in campaign.outcomes:
-        out.produce(p["topics"]["activation_outcomes"], datum["device_id"].encode(),
-                    codec.encode("ActivationOutcome", datum))
+        out.produce(
+            p["topics"]["activation_outcomes"], datum["device_id"].encode(), codec.encode("ActivationOutcome", datum)
+        )
     out.flush()
     pending, active = campaign.windows_at(world.now_ms)
     return {**campaign.counts(), "windows_pending_at_start": pending, "windows_active_at_start": active}
@@ -85,7 +90,7 @@ def produce_backlog(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    params = json.loads(open(sys.argv[1]).read())
+    params = json.loads(Path(sys.argv[1]).read_text())
     job = {"campaign": produce_campaign, "backlog": produce_backlog}[params["job"]]
     result = job(params)
     with open(sys.argv[2], "w") as handle:

@@ -5,6 +5,7 @@ with the outputs), not by consuming the outputs while the worker runs: on a 2-co
 consumer would steal CPU from the very process being measured.
 """
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -35,8 +36,10 @@ def check_broker(bootstrap: str, timeout: float = 15) -> None:
 
 
 def create_topics(client: AdminClient, topics: dict[str, tuple[int, dict[str, str]]]) -> None:
-    new = [NewTopic(name, num_partitions=parts, replication_factor=1, config=config)
-           for name, (parts, config) in topics.items()]
+    new = [
+        NewTopic(name, num_partitions=parts, replication_factor=1, config=config)
+        for name, (parts, config) in topics.items()
+    ]
     for future in client.create_topics(new, operation_timeout=30).values():
         future.result(timeout=60)
 
@@ -46,10 +49,8 @@ def delete_topics(client: AdminClient, prefix: str) -> list[str]:
     names = [t for t in client.list_topics(timeout=10).topics if t.startswith(prefix)]
     if names:
         for future in client.delete_topics(names, operation_timeout=30).values():
-            try:
+            with contextlib.suppress(KafkaException):
                 future.result(timeout=60)
-            except KafkaException:
-                pass
     return names
 
 
@@ -139,10 +140,15 @@ def count_outputs(bootstrap: str, topics: dict[str, str], timeout: float = 300) 
                     ends[(topic, p)] = end
         except KafkaException:
             continue  # the topic does not exist (nothing was ever written to it)
-    consumer = _Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "bench-output-count", "enable.auto.commit": False,
-        "isolation.level": "read_committed", "enable.partition.eof": False,
-    })
+    consumer = _Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-output-count",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": False,
+        }
+    )
     kinds = {topic: kind for kind, topic in topics.items()}
     counts: Counter[str] = Counter()
     ids: Counter[bytes] = Counter()

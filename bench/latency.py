@@ -27,10 +27,15 @@ from pipeline.avro_codec import AvroCodec
 def send(p: dict[str, Any]) -> dict[str, Any]:
     world = WorldParams(**p["world"])
     factory = AlertFactory(world, build_campaign(world), AvroCodec(), AlertMix(**p.get("mix", {})), p["seed"])
-    producer = Producer({
-        "bootstrap.servers": p["bootstrap"], "acks": "all", "enable.idempotence": True, "linger.ms": 1,
-        "compression.type": "lz4",
-    })
+    producer = Producer(
+        {
+            "bootstrap.servers": p["bootstrap"],
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 1,
+            "compression.type": "lz4",
+        }
+    )
     rate, total, prefix, topic = p["rate"], int(p["rate"] * p["duration"]), p["prefix"], p["topic"]
     sent_at = np.full(total, math.nan)
     suppress = np.zeros(total, dtype=bool)
@@ -54,14 +59,24 @@ def send(p: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("paced alerts left undelivered")
     np.savez(p["arrays"], sent_at=sent_at, suppress=suppress)
     Path(p["done_file"]).write_text(str(total))
-    return {"sent": total, "seconds": float(np.nanmax(sent_at) - np.nanmin(sent_at)), "expected_suppressed": int(suppress.sum())}
+    return {
+        "sent": total,
+        "seconds": float(np.nanmax(sent_at) - np.nanmin(sent_at)),
+        "expected_suppressed": int(suppress.sum()),
+    }
 
 
 def receive(p: dict[str, Any]) -> dict[str, Any]:
-    consumer = Consumer({
-        "bootstrap.servers": p["bootstrap"], "group.id": f"{p['prefix']}latency", "enable.auto.commit": False,
-        "isolation.level": "read_committed", "fetch.wait.max.ms": 5, "enable.partition.eof": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": p["bootstrap"],
+            "group.id": f"{p['prefix']}latency",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 5,
+            "enable.partition.eof": False,
+        }
+    )
     assignment = []
     topics: list[str] = p["topics"]
     for topic in topics:
@@ -92,7 +107,7 @@ def receive(p: dict[str, Any]) -> dict[str, Any]:
             if not alert_id.startswith(prefix):
                 others += 1
                 continue
-            seq = int(alert_id[len(prefix):])
+            seq = int(alert_id[len(prefix) :])
             if kind[seq] >= 0:
                 duplicates += 1
                 continue
@@ -110,7 +125,7 @@ def receive(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    params = json.loads(open(sys.argv[1]).read())
+    params = json.loads(Path(sys.argv[1]).read_text())
     result = {"send": send, "receive": receive}[params["job"]](params)
     with open(sys.argv[2], "w") as handle:
         json.dump(result, handle)

@@ -11,6 +11,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -20,15 +21,17 @@ BATCH = 5000  # the worker's READ_BATCH
 
 def run(p: dict[str, Any]) -> dict[str, Any]:
     txn = p["mode"] == "txn"
-    consumer = Consumer({
-        "bootstrap.servers": p["bootstrap"],
-        "group.id": p["group"],
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "queued.max.messages.kbytes": 65536,
-        "fetch.wait.max.ms": 50,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": p["bootstrap"],
+            "group.id": p["group"],
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "queued.max.messages.kbytes": 65536,
+            "fetch.wait.max.ms": 50,
+        }
+    )
     config: dict[str, Any] = {
         "bootstrap.servers": p["bootstrap"],
         "enable.idempotence": True,
@@ -103,7 +106,7 @@ def _cpu() -> float:
 
 
 def main() -> None:
-    params = json.loads(open(sys.argv[1]).read())
+    params = json.loads(Path(sys.argv[1]).read_text())
     with open(sys.argv[2], "w") as handle:
         json.dump(run(params), handle)
 

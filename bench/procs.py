@@ -66,8 +66,9 @@ class Children:
         signal.signal(signal.SIGINT, on_signal)
 
 
-def run_tool(children: Children, args: Sequence[str], log_path: Path, timeout: float,
-             env: dict[str, str] | None = None) -> tuple[int, float]:
+def run_tool(
+    children: Children, args: Sequence[str], log_path: Path, timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, float]:
     """Run a child to completion; (exit code, wall seconds). A timeout kills it and raises."""
     started = time.monotonic()
     proc = children.spawn(args, log_path, env)
@@ -80,14 +81,19 @@ def run_tool(children: Children, args: Sequence[str], log_path: Path, timeout: f
     return code, time.monotonic() - started
 
 
-def run_json_tool(children: Children, module: str, params: dict[str, Any], work: Path, name: str,
-                  timeout: float) -> dict[str, Any]:
+def run_json_tool(
+    children: Children, module: str, params: dict[str, Any], work: Path, name: str, timeout: float
+) -> dict[str, Any]:
     """Run `python -m module params.json result.json` and return the result it wrote."""
     params_path, result_path = work / f"{name}.params.json", work / f"{name}.result.json"
     params_path.write_text(json.dumps(params))
     result_path.unlink(missing_ok=True)
-    code, _ = run_tool(children, [sys.executable, "-m", module, str(params_path), str(result_path)],
-                       work / "logs" / f"{name}.log", timeout)
+    code, _ = run_tool(
+        children,
+        [sys.executable, "-m", module, str(params_path), str(result_path)],
+        work / "logs" / f"{name}.log",
+        timeout,
+    )
     if code != 0 or not result_path.exists():
         raise RuntimeError(f"{module} ({name}) failed with exit code {code}; see {work / 'logs' / (name + '.log')}")
     result: dict[str, Any] = json.loads(result_path.read_text())
@@ -166,8 +172,10 @@ class Worker:
             if self.ready():
                 return time.monotonic() - self.started_at
             if not self.alive():
-                raise RuntimeError(f"worker exited ({self.proc and self.proc.returncode}) before ready; "
-                                   f"log {self.log_path}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"worker exited ({self.proc and self.proc.returncode}) before ready; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
             time.sleep(0.05)
         raise TimeoutError(f"worker not ready after {timeout:.0f} s; log {self.log_path}:\n{self.log_tail()}")
 

@@ -6,6 +6,7 @@ spent waiting in the Kafka client. Only the worker's main thread is counted (the
 idles in select() all the time and would drown the figures).
 """
 
+import linecache
 import re
 import signal
 import subprocess
@@ -16,29 +17,54 @@ from typing import Any
 
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 
-# First match from the innermost frame outwards names the category of a sample.
+# Rules tried from the innermost frame outwards; the first that matches names a sample's category.
+# A frame is matched on "function (file:line)" and on the text of that source line, because without
+# native frames the time spent inside a C call (librdkafka, fastavro, RocksDB) shows as the Python line
+# that made the call.
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("sleep (time.sleep in the loop)", ("sleep (",)),
-    ("Kafka consume (librdkafka -> Python messages)", ("consume (",)),
-    ("transaction commit / offsets (round trips)", ("commit_transaction", "send_offsets_to_transaction",
-                                                   "begin_transaction", "_commit_transaction")),
-    ("Kafka produce calls", ("_produce (", "produce (")),
+    ("sleeping (time.sleep in the loop)", ("time.sleep(",)),
+    ("Kafka consume() calls", (".consume(",)),
+    (
+        "transaction round trips (begin/send_offsets/commit)",
+        ("commit_transaction(", "send_offsets_to_transaction(", "begin_transaction("),
+    ),
+    ("Kafka produce() calls", (".produce(",)),
+    (
+        "Kafka admin/positions (end offsets, lag gauges)",
+        ("list_offsets", "position(", "get_watermark_offsets", "kafka_admin.py"),
+    ),
     ("metrics (prometheus_client)", ("prometheus_client",)),
-    ("Avro decode (fastavro)", ("_read (", "schemaless_reader", "decode (")),
-    ("validation (input_records, device IDs)", ("input_records", "device_ids")),
-    ("Avro encode (SuppressedAlert)", ("encode (",)),
-    ("state lookups (FilterState, RocksDB, JSON)", ("filter_state", "state_backends", "json")),
-    ("read frontier / hold checks", ("read_frontier", "_first_held", "_request_end_offsets")),
-    ("state commit (RocksDB write batch)", ("_commit_state",)),
-    ("alert queues and bookkeeping", ("alert_intake", "_decide", "_read_alerts", "_pause_or_resume")),
+    ("Avro decode", ("schemaless_reader", "fastavro/_read", "fastavro/read")),
+    ("Avro encode", ("schemaless_writer", "fastavro/_write", "fastavro/write", "avro_codec.py:")),
+    ("validation (input_records, device IDs)", ("input_records.py", "device_ids.py")),
+    ("JSON (state values)", ("json/",)),
+    ("RocksDB get/write", ("state_backends.py",)),
+    ("decision logic (FilterState, windows)", ("filter_state.py", "activation_windows.py")),
+    ("read frontier / hold checks", ("read_frontier.py", "_first_held", "_request_end_offsets")),
+    ("per-alert objects and queues", ("alert_intake.py", "dataclasses", "output_records.py")),
 ]
-_LINE = re.compile(r":\d+\)$")
+_NO_LINE = re.compile(r":\d+\)$")
+_LINENO = re.compile(r"\((?P<file>.*):(?P<line>\d+)\)$")
 
 
 def start(pid: int, out: Path, rate: int = 200) -> subprocess.Popen[bytes]:
     """py-spy record in raw (collapsed stacks) format; stop it with `stop` to have the file written."""
-    args = [PY_SPY, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--output", str(out),
-            "--nonblocking", "--idle", "--threads"]
+    args = [
+        PY_SPY,
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+        "--idle",
+        "--threads",
+        "--full-filenames",
+    ]
     log = open(out.with_suffix(".log"), "wb")  # noqa: SIM115 - the child owns it
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
 
@@ -53,29 +79,40 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
             proc.wait()
 
 
-def _frame(frame: str) -> str:
-    return _LINE.sub(")", frame.strip())
+def _describe(frame: str) -> tuple[str, str]:
+    """(function (file:line) with the file shortened, the source line's text)."""
+    frame = frame.strip()
+    match = _LINENO.search(frame)
+    if match is None:
+        return frame, ""
+    path, line = match["file"], int(match["line"])
+    text = linecache.getline(path, line).strip()
+    short = path.split("/site-packages/")[-1].split("/work/main/")[-1].split("/lib/python3.11/")[-1]
+    return f"{frame[: match.start()].strip()} ({short}:{line})", text
 
 
 def summarise(raw: Path, top: int = 25) -> dict[str, Any]:
-    """Self and inclusive shares per function, and shares per category, of the main thread's samples."""
+    """Shares of the main thread's samples: per category, per innermost line (self), per function
+    (inclusive)."""
     self_counts: Counter[str] = Counter()
     incl_counts: Counter[str] = Counter()
     categories: Counter[str] = Counter()
+    described: dict[str, tuple[str, str]] = {}
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        frames = [_frame(f) for f in stack.split(";")]
-        if not any("worker.py" in f and f.startswith("run (") for f in frames):
+        raw_frames = stack.split(";")
+        if not any("worker.py" in f and f.strip().startswith("run (") for f in raw_frames):
             continue  # not the main loop's thread
-        frames = frames[1:] if frames and frames[0].startswith(("thread", "process")) else frames
+        frames = [described.setdefault(f, _describe(f)) for f in raw_frames if not f.startswith(("thread", "process"))]
         count = int(count_text)
         total += count
-        self_counts[frames[-1]] += count
-        for f in set(frames):
-            incl_counts[f] += count
+        leaf, text = frames[-1]
+        self_counts[f"{leaf}  | {text[:70]}" if text else leaf] += count
+        for name in {_NO_LINE.sub(")", f) for f, _ in frames}:
+            incl_counts[name] += count
         categories[_category(frames)] += count
     if not total:
         return {"samples": 0}
@@ -91,9 +128,10 @@ def summarise(raw: Path, top: int = 25) -> dict[str, Any]:
     }
 
 
-def _category(frames: list[str]) -> str:
-    for frame in reversed(frames):
+def _category(frames: list[tuple[str, str]]) -> str:
+    for frame, text in reversed(frames):
         for name, needles in CATEGORIES:
-            if any(n in frame for n in needles):
+            if any(n in frame or n in text for n in needles):
                 return name
-    return "other: " + (frames[-1] if frames else "?")
+    leaf = frames[-1][0] if frames else "?"
+    return "other: " + leaf

@@ -59,25 +59,53 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     w2 = results.get("worker_2", {})
     tracked = _get(results, "run", "scale", "tracked")
     rows = [
-        ("sustained alerts/s, 1 worker", _fmt(rate, "/s", 0), f">= {t['sustained_rate']:,}/s",
-         _verdict(rate, t["sustained_rate"], lower_is_better=False)),
-        ("worker / txn pass-through", _fmt(ratio, "", 3), f">= {t['passthrough_share']}",
-         _verdict(ratio, t["passthrough_share"], lower_is_better=False)),
+        (
+            "sustained alerts/s, 1 worker",
+            _fmt(rate, "/s", 0),
+            f">= {t['sustained_rate']:,}/s",
+            _verdict(rate, t["sustained_rate"], lower_is_better=False),
+        ),
+        (
+            "worker / txn pass-through",
+            _fmt(ratio, "", 3),
+            f">= {t['passthrough_share']}",
+            _verdict(ratio, t["passthrough_share"], lower_is_better=False),
+        ),
         ("worker / plain pass-through", _fmt(ratio_plain, "", 3), "(info)", ""),
         ("p99 latency at 5,000/s", _fmt(p99, "ms"), f"< {t['p99_ms_at_5000']} ms", _verdict(p99, t["p99_ms_at_5000"])),
         ("p50 / p99.9 at 5,000/s", f"{_fmt(lat5k.get('p50_ms'), 'ms')} / {_fmt(lat5k.get('p999_ms'), 'ms')}", "", ""),
-        (f"drain {_fmt(backlog)} alerts (from ready)", _fmt(drain, "s"),
-         f"< {t['drain_s_1m']} s for 1M", _verdict(drain, t["drain_s_1m"]) if backlog == 1_000_000 else "(scaled run)"),
-        (f"bulk load {_fmt(tracked)} tracked + inventory", _fmt(load_s, "s"), f"< {t['load_s']} s",
-         _verdict(load_s, t["load_s"]) if tracked == 1_500_000 else "(scaled run)"),
+        (
+            f"drain {_fmt(backlog)} alerts (from ready)",
+            _fmt(drain, "s"),
+            f"< {t['drain_s_1m']} s for 1M",
+            _verdict(drain, t["drain_s_1m"]) if backlog == 1_000_000 else "(scaled run)",
+        ),
+        (
+            f"bulk load {_fmt(tracked)} tracked + inventory",
+            _fmt(load_s, "s"),
+            f"< {t['load_s']} s",
+            _verdict(load_s, t["load_s"]) if tracked == 1_500_000 else "(scaled run)",
+        ),
         ("peak RSS of a worker", _fmt(rss, "MB", 0), f"< {t['peak_rss_mb']} MB", _verdict(rss, t["peak_rss_mb"])),
         ("ready, first start (state from Kafka)", _fmt(ready.get("first_start_s"), "s"), "(info)", ""),
-        ("ready, restart with local state", _fmt(ready.get("restart_local_s"), "s"), f"< {t['ready_local_s']} s",
-         _verdict(ready.get("restart_local_s"), t["ready_local_s"])),
-        ("ready, state folder deleted", _fmt(ready.get("rebuild_s"), "s"), f"< {t['ready_rebuild_s']} s",
-         _verdict(ready.get("rebuild_s"), t["ready_rebuild_s"])),
-        ("sustained alerts/s, 2 workers", _fmt(w2.get("sustained_rate"), "/s", 0),
-         "(info)", f"x{w2['scaling']:.2f} of 1 worker" if w2.get("scaling") else ""),
+        (
+            "ready, restart with local state",
+            _fmt(ready.get("restart_local_s"), "s"),
+            f"< {t['ready_local_s']} s",
+            _verdict(ready.get("restart_local_s"), t["ready_local_s"]),
+        ),
+        (
+            "ready, state folder deleted",
+            _fmt(ready.get("rebuild_s"), "s"),
+            f"< {t['ready_rebuild_s']} s",
+            _verdict(ready.get("rebuild_s"), t["ready_rebuild_s"]),
+        ),
+        (
+            "sustained alerts/s, 2 workers",
+            _fmt(w2.get("sustained_rate"), "/s", 0),
+            "(info)",
+            f"x{w2['scaling']:.2f} of 1 worker" if w2.get("scaling") else "",
+        ),
     ]
     return rows
 
@@ -91,14 +119,19 @@ def table(results: dict[str, Any]) -> str:
     pt = results.get("passthrough", {})
     for mode in ("txn", "plain"):
         if isinstance(pt.get(mode), dict) and "rate" in pt[mode]:
-            extra.append(f"pass-through {mode}: {pt[mode]['rate']:,.0f}/s mean, "
-                         f"{_fmt(pt[mode].get('sustained_rate'), '/s', 0)} sustained, cpu {pt[mode]['cpu_s']:.1f} s")
+            extra.append(
+                f"pass-through {mode}: {pt[mode]['rate']:,.0f}/s mean, "
+                f"{_fmt(pt[mode].get('sustained_rate'), '/s', 0)} sustained, cpu {pt[mode]['cpu_s']:.1f} s"
+            )
     for lat in results.get("latency", []):
         if "p50_ms" in lat:
             extra.append(
-                f"latency at {lat['rate']:,}/s offered ({lat['achieved_rate']:,.0f}/s sent, {lat['output_rate']:,.0f}/s out):"
+                f"latency at {lat['rate']:,}/s offered ({_fmt(lat['achieved_rate'], '/s', 0)} sent, "
+                f"{_fmt(lat['output_rate'], '/s', 0)} out):"
                 f" p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, p99.9 {lat['p999_ms']:.1f} ms, "
-                f"max {lat['max_ms']:.0f} ms; AD1 p99 {_fmt(lat.get('ad1_p99_ms'), 'ms')}; missing {lat['missing']}")
+                f"max {lat['max_ms']:.0f} ms; suppressed AD1s p99 {_fmt(lat.get('ad1_p99_ms'), 'ms')}; "
+                f"missing {lat['missing']}"
+            )
     check = results.get("correctness", {})
     if check:
         extra.append(f"outputs: {check.get('verdict', 'n/a')}: {check.get('detail', '')}")
@@ -116,7 +149,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     lat = [r for r in results.get("latency", []) if "p50_ms" in r]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 6))
     offered = [r["rate"] for r in lat]
     ax1.plot(offered, [r["output_rate"] for r in lat], "o-", label="worker, paced load")
     ax1.plot(offered, offered, ":", color="grey", label="offered = achieved")
@@ -124,31 +157,30 @@ def chart(results: dict[str, Any], path: Path) -> None:
     w1 = results.get("worker_1", {}).get("sustained_rate")
     w2 = results.get("worker_2", {}).get("sustained_rate")
     pt = results.get("passthrough", {})
-    for value, label, style in (
-        (w1, "1 worker, backlog (unbounded load)", "-"),
-        (w2, "2 workers, backlog", "-."),
-        (_get(pt, "txn", "sustained_rate"), "pass-through, transactional", "--"),
-        (_get(pt, "plain", "sustained_rate"), "pass-through, plain", "--"),
-        (TARGETS["sustained_rate"], "target 50,000/s", ":"),
+    for value, label, style, color in (
+        (w1, "1 worker, backlog (unbounded load)", "-", "tab:blue"),
+        (w2, "2 workers, backlog", "-.", "tab:cyan"),
+        (_get(pt, "txn", "sustained_rate"), "pass-through, transactional", "--", "tab:green"),
+        (_get(pt, "plain", "sustained_rate"), "pass-through, plain", "--", "tab:olive"),
+        (TARGETS["sustained_rate"], "target, 1 worker", ":", "red"),
     ):
         if value:
-            ax1.axhline(value, linestyle=style, linewidth=1, label=f"{label}: {value:,.0f}/s",
-                        color="red" if "target" in label else None)
+            ax1.axhline(value, linestyle=style, linewidth=1.2, color=color, label=f"{label}: {value:,.0f}/s")
     ax1.set_xlim(0, top)
     ax1.set_xlabel("offered load (alerts/s)")
     ax1.set_ylabel("alerts/s decided and committed")
     ax1.set_yscale("log")
     ax1.set_title("Throughput")
-    ax1.legend(fontsize=7, loc="lower right")
+    ax1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.15), ncol=2)
     ax1.grid(True, which="both", alpha=0.3)
     for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"), ("max_ms", "max")):
         ax2.plot(offered, [r[key] for r in lat], "o-", label=label)
     ax2.axhline(TARGETS["p99_ms_at_5000"], color="red", linestyle=":", label="p99 target at 5,000/s: 100 ms")
     ax2.set_yscale("log")
     ax2.set_xlabel("offered load (alerts/s)")
-    ax2.set_ylabel("end-to-end latency (ms): DSP produce -> readable by a read_committed DNO consumer")
-    ax2.set_title("Decision latency, one worker")
-    ax2.legend(fontsize=8)
+    ax2.set_ylabel("latency (ms)")
+    ax2.set_title("Latency, one worker: DSP produce -> readable by a read_committed DNO consumer", fontsize=9)
+    ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.15), ncol=3)
     ax2.grid(True, which="both", alpha=0.3)
     scale = _get(results, "run", "scale") or {}
     fig.suptitle(

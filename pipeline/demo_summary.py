@@ -2,6 +2,7 @@
 checking every simulated alert against the decision it was built to get (expected.json from `simulate`)."""
 
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -19,6 +20,9 @@ from pipeline.kafka_admin import admin_client, topic_partitions
 from pipeline.settings import Settings
 
 EXAMPLES = 3
+_DEVICE_ID = re.compile(r"\b[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}\b")
+_REQUEST_ID = re.compile(r"\S+:\S+:\d+")
+_NUMBER = re.compile(r"\d{6,}")
 
 
 class ExpectedFileError(Exception):
@@ -75,9 +79,7 @@ class _Reader:
                 self._note(alert["alert_id"], Seen(FORWARD, where, alert))
             elif topic == self.topics.suppressed:
                 record = self.codec.decode("SuppressedAlert", message.value())
-                self._note(
-                    record["alert"]["alert_id"], Seen(SUPPRESS, where, record["alert"], suppressed=record)
-                )
+                self._note(record["alert"]["alert_id"], Seen(SUPPRESS, where, record["alert"], suppressed=record))
             else:
                 self._dead_letter(self.codec.decode("DeadLetter", message.value()), where)
         except BadInput as exc:
@@ -175,32 +177,34 @@ def mismatches(expected: dict[str, Any], observed: Observed, settings: Settings)
             got = (seen[0].suppressed["esme_id"], seen[0].suppressed["activation_request_id"])
             want = (alert["esme_id"], alert["activation_request_id"])
             if got != want:
-                problems.append(
-                    f"{label}: suppressed for ESME {got[0]} request {got[1]}, expected {want[0]} {want[1]}"
-                )
+                problems.append(f"{label}: suppressed for ESME {got[0]} request {got[1]}, expected {want[0]} {want[1]}")
     seen_other = Counter((topic, key) for topic, key, _ in observed.other_dead_letters)
     for dead in expected.get("other_dead_letters", ()):
         topic = getattr(settings.topics, dead["topic"])
         if not seen_other[(topic, dead["key"])]:
-            problems.append(
-                f"expected a dead letter from {topic} with key {dead['key']} ({dead['case']}), saw none"
-            )
+            problems.append(f"expected a dead letter from {topic} with key {dead['key']} ({dead['case']}), saw none")
     problems.extend(f"unreadable output record {where}" for where in observed.unreadable)
     return problems
+
+
+def _reason_kind(reason: str) -> str:
+    """The reason with its particulars (request and device IDs, times) masked, so that reasons can be counted."""
+    reason = _REQUEST_ID.sub("<request>", reason)
+    return _NUMBER.sub("<time>", _DEVICE_ID.sub("<device>", reason))
 
 
 def _time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
-def render(
-    expected: dict[str, Any], observed: Observed, settings: Settings, problems: list[str]
-) -> list[str]:
+def render(expected: dict[str, Any], observed: Observed, settings: Settings, problems: list[str]) -> list[str]:
     """The operator's view: what came in, what the DNO got, what was held back and why, what was bad."""
     outcomes: dict[str, list[Seen]] = {FORWARD: [], SUPPRESS: [], DEAD_LETTER: []}
-    for seen in observed.seen.values():
+    dead_ids = []
+    for alert_id, seen in observed.seen.items():
         for one in seen:
             outcomes[one.output].append(one)
+            dead_ids += [alert_id] if one.output == DEAD_LETTER else []
     forwarded = Counter(s.alert["alert_code"] for s in outcomes[FORWARD] if s.alert)
     records = [s.suppressed for s in outcomes[SUPPRESS] if s.suppressed]
     activations = Counter(r["activation_request_id"] for r in records)
@@ -214,7 +218,8 @@ def render(
         f"  suppressed:           {len(records)}  from {len(activations)} firmware activations "
         f"of {len({r['esme_id'] for r in records})} tracked ESMEs, on {settings.topics.suppressed}",
     ]
-    lines += [f"      {n} x {reason}" for reason, n in Counter(r["reason"] for r in records).most_common()]
+    kinds = Counter(_reason_kind(r["reason"]) for r in records)
+    lines += [f"      {n} x {reason}" for reason, n in kinds.most_common()]
     if activations:
         request, n = activations.most_common(1)[0]
         lines.append(f"      most for one activation: {n} alerts, request {request}")
@@ -225,15 +230,13 @@ def render(
             f"window {_time(r['window_start'])} .. {_time(r['window_end'])}"
         )
     lines.append(f"  dead-lettered:        {len(outcomes[DEAD_LETTER])}  on {settings.topics.dead_letter}")
-    for s in outcomes[DEAD_LETTER]:
-        lines.append(f"      {s.where}: {s.error}")
+    for alert_id, s in zip(dead_ids, outcomes[DEAD_LETTER], strict=True):
+        lines.append(f"      {alert_id} ({s.where}): {s.error}")
     if observed.other_dead_letters:
         lines.append(f"  dead letters from other input topics: {len(observed.other_dead_letters)}")
         lines += [f"      {topic} key {key}: {error}" for topic, key, error in observed.other_dead_letters]
     if observed.foreign:
-        lines.append(
-            f"  ({observed.foreign} output records belong to no alert of this scenario: earlier runs?)"
-        )
+        lines.append(f"  ({observed.foreign} output records belong to no alert of this scenario: earlier runs?)")
     lines.append(f"  mismatches against expected.json: {len(problems) or 'none'}")
     lines += [f"      {problem}" for problem in problems]
     lines.append(f"  metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
@@ -241,12 +244,12 @@ def render(
 
 
 def summarise(
-    settings: Settings, codec: AvroCodec, expected_path: Path, timeout_s: float, out: TextIO = sys.stdout
+    settings: Settings, codec: AvroCodec, expected_path: Path, timeout_s: float, out: TextIO | None = None
 ) -> int:
-    """Print the summary; 0 when every alert ended where the scenario says, 1 otherwise."""
+    """Print the summary (to stdout by default); 0 when every alert ended where the scenario says, else 1."""
     expected = load_expected(expected_path)
     observed = collect(settings, codec, expected, timeout_s)
     problems = mismatches(expected, observed, settings)
     for line in render(expected, observed, settings, problems):
-        print(line, file=out)
+        print(line, file=out or sys.stdout)
     return 1 if problems else 0

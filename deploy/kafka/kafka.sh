@@ -15,7 +15,7 @@
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1 (default 9093)
 #   KAFKA_DATA_DIR         jars, data, logs, pid file (default <repo>/.kafka)
 #   KAFKA_HEAP_OPTS        broker JVM heap (default "-Xms256m -Xmx1g")
-#   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 60)
+#   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 120)
 #   KAFKA_STOP_TIMEOUT     seconds to wait for a clean shutdown before SIGKILL (default 30)
 #   JAVA_HOME / MVN        Java installation / Maven command to use (default: java, mvn on PATH)
 #
@@ -34,7 +34,7 @@ readonly HOST=127.0.0.1
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
-KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
+KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-120}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 MVN=${MVN:-mvn}
 
@@ -384,7 +384,9 @@ cmd_down() {
     log "no clean shutdown within ${KAFKA_STOP_TIMEOUT}s: sending SIGKILL" \
       "(the next start will recover the logs)"
     kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+    local tries=0
+    while kill -0 "$pid" 2>/dev/null && ((tries++ < 50)); do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then die "pid $pid survived SIGKILL (stuck in the kernel?)"; fi
   fi
   rm -f -- "$PID_FILE"
   log "stopped"

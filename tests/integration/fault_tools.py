@@ -182,11 +182,11 @@ def check_exactly_once(reader: OutputReader, stream: Stream, worker: WorkerProce
     return outputs
 
 
-def metric_sum(worker: WorkerProcess, name: str) -> float:
-    """Sum of a metric's samples over all labels (0 when the worker does not answer)."""
+def metric(worker: WorkerProcess, sample: str) -> float:
+    """Sum of the samples of a metric, given by name (all labels) or by name and labels; 0 when none."""
     try:
         text = worker.metrics()
     except OSError:
         return 0.0
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and (line[len(name)] in "{ "))
+               if line.startswith(sample) and line[len(sample)] in "{ ")

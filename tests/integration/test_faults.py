@@ -1,0 +1,185 @@
+"""Contract 6: every alert ends in exactly one output topic, exactly once, across crashes, restarts, broker
+restarts and rebalances; state survives restarts and is rebuilt from Kafka when lost.
+
+Each test drives real `poa-filter worker` processes while a DSP keeps writing, disturbs them, and then
+checks the read_committed outputs against an undisturbed run: the decisions of the pure core on the whole
+input (`Scenario.reference_decisions`) and of the scenario's construction (`intent`), forwarded bytes
+identical to the input, bad alerts dead-lettered once.
+
+All of them run on a broker of their own (`private_broker`), not on the shared one: one of them stops the
+broker, and the others' fault timing (kills at random points, session time-outs) should not depend on what
+else the shared broker is doing.
+"""
+
+import random
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings
+from tests.integration.fault_tools import (
+    Stream,
+    StreamWriter,
+    build_stream,
+    check_exactly_once,
+    drop_from_reference,
+    metric,
+    split_after_alerts,
+)
+from tests.integration.private_broker import PrivateBroker, private_kafka_fixture  # noqa: F401 - a fixture
+from tests.integration.scenario import campaign
+from tests.integration.test_worker_decisions import write_reference
+from tests.integration.worker_harness import DspProducer, OutputReader, WorkerProcess, wait_until
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(scope="module")
+def broker(private_kafka: PrivateBroker) -> str:
+    """Overrides the shared broker for this module: `settings` then creates its topics on the private one."""
+    return private_kafka.bootstrap
+
+
+def prepare(settings: Settings, homes: int, seed: int, bad_every: int, drop_every: int = 0) -> Stream:
+    """A campaign's reference data written; its activation inputs and alerts built, not yet written."""
+    sc = campaign(homes=homes, seed=seed)
+    if drop_every:
+        drop_from_reference(sc, drop_every)
+    dsp = DspProducer(settings)
+    write_reference(dsp, sc)
+    dsp.flush()
+    return build_stream(settings.topics, sc, bad_every=bad_every)
+
+
+def started(settings: Settings, tmp_path: Path) -> WorkerProcess:
+    worker = WorkerProcess(settings, tmp_path).start()
+    worker.wait_ready(120)
+    return worker
+
+
+def decided(reader: OutputReader, seconds: float = 0.05) -> int:
+    outputs = reader.poll(seconds)
+    return outputs.alert_outputs + len(outputs.dead_letters)
+
+
+def test_sigkill_at_random_points_while_alerts_flow(settings: Settings, tmp_path: Path) -> None:
+    rng = random.Random(20260301)
+    stream = prepare(settings, homes=7000, seed=5, bad_every=1000)
+    worker, reader = started(settings, tmp_path), OutputReader(settings)
+    writer = StreamWriter(settings, stream.records, seconds=30)
+    kills: list[tuple[str, int]] = []  # (where, alerts decided by then)
+    try:
+        writer.start()
+        while len(kills) < 12:
+            if rng.random() < 0.25:  # somewhere in start-up: state restore, group join, first transaction
+                time.sleep(rng.uniform(0.1, 2.0))
+                where = "ready" if worker.ready() else "starting"
+            else:
+                worker.wait_ready(120)
+                time.sleep(rng.uniform(0.05, 2.5))
+                where = "running"
+            worker.stop(signal.SIGKILL)
+            kills.append((where, decided(reader)))
+            worker.start()
+        writer.finish()
+        check_exactly_once(reader, stream, worker)
+        in_flow = [n for _, n in kills if n < stream.alert_count]
+        assert len(in_flow) >= 10, f"too few kills while alerts were still undecided: {kills}"
+    finally:
+        worker.stop()
+        reader.close()
+
+
+def test_broker_restart_under_load(private_kafka: PrivateBroker, settings: Settings, tmp_path: Path) -> None:
+    stream = prepare(settings, homes=2500, seed=13, bad_every=400)
+    worker, reader = started(settings, tmp_path), OutputReader(settings)
+    writer = StreamWriter(settings, stream.records, seconds=20)
+    try:
+        writer.start()
+        wait_until(lambda: decided(reader) > stream.alert_count // 5, 60, "a fifth of the alerts decided", worker)
+        private_kafka.down()
+        stopped = time.monotonic()
+        time.sleep(4)
+        assert worker.alive(), "the worker exited when the broker went away"
+        private_kafka.up()
+        outage = time.monotonic() - stopped
+        assert worker.alive(), "the worker exited during the broker outage"
+        writer.finish(timeout=180)
+        check_exactly_once(reader, stream, worker, timeout=240)
+        assert worker.alive() and worker.starts == 1
+        print(f"broker outage {outage:.1f}s")
+    finally:
+        worker.stop()
+        reader.close()
+
+
+def test_second_worker_joins_and_leaves_under_load(settings: Settings, tmp_path: Path) -> None:
+    stream = prepare(settings, homes=3000, seed=17, bad_every=500)
+    first, reader = started(settings, tmp_path), OutputReader(settings)
+    second = WorkerProcess(settings, tmp_path)  # the same POA_DATA_DIR: it claims the next free state slot
+    writer = StreamWriter(settings, stream.records, seconds=25)
+    try:
+        writer.start()
+        wait_until(lambda: decided(reader) > stream.alert_count // 10, 60, "a tenth of the alerts decided", first)
+        second.start()
+        wait_until(lambda: metric(second, "poa_alerts_total") > 0, 120, "the second worker deciding alerts", second)
+        time.sleep(2)
+        assert second.stop(signal.SIGTERM) == 0
+        writer.finish()
+        check_exactly_once(reader, stream, first)
+        assert first.alive()
+        assert "revoked alert partitions" in first.log_path.read_text()
+        slots = sorted(p.name for p in Path(settings.data_dir).iterdir())
+        assert slots == [f"{settings.app_id}-0", f"{settings.app_id}-1"]
+    finally:
+        second.stop()
+        first.stop()
+        reader.close()
+
+
+def test_lost_local_state_is_rebuilt_from_kafka(settings: Settings, tmp_path: Path) -> None:
+    topics = settings.topics
+    stream = prepare(settings, homes=1500, seed=19, bad_every=300, drop_every=5)
+    before, after = split_after_alerts(stream, len(stream.sent) // 2)
+    worker, reader = started(settings, tmp_path), OutputReader(settings)
+    try:
+        StreamWriter(settings, before, seconds=0).start().finish()
+        first_half = sum(1 for topic, _, _ in before if topic == topics.alerts)
+        wait_until(lambda: decided(reader) >= first_half, 60, "the first half decided", worker)
+        worker.stop(signal.SIGKILL)
+        shutil.rmtree(settings.data_dir)
+        worker.start()
+        # Alerts written after the restart, deciding on requests and reference data written before it.
+        StreamWriter(settings, after, seconds=3).start().finish()
+        check_exactly_once(reader, stream, worker)
+        requests = sum(1 for topic, _, _ in before if topic == topics.service_requests)
+        assert metric(worker, f'poa_input_records_total{{topic="{topics.service_requests}"}}') == requests
+    finally:
+        worker.stop()
+        reader.close()
+
+
+def test_sigterm_in_the_middle_of_a_batch(settings: Settings, tmp_path: Path) -> None:
+    rng = random.Random(5)
+    stream = prepare(settings, homes=6000, seed=23, bad_every=700)
+    StreamWriter(settings, stream.records, seconds=0).start().finish()  # a backlog: every read is a full batch
+    worker, reader = WorkerProcess(settings, tmp_path), OutputReader(settings)
+    try:
+        for _ in range(4):
+            so_far = decided(reader)
+            worker.start()
+            # Decisions are counted as they are made, before their transaction: the batch is under way.
+            wait_until(lambda: metric(worker, "poa_alerts_total") > 0, 60, "the first batch decided", worker)
+            time.sleep(rng.uniform(0, 0.1))
+            assert worker.stop(signal.SIGTERM) == 0
+            assert "stopping after the current batch" in worker.log()
+            print("round", so_far, decided(reader, 1))
+            assert decided(reader, 1) < stream.alert_count, "the backlog was gone before the SIGTERM"
+        worker.start()
+        check_exactly_once(reader, stream, worker)
+    finally:
+        worker.stop()
+        reader.close()
