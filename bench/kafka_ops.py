@@ -24,7 +24,7 @@ from bench.scenario import alert_id_of
 
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})  # no INFO lines about purged queues
 
 
 def check_broker(bootstrap: str, timeout: float = 15) -> None:
@@ -49,6 +49,20 @@ def delete_topics(client: AdminClient, prefix: str) -> list[str]:
     names = [t for t in client.list_topics(timeout=10).topics if t.startswith(prefix)]
     if names:
         for future in client.delete_topics(names, operation_timeout=30).values():
+            with contextlib.suppress(KafkaException):
+                future.result(timeout=60)
+    return names
+
+
+def delete_groups(client: AdminClient, prefix: str) -> list[str]:
+    """This run's consumer groups (worker, pass-through), so a shared broker is left as it was found."""
+    try:
+        listed = client.list_consumer_groups(request_timeout=10).result(timeout=15)
+    except KafkaException:
+        return []
+    names = [g.group_id for g in listed.valid if g.group_id.startswith(prefix)]
+    if names:
+        for future in client.delete_consumer_groups(names, request_timeout=30).values():
             with contextlib.suppress(KafkaException):
                 future.result(timeout=60)
     return names

@@ -17,6 +17,13 @@ from typing import Any
 
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 
+# Work done by the loop but not per alert: matched anywhere in the stack, before the rules below.
+OUTER_CATEGORIES: list[tuple[str, str]] = [
+    ("housekeeping: FilterState.sweep (runs in the decision loop)", "FilterState.sweep"),
+    ("housekeeping: gauges (positions, watermarks)", "_update_gauges"),
+    ("state commit (RocksDB write batch)", "_commit_state"),
+]
+
 # Rules tried from the innermost frame outwards; the first that matches names a sample's category.
 # A frame is matched on "function (file:line)" and on the text of that source line, because without
 # native frames the time spent inside a C call (librdkafka, fastavro, RocksDB) shows as the Python line
@@ -41,7 +48,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("RocksDB get/write", ("state_backends.py",)),
     ("decision logic (FilterState, windows)", ("filter_state.py", "activation_windows.py")),
     ("read frontier / hold checks", ("read_frontier.py", "_first_held", "_request_end_offsets")),
-    ("per-alert objects and queues", ("alert_intake.py", "dataclasses", "output_records.py")),
+    ("per-alert objects and queues", ("alert_intake.py", "__create_fn__", "output_records.py")),
 ]
 _NO_LINE = re.compile(r":\d+\)$")
 _LINENO = re.compile(r"\((?P<file>.*):(?P<line>\d+)\)$")
@@ -104,9 +111,11 @@ def summarise(raw: Path, top: int = 25) -> dict[str, Any]:
         if not stack or not count_text.isdigit():
             continue
         raw_frames = stack.split(";")
-        if not any("worker.py" in f and f.strip().startswith("run (") for f in raw_frames):
-            continue  # not the main loop's thread
+        if "MainThread" not in raw_frames[0]:
+            continue  # the metrics HTTP thread, or a thread of a library
         frames = [described.setdefault(f, _describe(f)) for f in raw_frames if not f.startswith(("thread", "process"))]
+        if not frames:
+            continue
         count = int(count_text)
         total += count
         leaf, text = frames[-1]
@@ -129,9 +138,11 @@ def summarise(raw: Path, top: int = 25) -> dict[str, Any]:
 
 
 def _category(frames: list[tuple[str, str]]) -> str:
+    for name, needle in OUTER_CATEGORIES:
+        if any(needle in frame for frame, _ in frames):
+            return name
     for frame, text in reversed(frames):
         for name, needles in CATEGORIES:
             if any(n in frame or n in text for n in needles):
                 return name
-    leaf = frames[-1][0] if frames else "?"
-    return "other: " + leaf
+    return "loop code in worker.py (bookkeeping between calls)" if "worker.py" in frames[-1][0] else "other"

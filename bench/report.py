@@ -101,6 +101,12 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             _verdict(ready.get("rebuild_s"), t["ready_rebuild_s"]),
         ),
         (
+            "worker CPU per alert (1 worker)",
+            _fmt(w1.get("cpu_us_per_alert"), "us"),
+            "(info)",
+            f"= {_fmt(w1.get('rate_if_one_full_core'), '/s', 0)} on a dedicated core",
+        ),
+        (
             "sustained alerts/s, 2 workers",
             _fmt(w2.get("sustained_rate"), "/s", 0),
             "(info)",
@@ -115,13 +121,19 @@ def table(results: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    extra = []
+    run = results.get("run", {})
+    extra = [
+        f"host: {run.get('cpus')} CPUs; a busy loop got {run.get('cpu_share_available_at_start', 0):.0%} of a core "
+        f"at the start and {run.get('cpu_share_available_at_end', 0):.0%} at the end (other load on the machine); "
+        f"run took {run.get('total_s', 0):.0f} s"
+    ]
     pt = results.get("passthrough", {})
     for mode in ("txn", "plain"):
         if isinstance(pt.get(mode), dict) and "rate" in pt[mode]:
             extra.append(
                 f"pass-through {mode}: {pt[mode]['rate']:,.0f}/s mean, "
-                f"{_fmt(pt[mode].get('sustained_rate'), '/s', 0)} sustained, cpu {pt[mode]['cpu_s']:.1f} s"
+                f"{_fmt(pt[mode].get('sustained_rate'), '/s', 0)} sustained, "
+                f"{_fmt(pt[mode].get('cpu_us_per_alert'), 'us')} CPU per alert"
             )
     for lat in results.get("latency", []):
         if "p50_ms" in lat:

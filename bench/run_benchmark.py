@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -143,11 +144,17 @@ class Bench:
 
     def run(self) -> int:
         kafka_ops.check_broker(self.bootstrap)
+        if self.args.profile and not Path(profiling.PY_SPY).exists():
+            raise SystemExit(f"--profile needs py-spy: {Path(sys.executable).parent / 'pip'} install py-spy")
         if self.work.exists():
             shutil.rmtree(self.work)
         self.logs.mkdir(parents=True)
         self.results["run"] = self._run_info()
         self.say(f"run {self.tag} on {self.bootstrap}: {asdict(self.scale)}")
+        self.say(
+            f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, a busy loop gets "
+            f"{self.results['run']['cpu_share_available_at_start']:.0%} of a core"
+        )
         try:
             with self.phase("setup"):
                 self.setup()
@@ -160,6 +167,7 @@ class Bench:
             with self.phase("clean-up"):
                 self.cleanup()
             self.results["run"]["total_s"] = round(time.monotonic() - self.started, 1)
+            self.results["run"]["cpu_share_available_at_end"] = _cpu_share()
             self.write()
         return 1 if self.results["errors"] else 0
 
@@ -215,6 +223,7 @@ class Bench:
             "profiled": self.args.profile,
             "scale": asdict(self.scale),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "cpu_share_available_at_start": _cpu_share(),
         }
 
     # --- phases -------------------------------------------------------------------------------------
@@ -261,14 +270,18 @@ class Bench:
         ):
             log = self.logs / f"load-{kind}.log"
             self.say(f"poa-filter load-{kind} ({rows:,} rows)")
+            cpu0 = _children_cpu()
             code, seconds = run_tool(
                 self.children, [POA_FILTER, f"load-{kind}", str(path)], log, timeout=120 + rows / 2_000, env=env
             )
+            cpu = _children_cpu() - cpu0  # the loader and its worker processes, all reaped by now
             on_topic = sum(kafka_ops.end_offsets(client, topic).values())
             out[kind] = {
                 "rows": rows,
                 "seconds": round(seconds, 2),
                 "rows_per_s": round(rows / seconds),
+                "cpu_s": round(cpu, 1),
+                "cpu_us_per_row": round(1e6 * cpu / rows, 1),
                 "exit_code": code,
                 "records_on_topic": on_topic,
                 "loader_summary": log.read_text(errors="replace").strip().splitlines()[-3:],
@@ -309,6 +322,7 @@ class Bench:
         self.results["ready"] = ready
         w = self.worker("worker-1-first-start").start()
         ready["first_start_s"] = round(w.wait_ready(timeout), 2)
+        ready["first_start_cpu_s"] = w.cpu_seconds()
         self.say(f"  first start (state built from Kafka): ready in {ready['first_start_s']} s")
         self._wait_state_read(w)
         ready["first_start_stop_s"] = round(self.stop_worker(w), 2)
@@ -321,6 +335,7 @@ class Bench:
         shutil.rmtree(self.state_dir)
         w = self.worker("worker-3-state-deleted").start()
         ready["rebuild_s"] = round(w.wait_ready(timeout), 2)
+        ready["rebuild_cpu_s"] = w.cpu_seconds()
         self.say(f"  restart after deleting the state folder: ready in {ready['rebuild_s']} s")
         self._wait_state_read(w)
         ready["rebuild_stop_s"] = round(self.stop_worker(w), 2)
@@ -381,6 +396,7 @@ class Bench:
                 timeout=120 + self.scale.backlog / 4_000,
             )
             result["sustained_rate"] = kafka_ops.sustained_rate(result.pop("checkpoints"), result["records"])
+            result["cpu_us_per_alert"] = round(1e6 * result["cpu_s"] / result["records"], 1)
             out[mode] = result
             self.say(
                 f"  pass-through {mode}: {result['rate']:,.0f}/s mean, "
@@ -408,6 +424,7 @@ class Bench:
                 profiling.stop(spy)
         cpu = [(w.cpu_seconds() or 0.0) - c for w, c in zip(workers, cpu0, strict=True)]
         sustained = kafka_ops.sustained_rate(progress.samples, total)
+        cpu_us = 1e6 * sum(cpu) / total
         return {
             "alerts": total,
             "ready_s": [round(r, 2) for r in ready_s],
@@ -416,6 +433,10 @@ class Bench:
             "mean_rate_from_ready": round(total / (done_at - ready_at)),
             "sustained_rate": round(sustained) if sustained else None,
             "worker_cpu_pct_of_one_core": [round(100 * c / (done_at - ready_at)) for c in cpu],
+            # Independent of other load on the host: what one alert costs the worker process(es) in CPU,
+            # and the rate that cost allows on one dedicated core (a projection, not a measurement).
+            "cpu_us_per_alert": round(cpu_us, 1),
+            "rate_if_one_full_core": round(1e6 / cpu_us) if cpu_us else None,
             "progress": [
                 (round(t - ready_at, 2), n) for t, n in progress.samples[:: max(1, len(progress.samples) // 200)]
             ],
@@ -599,8 +620,10 @@ class Bench:
 
     def cleanup(self) -> None:
         if not self.args.keep_topics:
-            deleted = kafka_ops.delete_topics(kafka_ops.admin(self.bootstrap), f"{self.tag}.")
-            self.say(f"  deleted {len(deleted)} topics of this run")
+            client = kafka_ops.admin(self.bootstrap)
+            deleted = kafka_ops.delete_topics(client, f"{self.tag}.")
+            groups = kafka_ops.delete_groups(client, f"{self.tag}-")
+            self.say(f"  deleted {len(deleted)} topics and {len(groups)} consumer groups of this run")
         if not self.args.keep_work:
             for folder in (self.work / "csv", self.state_dir):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -627,6 +650,20 @@ class Bench:
             for name, pct in profile["categories_pct"]:
                 print(f"  {pct:5.1f}%  {name}")
         print(f"\nresults: {self.out / 'results.json'}, chart: {self.out / 'chart.png'}, logs: {self.logs}")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_share(seconds: float = 1.0) -> float:
+    """Share of one core a busy Python loop gets right now (1.0 on an idle machine): other load on the
+    host slows every figure of the run, and this says by how much."""
+    wall0, cpu0 = time.monotonic(), time.process_time()
+    while time.monotonic() - wall0 < seconds:
+        sum(range(1000))
+    return round((time.process_time() - cpu0) / (time.monotonic() - wall0), 2)
 
 
 # --- metrics and latency arithmetic -------------------------------------------------------------------
@@ -681,6 +718,12 @@ def _latency_stats(send_path: Path, receive_path: Path) -> dict[str, Any]:
     span_in = np.nanmax(sent_at) - np.nanmin(sent_at)
     span_out = np.nanmax(received_at) - np.nanmin(received_at) if got.any() else 0
 
+    # Stalls: the longest pauses in the output stream while input kept coming at a steady pace. A pause
+    # far beyond the loop's normal step (e.g. housekeeping run inside the decision loop) shows here.
+    arrivals = np.sort(received_at[got])
+    gaps = np.diff(arrivals) * 1000 if len(arrivals) > 1 else np.zeros(0)
+    longest = sorted((round(float(g), 1) for g in gaps), reverse=True)[:3]
+
     def pct(values: np.ndarray, q: float) -> float | None:
         return round(float(np.percentile(values, q)), 2) if len(values) else None
 
@@ -701,6 +744,8 @@ def _latency_stats(send_path: Path, receive_path: Path) -> dict[str, Any]:
         "mean_ms": round(float(e2e.mean()), 2) if len(e2e) else None,
         "ad1_suppressed_p50_ms": pct(ad1, 50),
         "ad1_p99_ms": pct(ad1, 99),
+        "longest_output_gaps_ms": longest,
+        "output_gaps_over_250ms": int((gaps > 250).sum()),
         "to_worker_produce_p50_ms": pct(to_produce, 50),
         "to_worker_produce_p99_ms": pct(to_produce, 99),
     }

@@ -47,6 +47,8 @@ class _Record:
     header: bytes  # single-object header: marker + fingerprint
     plain: Schema  # parsed by fastavro, logical types removed
     check: Check
+    # fastavro reads an int with its long reader and no range check: re-check decoded records that have one.
+    recheck_decoded: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +79,7 @@ class AvroCodec:
         short_names = [record.name.rpartition(".")[2] for record in records]
         self._entries = {record.name: record for record in records}
         self._entries.update(
-            (short, record)
-            for short, record in zip(short_names, records, strict=True)
-            if short_names.count(short) == 1
+            (short, record) for short, record in zip(short_names, records, strict=True) if short_names.count(short) == 1
         )
         self._confluent_headers: dict[tuple[str, str], bytes] = {}
         self._writers: dict[int, _Writer] = {}
@@ -136,9 +136,7 @@ class AvroCodec:
         try:
             return self._entries[record_name]
         except KeyError:
-            raise ValueError(
-                f"no schema for record {record_name!r}; known: {', '.join(self.record_names)}"
-            ) from None
+            raise ValueError(f"no schema for record {record_name!r}; known: {', '.join(self.record_names)}") from None
 
     def _wrong_fingerprint(self, record: _Record, data: bytes) -> BadInput:
         """Why a value with the single-object marker is not this record: too short, another type, unknown."""
@@ -163,9 +161,7 @@ class AvroCodec:
         if self._registry is not None:
             markers += " or the Confluent schema-registry magic byte 00"
         hint = "; it looks like JSON text" if data.lstrip()[:1] in (b"{", b"[") else ""
-        return (
-            f"value does not start with {markers} (it starts {start}{hint}): it is not a {record.name} record"
-        )
+        return f"value does not start with {markers} (it starts {start}{hint}): it is not a {record.name} record"
 
     def _decode_confluent(self, record: _Record, data: bytes) -> dict[str, Any]:
         if self._registry is None:
@@ -220,9 +216,7 @@ class AvroCodec:
 
     def _confluent_header(self, record: _Record, topic: str | None) -> bytes:
         if topic is None:
-            raise ValueError(
-                f"encoding a {record.name} for a schema registry needs the topic (subject <topic>-value)"
-            )
+            raise ValueError(f"encoding a {record.name} for a schema registry needs the topic (subject <topic>-value)")
         key = (topic, record.name)
         header = self._confluent_headers.get(key)
         if header is None:
@@ -248,7 +242,7 @@ def _read(
             f"(string ending at byte {buffer.tell()} of {len(data)})"
         ) from exc
     except SchemaResolutionError as exc:
-        raise BadInput(f"the writer schema{via} cannot be read as {record.name}: {exc}") from exc
+        raise BadInput(f"the record{via} cannot be read as a {record.name}: {exc}") from exc
     except Exception as exc:  # EOFError, IndexError, OverflowError, ...: whatever fastavro meets in bad bytes
         raise BadInput(
             f"truncated or corrupt {record.name} record{via}: reading stopped at byte {buffer.tell()} "
@@ -259,6 +253,10 @@ def _read(
             f"corrupt {record.name} record{via}: {len(data) - buffer.tell()} bytes left over after "
             f"the record ends at byte {buffer.tell()} of {len(data)}"
         )
+    if record.recheck_decoded:
+        problem = record.check(datum)
+        if problem is not None:
+            raise BadInput(f"corrupt {record.name} record{via}: {record.name}{problem}")
     return datum
 
 
@@ -301,6 +299,7 @@ def _make_record(path: Path, schema: dict[str, Any], definitions: dict[str, dict
         header=SINGLE_OBJECT_MARKER + fingerprint,
         plain=plain,
         check=_compile_check(full, {}),
+        recheck_decoded='"int"' in canonical,  # may also match a name or symbol "int": a wasted check, no harm
     )
 
 
@@ -320,9 +319,7 @@ def _type_name(schema: Schema, namespace: str | None) -> str:
     return str(schema.get("type") if isinstance(schema, dict) else schema)
 
 
-def _collect_definitions(
-    schema: Schema, namespace: str | None, found: dict[str, dict[str, Any]], path: Path
-) -> None:
+def _collect_definitions(schema: Schema, namespace: str | None, found: dict[str, dict[str, Any]], path: Path) -> None:
     """Every named type defined in one file, by full name, so other files can refer to it."""
     if isinstance(schema, list):
         for branch in schema:
@@ -437,9 +434,8 @@ def _expect(description: str, test: Callable[[object], bool]) -> Check:
 
 
 def _describe(schema: Schema) -> str:
-    if isinstance(schema, dict) and schema.get("logicalType") in ("timestamp-millis", "timestamp-micros"):
-        unit = "milliseconds" if schema["logicalType"] == "timestamp-millis" else "microseconds"
-        return f"{schema['type']} ({schema['logicalType']}: int epoch {unit}, UTC)"
+    if isinstance(schema, dict) and schema.get("logicalType") == "timestamp-millis":
+        return f"{schema['type']} (timestamp-millis: int epoch milliseconds, UTC)"
     return _type_name(schema, None)
 
 
@@ -493,8 +489,7 @@ def _record_check(schema: dict[str, Any], named: dict[str, Check]) -> Check:
 
     named[schema["name"]] = check  # before the fields, so a recursive type finds itself
     fields.extend(
-        (field["name"], _compile_check(field["type"], named), "default" in field)
-        for field in schema["fields"]
+        (field["name"], _compile_check(field["type"], named), "default" in field) for field in schema["fields"]
     )
     return check
 

@@ -1,11 +1,13 @@
 """A Kafka producer for bulk writes (loaders, simulator): tuned for throughput, yet every record is
 acknowledged by all in-sync replicas or the run fails loudly; a partial load must not pass for a full one."""
 
+import sys
 import time
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
 
-from pipeline.kafka_admin import admin_client, topic_partitions
+from pipeline.kafka_admin import topic_partitions
 from pipeline.settings import Settings
 
 # Serving delivery reports every so often keeps the error count current without a call per record.
@@ -24,7 +26,8 @@ def require_topics(settings: Settings, *topics: str, wait_s: float = 5.0) -> Non
     """Fail before reading a file rather than after: an absent topic would otherwise be auto-created
     by the broker with the wrong settings (not compacted) or time out record by record. A topic created
     a moment ago may take a few seconds to show in the metadata, hence the short wait."""
-    admin = admin_client(settings)
+    # The first contact with the broker: quiet, so that a broker that is down gives one clear message.
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 2})
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -47,6 +50,7 @@ class BulkProducer:
         self._failed = 0
         self._first_error: KafkaError | None = None
         self._since_poll = 0
+        self._reported: set[str] = set()
         self.produced = 0
         self._producer = Producer(
             {
@@ -61,8 +65,16 @@ class BulkProducer:
                 "queue.buffering.max.kbytes": 1_048_576,
                 "delivery.report.only.error": True,  # no Python call per successful record
                 "on_delivery": self._on_delivery,
+                # librdkafka logs every reconnect attempt; say each distinct problem once instead.
+                "log_level": 2,
+                "error_cb": self._on_error,
             }
         )
+
+    def _on_error(self, err: KafkaError) -> None:
+        if str(err) not in self._reported:
+            self._reported.add(str(err))
+            print(f"kafka: {err.str()} (retrying until delivered or timed out)", file=sys.stderr)
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:

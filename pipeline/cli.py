@@ -72,14 +72,23 @@ def _settings_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("settings (each overrides its environment variable, see contract 7)")
     for flag, (name, kind) in _SETTING_FLAGS.items():
-        group.add_argument(flag, dest=name, type=kind, default=argparse.SUPPRESS, metavar=name.upper())
+        env = "KAFKA_BOOTSTRAP_SERVERS" if name == "bootstrap_servers" else f"POA_{name.upper()}"
+        default = getattr(Settings(), name)
+        group.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            default=argparse.SUPPRESS,
+            metavar=name.upper(),
+            help=f"${env}, default {default}",
+        )
     for topic in fields(Topics):
         group.add_argument(
             f"--topic-{topic.name.replace('_', '-')}",
             dest=_TOPIC_PREFIX + topic.name,
             default=argparse.SUPPRESS,
             metavar="TOPIC",
-            help=f"default {topic.default}",
+            help=f"$POA_TOPIC_{topic.name.upper()}, default {topic.default}",
         )
     return parser
 

@@ -322,12 +322,12 @@ def read_to_end(settings: Settings, topic: str, timeout_s: float = _READ_TO_END_
             if time.monotonic() > deadline:
                 raise KafkaException(f"timed out reading {topic} to its end offsets")
             for message in consumer.consume(10_000, timeout=0.5):
-                error, partition = message.error(), message.partition()
+                error, partition = message.error(), message.partition() or 0
                 if error is not None and error.code() != KafkaError._PARTITION_EOF:
                     raise KafkaException(error)
                 if error is None:
                     yield message
-                if error is not None or message.offset() + 1 >= pending.get(partition, 0):
+                if error is not None or (message.offset() or 0) + 1 >= pending.get(partition, 0):
                     pending.pop(partition, None)  # at the end (EOF), or at the offset that was the end
     finally:
         consumer.close()

@@ -96,12 +96,8 @@ class Estate:
         added = _iso(self.added_at)
         with open(tracked_path, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(
-                ["device_id", "manufacturer", "model", "firmware_version", "list_version", "added_at"]
-            )
-            writer.writerows(
-                (h.esme, "Landis+Gyr", "E470", "5.3.20", "MP102B-2024-11", added) for h in self.tracked
-            )
+            writer.writerow(["device_id", "manufacturer", "model", "firmware_version", "list_version", "added_at"])
+            writer.writerows((h.esme, "Landis+Gyr", "E470", "5.3.20", "MP102B-2024-11", added) for h in self.tracked)
         with open(inventory_path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["device_id", "device_type", "chf_id", "mpxn", "updated_at"])
@@ -163,9 +159,7 @@ def parse_base_time(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise SimulationError(
-            f"base time {text!r} is not an ISO-8601 time, e.g. {DEFAULT_BASE_TIME}"
-        ) from None
+        raise SimulationError(f"base time {text!r} is not an ISO-8601 time, e.g. {DEFAULT_BASE_TIME}") from None
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
@@ -311,9 +305,7 @@ def build_scenario(estate: Estate, seed: int, base_time: int, settings: Settings
     """A firmware campaign day on the estate, with every case the contract distinguishes."""
     window, lead_in = settings.window_ms, settings.lead_in_ms
     if settings.max_future_days < 3:
-        raise SimulationError(
-            "the scenario dates activations up to 3 days ahead: it needs max future days >= 3"
-        )
+        raise SimulationError("the scenario dates activations up to 3 days ahead: it needs max future days >= 3")
     rng = random.Random(f"scenario-{seed}")
     b = _ScenarioBuilder(rng, _Ids(rng), seed, window)
     tracked = estate.tracked
@@ -432,9 +424,7 @@ def build_scenario(estate: Estate, seed: int, base_time: int, settings: Settings
     # A storm: supply lost at `storm`, restored 4-8 minutes later; each CH reports AD1, each ESME 8F36.
     for home in storm_homes:
         restored = storm + rng.randint(4 * MINUTE_MS, 8 * MINUTE_MS)
-        b.alert(
-            "AD1", home.chf, restored + rng.randint(0, 30 * SECOND_MS), "genuine-storm", FORWARD, home.mpan
-        )
+        b.alert("AD1", home.chf, restored + rng.randint(0, 30 * SECOND_MS), "genuine-storm", FORWARD, home.mpan)
         b.alert(
             "8F36",
             home.esme,
@@ -472,9 +462,7 @@ def build_scenario(estate: Estate, seed: int, base_time: int, settings: Settings
     b.undecodable_alert(storm + 7 * MINUTE_MS)
     short_id = untracked_activation.esme[:-3]  # seven octets
     b.request(short_id, within_first_hour())
-    b.scenario.other_dead_letters.append(
-        ExpectedDeadLetter("service_requests", short_id, "malformed-target-id")
-    )
+    b.scenario.other_dead_letters.append(ExpectedDeadLetter("service_requests", short_id, "malformed-target-id"))
     return b.scenario
 
 
@@ -510,9 +498,7 @@ def play(scenario: Scenario, settings: Settings, codec: AvroCodec) -> dict[str, 
     counts = dict.fromkeys(RECORD_NAMES, 0)
     for event in scenario.ordered():
         topic = getattr(settings.topics, event.topic)
-        value = (
-            event.raw if event.datum is None else codec.encode(RECORD_NAMES[event.topic], event.datum, topic)
-        )
+        value = event.raw if event.datum is None else codec.encode(RECORD_NAMES[event.topic], event.datum, topic)
         producer.produce(topic, event.key, value)
         counts[event.topic] += 1
     producer.flush()

@@ -56,9 +56,7 @@ class SchemaRegistryClient:
             answer = self._request("GET", path, None)
             schema_type = answer.get("schemaType", "AVRO")
             if schema_type != "AVRO":
-                raise NoSuchAvroSchema(
-                    f"schema ID {schema_id} in registry {self.url} is {schema_type}, not Avro"
-                )
+                raise NoSuchAvroSchema(f"schema ID {schema_id} in registry {self.url} is {schema_type}, not Avro")
             schema = answer.get("schema")
             if not isinstance(schema, str):
                 raise SchemaRegistryError(
@@ -82,20 +80,15 @@ class SchemaRegistryClient:
             detail = _error_detail(exc)
             if exc.code == 404 and method == "GET":
                 raise NoSuchAvroSchema(f"schema registry {self.url} has no {path}: {detail}") from exc
-            raise SchemaRegistryError(
-                f"schema registry {self.url} refused {method} {path}: {detail}"
-            ) from exc
+            raise SchemaRegistryError(f"schema registry {self.url} refused {method} {path}: {detail}") from exc
         except (OSError, http.client.HTTPException) as exc:  # refused, unreachable, DNS, timeout, garbled
             reason = getattr(exc, "reason", exc)
-            raise SchemaRegistryError(
-                f"cannot reach schema registry {self.url} ({method} {path}): {reason}"
-            ) from exc
+            raise SchemaRegistryError(f"cannot reach schema registry {self.url} ({method} {path}): {reason}") from exc
         try:
             answer = json.loads(raw)
         except ValueError as exc:
             raise SchemaRegistryError(
-                f"schema registry {self.url} answered {method} {path} with something other than JSON: "
-                f"{raw[:200]!r}"
+                f"schema registry {self.url} answered {method} {path} with something other than JSON: {raw[:200]!r}"
             ) from exc
         if not isinstance(answer, dict):
             raise SchemaRegistryError(f"schema registry {self.url} answered {method} {path} with {answer!r}")

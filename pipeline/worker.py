@@ -64,6 +64,7 @@ class FilterWorker:
         self._rebalancing = True
         self._bootstrapped = False
         self._pending_dead_letters: list[Output] = []
+        self._broker_down_since: float | None = None  # the hold clock stops while no broker answers
         self._decided_time: dict[int, int] = {}  # alert partition -> latest event time decided there
         self._state_dirty = False
         self._last_state_commit = self._last_sweep = self._last_gauges = self._last_end_lookup = 0.0
@@ -135,6 +136,7 @@ class FilterWorker:
                 "isolation.level": "read_committed",
                 "queued.max.messages.kbytes": 65536,
                 "fetch.wait.max.ms": 100,
+                "error_cb": self._on_client_error,
             }
         )
         self.state_consumer.assign(
@@ -159,8 +161,29 @@ class FilterWorker:
                 "heartbeat.interval.ms": 1_000,
                 "queued.max.messages.kbytes": 65536,
                 "fetch.wait.max.ms": 50,
+                "error_cb": self._on_client_error,
             }
         )
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            if self._broker_down_since is None:
+                log.warning("no broker reachable; holding alerts until it is back: %s", err)
+                self._broker_down_since = time.monotonic()
+        else:
+            log.warning("Kafka client: %s", err)
+
+    def _broker_back(self) -> None:
+        """Forwarding during an outage gets no alert out sooner and would make decisions depend on its
+        length, so held alerts get a fresh hold once the broker answers again."""
+        if self._broker_down_since is None:
+            return
+        now = time.monotonic()
+        log.info("broker reachable again after %.1fs", now - self._broker_down_since)
+        self._broker_down_since = None
+        for queue in self.queues.queues().values():
+            for item in queue.items:
+                item.read_at = max(item.read_at, now)
 
     def _new_producer(self) -> Producer:
         producer = Producer(
@@ -232,6 +255,8 @@ class FilterWorker:
         except KafkaException as exc:
             log.warning("reading state topics: %s", exc)
             return 0
+        if messages:
+            self._broker_back()
         for msg in messages:
             self._apply_state_message(msg)
         return len(messages)
@@ -331,7 +356,7 @@ class FilterWorker:
                     assert item.alert is not None
                     t = item.alert.received_at
                     if not self.frontier.may_decide(t, item.read_seq):
-                        if now - item.read_at < hold_s:
+                        if self._broker_down_since is not None or now - item.read_at < hold_s:
                             break
                         outputs.append(self._forward(item, ForwardReason.HOLD_EXPIRED))
                         log.warning(
@@ -390,6 +415,7 @@ class FilterWorker:
     def _poll_end_offsets(self) -> None:
         result = self.end_lookup.poll()
         if result is not None:
+            self._broker_back()
             ends, tag = result
             self.frontier.set_end_offsets(ends, reads_before=tag)
 

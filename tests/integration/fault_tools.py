@@ -15,7 +15,7 @@ from typing import cast
 from confluent_kafka import Producer
 
 from pipeline.settings import Settings, Topics
-from tests.integration.scenario import Scenario
+from tests.integration.scenario import BASE, Scenario
 from tests.integration.test_worker_decisions import check_decisions
 from tests.integration.worker_harness import CODEC, OutputReader, Outputs, WorkerProcess
 
@@ -59,6 +59,17 @@ def build_stream(topics: Topics, sc: Scenario, bad_every: int = 0) -> Stream:
                 stream.bad.append(bad)
                 stream.records.append((topics.alerts, d["device_id"].encode(), bad))
     return stream
+
+
+def tracked_list(topics: Topics, count: int, first: int = 0) -> list[Record]:
+    """A long valid tracked list (ESMEs that are on no HAN): reading it takes the worker a while."""
+    records: list[Record] = []
+    for n in range(first, first + count):
+        device = "-".join(f"{b:02X}" for b in (0xEE).to_bytes(1, "big") + n.to_bytes(7, "big"))
+        value = CODEC.encode("TrackedDevice", {"device_id": device, "manufacturer": None, "model": None,
+                                               "firmware_version": None, "list_version": None, "added_at": BASE})
+        records.append((topics.tracked_devices, device.encode(), value))
+    return records
 
 
 def split_after_alerts(stream: Stream, alerts: int) -> tuple[list[Record], list[Record]]:

@@ -72,7 +72,7 @@ def test_every_settings_flag_is_taken_by_every_subcommand():
 def test_worker_runs_the_worker_with_those_settings(monkeypatch):
     import pipeline.worker
 
-    calls = []
+    calls: list[Settings] = []
     monkeypatch.setattr(pipeline.worker, "run_worker", calls.append)
     assert cli.main(["worker", "--app-id", "w1", "--metrics-port", "0"]) == 0
     assert [(s.app_id, s.metrics_port) for s in calls] == [("w1", 0)]
@@ -123,9 +123,7 @@ def test_simulate_loads_the_estate_and_plays_the_scenario_onto_the_input_topics(
     assert keys_on_topic(settings, topics.tracked_devices) == {h.esme.encode() for h in estate.tracked}
     inventory = {row[0].encode() for h in estate.homes for row in h.inventory_rows(0)}
     assert keys_on_topic(settings, topics.inventory) == inventory
-    assert keys_on_topic(settings, topics.alerts) == {
-        e.key.encode() for e in scenario.events if e.topic == "alerts"
-    }
+    assert keys_on_topic(settings, topics.alerts) == {e.key.encode() for e in scenario.events if e.topic == "alerts"}
 
 
 @pytest.mark.broker
@@ -157,26 +155,24 @@ def fake_filter(settings: Settings, seed: int, wrong: int = 0) -> None:
             wrong -= alert.expected != FORWARD
             producer.produce(topics.dno_alerts, value, event.key)
         elif alert.expected == DEAD_LETTER:
-            dead = {"source_topic": topics.alerts, "partition": 0, "offset": 0, "key": event.key.encode(),
-                    "value": value, "error": "bad", "failed_at": base}  # fmt: skip
-            producer.produce(topics.dead_letter, codec.encode("DeadLetter", dead), event.key)
+            letter = {"source_topic": topics.alerts, "partition": 0, "offset": 0, "key": event.key.encode(),
+                      "value": value, "error": "bad", "failed_at": base}  # fmt: skip
+            producer.produce(topics.dead_letter, codec.encode("DeadLetter", letter), event.key)
         else:
             record = {"alert": event.datum, "esme_id": alert.esme_id, "activation_request_id":
                       alert.activation_request_id, "window_start": base, "window_end": base, "reason": "test",
                       "decided_at": base, "filter_version": "test"}  # fmt: skip
             producer.produce(topics.suppressed, codec.encode("SuppressedAlert", record), event.key)
-    for dead in scenario.other_dead_letters:
-        record = {"source_topic": getattr(topics, dead.topic), "partition": 0, "offset": 0,
-                  "key": dead.key.encode(), "value": None, "error": "bad", "failed_at": base}  # fmt: skip
-        producer.produce(topics.dead_letter, codec.encode("DeadLetter", record), dead.key)
+    for other in scenario.other_dead_letters:
+        letter = {"source_topic": getattr(topics, other.topic), "partition": 0, "offset": 0,
+                  "key": other.key.encode(), "value": None, "error": "bad", "failed_at": base}  # fmt: skip
+        producer.produce(topics.dead_letter, codec.encode("DeadLetter", letter), other.key)
     assert producer.flush(30) == 0
 
 
 @pytest.mark.broker
 @pytest.mark.parametrize(("wrong", "status"), [(0, 0), (2, 1)])
-def test_demo_summary_checks_every_alert_against_the_expected_outputs(
-    settings, tmp_path, capsys, wrong, status
-):
+def test_demo_summary_checks_every_alert_against_the_expected_outputs(settings, tmp_path, capsys, wrong, status):
     assert cli.main([*simulate(settings, tmp_path), "--no-load", "--no-play"]) == 0
     fake_filter(settings, 5, wrong)
     args = [

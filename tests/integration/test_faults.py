@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from tests.integration.fault_tools import (
     drop_from_reference,
     metric,
     split_after_alerts,
+    tracked_list,
 )
 from tests.integration.private_broker import PrivateBroker, private_kafka_fixture  # noqa: F401 - a fixture
 from tests.integration.scenario import campaign
@@ -35,6 +37,10 @@ from tests.integration.test_worker_decisions import write_reference
 from tests.integration.worker_harness import DspProducer, OutputReader, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.broker
+
+# Down this long before `kafka.sh up` starts it again, which takes seconds more: longer than the worker's
+# consumer session time-out (10 s), as a real broker restart or outage is.
+OUTAGE_PAUSE_S = 8
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +75,17 @@ def test_sigkill_at_random_points_while_alerts_flow(settings: Settings, tmp_path
     rng = random.Random(20260301)
     stream = prepare(settings, homes=7000, seed=5, bad_every=1000)
     worker, reader = started(settings, tmp_path), OutputReader(settings)
-    writer = StreamWriter(settings, stream.records, seconds=30)
+    writer = StreamWriter(settings, stream.records, seconds=35)
     kills: list[tuple[str, int]] = []  # (where, alerts decided by then)
     try:
         writer.start()
-        while len(kills) < 12:
-            if rng.random() < 0.25:  # somewhere in start-up: state restore, group join, first transaction
-                time.sleep(rng.uniform(0.1, 2.0))
+        while writer.writing or len(kills) < 12:
+            if len(kills) % 4 == 3:  # somewhere in start-up: state restore, group join, first transaction
+                time.sleep(rng.uniform(0.05, 1.5))
                 where = "ready" if worker.ready() else "starting"
             else:
                 worker.wait_ready(120)
-                time.sleep(rng.uniform(0.05, 2.5))
+                time.sleep(rng.uniform(0.05, 1.5))
                 where = "running"
             worker.stop(signal.SIGKILL)
             kills.append((where, decided(reader)))
@@ -88,29 +94,54 @@ def test_sigkill_at_random_points_while_alerts_flow(settings: Settings, tmp_path
         check_exactly_once(reader, stream, worker)
         in_flow = [n for _, n in kills if n < stream.alert_count]
         assert len(in_flow) >= 10, f"too few kills while alerts were still undecided: {kills}"
+        print("kills", kills)
     finally:
         worker.stop()
         reader.close()
 
 
-def test_broker_restart_under_load(private_kafka: PrivateBroker, settings: Settings, tmp_path: Path) -> None:
-    stream = prepare(settings, homes=2500, seed=13, bad_every=400)
-    worker, reader = started(settings, tmp_path), OutputReader(settings)
-    writer = StreamWriter(settings, stream.records, seconds=20)
+def test_sigterm_in_the_middle_of_a_batch(settings: Settings, tmp_path: Path) -> None:
+    rng = random.Random(5)
+    stream = prepare(settings, homes=5000, seed=23, bad_every=700)
+    StreamWriter(settings, stream.records, seconds=0).start().finish()  # a backlog: every read is a full batch
+    worker, reader = WorkerProcess(settings, tmp_path), OutputReader(settings)
+    interrupted = 0
     try:
-        writer.start()
-        wait_until(lambda: decided(reader) > stream.alert_count // 5, 60, "a fifth of the alerts decided", worker)
-        private_kafka.down()
-        stopped = time.monotonic()
-        time.sleep(4)
-        assert worker.alive(), "the worker exited when the broker went away"
-        private_kafka.up()
-        outage = time.monotonic() - stopped
-        assert worker.alive(), "the worker exited during the broker outage"
-        writer.finish(timeout=180)
-        check_exactly_once(reader, stream, worker, timeout=240)
-        assert worker.alive() and worker.starts == 1
-        print(f"broker outage {outage:.1f}s")
+        for _ in range(4):
+            worker.start()
+            # Decisions are counted as they are made, before their transaction: a batch is under way.
+            wait_until(lambda: metric(worker, "poa_alerts_total") > 0, 60, "the first batch decided", worker)
+            time.sleep(rng.uniform(0, 0.1))
+            assert worker.stop(signal.SIGTERM) == 0
+            assert "stopping after the current batch" in worker.log()
+            if decided(reader, 1) >= stream.alert_count:
+                break
+            interrupted += 1
+        assert interrupted >= 2, "the backlog was gone before the SIGTERMs"
+        worker.start()
+        check_exactly_once(reader, stream, worker)
+    finally:
+        worker.stop()
+        reader.close()
+
+
+def test_sigterm_while_reading_the_reference_topics_keeps_their_dead_letters(settings: Settings,
+                                                                             tmp_path: Path) -> None:
+    """Contract 6: a bad record on any input topic goes to the dead-letter topic; a graceful stop must not lose
+    it. The bad tracked-list records come first, then a long valid list, so that the worker is still reading
+    the reference topics (start-up) when it is stopped."""
+    topics = settings.topics
+    bad = [(topics.tracked_devices, f"AA-00-00-00-00-00-00-{i:02X}".encode(), f"not a tracked device #{i}".encode())
+           for i in range(3)]
+    StreamWriter(settings, [*bad, *tracked_list(topics, 100_000)], seconds=0).start().finish()
+    worker, reader = WorkerProcess(settings, tmp_path).start(), OutputReader(settings)
+    try:
+        wait_until(lambda: metric(worker, "poa_dead_letters_total") >= len(bad), 60, "the bad records read", worker)
+        assert not worker.ready(), "the worker read the whole tracked list before the SIGTERM: make it longer"
+        assert worker.stop(signal.SIGTERM) == 0
+        worker.start().wait_ready(120)
+        outputs = reader.wait_for(lambda o: len(o.dead_letters) >= len(bad), 30, "the dead letters", worker)
+        assert Counter(d["value"] for _, d in outputs.dead_letters) == Counter(value for _, _, value in bad)
     finally:
         worker.stop()
         reader.close()
@@ -162,24 +193,26 @@ def test_lost_local_state_is_rebuilt_from_kafka(settings: Settings, tmp_path: Pa
         reader.close()
 
 
-def test_sigterm_in_the_middle_of_a_batch(settings: Settings, tmp_path: Path) -> None:
-    rng = random.Random(5)
-    stream = prepare(settings, homes=6000, seed=23, bad_every=700)
-    StreamWriter(settings, stream.records, seconds=0).start().finish()  # a backlog: every read is a full batch
-    worker, reader = WorkerProcess(settings, tmp_path), OutputReader(settings)
+def test_broker_restart_under_load(private_kafka: PrivateBroker, settings: Settings, tmp_path: Path) -> None:
+    stream = prepare(settings, homes=2500, seed=13, bad_every=400)
+    worker, reader = started(settings, tmp_path), OutputReader(settings)
+    writer = StreamWriter(settings, stream.records, seconds=20)
     try:
-        for _ in range(4):
-            so_far = decided(reader)
-            worker.start()
-            # Decisions are counted as they are made, before their transaction: the batch is under way.
-            wait_until(lambda: metric(worker, "poa_alerts_total") > 0, 60, "the first batch decided", worker)
-            time.sleep(rng.uniform(0, 0.1))
-            assert worker.stop(signal.SIGTERM) == 0
-            assert "stopping after the current batch" in worker.log()
-            print("round", so_far, decided(reader, 1))
-            assert decided(reader, 1) < stream.alert_count, "the backlog was gone before the SIGTERM"
-        worker.start()
+        writer.start()
+        wait_until(lambda: decided(reader) > stream.alert_count // 5, 60, "a fifth of the alerts decided", worker)
+        private_kafka.down()
+        stopped = time.monotonic()
+        time.sleep(OUTAGE_PAUSE_S)
+        assert worker.alive(), "the worker exited when the broker went away"
+        private_kafka.up()
+        print(f"broker outage {time.monotonic() - stopped:.1f}s")
+        writer.finish(timeout=120)
+        # /ready says little here: it stays 200 through an outage. Progress is what counts.
+        so_far = decided(reader, 1)
+        if so_far < stream.alert_count:
+            wait_until(lambda: decided(reader) > so_far, 60, "decisions to resume after the broker restart", worker)
         check_exactly_once(reader, stream, worker)
+        assert worker.starts == 1 and worker.alive()
     finally:
         worker.stop()
         reader.close()

@@ -26,7 +26,7 @@ def flags(settings: Settings) -> list[str]:
 
 def latest(settings: Settings, topic: str) -> dict[str, bytes | None]:
     """Latest value per key on the topic, read from the beginning to the current end."""
-    return {message.key().decode(): message.value() for message in read_to_end(settings, topic, 60)}
+    return {(message.key() or b"").decode(): message.value() for message in read_to_end(settings, topic, 60)}
 
 
 def decoded(settings: Settings, topic: str, record: str) -> dict[str, dict | None]:
@@ -100,15 +100,13 @@ def test_load_inventory_puts_each_device_with_its_chf_on_the_topic(settings, tmp
 def test_duplicates_leave_the_last_row_on_the_topic(settings, tmp_path, capsys):
     csv = write(tmp_path, "tracked.csv", f"device_id,model\n{A},first\n{B},x\n{A.lower()},last\n")
     assert main(["load-tracked", csv, *flags(settings)]) == 0
-    assert decoded(settings, settings.topics.tracked_devices, "TrackedDevice")[A]["model"] == "last"
+    record = decoded(settings, settings.topics.tracked_devices, "TrackedDevice")[A]
+    assert record is not None and record["model"] == "last"
     assert "1 rows repeat an earlier device ID" in capsys.readouterr().out
 
 
 def test_replace_tombstones_exactly_the_devices_no_longer_listed(settings, tmp_path, capsys):
-    assert (
-        main(["load-tracked", write(tmp_path, "v1.csv", f"device_id\n{A}\n{B}\n{C}\n"), *flags(settings)])
-        == 0
-    )
+    assert main(["load-tracked", write(tmp_path, "v1.csv", f"device_id\n{A}\n{B}\n{C}\n"), *flags(settings)]) == 0
     capsys.readouterr()
     v2 = write(tmp_path, "v2.csv", f"device_id\n{B.lower()}\n{C}\n{D}\n")
     assert main(["load-tracked", "--replace", v2, *flags(settings)]) == 0

@@ -29,9 +29,10 @@ def test_not_ready_while_an_input_topic_is_missing_then_ready(settings: Settings
     settings = replace(settings, topics=replace(settings.topics, alerts=missing_alerts))
     worker = WorkerProcess(settings, tmp_path).start()
     try:
-        wait_until(lambda: ready_status(worker)[0] == 503, 30, "a 503 from /ready", alive=worker)
+        wait_until(lambda: missing_alerts in ready_status(worker)[1], 30, "/ready naming the missing topic",
+                   alive=worker)
         status, reason = ready_status(worker)
-        assert status == 503 and missing_alerts in reason
+        assert status == 503 and reason.startswith("waiting for input topics")
         create_topics(settings.bootstrap_servers, {missing_alerts: 2})
         worker.wait_ready()
         metrics = worker.metrics()

@@ -495,9 +495,7 @@ def test_enum_index_out_of_range_is_corrupt(codec: AvroCodec) -> None:
         ("DeviceAlert", {**ALERT, "alert_id": "\udc80"}, "cannot be written as UTF-8"),
     ],
 )
-def test_encode_rejects_a_datum_that_does_not_fit(
-    codec: AvroCodec, name: str, datum: Any, message: str
-) -> None:
+def test_encode_rejects_a_datum_that_does_not_fit(codec: AvroCodec, name: str, datum: Any, message: str) -> None:
     with pytest.raises(BadInput) as caught:
         codec.encode(name, datum)
     assert message in str(caught.value)
@@ -606,3 +604,81 @@ def test_an_undefined_type_is_reported_with_its_file(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"Lonely\.avsc: .*unknown type Missing"):
         AvroCodec(tmp_path)
+
+
+def zigzag_varint(value: int) -> bytes:
+    """Avro's binary form of a long."""
+    encoded = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while encoded >= 0x80:
+        out.append(encoded & 0x7F | 0x80)
+        encoded >>= 7
+    out.append(encoded)
+    return bytes(out)
+
+
+def test_int_beyond_32_bits_is_corrupt(codec: AvroCodec) -> None:
+    # fastavro alone would return it, as its int reader is its long reader; Java rejects it.
+    datum = {**DATUMS[-1][1], "source_topic": "t", "partition": 1}
+    encoded = codec.encode("DeadLetter", datum)
+    assert encoded[10:13] == b"\x02t" + zigzag_varint(1)
+    wide = encoded[:12] + zigzag_varint(2**31) + encoded[13:]
+    with pytest.raises(BadInput, match="corrupt poafilter.DeadLetter record: poafilter.DeadLetter.partition: expected"):
+        codec.decode("DeadLetter", wide)
+
+
+def test_every_avro_type_a_future_field_may_use(tmp_path: Path) -> None:
+    """The validator and the inliner cover what compatible evolution may add, not only today's fields."""
+    (tmp_path / "Part.avsc").write_text(
+        json.dumps({"type": "record", "name": "Part", "namespace": "p", "fields": [{"name": "n", "type": "int"}]})
+    )
+    (tmp_path / "Kit.avsc").write_text(
+        json.dumps(
+            {
+                "type": "record",
+                "name": "Kit",
+                "namespace": "p",
+                "fields": [
+                    {"name": "flag", "type": "boolean"},
+                    {"name": "ratio", "type": "float"},
+                    {"name": "mean", "type": "double"},
+                    {"name": "parts", "type": {"type": "array", "items": "Part"}},
+                    {"name": "spares", "type": {"type": "map", "values": "Part"}},
+                    {"name": "tag", "type": {"type": "fixed", "name": "Tag", "size": 2}},
+                    {"name": "tags", "type": {"type": "array", "items": "Tag"}},
+                    {"name": "either", "type": ["string", "long", "Part"]},
+                ],
+            }
+        )
+    )
+    codec = AvroCodec(tmp_path)
+    assert codec.canonical_form("Kit").count('"name":"p.Part"') == 1  # in full once, then by name
+    datum = {
+        "flag": True,
+        "ratio": 0.5,
+        "mean": 2.25,
+        "parts": [{"n": 1}, {"n": -2}],
+        "spares": {"a": {"n": 3}},
+        "tag": b"ab",
+        "tags": [b"cd"],
+        "either": {"n": 4},
+    }
+    assert codec.decode("Kit", codec.encode("Kit", datum)) == datum
+    changes: list[tuple[dict[Any, Any], str]] = [
+        ({"flag": 1}, "p.Kit.flag: expected boolean, got 1 (int)"),
+        ({"ratio": "0.5"}, "p.Kit.ratio: expected float"),
+        ({"mean": False}, "p.Kit.mean: expected double"),
+        ({"parts": {"n": 1}}, "p.Kit.parts: expected an array (list)"),
+        ({"parts": [{"n": 1}, {"n": 2**31}]}, "p.Kit.parts[1].n: expected int"),
+        ({"spares": [{"n": 1}]}, "p.Kit.spares: expected a map (dict)"),
+        ({"spares": {1: {"n": 1}}}, "p.Kit.spares: map keys must be strings"),
+        ({"spares": {"a": {"m": 1}}}, "p.Kit.spares['a'].n: required field is missing"),
+        ({"tag": b"abc"}, "p.Kit.tag: expected 2 bytes"),
+        ({"tags": [b"c"]}, "p.Kit.tags[0]: expected 2 bytes"),
+        ({"either": 1.5}, "p.Kit.either: expected string or long or p.Part, got 1.5 (float)"),
+        ({"either": {"n": "4"}}, "p.Kit.either.n: expected int"),
+    ]
+    for change, message in changes:
+        with pytest.raises(BadInput) as caught:
+            codec.encode("Kit", {**datum, **change})
+        assert message in str(caught.value)

@@ -66,12 +66,7 @@ class Req:
 
     @property
     def is_bad(self) -> bool:
-        return (
-            self.variant == "11.3"
-            and not self.is_cancellation
-            and self.x is not None
-            and self.x - self.r > HORIZON
-        )
+        return self.variant == "11.3" and not self.is_cancellation and self.x is not None and self.x - self.r > HORIZON
 
     @property
     def is_activation(self) -> bool:
@@ -129,14 +124,11 @@ def reference_justifications(s: Scenario, alert: Alert) -> set[Justification]:
 
     def cancelled(q: Req) -> bool:  # 5.2
         return any(
-            c.is_cancellation and c.esme == q.esme and q.r <= c.r <= t and q.activation_time > c.r
-            for c in s.requests
+            c.is_cancellation and c.esme == q.esme and q.r <= c.r <= t and q.activation_time > c.r for c in s.requests
         )
 
     def withdrawn(q: Req) -> bool:  # 5.3
-        return any(
-            o.request_id == q.request_id and o.outcome in WITHDRAWING and o.at <= t for o in s.outcomes
-        )
+        return any(o.request_id == q.request_id and o.outcome in WITHDRAWING and o.at <= t for o in s.outcomes)
 
     return {
         (q.esme, q.request_id, q.r, q.activation_time)
@@ -243,15 +235,11 @@ def applied(s: Scenario, records: Sequence[Req | Out], commit_each: bool = False
         state.put_tracked(d.device_id, d.tracked)
     for record in records:
         if isinstance(record, Req):
-            request = ServiceRequest(
-                record.request_id, record.variant, record.esme, record.x, "AB" * 32, record.r
-            )
+            request = ServiceRequest(record.request_id, record.variant, record.esme, record.x, "AB" * 32, record.r)
             with contextlib.suppress(BadInput):  # dead-lettered
                 state.apply_service_request(request)
         else:
-            state.apply_outcome(
-                ActivationOutcome(record.request_id, ESMES[0], Outcome(record.outcome), record.at)
-            )
+            state.apply_outcome(ActivationOutcome(record.request_id, ESMES[0], Outcome(record.outcome), record.at))
         if commit_each:
             state.commit()
     return state
@@ -283,9 +271,7 @@ def test_decisions_agree_with_the_reference_model(s: Scenario) -> None:
         expected = reference_justifications(s, alert)
         decision = decide(state, alert)
         if not expected:
-            assert isinstance(decision, Forward), (
-                f"{alert} suppressed by {describe(decision)}; reference forwards"
-            )
+            assert isinstance(decision, Forward), f"{alert} suppressed by {describe(decision)}; reference forwards"
             continue
         assert isinstance(decision, Suppress), f"{alert} forwarded; reference suppresses by {expected}"
         assert describe(decision) in expected
@@ -312,9 +298,7 @@ def test_bad_input_exactly_for_non_cancellations_beyond_the_horizon(s: Scenario)
 def test_decisions_do_not_depend_on_the_order_records_are_applied(s: Scenario, data: st.DataObject) -> None:
     shuffled = data.draw(st.permutations(s.records), label="application order")
     commit_each = data.draw(st.booleans(), label="commit after each record")
-    assert decide_all(applied(s, shuffled, commit_each), s.alerts) == decide_all(
-        applied(s, s.records), s.alerts
-    )
+    assert decide_all(applied(s, shuffled, commit_each), s.alerts) == decide_all(applied(s, s.records), s.alerts)
 
 
 @PROPERTY

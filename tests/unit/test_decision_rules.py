@@ -80,18 +80,14 @@ class Han:
         variant: str = "11.3",
         firmware_hash: str | None = HASH,
     ) -> object:
-        return self.state.apply_service_request(
-            ServiceRequest(request_id, variant, esme, x, firmware_hash, r)
-        )
+        return self.state.apply_service_request(ServiceRequest(request_id, variant, esme, x, firmware_hash, r))
 
     def cancel(
         self, r: int, *, esme: str = ESME, request_id: str = rid(99), firmware_hash: str | None = HASH
     ) -> object:
         return self.request(r, CANCEL_X, esme=esme, request_id=request_id, firmware_hash=firmware_hash)
 
-    def outcome(
-        self, received_at: int, outcome: Outcome, request_id: str = REQUEST_ID, device: str = ESME
-    ) -> None:
+    def outcome(self, received_at: int, outcome: Outcome, request_id: str = REQUEST_ID, device: str = ESME) -> None:
         self.state.apply_outcome(ActivationOutcome(request_id, device, outcome, received_at))
 
     def decide(self, t: int, chf: str = CHF, code: str = "AD1") -> Decision:
@@ -156,9 +152,7 @@ NOTHING = dict.fromkeys(INCLUSIVE, FORWARD)
         pytest.param(R + 1, R + 1, id="future-dated by 1 ms, T = x"),
     ],
 )
-def test_window_is_T_to_T_plus_30_minutes_both_ends_inclusive(
-    execution: int | None, activation_time: int
-) -> None:
+def test_window_is_T_to_T_plus_30_minutes_both_ends_inclusive(execution: int | None, activation_time: int) -> None:
     h = han()
     h.request(R, execution)
     assert h.verdicts(edges(activation_time, activation_time + WINDOW)) == INCLUSIVE
@@ -212,9 +206,7 @@ def test_repeated_request_id_replaces_the_earlier_activation_from_its_own_receip
     h = han()
     h.request(at(0), None)  # window [0, 30]
     h.request(at(10), at(120))  # the same request ID, seen again: window [120, 150]
-    assert h.verdicts(
-        {"before repeat": at(5), "at repeat": at(10), "after repeat": at(15), "new": at(130)}
-    ) == {
+    assert h.verdicts({"before repeat": at(5), "at repeat": at(10), "after repeat": at(15), "new": at(130)}) == {
         "before repeat": SUPPRESS,
         "at repeat": FORWARD,
         "after repeat": FORWARD,
@@ -231,9 +223,7 @@ def test_repeated_request_id_moving_the_activation_earlier_ends_the_later_window
     assert h.verdicts({"new": at(20), "old": at(70)}) == {"new": SUPPRESS, "old": FORWARD}
 
 
-def test_request_seen_twice_with_the_same_execution_time_is_one_activation_named_by_the_later_sighting() -> (
-    None
-):
+def test_request_seen_twice_with_the_same_execution_time_is_one_activation_named_by_the_later_sighting() -> None:
     h = han()
     h.request(at(0), at(60))  # pre-command
     h.request(at(5), at(60))  # signed command
@@ -338,9 +328,7 @@ def test_cancellation_applies_from_its_own_receipt_on_not_before() -> None:
         pytest.param(at(60), at(70), id="future-dated, cancelled after T"),
     ],
 )
-def test_cancellation_never_ends_an_activation_that_has_started(
-    execution: int | None, cancelled_at: int
-) -> None:
+def test_cancellation_never_ends_an_activation_that_has_started(execution: int | None, cancelled_at: int) -> None:
     h = han()
     h.request(R, execution)
     h.cancel(cancelled_at)
@@ -435,9 +423,7 @@ NOT_WITHDRAWING = [Outcome.SUCCESS, Outcome.ACTIVATION_FAILURE, Outcome.UNKNOWN]
 
 @pytest.mark.parametrize("outcome", WITHDRAWING)
 @pytest.mark.parametrize("outcome_first", [False, True], ids=["request read first", "outcome read first"])
-def test_no_image_or_hash_mismatch_withdraws_from_the_outcome_receipt_on(
-    outcome: Outcome, outcome_first: bool
-) -> None:
+def test_no_image_or_hash_mismatch_withdraws_from_the_outcome_receipt_on(outcome: Outcome, outcome_first: bool) -> None:
     h = han()
     records = [lambda: h.request(R, at(60)), lambda: h.outcome(at(70), outcome)]
     for apply in reversed(records) if outcome_first else records:
@@ -484,9 +470,7 @@ def test_withdrawal_of_another_request_id_changes_nothing(outcome: Outcome) -> N
 
 @pytest.mark.parametrize("outcome", WITHDRAWING)
 @pytest.mark.parametrize("withdrawn_at", [at(30), at(130)], ids=["before the repeat", "after the repeat"])
-def test_withdrawal_applies_to_a_replacement_with_the_same_request_id(
-    outcome: Outcome, withdrawn_at: int
-) -> None:
+def test_withdrawal_applies_to_a_replacement_with_the_same_request_id(outcome: Outcome, withdrawn_at: int) -> None:
     h = han()
     h.request(at(0), at(120))
     h.request(at(60), at(120))
@@ -704,12 +688,8 @@ def test_sweep_counts_the_lead_in_as_part_of_the_window() -> None:
     assert (counts.pending, counts.active) == (1, 1)
 
 
-@pytest.mark.parametrize(
-    ("beyond", "purged"), [(0, 0), (1, 1)], ids=["ended exactly retention ago", "1 ms more"]
-)
-def test_sweep_purges_only_windows_that_ended_more_than_retention_before_now(
-    beyond: int, purged: int
-) -> None:
+@pytest.mark.parametrize(("beyond", "purged"), [(0, 0), (1, 1)], ids=["ended exactly retention ago", "1 ms more"])
+def test_sweep_purges_only_windows_that_ended_more_than_retention_before_now(beyond: int, purged: int) -> None:
     h = han()
     h.request(at(0), None)  # window ends at(30)
     retention = 60 * MIN

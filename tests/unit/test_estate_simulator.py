@@ -73,9 +73,7 @@ def test_the_written_csvs_load_without_a_rejection(tmp_path):
         rows = list(read_csv(kind, str(path), 0, report))
         assert report.rejected == 0 and report.duplicates == 0
         assert len(rows) == (
-            len(estate.tracked)
-            if kind is TRACKED
-            else sum(1 for h in estate.homes for _ in h.inventory_rows(0))
+            len(estate.tracked) if kind is TRACKED else sum(1 for h in estate.homes for _ in h.inventory_rows(0))
         )
 
 
@@ -130,9 +128,7 @@ def test_the_scenario_has_every_kind_of_record_the_demo_needs():
     tracked = {h.esme for h in estate.tracked}
     requests = [e.datum for e in scenario.events if e.topic == "service_requests" and e.datum]
     activations = [r for r in requests if r["service_reference_variant"] == "11.3"]
-    immediate = [
-        r for r in activations if r["execution_datetime"] is None and r["target_device_id"] in tracked
-    ]
+    immediate = [r for r in activations if r["execution_datetime"] is None and r["target_device_id"] in tracked]
     future = [r for r in activations if r["execution_datetime"] and r["execution_datetime"] < CANCEL_AT_MS]
     cancels = [r for r in activations if r["execution_datetime"] == CANCEL_AT_MS]
     assert len(immediate) >= 10 and len(future) >= 10 and len(cancels) == 1
@@ -143,9 +139,7 @@ def test_the_scenario_has_every_kind_of_record_the_demo_needs():
     cancel = cancels[0]
     original = next(r for r in future if r["target_device_id"] == cancel["target_device_id"])
     assert original["received_at"] < cancel["received_at"] < original["execution_datetime"]
-    outcomes = Counter(
-        e.datum["outcome"] for e in scenario.events if e.topic == "activation_outcomes" and e.datum
-    )
+    outcomes = Counter(e.datum["outcome"] for e in scenario.events if e.topic == "activation_outcomes" and e.datum)
     assert outcomes["NO_IMAGE_HELD"] == 1 and outcomes["HASH_MISMATCH"] == 1 and outcomes["SUCCESS"] >= 3
     for request in requests:
         originator, target, counter = request["request_id"].split(":")
@@ -176,16 +170,14 @@ def _alert_events(scenario: Scenario):
     return zip(events, scenario.alerts, strict=True)
 
 
-def oracle(
-    estate: Estate, scenario: Scenario, settings: Settings
-) -> dict[str, tuple[str, set[tuple[str, str]]]]:
+def oracle(estate: Estate, scenario: Scenario, settings: Settings) -> dict[str, tuple[str, set[tuple[str, str]]]]:
     """Contract 5 applied directly: alert ID -> (decision, {(ESME, request ID) justifying a suppression})."""
     esmes_on = {h.chf: h.esme for h in estate.homes}
     tracked = {h.esme for h in estate.tracked}
     events = scenario.ordered()
     requests = [e.datum for e in events if e.topic == "service_requests" and e.datum]
     outcomes = [e.datum for e in events if e.topic == "activation_outcomes" and e.datum]
-    decisions = {}
+    decisions: dict[str, tuple[str, set[tuple[str, str]]]] = {}
     for event, alert in _alert_events(scenario):
         datum = event.datum
         if datum is None or not EUI64.fullmatch(datum["device_id"].upper()):
@@ -196,9 +188,7 @@ def oracle(
         if datum["alert_code"] != "AD1" or esme not in tracked:
             decisions[alert.alert_id] = (FORWARD, set())
             continue
-        mine = [
-            r for r in requests if r["target_device_id"] == esme and r["service_reference_variant"] == "11.3"
-        ]
+        mine = [r for r in requests if r["target_device_id"] == esme and r["service_reference_variant"] == "11.3"]
         cancels = [r["received_at"] for r in mine if (r["execution_datetime"] or 0) >= CANCEL_AT_MS]
         justified = set()
         for request_id in {r["request_id"] for r in mine}:
@@ -215,11 +205,7 @@ def oracle(
                 and o["received_at"] <= t
                 for o in outcomes
             )
-            if (
-                start - settings.lead_in_ms <= t <= start + settings.window_ms
-                and not cancelled
-                and not withdrawn
-            ):
+            if start - settings.lead_in_ms <= t <= start + settings.window_ms and not cancelled and not withdrawn:
                 justified.add((esme, request_id))
         decisions[alert.alert_id] = (SUPPRESS if justified else FORWARD, justified)
     return decisions

@@ -77,9 +77,7 @@ VALIDATORS: dict[str, Callable[[Mapping[str, Any]], object]] = {
 }
 
 EXPECTED = {
-    "ServiceRequest": ServiceRequest(
-        f"{ORIGINATOR}:{ESME}:1", "11.3", ESME.upper(), T + 3_600_000, "ab" * 32, T
-    ),
+    "ServiceRequest": ServiceRequest(f"{ORIGINATOR}:{ESME}:1", "11.3", ESME.upper(), T + 3_600_000, "ab" * 32, T),
     "ActivationOutcome": ActivationOutcome(f"{ORIGINATOR}:{ESME}:1", ESME.upper(), Outcome.HASH_MISMATCH, T),
     "DeviceAlert": DeviceAlert("alert-1", "AD1", CHF.upper(), "1234567890123", T - 1_000, T, b"\x00\xde\xad"),
     "InventoryRecord": InventoryRecord(ESME.upper(), "ESME", CHF.upper(), "1234567890123", T),
@@ -257,13 +255,9 @@ def test_execution_time_from_3000_is_a_valid_cancellation(value: int) -> None:
     ).execution_datetime == (value)
 
 
-@pytest.mark.parametrize(
-    "value", ["2024-06-01T00:00:00Z", float(T), True], ids=["ISO string", "float", "bool"]
-)
+@pytest.mark.parametrize("value", ["2024-06-01T00:00:00Z", float(T), True], ids=["ISO string", "float", "bool"])
 @pytest.mark.parametrize(("record", "field"), TIMESTAMP_FIELDS, ids=ids(TIMESTAMP_FIELDS))
-def test_timestamp_of_the_wrong_type_is_bad_input_naming_the_field(
-    record: str, field: str, value: object
-) -> None:
+def test_timestamp_of_the_wrong_type_is_bad_input_naming_the_field(record: str, field: str, value: object) -> None:
     rejects(record, field, value)
 
 

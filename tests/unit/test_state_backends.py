@@ -63,9 +63,7 @@ def test_write_overwrites_and_none_deletes(backend: KeyValueBackend) -> None:
 
 
 def test_scan_yields_only_the_prefix_in_byte_order(backend: KeyValueBackend) -> None:
-    backend.write(
-        {b"req/b": b"2", b"req/a": b"1", b"req0": b"x", b"re": b"y", b"req/\xff": b"3", b"wdr/a": b"4"}
-    )
+    backend.write({b"req/b": b"2", b"req/a": b"1", b"req0": b"x", b"re": b"y", b"req/\xff": b"3", b"wdr/a": b"4"})
     assert list(backend.scan(b"req/")) == [(b"req/a", b"1"), (b"req/b", b"2"), (b"req/\xff", b"3")]
     assert list(backend.scan(b"nothing/")) == []
 

@@ -1,0 +1,197 @@
+"""CPU cost of each step the worker does per record, in isolation: `python -m bench.microbench`.
+
+Why: the end-to-end figures say how fast the worker is; this says where a 20 us/alert budget (50,000
+alerts/s on one core) goes, without Kafka or other processes in the way. Times are process CPU time
+(`time.process_time`), so they hold on a busy machine too. It drives the pipeline's own classes (codec,
+validators, FilterState on RocksDB, StateFeed, metrics), so it follows their changes; it is a diagnostic,
+not part of `make bench`.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.scenario import AlertFactory, AlertMix, WorldParams, build_campaign, chf_of, esme_of
+from pipeline import input_records
+from pipeline.activation_windows import WindowPolicy
+from pipeline.alert_decisions import Suppress
+from pipeline.alert_intake import read_alert
+from pipeline.avro_codec import AvroCodec
+from pipeline.filter_state import FilterState
+from pipeline.metrics import WorkerMetrics
+from pipeline.output_records import suppressed_alert
+from pipeline.settings import Topics
+from pipeline.state_backends import RocksBackend, StagedStore
+from pipeline.state_feed import StateFeed
+
+COMMIT_EVERY = 20_000  # staged keys per RocksDB write batch while loading (the worker's bootstrap has none)
+
+
+def per_op(fn: Callable[[int], None], n: int) -> float:
+    """Microseconds of CPU per call of fn(i), i in range(n)."""
+    started = time.process_time()
+    for i in range(n):
+        fn(i)
+    return (time.process_time() - started) / n * 1e6
+
+
+def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
+    codec = AvroCodec()
+    topics = Topics()
+    world = WorldParams(homes, homes // 10, campaign_size, int(time.time() * 1000), 1)
+    campaign = build_campaign(world)
+    out: dict[str, Any] = {"homes": homes, "campaign": campaign_size, "us_per_op": {}}
+    us = out["us_per_op"]
+    with tempfile.TemporaryDirectory(prefix="poa-microbench-") as folder:
+        backend = RocksBackend(Path(folder) / "state")
+        store = StagedStore(backend)
+        state = FilterState(store, WindowPolicy())
+        feed = StateFeed(topics, codec, state)
+        now = world.now_ms
+
+        def tracked_value(h: int) -> bytes:
+            return codec.encode(
+                "TrackedDevice",
+                {
+                    "device_id": esme_of(h),
+                    "manufacturer": "L+G",
+                    "model": "E470",
+                    "firmware_version": "5.3",
+                    "list_version": "1",
+                    "added_at": now,
+                },
+            )
+
+        def inventory_values(h: int) -> list[tuple[bytes, bytes]]:
+            chf = chf_of(h)
+            return [
+                (
+                    chf.encode(),
+                    codec.encode(
+                        "InventoryRecord",
+                        {"device_id": chf, "device_type": "CHF", "chf_id": None, "mpxn": None, "updated_at": now},
+                    ),
+                ),
+                (
+                    esme_of(h).encode(),
+                    codec.encode(
+                        "InventoryRecord",
+                        {"device_id": esme_of(h), "device_type": "ESME", "chf_id": chf, "mpxn": "1", "updated_at": now},
+                    ),
+                ),
+            ]
+
+        def apply_all(kind: str, count: int) -> float:
+            """CPU us per record applied through StateFeed, encoding excluded, committed in batches."""
+            spent = 0.0
+            for start in range(0, count, COMMIT_EVERY):
+                block = range(start, min(count, start + COMMIT_EVERY))
+                if kind == "tracked":
+                    records = [(esme_of(h).encode(), tracked_value(h)) for h in block]
+                    topic = topics.tracked_devices
+                else:
+                    records = [kv for h in block for kv in inventory_values(h)]
+                    topic = topics.inventory
+                started = time.process_time()
+                for key, value in records:
+                    feed.apply(topic, key, value)
+                state.commit()
+                spent += time.process_time() - started
+            return spent / (count if kind == "tracked" else 2 * count) * 1e6
+
+        us["state: apply tracked-list record"] = apply_all("tracked", homes)
+        us["state: apply inventory record"] = apply_all("inventory", homes + homes // 10)
+        requests = [codec.encode("ServiceRequest", d) for d in campaign.requests]
+        outcomes = [codec.encode("ActivationOutcome", d) for d in campaign.outcomes]
+        us["state: apply service request"] = per_op(
+            lambda i: feed.apply(topics.service_requests, None, requests[i]), len(requests)
+        )
+        us["state: apply activation outcome"] = per_op(
+            lambda i: feed.apply(topics.activation_outcomes, None, outcomes[i]), len(outcomes)
+        )
+        state.commit()
+
+        factory = AlertFactory(world, campaign, codec, AlertMix(), "microbench")
+        t = now - 60 * 60_000
+        values = [factory.make(f"M{i:08d}", t + i) for i in range(n)]
+        ad1_in = [v for _k, v, e in values if e == "suppress"]
+        alerts = [input_records.device_alert(codec.decode("DeviceAlert", v)) for _k, v, _e in values]
+        other = [a for a in alerts if a.alert_code != "AD1"]
+        ad1_out = [
+            a for a, (_k, _v, e) in zip(alerts, values, strict=True) if a.alert_code == "AD1" and e != "suppress"
+        ]
+        ad1_hit = [input_records.device_alert(codec.decode("DeviceAlert", v)) for v in ad1_in]
+        raw = [v for _k, v, _e in values]
+        datums = [codec.decode("DeviceAlert", v) for v in raw]
+        us["alert: AvroCodec.decode"] = per_op(lambda i: codec.decode("DeviceAlert", raw[i]), n)
+        us["alert: validate (input_records.device_alert)"] = per_op(lambda i: input_records.device_alert(datums[i]), n)
+        us["alert: read_alert (decode + validate + queue item)"] = per_op(
+            lambda i: read_alert(codec, 0, i, b"k", raw[i], i, 0.0), n
+        )
+        us["decide: not AD1"] = per_op(lambda i: state.decide(other[i % len(other)]), n)
+        us["decide: AD1 outside any window (RocksDB)"] = per_op(
+            lambda i: state.decide(ad1_out[i % len(ad1_out)]), len(ad1_out)
+        )
+        us["decide: AD1 inside a window (RocksDB)"] = per_op(
+            lambda i: state.decide(ad1_hit[i % len(ad1_hit)]), len(ad1_hit)
+        )
+        decisions = [state.decide(a) for a in ad1_hit]
+        hit_datums = [codec.decode("DeviceAlert", v) for v in ad1_in]
+        suppressed = [(d, s) for d, s in zip(hit_datums, decisions, strict=True) if isinstance(s, Suppress)]
+        us["encode SuppressedAlert (audit record)"] = per_op(
+            lambda i: codec.encode("SuppressedAlert", suppressed_alert(*suppressed[i % len(suppressed)])), n // 10
+        )
+        metrics = WorkerMetrics()
+        us["metrics: alerts.labels(...).inc()"] = per_op(
+            lambda i: metrics.alerts.labels("forwarded", "8F36", "not_ad1").inc(), n
+        )
+        started = time.process_time()
+        counts = state.sweep(now, 2 * 86_400_000)
+        out["sweep_ms"] = round((time.process_time() - started) * 1000, 1)
+        out["sweep_windows"] = {"pending": counts.pending, "active": counts.active}
+        backend.close()
+    mix = AlertMix()
+    other_share = 1 - mix.ad1_in_window - mix.ad1_outside
+    per_alert = (
+        us["alert: read_alert (decode + validate + queue item)"]
+        + us["metrics: alerts.labels(...).inc()"]
+        + other_share * us["decide: not AD1"]
+        + mix.ad1_outside * us["decide: AD1 outside any window (RocksDB)"]
+        + mix.ad1_in_window
+        * (us["decide: AD1 inside a window (RocksDB)"] + us["encode SuppressedAlert (audit record)"])
+    )
+    out["per_alert_us_for_the_bench_mix"] = round(per_alert, 2)
+    out["max_alerts_per_s_one_core_before_kafka"] = round(1e6 / per_alert)
+    out["us_per_op"] = {k: round(v, 2) for k, v in us.items()}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--homes", type=int, default=200_000, help="tracked homes in the RocksDB state")
+    parser.add_argument("--campaign", type=int, default=40_000, help="activations (for decide and the sweep)")
+    parser.add_argument("--alerts", type=int, default=50_000, help="alerts per measurement")
+    parser.add_argument("--out", default="bench-results/microbench.json")
+    args = parser.parse_args()
+    result = run(args.homes, args.campaign, args.alerts)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    width = max(len(k) for k in result["us_per_op"])
+    for name, value in result["us_per_op"].items():
+        print(f"{name.ljust(width)}  {value:8.2f} us")
+    print(
+        f"{'FilterState.sweep with the campaign'.ljust(width)}  {result['sweep_ms']:8.1f} ms per call "
+        f"(every 60 s, in the decision loop)"
+    )
+    print(
+        f"per alert for the bench mix (no Kafka): {result['per_alert_us_for_the_bench_mix']} us "
+        f"-> at most {result['max_alerts_per_s_one_core_before_kafka']:,} alerts/s on one core"
+    )
+
+
+if __name__ == "__main__":
+    main()
