@@ -3,10 +3,18 @@
 Metric names carry the `poa_` prefix; labels are bounded (alert codes, decisions, reasons, topics).
 """
 
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_ALERT_CODE = re.compile(r"[0-9A-Za-z]{1,8}")
+
+
+def code_label(alert_code: str) -> str:
+    """Alert codes as a label, but a malformed code cannot create unbounded label values."""
+    return alert_code if _ALERT_CODE.fullmatch(alert_code) else "other"
 
 
 class WorkerMetrics:

@@ -28,7 +28,7 @@ from pipeline.alert_intake import AlertQueues, ReadAlert, read_alert
 from pipeline.avro_codec import AvroCodec
 from pipeline.filter_state import FilterState
 from pipeline.kafka_admin import EndOffsetLookup, admin_client, ensure_output_topics, wait_for_topics
-from pipeline.metrics import Readiness, WorkerMetrics, serve_metrics
+from pipeline.metrics import Readiness, WorkerMetrics, code_label, serve_metrics
 from pipeline.output_records import Output, dead_letter, suppressed_alert
 from pipeline.read_frontier import Partition, ReadFrontier
 from pipeline.schema_registry import SchemaRegistryClient
@@ -385,13 +385,13 @@ class FilterWorker:
         decision = self.state.decide(alert)
         if isinstance(decision, Suppress):
             assert item.datum is not None
-            self.metrics.alerts.labels("suppressed", alert.alert_code, "activation_window").inc()
+            self.metrics.alerts.labels("suppressed", code_label(alert.alert_code), "activation_window").inc()
             value = self.codec.encode("SuppressedAlert", suppressed_alert(item.datum, decision), self.topics.suppressed)
             return Output(self.topics.suppressed, item.key, value)
         return self._forward(item, decision.reason)
 
     def _forward(self, item: ReadAlert, reason: ForwardReason) -> Output:
-        code = item.alert.alert_code if item.alert is not None else ""
+        code = code_label(item.alert.alert_code) if item.alert is not None else ""
         self.metrics.alerts.labels("forwarded", code, reason.value).inc()
         assert item.value is not None
         return Output(self.topics.dno_alerts, item.key, item.value)
