@@ -706,6 +706,10 @@ def test_sweep_keeps_decisions_for_alerts_within_retention() -> None:
     h.request(at(3), at(150), request_id=rid(4))  # [145, 180]
     h.request(at(4), at(400), request_id=rid(5))  # repeated at 200 -> [500, 530]
     h.request(at(200), at(500), request_id=rid(5))
+    h.request(at(6), None, request_id=rid(6))  # [1, 36] has ended, but its repeat at 30 -> [255, 290] has not
+    h.request(at(30), at(260), request_id=rid(6))
+    h.request(at(7), at(460), request_id=rid(7))  # [455, 490], replaced by its repeat at 40 -> [35, 70]
+    h.request(at(40), None, request_id=rid(7))
     h.cancel(at(100), request_id=rid(2))
     h.outcome(at(310), Outcome.HASH_MISMATCH, request_id=rid(3))
     h.request(at(5), at(250), esme=ESME_B, request_id=rid(1, ESME_B))
@@ -716,10 +720,6 @@ def test_sweep_keeps_decisions_for_alerts_within_retention() -> None:
     assert [h.decide(at(t), chf) for t, chf in alerts] == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sweep purges a replacement whose window ended; the version it replaced becomes current again",
-)
 def test_sweep_does_not_resurrect_a_replaced_activation() -> None:
     h = han()
     h.request(at(0), at(0) + 10 * DAY)  # future-dated ...
@@ -733,21 +733,9 @@ def test_sweep_does_not_resurrect_a_replaced_activation() -> None:
 @pytest.mark.parametrize(
     "supersede",
     [
-        pytest.param(
-            lambda h: h.request(at(10), at(120)),
-            marks=pytest.mark.xfail(strict=True, reason="sweep counts both sightings of one request ID"),
-            id="request seen twice",
-        ),
-        pytest.param(
-            lambda h: h.cancel(at(10)),
-            marks=pytest.mark.xfail(strict=True, reason="sweep counts a cancelled activation as pending"),
-            id="cancelled",
-        ),
-        pytest.param(
-            lambda h: h.outcome(at(10), Outcome.NO_IMAGE_HELD),
-            marks=pytest.mark.xfail(strict=True, reason="sweep counts a withdrawn activation as pending"),
-            id="withdrawn",
-        ),
+        pytest.param(lambda h: h.request(at(10), at(120)), id="request seen twice"),
+        pytest.param(lambda h: h.cancel(at(10)), id="cancelled"),
+        pytest.param(lambda h: h.outcome(at(10), Outcome.NO_IMAGE_HELD), id="withdrawn"),
     ],
 )
 def test_sweep_counts_each_live_activation_once(supersede: Step) -> None:

@@ -141,10 +141,6 @@ def test_partition_first_seen_in_a_record_blocks_until_read_past_t() -> None:
     assert f.lagging(T, SEQ) == [extra]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a partition absent from the end-offset snapshot is treated as having end offset 0 (caught up)",
-)
 def test_partition_absent_from_the_snapshot_is_not_caught_up() -> None:
     f = frontier()
     read_past_t(f, SR0, OUT0)
