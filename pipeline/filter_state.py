@@ -8,7 +8,8 @@ cancellations), so each rule of `activation_windows` reads exactly the records i
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 
 from pipeline.activation_windows import (
     Cancellation,
@@ -50,11 +51,29 @@ def _dump(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True)
+_SWEEP_PHASES = (VERSIONS, WITHDRAWN, ESME_ACTIVITY)
+
+
+@dataclass
 class WindowCounts:
-    pending: int
-    active: int
-    purged: int
+    pending: int = 0
+    active: int = 0
+    purged: int = 0
+
+
+@dataclass
+class SweepPass:
+    """An incremental housekeeping pass at event time `now`, resumable after any key."""
+
+    now: int
+    retention_ms: int
+    phase: int = 0
+    after: bytes | None = None
+    counts: WindowCounts = field(default_factory=WindowCounts)
+
+    @property
+    def horizon(self) -> int:
+        return self.now - self.retention_ms
 
 
 class FilterState:
@@ -200,39 +219,59 @@ class FilterState:
     # --- housekeeping ---------------------------------------------------------------------------
 
     def sweep(self, now: int, retention_ms: int) -> WindowCounts:
-        """Count pending/active windows at event time `now`; drop what can no longer matter.
+        """One whole sweep pass (see `SweepPass`); the worker runs passes in slices instead."""
+        sweep = SweepPass(now, retention_ms)
+        while not self.sweep_some(sweep, limit=1000):
+            pass
+        return sweep.counts
 
-        A version is dropped once its window ended more than `retention_ms` before `now`; cancellations
-        and withdrawals once no activation they could affect can still be in a kept window.
+    def sweep_some(self, sweep: "SweepPass", limit: int) -> bool:
+        """Advance a sweep pass by at most `limit` keys; True when the pass is complete.
+
+        Versions are dropped once every sighting of their request ID has a window that ended more than
+        the retention before `now` (sightings go together: dropping only an ended replacement would make
+        the version it replaced current again); withdrawals and cancellations once no activation they
+        could affect can still be in a kept window. The pass also counts windows pending and in force.
         """
-        horizon = now - retention_ms
-        reach = self.policy.max_future_ms + self.policy.window_ms
-        pending = active = purged = 0
-        for key, _raw in list(self._store.scan(VERSIONS)):
-            request_id = key[len(VERSIONS) :].decode()
-            versions = self._versions(request_id)
-            # Sightings of one request ID go together: dropping only an ended replacement would
-            # make the version it replaced current again.
-            if all(window_of(v, self.policy).end < horizon for v in versions):
-                purged += len(versions)
-                self._put_versions(request_id, ())
-                continue
-            window = self._window_in_force(request_id, versions, now)
-            if window is not None:
-                pending += window.start > now
-                active += window.contains(now)
-        for key, raw in list(self._store.scan(WITHDRAWN)):
-            request_id = key[len(WITHDRAWN) :].decode()
-            if int(raw) < horizon - reach and not self._versions(request_id):
-                self._store.delete(key)
-        for key, _raw in list(self._store.scan(ESME_ACTIVITY)):
-            esme_id = key[len(ESME_ACTIVITY) :].decode()
-            requests, cancellations = self._activity(esme_id)
-            live = [r for r in requests if any(v.esme_id == esme_id for v in self._versions(r))]
-            recent = tuple(c for c in cancellations if c >= horizon - reach)
-            if (live, recent) != (requests, cancellations):
-                self._put_activity(esme_id, live, recent)
-        return WindowCounts(pending, active, purged)
+        prefix = _SWEEP_PHASES[sweep.phase]
+        batch = list(islice(self._store.scan(prefix, sweep.after), limit))
+        for key, raw in batch:
+            name = key[len(prefix) :].decode()
+            if prefix == VERSIONS:
+                self._sweep_versions(name, sweep)
+            elif prefix == WITHDRAWN:
+                if int(raw) < sweep.horizon - self._reach and not self._versions(name):
+                    self._store.delete(key)
+            else:
+                self._sweep_activity(name, sweep)
+        if len(batch) < limit:
+            sweep.phase += 1
+            sweep.after = None
+        else:
+            sweep.after = batch[-1][0]
+        return sweep.phase >= len(_SWEEP_PHASES)
+
+    @property
+    def _reach(self) -> int:
+        return self.policy.max_future_ms + self.policy.window_ms
+
+    def _sweep_versions(self, request_id: str, sweep: "SweepPass") -> None:
+        versions = self._versions(request_id)
+        if all(window_of(v, self.policy).end < sweep.horizon for v in versions):
+            sweep.counts.purged += len(versions)
+            self._put_versions(request_id, ())
+            return
+        window = self._window_in_force(request_id, versions, sweep.now)
+        if window is not None:
+            sweep.counts.pending += window.start > sweep.now
+            sweep.counts.active += window.contains(sweep.now)
+
+    def _sweep_activity(self, esme_id: str, sweep: "SweepPass") -> None:
+        requests, cancellations = self._activity(esme_id)
+        live = [r for r in requests if any(v.esme_id == esme_id for v in self._versions(r))]
+        recent = tuple(c for c in cancellations if c >= sweep.horizon - self._reach)
+        if (live, recent) != (requests, cancellations):
+            self._put_activity(esme_id, live, recent)
 
     def _window_in_force(self, request_id: str, versions: tuple[RequestVersion, ...], now: int) -> Window | None:
         """The window of the request's current sighting at `now` if neither cancelled, withdrawn nor over."""
@@ -263,6 +302,10 @@ class FilterState:
         full = META + prefix.encode()
         for key, value in self._store.scan(full):
             yield key[len(META) :].decode(), value
+
+    @property
+    def pending_changes(self) -> int:
+        return self._store.pending
 
     def commit(self) -> None:
         self._store.commit()

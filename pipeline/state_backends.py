@@ -4,6 +4,7 @@ Writes are staged and become durable together in `commit()`, with the input offs
 a crash never leaves state that is ahead of or behind its recorded read position.
 """
 
+import heapq
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from rocksdict import Options, Rdict, WriteBatch
 
 class KeyValueBackend(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
     def write(self, changes: dict[bytes, bytes | None]) -> None: ...
     def close(self) -> None: ...
 
@@ -28,8 +29,8 @@ class MemoryBackend:
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key in sorted(k for k in self._data if k.startswith(prefix)):
+    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self._data if k.startswith(prefix) and (after is None or k > after)):
             yield key, self._data[key]
 
     def write(self, changes: dict[bytes, bytes | None]) -> None:
@@ -58,14 +59,15 @@ class RocksBackend:
         value = self._db.get(key)
         return None if value is None else bytes(value)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         it = self._db.iter()
-        it.seek(prefix)
+        it.seek(prefix if after is None else after)
         while it.valid():
             key = bytes(it.key())
             if not key.startswith(prefix):
                 break
-            yield key, bytes(it.value())
+            if key != after:
+                yield key, bytes(it.value())
             it.next()
 
     def write(self, changes: dict[bytes, bytes | None]) -> None:
@@ -99,12 +101,16 @@ class StagedStore:
     def delete(self, key: bytes) -> None:
         self._staged[key] = None
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Committed and staged entries under a prefix, staged ones winning."""
-        staged = {k: v for k, v in self._staged.items() if k.startswith(prefix)}
-        merged = {k: v for k, v in self._backend.scan(prefix) if k not in staged}
-        merged.update({k: v for k, v in staged.items() if v is not None})
-        yield from sorted(merged.items())
+    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Committed and staged entries under a prefix in key order, staged ones winning; lazy, so a
+        caller can take a slice of a large prefix and resume after its last key."""
+        staged = sorted(
+            (k, v) for k, v in self._staged.items() if k.startswith(prefix) and (after is None or k > after)
+        )
+        committed = ((k, v) for k, v in self._backend.scan(prefix, after) if k not in self._staged)
+        for key, value in heapq.merge(staged, committed, key=lambda kv: kv[0]):
+            if value is not None:
+                yield key, value
 
     @property
     def pending(self) -> int:

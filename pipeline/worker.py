@@ -26,7 +26,7 @@ from pipeline.activation_windows import WindowPolicy
 from pipeline.alert_decisions import ForwardReason, Suppress
 from pipeline.alert_intake import AlertQueues, ReadAlert, read_alert
 from pipeline.avro_codec import AvroCodec
-from pipeline.filter_state import FilterState
+from pipeline.filter_state import FilterState, SweepPass
 from pipeline.kafka_admin import EndOffsetLookup, admin_client, ensure_output_topics, wait_for_topics
 from pipeline.metrics import Readiness, WorkerMetrics, code_label, serve_metrics
 from pipeline.output_records import Output, dead_letter, suppressed_alert
@@ -43,6 +43,8 @@ MAX_QUEUED_PER_PARTITION = 20_000  # pause a partition's fetching beyond this ma
 END_OFFSET_INTERVAL_S = 0.005  # at most this often, look up end offsets for held AD1s
 STATE_COMMIT_INTERVAL_S = 0.2
 SWEEP_INTERVAL_S = 60.0
+SWEEP_SLICE = 200  # keys per loop iteration, so housekeeping never stalls decisions
+MAX_STAGED_CHANGES = 50_000  # bound on uncommitted state changes (memory during a state rebuild)
 SWEEP_RETENTION_MS = 2 * 86_400_000  # keep expired windows two days past their end, for late alerts
 GAUGE_INTERVAL_S = 2.0
 TXN_TIMEOUT_S = 30.0
@@ -65,7 +67,8 @@ class FilterWorker:
         self._bootstrapped = False
         self._pending_dead_letters: list[Output] = []
         self._broker_down_since: float | None = None  # the hold clock stops while no broker answers
-        self._decided_time: dict[int, int] = {}  # alert partition -> latest event time decided there
+        self._decided_time: dict[int, int] = {}
+        self._sweep: SweepPass | None = None  # alert partition -> latest event time decided there
         self._state_dirty = False
         self._last_state_commit = self._last_sweep = self._last_gauges = self._last_end_lookup = 0.0
 
@@ -230,6 +233,8 @@ class FilterWorker:
 
     def _step(self) -> None:
         read_state = self._read_state_topics()
+        if self.state.pending_changes >= MAX_STAGED_CHANGES:
+            self._flush_state()
         if not self._bootstrapped:
             self._check_bootstrap()
             if not read_state:
@@ -510,6 +515,13 @@ class FilterWorker:
         for (topic, partition), offset in self.frontier.next_offsets().items():
             self.state.put_meta(f"pos/{topic}/{partition}", str(offset).encode())
 
+    def _flush_state(self) -> None:
+        """Commit staged state between transactions; pending dead letters go out first, so a crash
+        cannot leave state committed past a record whose dead letter was never written."""
+        if self._pending_dead_letters and not self._transact([], []):
+            return
+        self._commit_state()
+
     def _commit_state(self) -> None:
         """Staged state and the positions it was read up to become durable together."""
         self._record_positions()
@@ -525,10 +537,14 @@ class FilterWorker:
         if now - self._last_gauges >= GAUGE_INTERVAL_S:
             self._last_gauges = now
             self._update_gauges()
-        slowest = self._slowest_partition_time()
-        if now - self._last_sweep >= SWEEP_INTERVAL_S and slowest is not None:
-            self._last_sweep = now
-            counts = self.state.sweep(slowest, SWEEP_RETENTION_MS)
+        if self._sweep is None:
+            slowest = self._slowest_partition_time()
+            if now - self._last_sweep >= SWEEP_INTERVAL_S and slowest is not None:
+                self._last_sweep = now
+                self._sweep = SweepPass(slowest, SWEEP_RETENTION_MS)
+        elif self.state.sweep_some(self._sweep, SWEEP_SLICE):
+            counts, self._sweep = self._sweep.counts, None
+            self._state_dirty = True
             self.metrics.activation_windows.labels("pending").set(counts.pending)
             self.metrics.activation_windows.labels("active").set(counts.active)
             if counts.purged:
