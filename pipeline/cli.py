@@ -21,14 +21,6 @@ from pipeline.demo_summary import ExpectedFileError, summarise
 from pipeline.schema_registry import SchemaRegistryClient
 from pipeline.settings import Settings, Topics
 
-# Flag name -> (Settings field, type) for the scalar settings.
-_SETTING_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "--bootstrap-servers": ("bootstrap_servers", str),
-    "--app-id": ("app_id", str),
-    "--data-dir": ("data_dir", str),
-    "--schema-registry-url": ("schema_registry_url", str),
-}
-
 
 def _non_negative(kind: Callable[[str], int | float]) -> Callable[[str], Any]:
     def parse(text: str) -> int | float:
@@ -44,7 +36,12 @@ def _non_negative(kind: Callable[[str], int | float]) -> Callable[[str], Any]:
     return parse
 
 
-_SETTING_FLAGS |= {
+# Flag name -> (Settings field, type) for the scalar settings.
+_SETTING_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "--bootstrap-servers": ("bootstrap_servers", str),
+    "--app-id": ("app_id", str),
+    "--data-dir": ("data_dir", str),
+    "--schema-registry-url": ("schema_registry_url", str),
     "--metrics-port": ("metrics_port", _non_negative(int)),
     "--window-minutes": ("window_minutes", _non_negative(int)),
     "--lead-in-minutes": ("lead_in_minutes", _non_negative(int)),
