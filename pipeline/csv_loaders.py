@@ -304,7 +304,8 @@ def read_to_end(settings: Settings, topic: str, timeout_s: float = _READ_TO_END_
     Partitions are assigned directly, with no group commit, so the read leaves no trace on the cluster.
     """
     admin = admin_client(settings)
-    ends = EndOffsetLookup(admin).wait([(topic, p) for p in range(topic_partitions(admin, [topic])[topic])])
+    partitions = [(topic, p) for p in range(topic_partitions(admin, [topic])[topic])]
+    ends = EndOffsetLookup(lambda: admin).wait(partitions)
     pending = {p: end for (_, p), end in ends.items() if end > 0}
     consumer = Consumer(
         {

@@ -68,16 +68,24 @@ def ensure_output_topics(admin: AdminClient, names: Iterable[str], partitions: i
 
 
 class EndOffsetLookup:
-    """Asynchronous read_committed end-offset look-ups, so the decision loop never blocks on them."""
+    """Asynchronous read_committed end-offset look-ups, so the decision loop never blocks on them.
 
-    def __init__(self, admin: AdminClient) -> None:
-        self._admin = admin
+    A failed look-up backs off, and after repeated failures the admin client is replaced: after a
+    broker restart its metadata can stay stale (FENCED_LEADER_EPOCH) for tens of seconds.
+    """
+
+    RENEW_AFTER_FAILURES = 3
+
+    def __init__(self, new_admin: Callable[[], AdminClient]) -> None:
+        self._new_admin = new_admin
+        self._admin = new_admin()
         self._futures: dict[TopicPartition, Future] | None = None
         self._tag = 0
+        self._failures = 0
+        self._retry_at = 0.0
 
-    @property
-    def in_flight(self) -> bool:
-        return self._futures is not None
+    def can_start(self) -> bool:
+        return self._futures is None and time.monotonic() >= self._retry_at
 
     def start(self, partitions: Iterable[Partition], tag: int) -> None:
         request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
@@ -87,26 +95,34 @@ class EndOffsetLookup:
         self._tag = tag
 
     def poll(self) -> tuple[dict[Partition, int], int] | None:
-        """(end offsets, tag) once the look-up finished; None while pending; a failure starts over."""
+        """(end offsets, tag) once the look-up finished; None while pending or after a failure."""
         if self._futures is None or not all(f.done() for f in self._futures.values()):
             return None
         futures, self._futures = self._futures, None
         try:
             ends = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
         except KafkaException as exc:
-            log.warning("end-offset look-up failed, will retry: %s", exc)
+            self._failed(exc)
             return None
+        self._failures = 0
         return ends, self._tag
+
+    def _failed(self, exc: KafkaException) -> None:
+        self._failures += 1
+        self._retry_at = time.monotonic() + min(0.05 * 2**self._failures, 2.0)
+        if self._failures == 1 or self._failures % 20 == 0:
+            log.warning("end-offset look-up failed (%d in a row), will retry: %s", self._failures, exc)
+        if self._failures % self.RENEW_AFTER_FAILURES == 0:
+            self._admin = self._new_admin()
 
     def wait(self, partitions: Iterable[Partition], timeout: float = 30) -> dict[Partition, int]:
         """Blocking form, for start-up."""
-        self.start(partitions, 0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.can_start():
+                self.start(partitions, 0)
             result = self.poll()
             if result is not None:
                 return result[0]
-            if self._futures is None:
-                self.start(partitions, 0)
             time.sleep(0.01)
         raise TimeoutError("end-offset look-up timed out")

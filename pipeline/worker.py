@@ -16,6 +16,7 @@ import logging
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
@@ -66,9 +67,12 @@ class FilterWorker:
         self._rebalancing = True
         self._bootstrapped = False
         self._pending_dead_letters: list[Output] = []
+        self._consumer_failed = False
         self._broker_down_since: float | None = None  # the hold clock stops while no broker answers
-        self._decided_time: dict[int, int] = {}
-        self._sweep: SweepPass | None = None  # alert partition -> latest event time decided there
+        self._decided_time: dict[int, int] = {}  # alert partition -> latest event time decided there
+        self._alert_partitions = 0
+        self._sweep: SweepPass | None = None
+        self._tally: Counter[tuple[str, str, str]] = Counter()  # decisions of the open transaction
         self._state_dirty = False
         self._last_state_commit = self._last_sweep = self._last_gauges = self._last_end_lookup = 0.0
 
@@ -110,7 +114,7 @@ class FilterWorker:
             raise SystemExit(f"no free state slot under {root}: 64 workers already use it")
         self.state = FilterState(StagedStore(self.backend), self.policy)
         self.feed = StateFeed(self.topics, self.codec, self.state)
-        # Stable per state folder and host: a restarted worker fences its own zombie and keeps its partitions.
+        # Stable per state folder and host, so a restarted worker's transactional ID fences its predecessor.
         digest = hashlib.sha1(f"{socket.gethostname()}:{path}".encode()).hexdigest()[:12]
         self.instance_id = f"{self.settings.app_id}-{digest}"
         log.info("local state in %s (instance %s)", path, self.instance_id)
@@ -118,12 +122,13 @@ class FilterWorker:
     def _connect(self) -> None:
         s = self.settings
         self.admin = admin_client(s)
-        self.end_lookup = EndOffsetLookup(self.admin)
+        self.end_lookup = EndOffsetLookup(lambda: admin_client(s))
         state_topics = [*self.topics.activation_inputs, *self.topics.reference_inputs]
         counts = wait_for_topics(
             self.admin, [*state_topics, self.topics.alerts], lambda: self._stopping, self.readiness.set
         )
         ensure_output_topics(self.admin, self.topics.outputs, counts[self.topics.alerts])
+        self._alert_partitions = counts[self.topics.alerts]
 
         state_partitions = [(t, p) for t in state_topics for p in range(counts[t])]
         stored = self._stored_positions()
@@ -151,16 +156,23 @@ class FilterWorker:
         log.info("reading inventory and tracked list to their end offsets before deciding alerts")
 
         self.producer = self._new_producer()
-        self.alert_consumer = Consumer(
+        self.alert_consumer = self._new_alert_consumer()
+
+    def _new_alert_consumer(self) -> Consumer:
+        s = self.settings
+        return Consumer(
             {
                 "bootstrap.servers": s.bootstrap_servers,
                 "group.id": s.app_id,
-                "group.instance.id": self.instance_id,
+                # No static membership (group.instance.id): with it, librdkafka fenced our own member with
+                # a fatal error after a broker outage (confluentinc/librdkafka#3437) and even right after a
+                # cooperative join, after which send_offsets_to_transaction hung. A crashed worker's
+                # partitions therefore wait one session timeout (6 s, the broker's minimum) before moving.
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 10_000,
+                "session.timeout.ms": 6_000,
                 "heartbeat.interval.ms": 1_000,
                 "queued.max.messages.kbytes": 65536,
                 "fetch.wait.max.ms": 50,
@@ -168,22 +180,57 @@ class FilterWorker:
             }
         )
 
+    def _subscribe(self) -> None:
+        self.alert_consumer.subscribe(
+            [self.topics.alerts], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+
+    def _replace_alert_consumer(self) -> None:
+        """A fatal consumer error ends that consumer for good (none is expected without static membership,
+        but a worker must not sit on a dead consumer); a new one rejoins the group. Undecided alerts are
+        dropped and read again from the committed offsets."""
+        log.error("the alert consumer failed fatally; replacing it and rejoining group %s", self.settings.app_id)
+        self._consumer_failed = False
+        self._rebalancing = True
+        self.readiness.set("rejoining the consumer group")
+        self.queues = AlertQueues()
+        try:
+            self.alert_consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the failed consumer: %s", exc)
+        self.alert_consumer = self._new_alert_consumer()
+        self._subscribe()
+
     def _on_client_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+        if err.fatal():
+            log.error("fatal Kafka client error: %s", err)
+            self._consumer_failed = True
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
             if self._broker_down_since is None:
                 log.warning("no broker reachable; holding alerts until it is back: %s", err)
                 self._broker_down_since = time.monotonic()
-        else:
+                self.readiness.set("no Kafka broker reachable")
+        elif err.code() != KafkaError._TRANSPORT:  # librdkafka logs each refused connection itself
             log.warning("Kafka client: %s", err)
 
     def _broker_back(self) -> None:
         """Forwarding during an outage gets no alert out sooner and would make decisions depend on its
-        length, so held alerts get a fresh hold once the broker answers again."""
+        length, so held alerts get a fresh hold once the broker answers again.
+
+        The transactional producer is replaced too: after a broker restart its metadata can stay stale
+        and `send_offsets_to_transaction` then blocked far past its timeout (seen with librdkafka 2.16,
+        cf. confluentinc/librdkafka#5456). A new producer with the same transactional ID fences the old
+        one and aborts whatever it left open; nothing is mid-transaction here.
+        """
         if self._broker_down_since is None:
             return
         now = time.monotonic()
-        log.info("broker reachable again after %.1fs", now - self._broker_down_since)
+        log.info("broker reachable again after %.1fs; renewing the transactional producer",
+                 now - self._broker_down_since)
         self._broker_down_since = None
+        self.producer = self._new_producer()
+        if self._bootstrapped and not self._rebalancing:
+            self.readiness.set(None)
         for queue in self.queues.queues().values():
             for item in queue.items:
                 item.read_at = max(item.read_at, now)
@@ -222,8 +269,10 @@ class FilterWorker:
                 except (KafkaException, RuntimeError) as exc:
                     log.warning("closing %s: %s", name, exc)
         if hasattr(self, "state"):
-            self._record_positions()
-            self.state.commit()
+            # State and positions are committed only if the dead letters they imply were written;
+            # otherwise the records are simply read again at the next start.
+            if not self._pending_dead_letters or (hasattr(self, "producer") and self._transact([], [])):
+                self._commit_state()
             self.backend.close()
         if hasattr(self, "http"):
             self.http.shutdown()
@@ -241,6 +290,9 @@ class FilterWorker:
                 time.sleep(0.01)
             return
         read_alerts = self._read_alerts(timeout=0 if read_state else 0.005)
+        if self._consumer_failed:
+            self._replace_alert_consumer()
+            return
         self._poll_end_offsets()
         outputs, offsets, decided = self._decide()
         self._request_end_offsets_if_held()
@@ -280,6 +332,7 @@ class FilterWorker:
         applied = self.feed.apply(topic, msg.key(), msg.value())
         if applied.error is not None:
             self._dead_letter(topic, partition, offset, msg.key(), msg.value(), applied.error)
+            self.metrics.dead_letters.labels(topic).inc()
         self.frontier.observe((topic, partition), offset, applied.event_time)
         self._state_dirty = True
 
@@ -289,7 +342,6 @@ class FilterWorker:
         log.info("dead letter %s[%d]@%d: %s", topic, partition, offset, error)
         record = dead_letter(topic, partition, offset, key, value, error)
         out = Output(self.topics.dead_letter, key, self.codec.encode("DeadLetter", record, self.topics.dead_letter))
-        self.metrics.dead_letters.labels(topic).inc()
         if topic != self.topics.alerts:
             self._pending_dead_letters.append(out)
         return out
@@ -298,13 +350,11 @@ class FilterWorker:
         positions = self.frontier.next_offsets()
         if all(positions.get(p, 0) >= end for p, end in self._bootstrap_ends.items()):
             self._bootstrapped = True
-            self._commit_state()
+            self._flush_state()
             log.info("reference topics read (%d tracked devices); joining group %s", self.state.tracked_count(),
                      self.settings.app_id)
             self.readiness.set("waiting for alert partitions")
-            self.alert_consumer.subscribe(
-                [self.topics.alerts], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
-            )
+            self._subscribe()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.queues.add_partitions([tp.partition for tp in partitions])
@@ -314,13 +364,12 @@ class FilterWorker:
         self.metrics.ready.set(1)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalancing = True
         self.readiness.set("rebalancing")
         self.metrics.ready.set(0)
         # Nothing is mid-transaction here (callbacks run inside consume); undecided alerts are
         # simply dropped and will be read again, from the committed offset, by the new owner.
         self.queues.drop_partitions([tp.partition for tp in partitions])
-        for tp in partitions:
-            self._decided_time.pop(tp.partition, None)
         log.info("revoked alert partitions %s", sorted(tp.partition for tp in partitions))
 
     def _read_alerts(self, timeout: float) -> int:
@@ -334,7 +383,9 @@ class FilterWorker:
         for msg in messages:
             err = msg.error()
             if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
+                if err.fatal():
+                    self._consumer_failed = True
+                elif err.code() != KafkaError._PARTITION_EOF:
                     log.warning("alert read error: %s", err)
                 continue
             self._read_seq += 1
@@ -381,7 +432,7 @@ class FilterWorker:
 
     def _route(self, item: ReadAlert) -> Output:
         if item.error is not None or item.alert is None:
-            self.metrics.alerts.labels("dead_letter", "", "bad_input").inc()
+            self._tally["dead_letter", "", "bad_input"] += 1
             return self._dead_letter(self.topics.alerts, item.partition, item.offset, item.key, item.value,
                                      item.error or "undecodable")
         alert = item.alert
@@ -390,14 +441,14 @@ class FilterWorker:
         decision = self.state.decide(alert)
         if isinstance(decision, Suppress):
             assert item.datum is not None
-            self.metrics.alerts.labels("suppressed", code_label(alert.alert_code), "activation_window").inc()
+            self._tally["suppressed", code_label(alert.alert_code), "activation_window"] += 1
             value = self.codec.encode("SuppressedAlert", suppressed_alert(item.datum, decision), self.topics.suppressed)
             return Output(self.topics.suppressed, item.key, value)
         return self._forward(item, decision.reason)
 
     def _forward(self, item: ReadAlert, reason: ForwardReason) -> Output:
         code = code_label(item.alert.alert_code) if item.alert is not None else ""
-        self.metrics.alerts.labels("forwarded", code, reason.value).inc()
+        self._tally["forwarded", code, reason.value] += 1
         assert item.value is not None
         return Output(self.topics.dno_alerts, item.key, item.value)
 
@@ -409,7 +460,7 @@ class FilterWorker:
 
     def _request_end_offsets_if_held(self) -> None:
         first = self._first_held()
-        if first is None or self.frontier.covers(first.read_seq) or self.end_lookup.in_flight:
+        if first is None or self.frontier.covers(first.read_seq) or not self.end_lookup.can_start():
             return
         now = time.monotonic()
         if now - self._last_end_lookup < END_OFFSET_INTERVAL_S:
@@ -469,6 +520,7 @@ class FilterWorker:
         """Abort, then re-read every alert that was not committed; recreate the producer if it is dead."""
         err: KafkaError = exc.args[0]
         log.warning("transaction failed, aborting and re-reading uncommitted alerts: %s", err)
+        self._tally.clear()
         self.metrics.transactions.labels("aborted").inc()
         if err.fatal():
             self.producer = self._new_producer()
@@ -493,14 +545,21 @@ class FilterWorker:
                 if self._stopping:
                     return
                 log.warning("reading committed offsets: %s", exc)
+                time.sleep(0.5)
         for tp in committed:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.alert_consumer.seek(tp)
 
     def _observe_committed(self, decided: Iterable[ReadAlert]) -> None:
+        """Metrics count committed decisions only, so an aborted and re-read batch is counted once."""
         now = time.monotonic()
-        for item in decided:
-            self.metrics.decision_latency.observe(now - item.read_at)
+        for read_at, count in Counter(item.read_at for item in decided).items():
+            self.metrics.decision_latency.observe_many(now - read_at, count)
+        for (decision, code, reason), count in self._tally.items():
+            self.metrics.alerts.labels(decision, code, reason).inc(count)
+            if decision == "dead_letter":
+                self.metrics.dead_letters.labels(self.topics.alerts).inc(count)
+        self._tally.clear()
 
     # --- state persistence --------------------------------------------------------------------------
 
@@ -551,12 +610,13 @@ class FilterWorker:
                 log.info("purged %d expired activation versions", counts.purged)
 
     def _slowest_partition_time(self) -> int | None:
-        """Event time every assigned alert partition has been decided up to: nothing older can still
-        arrive in order, so only windows that ended well before it may be purged."""
-        assigned = self.queues.queues()
-        if not assigned or any(p not in self._decided_time for p in assigned):
-            return None
-        return min(self._decided_time[p] for p in assigned)
+        """An event time that every partition of the alert topic is known to have been decided up to,
+        so that only windows that ended well before it are purged. Every partition counts, not only
+        those assigned now: a partition assigned later may lag far behind (a backlog, a dead worker's
+        share). A partition's time is kept after it is revoked; it can only have moved on since. No
+        sweep until this worker has decided something on every partition."""
+        times = [self._decided_time.get(p) for p in range(self._alert_partitions)]
+        return None if not times or None in times else min(t for t in times if t is not None)
 
     def _pause_or_resume(self) -> None:
         for partition, queue in self.queues.queues().items():

@@ -61,10 +61,10 @@ def build_stream(topics: Topics, sc: Scenario, bad_every: int = 0) -> Stream:
     return stream
 
 
-def tracked_list(topics: Topics, count: int, first: int = 0) -> list[Record]:
+def tracked_list(topics: Topics, count: int) -> list[Record]:
     """A long valid tracked list (ESMEs that are on no HAN): reading it takes the worker a while."""
     records: list[Record] = []
-    for n in range(first, first + count):
+    for n in range(count):
         device = "-".join(f"{b:02X}" for b in (0xEE).to_bytes(1, "big") + n.to_bytes(7, "big"))
         value = CODEC.encode("TrackedDevice", {"device_id": device, "manufacturer": None, "model": None,
                                                "firmware_version": None, "list_version": None, "added_at": BASE})

@@ -71,10 +71,12 @@ def test_live_processing_decides_by_the_rules(settings: Settings, tmp_path: Path
         worker.wait_ready()
         sent = {}
         for _, _, kind, d in sc.events():
-            if kind == "request":
+            if kind == "request":  # the DSP writes a request before the alerts it explains: wait for the ack
                 dsp.record(settings.topics.service_requests, d["target_device_id"], "ServiceRequest", d)
+                dsp.flush()
             elif kind == "outcome":
                 dsp.record(settings.topics.activation_outcomes, d["device_id"], "ActivationOutcome", d)
+                dsp.flush()
             else:
                 sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
                 dsp.send(settings.topics.alerts, d["device_id"], sent[d["alert_id"]])

@@ -125,7 +125,9 @@ class DspProducer:
 
     def __init__(self, settings: Settings) -> None:
         self.topics = settings.topics
-        self.producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5, "acks": "all"})
+        self.producer = Producer(
+            {"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5, "acks": "all", "enable.idempotence": True}
+        )
 
     def send(self, topic: str, key: str | bytes | None, value: bytes | None) -> None:
         self.producer.produce(topic, value, key.encode() if isinstance(key, str) else key)
