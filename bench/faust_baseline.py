@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> None:
         faust_version = faust.__version__
     except ImportError:
         if set(a.scenarios) & set("abcd"):
-            raise SystemExit("faust-streaming is not installed in this interpreter (see docstring)")
+            raise SystemExit("faust-streaming is not installed in this interpreter (see docstring)") from None
         faust_version = None
     import confluent_kafka
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenario import AlertFactory, AlertMix, WorldParams, build_campaign, chf_of, esme_of
-from pipeline import input_records
+from pipeline import filter_state, input_records
 from pipeline.activation_windows import WindowPolicy
 from pipeline.alert_decisions import Suppress
 from pipeline.alert_intake import read_alert
@@ -28,6 +28,7 @@ from pipeline.settings import Topics
 from pipeline.state_backends import RocksBackend, StagedStore
 from pipeline.state_feed import StateFeed
 
+SWEEP_SLICE = 200  # keys per sweep slice, as the worker's SWEEP_SLICE
 COMMIT_EVERY = 20_000  # staged keys per RocksDB write batch while loading (the worker's bootstrap has none)
 
 
@@ -153,6 +154,13 @@ def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
         counts = state.sweep(now, 2 * 86_400_000)
         out["sweep_ms"] = round((time.process_time() - started) * 1000, 1)
         out["sweep_windows"] = {"pending": counts.pending, "active": counts.active}
+        pass_type = getattr(filter_state, "SweepPass", None)
+        if pass_type is not None and hasattr(state, "sweep_some"):  # the worker's incremental form
+            sweep = pass_type(now, 2 * 86_400_000)
+            slices, started = 0, time.process_time()
+            while not state.sweep_some(sweep, SWEEP_SLICE):
+                slices += 1
+            out["sweep_slice_ms"] = round((time.process_time() - started) * 1000 / (slices + 1), 2)
         backend.close()
     mix = AlertMix()
     other_share = 1 - mix.ad1_in_window - mix.ad1_outside
@@ -183,10 +191,9 @@ def main() -> None:
     width = max(len(k) for k in result["us_per_op"])
     for name, value in result["us_per_op"].items():
         print(f"{name.ljust(width)}  {value:8.2f} us")
-    print(
-        f"{'FilterState.sweep with the campaign'.ljust(width)}  {result['sweep_ms']:8.1f} ms per call "
-        f"(every 60 s, in the decision loop)"
-    )
+    print(f"{'FilterState.sweep, one whole pass'.ljust(width)}  {result['sweep_ms']:8.1f} ms")
+    if "sweep_slice_ms" in result:
+        print(f"{'  the same in slices of 200 keys'.ljust(width)}  {result['sweep_slice_ms']:8.2f} ms per slice")
     print(
         f"per alert for the bench mix (no Kafka): {result['per_alert_us_for_the_bench_mix']} us "
         f"-> at most {result['max_alerts_per_s_one_core_before_kafka']:,} alerts/s on one core"

@@ -5,6 +5,9 @@ produces the same bytes to another topic with the worker's producer settings; in
 transaction per batch carries the outputs and the consumer offsets (what exactly-once costs), in
 `plain` mode records are produced without transactions and flushed at the end. No decoding, no state:
 whatever the worker does beyond this is its own overhead.
+
+With `follow`, it starts at the end of the topic and copies live traffic until a stop file appears: the
+latency phase runs the same paced load through it, for a latency floor measured in the same conditions.
 """
 
 import json
@@ -47,18 +50,36 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
     if txn:
         producer.init_transactions(30)
     assigned: list[float] = []
-    consumer.subscribe([p["source"]], on_assign=lambda c, parts: assigned.append(time.monotonic()))
+
+    def on_assign(c: Consumer, parts: list[TopicPartition]) -> None:
+        if p.get("follow"):  # start exactly at the current end: every record written after this is copied
+            for tp in parts:
+                tp.offset = c.get_watermark_offsets(tp, timeout=10)[1]
+            c.assign(parts)
+        assigned.append(time.monotonic())
+
+    consumer.subscribe([p["source"]], on_assign=on_assign)
     started = time.monotonic()
     deadline = started + p["timeout"]
     expect, target = p["expect"], p["target"]
+    if p.get("follow"):
+        while not assigned:
+            if time.monotonic() > deadline:
+                raise TimeoutError("pass-through was not assigned its partitions in time")
+            consumer.consume(100, 0.1)
+        Path(p["ready_file"]).write_text("ready")
+        stop_file = Path(p["stop_file"])
     count = 0
     first_at: float | None = None
     checkpoints: list[tuple[float, int]] = []
     cpu0 = _cpu()
     while count < expect:
+        if p.get("follow") and stop_file.exists():
+            break
         if time.monotonic() > deadline:
             raise TimeoutError(f"pass-through copied {count} of {expect} records in {p['timeout']} s")
-        messages = [m for m in consumer.consume(BATCH, 0.05) if m.error() is None]
+        # At most 5 ms of waiting for a batch, as in the worker's loop: no latency the worker does not have.
+        messages = [m for m in consumer.consume(BATCH, 0.005) if m.error() is None]
         if not messages:
             continue
         if first_at is None:
@@ -88,13 +109,13 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
     checkpoints.append((done_at, count))
     cpu = _cpu() - cpu0
     consumer.close()
-    assert first_at is not None
+    first_at = first_at or done_at
     return {
         "mode": p["mode"],
         "records": count,
         "startup_s": (assigned[0] if assigned else first_at) - started,
         "first_to_done_s": done_at - first_at,
-        "rate": count / (done_at - first_at),
+        "rate": count / (done_at - first_at) if done_at > first_at else 0.0,
         "checkpoints": [(t - first_at, n) for t, n in checkpoints],
         "cpu_s": cpu,
     }

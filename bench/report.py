@@ -135,14 +135,16 @@ def table(results: dict[str, Any]) -> str:
                 f"{_fmt(pt[mode].get('sustained_rate'), '/s', 0)} sustained, "
                 f"{_fmt(pt[mode].get('cpu_us_per_alert'), 'us')} CPU per alert"
             )
-    for lat in results.get("latency", []):
+    floor = pt.get("latency_at_5000")
+    for lat in [*results.get("latency", []), *([{**floor, "through": "txn pass-through"}] if floor else [])]:
         if "p50_ms" in lat:
             extra.append(
-                f"latency at {lat['rate']:,}/s offered ({_fmt(lat['achieved_rate'], '/s', 0)} sent, "
+                f"latency {lat.get('through', 'worker')} at {lat['rate']:,}/s offered "
+                f"({_fmt(lat['achieved_rate'], '/s', 0)} sent, "
                 f"{_fmt(lat['output_rate'], '/s', 0)} out):"
                 f" p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, p99.9 {lat['p999_ms']:.1f} ms, "
                 f"max {lat['max_ms']:.0f} ms; suppressed AD1s p99 {_fmt(lat.get('ad1_p99_ms'), 'ms')}; "
-                f"missing {lat['missing']}"
+                f"missing {lat['missing']}; longest output gaps {lat.get('longest_output_gaps_ms')} ms"
             )
     check = results.get("correctness", {})
     if check:
@@ -187,7 +189,12 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax1.grid(True, which="both", alpha=0.3)
     for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"), ("max_ms", "max")):
         ax2.plot(offered, [r[key] for r in lat], "o-", label=label)
+    floor = _get(results, "passthrough", "latency_at_5000")
+    if isinstance(floor, dict) and floor.get("p50_ms") is not None:
+        for key, marker, label in (("p50_ms", "s", "p50"), ("p99_ms", "D", "p99"), ("p999_ms", "^", "p99.9")):
+            ax2.plot([floor["rate"]], [floor[key]], marker, color="grey", label=f"txn pass-through {label}")
     ax2.axhline(TARGETS["p99_ms_at_5000"], color="red", linestyle=":", label="p99 target at 5,000/s: 100 ms")
+    ax2.set_xlim(0, top)
     ax2.set_yscale("log")
     ax2.set_xlabel("offered load (alerts/s)")
     ax2.set_ylabel("latency (ms)")

@@ -7,7 +7,8 @@ One run, in this order, each phase bounded by a timeout and recorded even when a
  4. worker ready times: first start (state built from Kafka), restart with local state, restart after
     the state folder was deleted (issue 4's recovery figures);
  5. a backlog of alerts written while no worker runs;
- 6. the ceiling: a raw confluent-kafka pass-through of that backlog, transactional and plain;
+ 6. the ceiling: a raw confluent-kafka pass-through of that backlog, transactional and plain, and the
+    latency floor: the same paced 5,000 alerts/s through the transactional pass-through;
  7. one worker drains the backlog (sustained rate from its committed offsets; optionally profiled);
  8. decision latency at paced offered loads (1,000, 5,000, 10,000 alerts/s), end to end;
  9. two worker processes drain a second backlog of the same size (scaling);
@@ -69,8 +70,8 @@ class Scale:
             campaign=min(40_000, max(1_000, tracked // 10)),
             backlog=backlog,
             rates=tuple(args.rates),
-            latency_main_s=8.0 if args.quick else 30.0,
-            latency_other_s=6.0 if args.quick else 15.0,
+            latency_main_s=6.0 if args.quick else 30.0,
+            latency_other_s=4.0 if args.quick else 15.0,
             alert_partitions=args.alert_partitions,
         )
 
@@ -94,6 +95,7 @@ class Bench:
         self.live_worker: Worker | None = None
         self.sent: dict[str, int] = {}  # alerts written, by phase
         self.expected_suppressed: dict[str, int] = {}
+        self.mix = {"ad1_in_window": args.ad1_in_window, "ad1_outside": args.ad1_outside}
 
     # --- plumbing -----------------------------------------------------------------------------------
 
@@ -168,6 +170,10 @@ class Bench:
                 self.cleanup()
             self.results["run"]["total_s"] = round(time.monotonic() - self.started, 1)
             self.results["run"]["cpu_share_available_at_end"] = _cpu_share()
+            changed = _pipeline_hash() != self.results["run"]["pipeline_sha256_at_start"]
+            self.results["run"]["pipeline_changed_during_run"] = changed
+            if changed:
+                self.say("!! pipeline/*.py changed during the run: workers started at different times ran other code")
             self.write()
         return 1 if self.results["errors"] else 0
 
@@ -215,13 +221,15 @@ class Bench:
             "cpus": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
             "python": platform.python_version(),
-            "confluent_kafka": confluent_kafka.version()[0],
+            "confluent_kafka": confluent_kafka.__version__,
             "librdkafka": confluent_kafka.libversion()[0],
             "git_commit": git("rev-parse", "--short", "HEAD"),
             "pipeline_uncommitted_changes": bool(git("status", "--porcelain", "pipeline")),
+            "pipeline_sha256_at_start": _pipeline_hash(),
             "quick": self.args.quick,
             "profiled": self.args.profile,
             "scale": asdict(self.scale),
+            "alert_mix": self.mix,
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "cpu_share_available_at_start": _cpu_share(),
         }
@@ -243,6 +251,8 @@ class Bench:
                 t["tracked_devices"]: (3, compacted),
                 f"{self.tag}.passthrough-txn": (s.alert_partitions, {}),
                 f"{self.tag}.passthrough-plain": (s.alert_partitions, {}),
+                f"{self.tag}.passthrough-live-in": (s.alert_partitions, {}),
+                f"{self.tag}.passthrough-live-out": (s.alert_partitions, {}),
             },
         )
         started = time.monotonic()
@@ -355,6 +365,7 @@ class Bench:
                 "last_ms": now - 60_000,
                 "prefix": prefix,
                 "seed": f"{name}-{self.args.seed}",
+                "mix": self.mix,
             },
             self.work,
             name,
@@ -402,6 +413,14 @@ class Bench:
                 f"  pass-through {mode}: {result['rate']:,.0f}/s mean, "
                 f"{result['sustained_rate'] or 0:,.0f}/s sustained, {result['cpu_s']:.1f} s CPU"
             )
+        # The latency floor: the same paced load through the transactional pass-through, no worker running.
+        rate = 5_000
+        latency = self._latency_at(None, rate, self.scale.latency_other_s)
+        out["latency_at_5000"] = latency
+        self.say(
+            f"  pass-through txn at {rate:,}/s: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, "
+            f"p99.9 {latency['p999_ms']} ms"
+        )
 
     def _drain(
         self, workers: list[Worker], start: dict[int, int], ends: dict[int, int], profile_to: Path | None = None
@@ -488,54 +507,67 @@ class Bench:
             else:
                 self.say(f"  {rate:,}/s: {result.get('error')}")
 
-    def _latency_at(self, w: Worker, rate: int, duration: float) -> dict[str, Any]:
-        name, prefix = f"latency-{rate}", f"L{rate}-"
-        files = {k: self.work / f"{name}.{k}" for k in ("ready", "done")}
+    def _latency_at(self, w: Worker | None, rate: int, duration: float) -> dict[str, Any]:
+        """Paced sender -> (the worker, or with w None the live transactional pass-through) -> receiver."""
+        name, prefix = (f"latency-{rate}", f"L{rate}-") if w else (f"latency-passthrough-{rate}", f"P{rate}-")
+        files = {k: self.work / f"{name}.{k}" for k in ("ready", "done", "relay-ready", "relay-stop")}
         for f in files.values():
             f.unlink(missing_ok=True)
         arrays = {k: self.work / f"{name}.{k}.npz" for k in ("send", "receive")}
         t = self.topics
-        recv_params = {
-            "job": "receive",
-            "bootstrap": self.bootstrap,
-            "topics": [t["dno_alerts"], t["suppressed"], t["dead_letter"]],
-            "prefix": prefix,
-            "capacity": int(rate * duration) + 1,
-            "ready_file": str(files["ready"]),
-            "done_file": str(files["done"]),
-            "arrays": str(arrays["receive"]),
-            "timeout": duration + 180,
-            "grace": 60,
-        }
-        (self.work / f"{name}-receive.params.json").write_text(json.dumps(recv_params))
-        receiver = self.children.spawn(
-            [
-                sys.executable,
-                "-m",
-                "bench.latency",
-                str(self.work / f"{name}-receive.params.json"),
-                str(self.work / f"{name}-receive.result.json"),
-            ],
-            self.logs / f"{name}-receive.log",
+        if w is not None:
+            source, outputs = t["alerts"], [t["dno_alerts"], t["suppressed"], t["dead_letter"]]
+            relay = None
+        else:
+            source, outputs = f"{self.tag}.passthrough-live-in", [f"{self.tag}.passthrough-live-out"]
+            relay = self._start_child(
+                "bench.passthrough",
+                f"{name}-relay",
+                {
+                    "bootstrap": self.bootstrap,
+                    "source": source,
+                    "target": outputs[0],
+                    "mode": "txn",
+                    "follow": True,
+                    "group": f"{self.tag}-passthrough-live",
+                    "expect": 10**12,
+                    "timeout": duration + 300,
+                    "ready_file": str(files["relay-ready"]),
+                    "stop_file": str(files["relay-stop"]),
+                },
+            )
+            self._wait_file(files["relay-ready"], relay, f"{name}-relay")
+        receiver = self._start_child(
+            "bench.latency",
+            f"{name}-receive",
+            {
+                "job": "receive",
+                "bootstrap": self.bootstrap,
+                "topics": outputs,
+                "prefix": prefix,
+                "capacity": int(rate * duration) + 1,
+                "ready_file": str(files["ready"]),
+                "done_file": str(files["done"]),
+                "arrays": str(arrays["receive"]),
+                "timeout": duration + 180,
+                "grace": 60,
+            },
         )
-        deadline = time.monotonic() + 30
-        while not files["ready"].exists():
-            if time.monotonic() > deadline or receiver.poll() is not None:
-                raise RuntimeError(f"latency receiver did not start; see {self.logs / (name + '-receive.log')}")
-            time.sleep(0.05)
-        histogram_before = _histogram(w.metrics())
+        self._wait_file(files["ready"], receiver, f"{name}-receive")
+        histogram_before = _histogram(w.metrics()) if w else {}
         sender = run_json_tool(
             self.children,
             "bench.latency",
             {
                 "job": "send",
                 "bootstrap": self.bootstrap,
-                "topic": t["alerts"],
+                "topic": source,
                 "rate": rate,
                 "duration": duration,
                 "prefix": prefix,
                 "world": self.world.to_json(),
                 "seed": f"{name}-{self.args.seed}",
+                "mix": self.mix,
                 "done_file": str(files["done"]),
                 "arrays": str(arrays["send"]),
             },
@@ -545,17 +577,37 @@ class Bench:
         )
         receiver.wait(duration + 240)
         received = json.loads((self.work / f"{name}-receive.result.json").read_text())
-        histogram_after = _histogram(w.metrics())
-        self.sent[name] = sender["sent"]
-        self.expected_suppressed[name] = sender["expected_suppressed"]
-        return {
+        result = {
             "rate": rate,
             "duration_s": duration,
             **_latency_stats(arrays["send"], arrays["receive"]),
             "receiver": received,
-            "expected_suppressed": sender["expected_suppressed"],
-            "worker_histogram": _histogram_quantiles(histogram_before, histogram_after),
         }
+        if relay is not None:
+            files["relay-stop"].write_text("stop")
+            relay.wait(60)
+            return result
+        assert w is not None
+        self.sent[name] = sender["sent"]
+        self.expected_suppressed[name] = sender["expected_suppressed"]
+        result["expected_suppressed"] = sender["expected_suppressed"]
+        result["worker_histogram"] = _histogram_quantiles(histogram_before, _histogram(w.metrics()))
+        return result
+
+    def _start_child(self, module: str, name: str, params: dict[str, Any]) -> subprocess.Popen[bytes]:
+        params_path = self.work / f"{name}.params.json"
+        params_path.write_text(json.dumps(params))
+        return self.children.spawn(
+            [sys.executable, "-m", module, str(params_path), str(self.work / f"{name}.result.json")],
+            self.logs / f"{name}.log",
+        )
+
+    def _wait_file(self, path: Path, proc: subprocess.Popen[bytes], name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{name} did not start; see {self.logs / (name + '.log')}")
+            time.sleep(0.05)
 
     def drain_two(self) -> None:
         client = kafka_ops.admin(self.bootstrap)
@@ -650,6 +702,18 @@ class Bench:
             for name, pct in profile["categories_pct"]:
                 print(f"  {pct:5.1f}%  {name}")
         print(f"\nresults: {self.out / 'results.json'}, chart: {self.out / 'chart.png'}, logs: {self.logs}")
+
+
+def _pipeline_hash() -> str:
+    """Which worker code was measured: the source tree can change between runs (or during one)."""
+    import hashlib
+
+    import pipeline
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(pipeline.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _children_cpu() -> float:
@@ -762,6 +826,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rates", type=int, nargs="+", default=[1_000, 5_000, 10_000], help="paced loads, alerts/s")
     parser.add_argument("--alert-partitions", type=int, default=6)
+    parser.add_argument("--ad1-in-window", type=float, default=0.05, help="share of AD1s inside windows (0.05)")
+    parser.add_argument("--ad1-outside", type=float, default=0.05, help="share of AD1s outside windows (0.05)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="attach py-spy to the worker during the 1-worker drain")
     parser.add_argument("--skip-rebuild", action="store_true", help="skip the restart after deleting the state")
