@@ -15,9 +15,10 @@ import hashlib
 import logging
 import signal
 import socket
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
 
@@ -48,7 +49,37 @@ SWEEP_SLICE = 200  # keys per loop iteration, so housekeeping never stalls decis
 MAX_STAGED_CHANGES = 50_000  # bound on uncommitted state changes (memory during a state rebuild)
 SWEEP_RETENTION_MS = 2 * 86_400_000  # keep expired windows two days past their end, for late alerts
 GAUGE_INTERVAL_S = 2.0
-TXN_TIMEOUT_S = 30.0
+TXN_TIMEOUT_S = 20.0
+TXN_DEADLINE_S = TXN_TIMEOUT_S + 10  # our own bound: librdkafka can block past its timeout
+
+
+class TransactionStuck(Exception):
+    """A transactional call did not return within TXN_DEADLINE_S."""
+
+
+def call_with_deadline(call: Callable[[], None], deadline_s: float, what: str) -> None:
+    """Run a blocking client call on a helper thread and give up waiting after `deadline_s`.
+
+    After a broker restart, librdkafka 2.16's `send_offsets_to_transaction` was seen blocking for minutes
+    past its own timeout (cf. confluentinc/librdkafka#5456). The call cannot be cancelled, but the worker
+    can stop waiting, fence that producer with a new one, and carry on.
+    """
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, name=what, daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    if not outcome:
+        raise TransactionStuck(f"{what} did not return within {deadline_s:.0f}s")
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 class FilterWorker:
@@ -485,12 +516,23 @@ class FilterWorker:
             for out in records:
                 self._produce(out)
             if offsets:
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.alert_consumer.consumer_group_metadata(), TXN_TIMEOUT_S
+                metadata = self.alert_consumer.consumer_group_metadata()
+                producer = self.producer
+                call_with_deadline(
+                    lambda: producer.send_offsets_to_transaction(offsets, metadata, TXN_TIMEOUT_S),
+                    TXN_DEADLINE_S,
+                    "send_offsets_to_transaction",
                 )
             self._commit_transaction()
         except KafkaException as exc:
             self._recover_transaction(exc)
+            return False
+        except TransactionStuck as exc:
+            log.error("%s; fencing this producer with a new one and re-reading uncommitted alerts", exc)
+            self.metrics.transactions.labels("aborted").inc()
+            self._tally.clear()
+            self.producer = self._new_producer()
+            self._rewind_alerts()
             return False
         self._pending_dead_letters = []
         self.metrics.transactions.labels("committed").inc()
@@ -505,9 +547,12 @@ class FilterWorker:
                 self.producer.poll(0.01)
 
     def _commit_transaction(self) -> None:
+        producer = self.producer
         while True:
             try:
-                self.producer.commit_transaction(TXN_TIMEOUT_S)
+                call_with_deadline(
+                    lambda: producer.commit_transaction(TXN_TIMEOUT_S), TXN_DEADLINE_S, "commit_transaction"
+                )
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
