@@ -493,13 +493,24 @@ def ensure_input_topics(settings: Settings, partitions: int) -> list[str]:
 
 
 def play(scenario: Scenario, settings: Settings, codec: AvroCodec) -> dict[str, int]:
-    """Produce the scenario in received_at order; returns the record count per topic."""
+    """Produce the scenario in received_at order; returns the record count per topic.
+
+    Like the DSP, which accepts a firmware request long before the outage it causes, requests and
+    outcomes are acknowledged before any later alert is written: records on different topics have no
+    order in Kafka, and an alert that lands before its request is rightly decided without it.
+    """
     producer = BulkProducer(settings, client_id="poa-filter-simulator")
     counts = dict.fromkeys(RECORD_NAMES, 0)
+    unacknowledged_inputs = False
     for event in scenario.ordered():
         topic = getattr(settings.topics, event.topic)
         value = event.raw if event.datum is None else codec.encode(RECORD_NAMES[event.topic], event.datum, topic)
+        is_alert = topic == settings.topics.alerts
+        if is_alert and unacknowledged_inputs:
+            producer.flush()
+            unacknowledged_inputs = False
         producer.produce(topic, event.key, value)
+        unacknowledged_inputs = unacknowledged_inputs or not is_alert
         counts[event.topic] += 1
     producer.flush()
     return counts
