@@ -3,12 +3,12 @@
 NOT part of the project's dependencies: the Faust scenarios need faust-streaming (0.15+, on
 aiokafka 0.13+) installed separately, in a virtualenv of its own outside the repo, e.g.
 
-    python3 -m venv /tmp/faustvenv
-    /tmp/faustvenv/bin/pip install 'faust-streaming>=0.15' 'aiokafka>=0.13' confluent-kafka
-    /tmp/faustvenv/bin/python bench/faust_baseline.py --bootstrap 127.0.0.1:49092 --messages 300000
+    python3 -m venv ../faustvenv
+    ../faustvenv/bin/pip install 'faust-streaming>=0.15' 'aiokafka>=0.13' confluent-kafka
+    ../faustvenv/bin/python bench/faust_baseline.py --bootstrap 127.0.0.1:49092 --messages 300000
 
 Use a private broker (transactions and throw-away topics), e.g.
-    KAFKA_PORT=49092 KAFKA_CONTROLLER_PORT=49093 KAFKA_DATA_DIR=/tmp/faustkafka \
+    KAFKA_PORT=49092 KAFKA_CONTROLLER_PORT=49093 KAFKA_DATA_DIR=.kafka-faust \
         bash deploy/kafka/kafka.sh up      # ... and `down` afterwards
 
 What it does: pre-produces N messages of ~120 bytes (the size of an Avro alert) to a fresh
@@ -534,7 +534,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=3.0, help="s to keep counting after the end")
     p.add_argument("--grace", type=float, default=15.0, help="s between SIGTERM and SIGKILL")
     p.add_argument("--broker-pid", type=int, default=None, help="also report this pid's CPU")
-    p.add_argument("--workdir", default="/tmp/faust_baseline", help="child logs and event files")
+    p.add_argument("--workdir", default="bench-results/faust-baseline", help="child logs and event files")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--keep-topics", action="store_true")
     p.add_argument("--faust-defaults", action="store_true",

@@ -51,6 +51,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("per-alert objects and queues", ("alert_intake.py", "__create_fn__", "output_records.py")),
 ]
 _NO_LINE = re.compile(r":\d+\)$")
+_REPO_ROOT = str(Path(__file__).resolve().parents[1]) + "/"
 _LINENO = re.compile(r"\((?P<file>.*):(?P<line>\d+)\)$")
 
 
@@ -94,7 +95,7 @@ def _describe(frame: str) -> tuple[str, str]:
         return frame, ""
     path, line = match["file"], int(match["line"])
     text = linecache.getline(path, line).strip()
-    short = path.split("/site-packages/")[-1].split("/work/main/")[-1].split("/lib/python3.11/")[-1]
+    short = path.split("/site-packages/")[-1].split(_REPO_ROOT)[-1].split("/lib/python3.11/")[-1]
     return f"{frame[: match.start()].strip()} ({short}:{line})", text
 
 
