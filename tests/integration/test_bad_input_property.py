@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pipeline.settings import Settings, Topics
 from tests.conftest import BOOTSTRAP, create_topics
 from tests.integration.scenario import BASE, campaign
-from tests.integration.test_worker_decisions import write_reference
+from tests.integration.test_worker_decisions import write_live, write_reference
 from tests.integration.worker_harness import CODEC, DspProducer, OutputReader, WorkerProcess
 
 pytestmark = pytest.mark.broker
@@ -113,8 +113,8 @@ def test_generated_bad_input_is_dead_lettered_and_valid_traffic_decided(
         worker.wait_ready()
         events = sc.events()
         spread = {round(i * len(events) / len(bad)): record for i, record in enumerate(bad)}
-        sent = {}
-        for i, (_, _, kind, d) in enumerate(events):
+
+        def bad_record_before(i: int) -> None:
             if i in spread:
                 role, value = spread[i]
                 key = f"EE-00-00-00-00-00-{i // 256:02X}-{i % 256:02X}".encode()  # valid: the value is at fault
@@ -122,16 +122,8 @@ def test_generated_bad_input_is_dead_lettered_and_valid_traffic_decided(
                                  on_delivery=lambda err, msg: delivered.append(
                                      (msg.topic(), msg.partition(), msg.offset(), msg.value())))
                 producer.flush(30)
-            if kind == "request":
-                dsp.record(s.topics.service_requests, d["target_device_id"], "ServiceRequest", d)
-                dsp.flush()
-            elif kind == "outcome":
-                dsp.record(s.topics.activation_outcomes, d["device_id"], "ActivationOutcome", d)
-                dsp.flush()
-            else:
-                sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
-                dsp.send(s.topics.alerts, d["device_id"], sent[d["alert_id"]])
-        dsp.flush()
+
+        sent = write_live(dsp, sc, before=bad_record_before)
         outputs = reader.wait_for(
             lambda o: o.alert_outputs >= len(sent) and len(o.dead_letters) >= len(delivered), 60,
             "every valid alert decided and every bad record dead-lettered", worker)

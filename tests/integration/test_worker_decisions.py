@@ -1,6 +1,7 @@
 """The worker through its real interface: a `poa-filter worker` process, a real broker, real topics."""
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,28 @@ def write_alerts(dsp: DspProducer, sc: Scenario) -> dict[str, bytes]:
         value = CODEC.encode("DeviceAlert", d)
         dsp.send(dsp.topics.alerts, d["device_id"], value)
         sent[d["alert_id"]] = value
+    return sent
+
+
+def write_live(dsp: DspProducer, sc: Scenario, before: Callable[[int], None] | None = None) -> dict[str, bytes]:
+    """The scenario in event order, as the DSP writes it: each request and outcome acknowledged before
+    any later alert (records on different topics have no order in Kafka). `before(i)` runs ahead of
+    event i. Returns the alert bytes sent, by alert ID."""
+    t = dsp.topics
+    sent = {}
+    for i, (_, _, kind, d) in enumerate(sc.events()):
+        if before is not None:
+            before(i)
+        if kind == "request":
+            dsp.record(t.service_requests, d["target_device_id"], "ServiceRequest", d)
+            dsp.flush()
+        elif kind == "outcome":
+            dsp.record(t.activation_outcomes, d["device_id"], "ActivationOutcome", d)
+            dsp.flush()
+        else:
+            sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
+            dsp.send(t.alerts, d["device_id"], sent[d["alert_id"]])
+    dsp.flush()
     return sent
 
 
@@ -69,18 +92,7 @@ def test_live_processing_decides_by_the_rules(settings: Settings, tmp_path: Path
     reader = OutputReader(settings)
     try:
         worker.wait_ready()
-        sent = {}
-        for _, _, kind, d in sc.events():
-            if kind == "request":  # the DSP writes a request before the alerts it explains: wait for the ack
-                dsp.record(settings.topics.service_requests, d["target_device_id"], "ServiceRequest", d)
-                dsp.flush()
-            elif kind == "outcome":
-                dsp.record(settings.topics.activation_outcomes, d["device_id"], "ActivationOutcome", d)
-                dsp.flush()
-            else:
-                sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
-                dsp.send(settings.topics.alerts, d["device_id"], sent[d["alert_id"]])
-        dsp.flush()
+        sent = write_live(dsp, sc)
         check_decisions(reader, sc, sent, worker)
         metrics = worker.metrics()
         assert 'poa_alerts_total{alert_code="AD1",decision="suppressed",reason="activation_window"}' in metrics
