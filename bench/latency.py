@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.scenario import SUPPRESS, AlertFactory, AlertMix, WorldParams, alert_id_of, build_campaign
 from pipeline.avro_codec import AvroCodec
+from pipeline.consumer_batches import next_batch
 
 
 def send(p: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def receive(p: dict[str, Any]) -> dict[str, Any]:
     count = 0
     deadline = time.time() + p["timeout"]
     while time.time() < deadline:
-        messages = consumer.consume(1000, 0.05)
+        messages = next_batch(consumer, 1000, 0.05)  # returns as soon as one output is readable
         now = time.time()
         for m in messages:
             value = m.value()

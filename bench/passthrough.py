@@ -1,7 +1,7 @@
 """The ceiling: a raw confluent-kafka pass-through of the alert topic, `python -m bench.passthrough P.json R.json`.
 
-It consumes exactly as the worker does (read_committed, batches of 5000, the same fetch settings) and
-produces the same bytes to another topic with the worker's producer settings; in `txn` mode one Kafka
+It consumes exactly as the worker does (the worker's consumer settings and batch reads) and produces the
+same bytes to another topic with the worker's producer settings; in `txn` mode one Kafka
 transaction per batch carries the outputs and the consumer offsets (what exactly-once costs), in
 `plain` mode records are produced without transactions and flushed at the end. No decoding, no state:
 whatever the worker does beyond this is its own overhead.
@@ -19,33 +19,16 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-BATCH = 5000  # the worker's READ_BATCH
+from pipeline.consumer_batches import next_batch
+from pipeline.worker import ALERT_CONSUMER_TUNING, ALERT_WAIT_S, READ_BATCH, TRANSACTIONAL_PRODUCER_TUNING
 
 
 def run(p: dict[str, Any]) -> dict[str, Any]:
     txn = p["mode"] == "txn"
-    consumer = Consumer(
-        {
-            "bootstrap.servers": p["bootstrap"],
-            "group.id": p["group"],
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "queued.max.messages.kbytes": 65536,
-            "fetch.wait.max.ms": 50,
-        }
-    )
-    config: dict[str, Any] = {
-        "bootstrap.servers": p["bootstrap"],
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 2,
-        "batch.size": 1_000_000,
-        "compression.type": "lz4",
-        "queue.buffering.max.messages": 1_000_000,
-    }
+    consumer = Consumer({"bootstrap.servers": p["bootstrap"], "group.id": p["group"], **ALERT_CONSUMER_TUNING})
+    config: dict[str, Any] = {"bootstrap.servers": p["bootstrap"], **TRANSACTIONAL_PRODUCER_TUNING}
     if txn:
-        config |= {"transactional.id": f"{p['group']}-tx", "transaction.timeout.ms": 60_000}
+        config["transactional.id"] = f"{p['group']}-tx"
     producer = Producer(config)
     if txn:
         producer.init_transactions(30)
@@ -78,8 +61,8 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"pass-through copied {count} of {expect} records in {p['timeout']} s")
-        # At most 5 ms of waiting for a batch, as in the worker's loop: no latency the worker does not have.
-        messages = [m for m in consumer.consume(BATCH, 0.005) if m.error() is None]
+        # Read as the worker's loop reads: no latency the worker does not have.
+        messages = [m for m in next_batch(consumer, READ_BATCH, ALERT_WAIT_S) if m.error() is None]
         if not messages:
             continue
         if first_at is None:

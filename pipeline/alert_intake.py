@@ -11,19 +11,21 @@ from typing import Any
 from pipeline import input_records
 from pipeline.avro_codec import AvroCodec
 from pipeline.bad_input import BadInput
-from pipeline.records import OUTAGE_ALERT_CODE, DeviceAlert
+from pipeline.records import OUTAGE_ALERT_CODE, AlertFacts
 
 
 @dataclass(slots=True)
 class ReadAlert:
+    """An alert that could not be decided the moment it was read, or that the fast reader left alone."""
+
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
     read_seq: int
     read_at: float  # monotonic seconds, for the hold bound and the latency histogram
-    datum: dict[str, Any] | None = None
-    alert: DeviceAlert | None = None
+    datum: dict[str, Any] | None = None  # decoded by the generic path; None when read by alert_wire
+    alert: AlertFacts | None = None
     error: str | None = None
 
     @property

@@ -97,6 +97,16 @@ class AvroCodec:
         """Parsing Canonical Form of the full, self-contained schema (named types in full at first use)."""
         return self._entry(record_name).canonical_form
 
+    def single_object_header(self, record_name: str) -> bytes:
+        """Marker C3 01 and the 8-byte fingerprint: what a single-object encoded record starts with."""
+        return self._entry(record_name).header
+
+    def header(self, record_name: str, topic: str | None = None) -> bytes:
+        """What `encode` writes before the body: the single-object header, or the Confluent one under a
+        registry (subject `<topic>-value`)."""
+        record = self._entry(record_name)
+        return record.header if self._registry is None else self._confluent_header(record, topic)
+
     def encode(self, record_name: str, datum: dict[str, Any], topic: str | None = None) -> bytes:
         """Single-object encoding, or Confluent framing under subject `<topic>-value` when a registry is set.
 
@@ -108,7 +118,7 @@ class AvroCodec:
         if problem is not None:
             raise BadInput(f"{record.name}{problem}")
         buffer = BytesIO()
-        buffer.write(record.header if self._registry is None else self._confluent_header(record, topic))
+        buffer.write(self.header(record_name, topic))
         try:
             schemaless_writer(buffer, record.plain, datum)
         except UnicodeEncodeError as exc:

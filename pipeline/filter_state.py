@@ -31,7 +31,7 @@ from pipeline.records import (
     OUTAGE_ALERT_CODE,
     WITHDRAWING_OUTCOMES,
     ActivationOutcome,
-    DeviceAlert,
+    AlertFacts,
     InventoryRecord,
     ServiceRequest,
 )
@@ -191,7 +191,7 @@ class FilterState:
 
     # --- the decision (5.4, 5.5) ----------------------------------------------------------------
 
-    def decide(self, alert: DeviceAlert) -> Decision:
+    def decide(self, alert: AlertFacts) -> Decision:
         if alert.alert_code != OUTAGE_ALERT_CODE:
             return Forward(ForwardReason.NOT_AD1)
         esmes = self.esmes_on_han(alert.device_id)

@@ -3,7 +3,7 @@
 import logging
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 
 from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
@@ -86,6 +86,15 @@ class EndOffsetLookup:
 
     def can_start(self) -> bool:
         return self._futures is None and time.monotonic() >= self._retry_at
+
+    @property
+    def in_flight(self) -> bool:
+        return self._futures is not None
+
+    def settle(self, timeout: float) -> None:
+        """Wait at most `timeout` seconds for the look-up in flight to finish."""
+        if self._futures is not None:
+            wait(self._futures.values(), timeout=timeout)
 
     def start(self, partitions: Iterable[Partition], tag: int) -> None:
         request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}

@@ -1,15 +1,17 @@
 """The records the filter writes: DNO pass-through, audit (SuppressedAlert) and dead letters."""
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline import __version__
 from pipeline.alert_decisions import Suppress
 
+Outgoing = tuple[str, bytes | None, bytes]  # topic, key, value: what the hot path builds, by the million
 
-@dataclass(frozen=True, slots=True)
-class Output:
+
+class Output(NamedTuple):
+    """A record to write; an Outgoing with names."""
+
     topic: str
     key: bytes | None
     value: bytes
@@ -20,10 +22,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def suppressed_alert(alert_datum: dict[str, Any], decision: Suppress) -> dict[str, Any]:
+def audit_fields(decision: Suppress) -> dict[str, Any]:
+    """The SuppressedAlert fields after `alert`: which activation justified the suppression, and when."""
     version = decision.activation.version
     return {
-        "alert": alert_datum,
         "esme_id": version.esme_id,
         "activation_request_id": version.request_id,
         "window_start": decision.activation.window.start,
@@ -32,6 +34,10 @@ def suppressed_alert(alert_datum: dict[str, Any], decision: Suppress) -> dict[st
         "decided_at": now_ms(),
         "filter_version": __version__,
     }
+
+
+def suppressed_alert(alert_datum: dict[str, Any], decision: Suppress) -> dict[str, Any]:
+    return {"alert": alert_datum, **audit_fields(decision)}
 
 
 def dead_letter(

@@ -5,6 +5,7 @@ These are plain data; decoding and validation live in `input_records.py`, Avro i
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 FIRMWARE_ACTIVATION_VARIANT = "11.3"
 OUTAGE_ALERT_CODE = "AD1"
@@ -38,6 +39,19 @@ class ActivationOutcome:
     device_id: str
     outcome: Outcome
     received_at: int
+
+
+class AlertFacts(Protocol):
+    """What a decision reads of an alert: a DeviceAlert, or the fields the worker's fast reader gives."""
+
+    @property
+    def alert_id(self) -> str: ...
+    @property
+    def alert_code(self) -> str: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def received_at(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

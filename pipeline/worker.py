@@ -15,10 +15,8 @@ import hashlib
 import logging
 import signal
 import socket
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
 
@@ -27,59 +25,57 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from pipeline.activation_windows import WindowPolicy
 from pipeline.alert_decisions import ForwardReason, Suppress
 from pipeline.alert_intake import AlertQueues, ReadAlert, read_alert
+from pipeline.alert_wire import RawAlertFields, alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.avro_codec import AvroCodec
+from pipeline.consumer_batches import next_batch
 from pipeline.filter_state import FilterState, SweepPass
 from pipeline.kafka_admin import EndOffsetLookup, admin_client, ensure_output_topics, wait_for_topics
 from pipeline.metrics import Readiness, WorkerMetrics, code_label, serve_metrics
-from pipeline.output_records import Output, dead_letter, suppressed_alert
+from pipeline.output_records import Outgoing, Output, audit_fields, dead_letter, suppressed_alert
 from pipeline.read_frontier import Partition, ReadFrontier
+from pipeline.records import OUTAGE_ALERT_CODE
 from pipeline.schema_registry import SchemaRegistryClient
 from pipeline.settings import Settings
 from pipeline.state_backends import RocksBackend, StagedStore
 from pipeline.state_feed import StateFeed
+from pipeline.transaction_commit import TXN_TIMEOUT_S, PendingCommit, TransactionStuck
 
 log = logging.getLogger("poa_filter.worker")
 
 READ_BATCH = 5000
 MAX_QUEUED_PER_PARTITION = 20_000  # pause a partition's fetching beyond this many undecided alerts
-END_OFFSET_INTERVAL_S = 0.005  # at most this often, look up end offsets for held AD1s
+END_OFFSET_INTERVAL_S = 0.005  # at most this often, look up end offsets for held AD1s in a backlog
+END_OFFSET_WAIT_S = 0.02  # caught up, wait at most this long in a step for a look-up to come back
+ALERT_WAIT_S = 0.005  # with nothing queued, wait at most this long for the next alert
 STATE_COMMIT_INTERVAL_S = 0.2
 SWEEP_INTERVAL_S = 60.0
 SWEEP_SLICE = 200  # keys per loop iteration, so housekeeping never stalls decisions
 MAX_STAGED_CHANGES = 50_000  # bound on uncommitted state changes (memory during a state rebuild)
 SWEEP_RETENTION_MS = 2 * 86_400_000  # keep expired windows two days past their end, for late alerts
 GAUGE_INTERVAL_S = 2.0
-TXN_TIMEOUT_S = 20.0
-TXN_DEADLINE_S = TXN_TIMEOUT_S + 10  # our own bound: librdkafka can block past its timeout
 
 
-class TransactionStuck(Exception):
-    """A transactional call did not return within TXN_DEADLINE_S."""
-
-
-def call_with_deadline(call: Callable[[], None], deadline_s: float, what: str) -> None:
-    """Run a blocking client call on a helper thread and give up waiting after `deadline_s`.
-
-    After a broker restart, librdkafka 2.16's `send_offsets_to_transaction` was seen blocking for minutes
-    past its own timeout (cf. confluentinc/librdkafka#5456). The call cannot be cancelled, but the worker
-    can stop waiting, fence that producer with a new one, and carry on.
-    """
-    outcome: list[BaseException | None] = []
-
-    def target() -> None:
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            outcome.append(exc)
-
-    thread = threading.Thread(target=target, name=what, daemon=True)
-    thread.start()
-    thread.join(deadline_s)
-    if not outcome:
-        raise TransactionStuck(f"{what} did not return within {deadline_s:.0f}s")
-    if outcome[0] is not None:
-        raise outcome[0]
+# Shared with the benchmark's pass-through, so the ceiling it measures uses the worker's own client settings.
+ALERT_CONSUMER_TUNING = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "isolation.level": "read_committed",
+    "queued.max.messages.kbytes": 65536,
+    "fetch.wait.max.ms": 50,
+}
+TRANSACTIONAL_PRODUCER_TUNING = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 2,
+    "batch.size": 1_000_000,
+    "compression.type": "lz4",
+    "transaction.timeout.ms": 60_000,
+    "queue.buffering.max.messages": 1_000_000,
+    # A transaction's first request right after the previous commit often gets CONCURRENT_TRANSACTIONS
+    # while the broker writes the commit markers; at librdkafka's default 100 ms retry back-off that
+    # stalled one transaction in ten for 100 ms (measured). Back-off still grows exponentially from here.
+    "retry.backoff.ms": 10,
+}
 
 
 class FilterWorker:
@@ -90,6 +86,7 @@ class FilterWorker:
         self.readiness = Readiness()
         registry = SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
         self.codec = AvroCodec(registry=registry)
+        self._alert_header = self.codec.single_object_header("DeviceAlert")
         self.policy = WindowPolicy(settings.window_ms, settings.lead_in_ms, settings.max_future_ms)
         self.frontier = ReadFrontier()
         self.queues = AlertQueues()
@@ -104,6 +101,13 @@ class FilterWorker:
         self._alert_partitions = 0
         self._sweep: SweepPass | None = None
         self._tally: Counter[tuple[str, str, str]] = Counter()  # decisions of the open transaction
+        # What one loop step decided: records to write, next offset per alert partition, and how many
+        # alerts were decided by the time they were read (for the latency histogram).
+        self._outputs: list[Outgoing] = []
+        self._next_offsets: dict[int, int] = {}
+        self._latencies: Counter[float] = Counter()
+        self._commit_in_flight: PendingCommit | None = None
+        self._rewind_pending = False  # a transaction failed: seek back to the committed offsets
         self._state_dirty = False
         self._last_state_commit = self._last_sweep = self._last_gauges = self._last_end_lookup = 0.0
 
@@ -199,14 +203,10 @@ class FilterWorker:
                 # a fatal error after a broker outage (confluentinc/librdkafka#3437) and even right after a
                 # cooperative join, after which send_offsets_to_transaction hung. A crashed worker's
                 # partitions therefore wait one session timeout (6 s, the broker's minimum) before moving.
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": 6_000,
                 "heartbeat.interval.ms": 1_000,
-                "queued.max.messages.kbytes": 65536,
-                "fetch.wait.max.ms": 50,
+                **ALERT_CONSUMER_TUNING,
                 "error_cb": self._on_client_error,
             }
         )
@@ -255,6 +255,7 @@ class FilterWorker:
         """
         if self._broker_down_since is None:
             return
+        self._settle()  # never replace a producer under a transaction in flight
         now = time.monotonic()
         log.info("broker reachable again after %.1fs; renewing the transactional producer",
                  now - self._broker_down_since)
@@ -271,13 +272,7 @@ class FilterWorker:
             {
                 "bootstrap.servers": self.settings.bootstrap_servers,
                 "transactional.id": f"{self.instance_id}-tx",
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 2,
-                "batch.size": 1_000_000,
-                "compression.type": "lz4",
-                "transaction.timeout.ms": 60_000,
-                "queue.buffering.max.messages": 1_000_000,
+                **TRANSACTIONAL_PRODUCER_TUNING,
             }
         )
         while True:
@@ -292,6 +287,8 @@ class FilterWorker:
 
     def _close(self) -> None:
         self.readiness.set("stopping")
+        if hasattr(self, "producer"):
+            self._settle()  # the last transaction, before the group is left
         for name in ("alert_consumer", "state_consumer"):
             consumer = getattr(self, name, None)
             if consumer is not None:
@@ -312,29 +309,42 @@ class FilterWorker:
     # --- the loop -------------------------------------------------------------------------------
 
     def _step(self) -> None:
-        read_state = self._read_state_topics()
-        if self.state.pending_changes >= MAX_STAGED_CHANGES:
-            self._flush_state()
+        """One pass of the loop. While the previous step's transaction commits (on a helper thread), this
+        step reads and triages the next alerts; state is read and decisions that need it are taken only
+        once that transaction is settled, so committed state never runs ahead of its dead letters."""
         if not self._bootstrapped:
+            read_state = self._read_state_topics()
+            if self.state.pending_changes >= MAX_STAGED_CHANGES:
+                self._flush_state()
             self._check_bootstrap()
             if not read_state:
                 time.sleep(0.01)
             return
-        read_alerts = self._read_alerts(timeout=0 if read_state else 0.005)
+        self._outputs, self._next_offsets, self._latencies = [], {}, Counter()
+        in_flight = self._commit_in_flight is not None
+        read_alerts = self._read_alerts(wait_s=0 if in_flight else ALERT_WAIT_S)
+        self._settle()
+        if self._rewind_pending:  # a transaction failed: every alert not committed is read again
+            self._rewind_alerts()
+            return
         if self._consumer_failed:
             self._replace_alert_consumer()
             return
+        read_state = self._read_state_topics()
+        if self.state.pending_changes >= MAX_STAGED_CHANGES:
+            self._flush_state()
         self._poll_end_offsets()
-        outputs, offsets, decided = self._decide()
+        if read_alerts < READ_BATCH:
+            self._await_end_offsets()
+        self._drain_queues()
         self._request_end_offsets_if_held()
-        if outputs or offsets or self._pending_dead_letters:
-            if self._transact(outputs, offsets):
-                self._observe_committed(decided)
-                self._commit_state()
+        if self._outputs or self._next_offsets or self._pending_dead_letters:
+            offsets = [TopicPartition(self.topics.alerts, p, o) for p, o in self._next_offsets.items()]
+            self._start_transaction(self._outputs, offsets)
         elif self._state_dirty and time.monotonic() - self._last_state_commit > STATE_COMMIT_INTERVAL_S:
             self._commit_state()
         self._housekeeping()
-        if not (read_state or read_alerts or decided):
+        if not (read_state or read_alerts or self._latencies or in_flight):
             time.sleep(0.001)
 
     def _read_state_topics(self) -> int:
@@ -398,18 +408,28 @@ class FilterWorker:
         self._rebalancing = True
         self.readiness.set("rebalancing")
         self.metrics.ready.set(0)
-        # Nothing is mid-transaction here (callbacks run inside consume); undecided alerts are
-        # simply dropped and will be read again, from the committed offset, by the new owner.
+        # The transaction in flight carries offsets of these partitions: it is settled before they move.
+        # Undecided alerts are dropped and will be read again, from the committed offset, by the new owner.
+        self._settle()
         self.queues.drop_partitions([tp.partition for tp in partitions])
         log.info("revoked alert partitions %s", sorted(tp.partition for tp in partitions))
 
-    def _read_alerts(self, timeout: float) -> int:
+    def _read_alerts(self, wait_s: float) -> int:
+        """Read a batch of alerts. Most are decided on the spot: valid, not an AD1, and nothing held ahead
+        of them in their partition, they are forwarded as read. The rest join their partition's queue."""
         try:
-            messages = self.alert_consumer.consume(READ_BATCH, timeout)
+            messages = next_batch(self.alert_consumer, READ_BATCH, wait_s)
         except KafkaException as exc:
             log.warning("reading alerts: %s", exc)
             return 0
-        now = time.monotonic()
+        if not messages:
+            return 0
+        self._read_seq += 1
+        seq, now = self._read_seq, time.monotonic()
+        queues = self.queues.queues()
+        header, dno = self._alert_header, self.topics.dno_alerts
+        outputs, next_offsets, decided_time = self._outputs, self._next_offsets, self._decided_time
+        forwarded_codes: list[str] = []
         count = 0
         for msg in messages:
             err = msg.error()
@@ -419,19 +439,36 @@ class FilterWorker:
                 elif err.code() != KafkaError._PARTITION_EOF:
                     log.warning("alert read error: %s", err)
                 continue
-            self._read_seq += 1
-            _, partition, offset = _coordinates(msg)
-            item = read_alert(self.codec, partition, offset, msg.key(), msg.value(), self._read_seq, now)
-            self.queues.append(item)
             count += 1
-        if count:
-            self.metrics.input_records.labels(self.topics.alerts).inc(count)
+            partition: int = msg.partition()  # type: ignore[assignment]  # always set on a consumed message
+            queue = queues.get(partition)
+            if queue is None:  # revoked meanwhile: its new owner reads it again
+                continue
+            value = msg.value()
+            raw = None if value is None else read_alert_fields(value, header)
+            if value is None or raw is None or raw[1] == OUTAGE_ALERT_CODE or queue.items:
+                queue.items.append(self._queue_item(msg, raw, seq, now))
+                continue
+            outputs.append((dno, msg.key(), value))
+            forwarded_codes.append(raw[1])
+            next_offsets[partition] = msg.offset() + 1  # type: ignore[operator]
+            if raw[3] > decided_time.get(partition, 0):
+                decided_time[partition] = raw[3]
+        if forwarded_codes:
+            self._latencies[now] += len(forwarded_codes)
+            for code, n in Counter(forwarded_codes).items():
+                self._tally["forwarded", code_label(code), ForwardReason.NOT_AD1.value] += n
+        self.metrics.input_records.labels(self.topics.alerts).inc(count)
         return count
 
-    def _decide(self) -> tuple[list[Output], list[TopicPartition], list[ReadAlert]]:
-        outputs: list[Output] = []
-        offsets: list[TopicPartition] = []
-        decided: list[ReadAlert] = []
+    def _queue_item(self, msg: Message, raw: RawAlertFields | None, seq: int, now: float) -> ReadAlert:
+        _, partition, offset = _coordinates(msg)
+        if raw is None:  # not the common shape: the generic reader gives the verdict and the error
+            return read_alert(self.codec, partition, offset, msg.key(), msg.value(), seq, now)
+        return ReadAlert(partition, offset, msg.key(), msg.value(), seq, now, alert=alert_fields(raw))
+
+    def _drain_queues(self) -> None:
+        """Decide queued alerts in offset order, each partition up to its first AD1 that must still wait."""
         hold_s = self.settings.max_hold_seconds
         now = time.monotonic()
         for partition, queue in self.queues.queues().items():
@@ -445,21 +482,20 @@ class FilterWorker:
                     if not self.frontier.may_decide(t, item.read_seq):
                         if self._broker_down_since is not None or now - item.read_at < hold_s:
                             break
-                        outputs.append(self._forward(item, ForwardReason.HOLD_EXPIRED))
+                        self._outputs.append(self._forward(item, ForwardReason.HOLD_EXPIRED))
                         log.warning(
                             "forwarding AD1 %s after holding it %.0fs: inputs not read past its time: %s",
                             item.alert.alert_id, now - item.read_at, self.frontier.lagging(t, item.read_seq),
                         )
                     else:
-                        outputs.append(self._route(item))
+                        self._outputs.append(self._route(item))
                 else:
-                    outputs.append(self._route(item))
+                    self._outputs.append(self._route(item))
                 items.popleft()
-                decided.append(item)
+                self._latencies[item.read_at] += 1
                 last = item
             if last is not None:
-                offsets.append(TopicPartition(self.topics.alerts, partition, last.offset + 1))
-        return outputs, offsets, decided
+                self._next_offsets[partition] = last.offset + 1
 
     def _route(self, item: ReadAlert) -> Output:
         if item.error is not None or item.alert is None:
@@ -471,11 +507,17 @@ class FilterWorker:
             self._decided_time[item.partition] = alert.received_at
         decision = self.state.decide(alert)
         if isinstance(decision, Suppress):
-            assert item.datum is not None
             self._tally["suppressed", code_label(alert.alert_code), "activation_window"] += 1
-            value = self.codec.encode("SuppressedAlert", suppressed_alert(item.datum, decision), self.topics.suppressed)
-            return Output(self.topics.suppressed, item.key, value)
+            return Output(self.topics.suppressed, item.key, self._suppressed_value(item, decision))
         return self._forward(item, decision.reason)
+
+    def _suppressed_value(self, item: ReadAlert, decision: Suppress) -> bytes:
+        topic = self.topics.suppressed
+        if item.datum is not None:  # read by the generic path: encode the decoded alert again
+            return self.codec.encode("SuppressedAlert", suppressed_alert(item.datum, decision), topic)
+        assert item.value is not None  # read by alert_wire: the single-object bytes of our DeviceAlert
+        body = item.value[len(self._alert_header) :]
+        return suppressed_alert_bytes(self.codec.header("SuppressedAlert", topic), body, audit_fields(decision))
 
     def _forward(self, item: ReadAlert, reason: ForwardReason) -> Output:
         code = code_label(item.alert.alert_code) if item.alert is not None else ""
@@ -489,15 +531,29 @@ class FilterWorker:
         held = [q.items[0] for q in self.queues.queues().values() if q.items and q.items[0].waits_for_inputs]
         return min(held, key=lambda i: i.read_seq, default=None)
 
-    def _request_end_offsets_if_held(self) -> None:
+    def _request_end_offsets_if_held(self, at_once: bool = False) -> bool:
+        """Start a look-up for the alerts read so far if one is held for it; whether one is in flight."""
         first = self._first_held()
-        if first is None or self.frontier.covers(first.read_seq) or not self.end_lookup.can_start():
-            return
+        if first is None or self.frontier.covers(first.read_seq):
+            return False
         now = time.monotonic()
-        if now - self._last_end_lookup < END_OFFSET_INTERVAL_S:
-            return
-        self._last_end_lookup = now
-        self.end_lookup.start(self.frontier.partitions, tag=self._read_seq + 1)
+        if self.end_lookup.can_start() and (at_once or now - self._last_end_lookup >= END_OFFSET_INTERVAL_S):
+            self._last_end_lookup = now
+            self.end_lookup.start(self.frontier.partitions, tag=self._read_seq + 1)
+        return self.end_lookup.in_flight
+
+    def _await_end_offsets(self) -> None:
+        """Caught up with the alerts, the loop has nothing better to do than wait (about a millisecond on a
+        healthy broker) for the look-up that lets the AD1s it just read be decided in this same step,
+        rather than one transaction later. A backlog never waits here: it keeps the look-up asynchronous."""
+        deadline = time.monotonic() + END_OFFSET_WAIT_S
+        while self._request_end_offsets_if_held(at_once=True):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.end_lookup.settle(remaining)
+            self._poll_end_offsets()
+        self._read_state_topics()  # records below the new end offsets may already be fetched
 
     def _poll_end_offsets(self) -> None:
         result = self.end_lookup.poll()
@@ -508,77 +564,89 @@ class FilterWorker:
 
     # --- exactly-once output ----------------------------------------------------------------------
 
-    def _transact(self, outputs: list[Output], offsets: list[TopicPartition]) -> bool:
-        """Outputs, state-topic dead letters and alert offsets in one transaction; False if it was aborted."""
-        records = [*self._pending_dead_letters, *outputs]
+    def _transact(self, outputs: list[Outgoing], offsets: list[TopicPartition]) -> bool:
+        """One transaction, waited for; False if it was aborted."""
+        self._start_transaction(outputs, offsets)
+        return self._settle()
+
+    def _start_transaction(self, outputs: list[Outgoing], offsets: list[TopicPartition]) -> None:
+        """Outputs, state-topic dead letters and alert offsets in one transaction, committed on a helper
+        thread; `_settle` waits for it. Nothing else touches the producer meanwhile."""
+        assert self._commit_in_flight is None
+        dead_letters, self._pending_dead_letters = self._pending_dead_letters, []
+        tally, self._tally = self._tally, Counter()
+        commit = PendingCommit(dead_letters, tally, self._latencies)
+        self._commit_in_flight = commit
         try:
             self.producer.begin_transaction()
-            for out in records:
-                self._produce(out)
-            if offsets:
-                metadata = self.alert_consumer.consumer_group_metadata()
-                producer = self.producer
-                call_with_deadline(
-                    lambda: producer.send_offsets_to_transaction(offsets, metadata, TXN_TIMEOUT_S),
-                    TXN_DEADLINE_S,
-                    "send_offsets_to_transaction",
-                )
-            self._commit_transaction()
+            produce = self.producer.produce
+            for records in (dead_letters, outputs):
+                for topic, key, value in records:
+                    try:
+                        produce(topic, value, key)
+                    except BufferError:
+                        self._produce_when_queue_has_room(topic, key, value)
         except KafkaException as exc:
-            self._recover_transaction(exc)
+            commit.failed(exc)
+            return
+        metadata = self.alert_consumer.consumer_group_metadata() if offsets else None
+        commit.start(self.producer, offsets, metadata, lambda: self._stopping)
+
+    def _settle(self) -> bool:
+        """Wait for the transaction in flight, if any. Committed: count its decisions and commit the state
+        read before it began. Failed: abort it; every alert not committed (queued, or read since) is to be
+        read again (`_rewind_pending`), and its state-topic dead letters go in the next transaction."""
+        commit, self._commit_in_flight = self._commit_in_flight, None
+        if commit is None:
+            return True
+        try:
+            commit.wait()
+        except (KafkaException, TransactionStuck) as exc:
+            self._pending_dead_letters[:0] = commit.dead_letters
+            self._abandon_transaction(exc)
             return False
-        except TransactionStuck as exc:
-            log.error("%s; fencing this producer with a new one and re-reading uncommitted alerts", exc)
-            self.metrics.transactions.labels("aborted").inc()
-            self._tally.clear()
-            self.producer = self._new_producer()
-            self._rewind_alerts()
-            return False
-        self._pending_dead_letters = []
         self.metrics.transactions.labels("committed").inc()
+        self._observe_committed(commit.latencies, commit.tally)
+        self._commit_state()
         return True
 
-    def _produce(self, out: Output) -> None:
+    def _produce_when_queue_has_room(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:
+            self.producer.poll(0.01)
             try:
-                self.producer.produce(out.topic, out.value, out.key)
+                self.producer.produce(topic, value, key)
                 return
             except BufferError:
-                self.producer.poll(0.01)
+                continue
 
-    def _commit_transaction(self) -> None:
-        producer = self.producer
-        while True:
-            try:
-                call_with_deadline(
-                    lambda: producer.commit_transaction(TXN_TIMEOUT_S), TXN_DEADLINE_S, "commit_transaction"
-                )
-                return
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if err.retriable() and not self._stopping:
-                    log.warning("transaction commit will be retried: %s", err)
-                    continue
-                raise
-
-    def _recover_transaction(self, exc: KafkaException) -> None:
-        """Abort, then re-read every alert that was not committed; recreate the producer if it is dead."""
-        err: KafkaError = exc.args[0]
-        log.warning("transaction failed, aborting and re-reading uncommitted alerts: %s", err)
-        self._tally.clear()
+    def _abandon_transaction(self, exc: KafkaException | TransactionStuck) -> None:
+        """Abort (or fence, with a new producer) a failed transaction; its alerts are to be read again."""
         self.metrics.transactions.labels("aborted").inc()
-        if err.fatal():
+        if isinstance(exc, TransactionStuck):
+            log.error("%s; fencing this producer with a new one and re-reading uncommitted alerts", exc)
+            self.producer = self._new_producer()
+        elif exc.args[0].fatal():
+            log.warning("transaction failed, re-reading uncommitted alerts with a new producer: %s", exc)
             self.producer = self._new_producer()
         else:
+            log.warning("transaction failed, aborting and re-reading uncommitted alerts: %s", exc)
             try:
                 self.producer.abort_transaction(TXN_TIMEOUT_S)
             except KafkaException as abort_exc:
                 log.warning("abort failed, recreating the producer: %s", abort_exc)
                 self.producer = self._new_producer()
-        self._rewind_alerts()
+        # The seek itself waits for the loop: this may run inside a rebalance callback.
+        self._rewind_pending = True
+        self.queues.clear()
+        self._tally.clear()
+        self._outputs, self._next_offsets, self._latencies = [], {}, Counter()
 
     def _rewind_alerts(self) -> None:
+        """Seek every assigned alert partition back to its committed offset."""
+        self._rewind_pending = False
         self.queues.clear()
+        self._tally.clear()
+        self._outputs, self._next_offsets, self._latencies = [], {}, Counter()
         assignment = self.alert_consumer.assignment()
         if not assignment:
             return
@@ -595,16 +663,16 @@ class FilterWorker:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.alert_consumer.seek(tp)
 
-    def _observe_committed(self, decided: Iterable[ReadAlert]) -> None:
-        """Metrics count committed decisions only, so an aborted and re-read batch is counted once."""
+    def _observe_committed(self, latencies: Counter[float], tally: Counter[tuple[str, str, str]]) -> None:
+        """Metrics count committed decisions only, so an aborted and re-read batch is counted once.
+        `latencies` counts the decided alerts by the time they were read."""
         now = time.monotonic()
-        for read_at, count in Counter(item.read_at for item in decided).items():
+        for read_at, count in latencies.items():
             self.metrics.decision_latency.observe_many(now - read_at, count)
-        for (decision, code, reason), count in self._tally.items():
+        for (decision, code, reason), count in tally.items():
             self.metrics.alerts.labels(decision, code, reason).inc(count)
             if decision == "dead_letter":
                 self.metrics.dead_letters.labels(self.topics.alerts).inc(count)
-        self._tally.clear()
 
     # --- state persistence --------------------------------------------------------------------------
 

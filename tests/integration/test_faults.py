@@ -103,17 +103,17 @@ def test_sigkill_at_random_points_while_alerts_flow(settings: Settings, tmp_path
 
 
 def test_sigterm_in_the_middle_of_a_batch(settings: Settings, tmp_path: Path) -> None:
-    """A backlog of ~15k alerts; SIGTERM as soon as a worker has decided its first alerts, up to four times.
-    Each stop must be clean (exit 0, after the batch under way) and lose or double nothing."""
+    """A backlog of ~45k alerts; SIGTERM as soon as a worker has committed its first alerts, up to four
+    times. Each stop must be clean (exit 0, after the batch under way) and lose or double nothing."""
     rng = random.Random(5)
-    stream = prepare(settings, homes=5000, seed=23, bad_every=700)
+    stream = prepare(settings, homes=15000, seed=23, bad_every=700)
     StreamWriter(settings, stream.records, seconds=0).start().finish()  # a backlog: every read is a full batch
     worker, reader = WorkerProcess(settings, tmp_path), OutputReader(settings)
     interrupted = 0
     try:
         for _ in range(4):
             worker.start()
-            # Decisions are counted as they are made, before their transaction: a batch is under way.
+            # Decisions are counted once committed; the next batch is under way by then.
             wait_until(lambda: metric(worker, "poa_alerts_total") > 0, 60, "the first batch decided", worker)
             time.sleep(rng.uniform(0, 0.1))
             assert worker.stop(signal.SIGTERM) == 0
