@@ -12,15 +12,14 @@ paths to that, over generated and mutated records.
 of SuppressedAlert, so its encoding is the DeviceAlert body exactly as received.
 """
 
-import re
 from io import BytesIO
 from typing import Any, NamedTuple
 
 from fastavro import parse_schema, schemaless_writer
 
+from pipeline.avro_wire import Unusual, read_long, skip_text
+from pipeline.device_ids import EUI64_BYTES
 from pipeline.input_records import EARLIEST_MS, LATEST_MS
-
-_EUI64 = re.compile(rb"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}")  # as device_ids, on the bytes
 
 
 class AlertFields(NamedTuple):
@@ -34,36 +33,6 @@ class AlertFields(NamedTuple):
 
 # alert_id, alert_code, device_id as written (bytes, a valid EUI-64), received_at
 RawAlertFields = tuple[str, str, bytes, int]
-
-
-class _Unusual(Exception):
-    """Not the common shape: leave the record to the generic path."""
-
-
-def _long(data: bytes, pos: int) -> tuple[int, int]:
-    """Avro zig-zag varint at pos: (value, next position)."""
-    b = data[pos]
-    if b < 0x80:
-        return (b >> 1) ^ -(b & 1), pos + 1
-    result = b & 0x7F
-    shift = 7
-    while True:
-        pos += 1
-        b = data[pos]
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (result >> 1) ^ -(result & 1), pos + 1
-        shift += 7
-        if shift > 63:
-            raise _Unusual
-
-
-def _skip_text(data: bytes, pos: int) -> tuple[int, int]:
-    """Avro string or bytes at pos, any length: (start of its content, next position)."""
-    length, start = _long(data, pos)
-    if length < 0:
-        raise _Unusual
-    return start, start + length
 
 
 def read_alert_fields(data: bytes, header: bytes) -> RawAlertFields | None:
@@ -95,7 +64,7 @@ def read_alert_fields(data: bytes, header: bytes) -> RawAlertFields | None:
         raw_device = data[s:p]
         b = data[p]  # mpxn: union {null, string}
         if b == 2:
-            s, p = _skip_text(data, p + 1)
+            s, p = skip_text(data, p + 1)
             data[s:p].decode()
         elif b == 0:
             p += 1
@@ -103,31 +72,31 @@ def read_alert_fields(data: bytes, header: bytes) -> RawAlertFields | None:
             return None
         b = data[p]  # raised_at: union {null, timestamp-millis}
         if b == 2:
-            raised_at, p = _long(data, p + 1)
+            raised_at, p = read_long(data, p + 1)
             if not EARLIEST_MS <= raised_at < LATEST_MS:
                 return None
         elif b == 0:
             p += 1
         else:
             return None
-        received_at, p = _long(data, p)
+        received_at, p = read_long(data, p)
         if not EARLIEST_MS <= received_at < LATEST_MS:
             return None
         b = data[p]  # payload: union {null, bytes}
         if b == 2:
-            _s, p = _skip_text(data, p + 1)
+            _s, p = skip_text(data, p + 1)
         elif b == 0:
             p += 1
         else:
             return None
-        if p != len(data) or not _EUI64.fullmatch(raw_device):
+        if p != len(data) or not EUI64_BYTES.fullmatch(raw_device):
             return None
         alert_id = raw_id.decode()  # UnicodeDecodeError is a ValueError
         alert_code = raw_code.decode()
         if not alert_id.strip() or not alert_code.strip():
             return None
         return alert_id, alert_code, raw_device, received_at
-    except (_Unusual, IndexError, ValueError):
+    except (Unusual, IndexError, ValueError):
         return None
 
 

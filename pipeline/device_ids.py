@@ -5,6 +5,7 @@ import re
 from pipeline.bad_input import BadInput
 
 _EUI64 = re.compile(r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}")
+EUI64_BYTES = re.compile(_EUI64.pattern.encode())  # the same, for the fast readers of raw Avro bytes
 
 
 def canonical_device_id(value: object, field: str = "device_id") -> str:

@@ -80,6 +80,7 @@ class FilterState:
     def __init__(self, store: StagedStore, policy: WindowPolicy) -> None:
         self._store = store
         self.policy = policy
+        self._tracked_count: int | None = None
 
     # --- reference data: latest value wins (5.5) -------------------------------------------------
 
@@ -119,7 +120,8 @@ class FilterState:
             self._store.put(key, b"1")
         else:
             self._store.delete(key)
-        self.put_meta(TRACKED_COUNT, str(self.tracked_count() + (1 if listed else -1)).encode())
+        self._tracked_count = self.tracked_count() + (1 if listed else -1)
+        self.put_meta(TRACKED_COUNT, str(self._tracked_count).encode())
 
     def esmes_on_han(self, chf_id: str) -> list[str]:
         raw = self._store.get(HAN + chf_id.encode())
@@ -287,8 +289,10 @@ class FilterState:
         return window if window.end >= now else None
 
     def tracked_count(self) -> int:
-        raw = self.get_meta(TRACKED_COUNT)
-        return int(raw) if raw else 0
+        if self._tracked_count is None:  # kept in memory: a rebuild changes it 1.5 million times
+            raw = self.get_meta(TRACKED_COUNT)
+            self._tracked_count = int(raw) if raw else 0
+        return self._tracked_count
 
     # --- bookkeeping stored atomically with the state -------------------------------------------
 

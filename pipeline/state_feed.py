@@ -12,6 +12,7 @@ from pipeline.avro_codec import AvroCodec
 from pipeline.bad_input import BadInput
 from pipeline.device_ids import canonical_device_id
 from pipeline.filter_state import FilterState
+from pipeline.reference_wire import read_inventory_record, read_tracked_device
 from pipeline.settings import Topics
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ class StateFeed:
     def __init__(self, topics: Topics, codec: AvroCodec, state: FilterState) -> None:
         self._state = state
         self._codec = codec
+        # Reference records in the usual shape are read by reference_wire, the rest by the generic path.
+        self._inventory_header = codec.single_object_header("InventoryRecord")
+        self._tracked_header = codec.single_object_header("TrackedDevice")
         self._handlers = {
             topics.service_requests: self._service_request,
             topics.activation_outcomes: self._outcome,
@@ -61,22 +65,33 @@ class StateFeed:
             raise BadInput(f"key {key!r} is not UTF-8") from None
 
     def _inventory(self, key: bytes | None, value: bytes | None) -> Applied:
-        device_id = self._reference_key(key, "inventory")
-        if value is None:
-            self._state.put_inventory(device_id, None)
+        record = None if value is None else read_inventory_record(value, self._inventory_header)
+        if record is None or not _keyed_by(key, record.device_id):  # the generic path, and its errors
+            device_id = self._reference_key(key, "inventory")
+            if value is not None:
+                record = record or input_records.inventory_record(self._codec.decode("InventoryRecord", value))
+                _same_device(device_id, record.device_id)
+            self._state.put_inventory(device_id, record)
             return Applied()
-        record = input_records.inventory_record(self._codec.decode("InventoryRecord", value))
-        _same_device(device_id, record.device_id)
-        self._state.put_inventory(device_id, record)
+        self._state.put_inventory(record.device_id, record)
         return Applied()
 
     def _tracked(self, key: bytes | None, value: bytes | None) -> Applied:
-        device_id = self._reference_key(key, "tracked-devices")
-        if value is not None:
-            record = input_records.tracked_device(self._codec.decode("TrackedDevice", value))
-            _same_device(device_id, record.device_id)
-        self._state.put_tracked(device_id, listed=value is not None)
+        tracked = None if value is None else read_tracked_device(value, self._tracked_header)
+        if tracked is None or not _keyed_by(key, tracked.device_id):  # the generic path, and its errors
+            device_id = self._reference_key(key, "tracked-devices")
+            if value is not None:
+                tracked = tracked or input_records.tracked_device(self._codec.decode("TrackedDevice", value))
+                _same_device(device_id, tracked.device_id)
+            self._state.put_tracked(device_id, listed=value is not None)
+            return Applied()
+        self._state.put_tracked(tracked.device_id, listed=True)
         return Applied()
+
+
+def _keyed_by(key: bytes | None, device_id: str) -> bool:
+    """The key names this (valid, canonical) device ID in any letter case: a valid key, and the same device."""
+    return key is not None and key.upper() == device_id.encode()
 
 
 def _same_device(key_id: str, record_id: str) -> None:

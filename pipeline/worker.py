@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -33,7 +34,7 @@ from pipeline.kafka_admin import EndOffsetLookup, admin_client, ensure_output_to
 from pipeline.metrics import Readiness, WorkerMetrics, code_label, serve_metrics
 from pipeline.output_records import Outgoing, Output, audit_fields, dead_letter, suppressed_alert
 from pipeline.read_frontier import Partition, ReadFrontier
-from pipeline.records import OUTAGE_ALERT_CODE
+from pipeline.records import OUTAGE_ALERT_CODE, AlertFacts
 from pipeline.schema_registry import SchemaRegistryClient
 from pipeline.settings import Settings
 from pipeline.state_backends import RocksBackend, StagedStore
@@ -44,8 +45,8 @@ log = logging.getLogger("poa_filter.worker")
 
 READ_BATCH = 5000
 MAX_QUEUED_PER_PARTITION = 20_000  # pause a partition's fetching beyond this many undecided alerts
-END_OFFSET_INTERVAL_S = 0.005  # at most this often, look up end offsets for held AD1s in a backlog
-END_OFFSET_WAIT_S = 0.02  # caught up, wait at most this long in a step for a look-up to come back
+END_OFFSET_INTERVAL_S = 0.005  # at most this often, look up end offsets again for held AD1s
+END_OFFSET_WAIT_S = 0.02  # after reading a batch, wait at most this long for its end-offset look-up
 ALERT_WAIT_S = 0.005  # with nothing queued, wait at most this long for the next alert
 STATE_COMMIT_INTERVAL_S = 0.2
 SWEEP_INTERVAL_S = 60.0
@@ -323,7 +324,10 @@ class FilterWorker:
         self._outputs, self._next_offsets, self._latencies = [], {}, Counter()
         in_flight = self._commit_in_flight is not None
         read_alerts = self._read_alerts(wait_s=0 if in_flight else ALERT_WAIT_S)
-        self._settle()
+        if in_flight:
+            self._settle()
+            if read_alerts < READ_BATCH:  # what arrived while the commit was under way joins the next one
+                read_alerts += self._read_alerts(wait_s=0)
         if self._rewind_pending:  # a transaction failed: every alert not committed is read again
             self._rewind_alerts()
             return
@@ -334,8 +338,6 @@ class FilterWorker:
         if self.state.pending_changes >= MAX_STAGED_CHANGES:
             self._flush_state()
         self._poll_end_offsets()
-        if read_alerts < READ_BATCH:
-            self._await_end_offsets()
         self._drain_queues()
         self._request_end_offsets_if_held()
         if self._outputs or self._next_offsets or self._pending_dead_letters:
@@ -353,29 +355,30 @@ class FilterWorker:
         except KafkaException as exc:
             log.warning("reading state topics: %s", exc)
             return 0
-        if messages:
-            self._broker_back()
+        if not messages:
+            return 0
+        self._broker_back()
+        apply, observe = self.feed.apply, self.frontier.observe
+        records: Counter[str] = Counter()
         for msg in messages:
-            self._apply_state_message(msg)
-        return len(messages)
-
-    def _apply_state_message(self, msg: Message) -> None:
-        err = msg.error()
-        topic, partition, offset = _coordinates(msg)
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                self.frontier.observe_position((topic, partition), offset)
-                self._state_dirty = True
-            else:
-                log.warning("state topic read error: %s", err)
-            return
-        self.metrics.input_records.labels(topic).inc()
-        applied = self.feed.apply(topic, msg.key(), msg.value())
-        if applied.error is not None:
-            self._dead_letter(topic, partition, offset, msg.key(), msg.value(), applied.error)
-            self.metrics.dead_letters.labels(topic).inc()
-        self.frontier.observe((topic, partition), offset, applied.event_time)
+            err = msg.error()
+            topic, partition, offset = _coordinates(msg)
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self.frontier.observe_position((topic, partition), offset)
+                else:
+                    log.warning("state topic read error: %s", err)
+                continue
+            records[topic] += 1
+            applied = apply(topic, msg.key(), msg.value())
+            if applied.error is not None:
+                self._dead_letter(topic, partition, offset, msg.key(), msg.value(), applied.error)
+                self.metrics.dead_letters.labels(topic).inc()
+            observe((topic, partition), offset, applied.event_time)
+        for topic, count in records.items():
+            self.metrics.input_records.labels(topic).inc(count)
         self._state_dirty = True
+        return len(messages)
 
     def _dead_letter(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str
@@ -415,8 +418,9 @@ class FilterWorker:
         log.info("revoked alert partitions %s", sorted(tp.partition for tp in partitions))
 
     def _read_alerts(self, wait_s: float) -> int:
-        """Read a batch of alerts. Most are decided on the spot: valid, not an AD1, and nothing held ahead
-        of them in their partition, they are forwarded as read. The rest join their partition's queue."""
+        """Read a batch of alerts and triage it. An alert with nothing held ahead of it in its partition is
+        decided on the spot: forwarded as read if it is not an AD1, decided against the state if it is an
+        AD1 the read frontier allows. The rest join their partition's queue."""
         try:
             messages = next_batch(self.alert_consumer, READ_BATCH, wait_s)
         except KafkaException as exc:
@@ -426,11 +430,13 @@ class FilterWorker:
             return 0
         self._read_seq += 1
         seq, now = self._read_seq, time.monotonic()
-        queues = self.queues.queues()
+        self._poll_end_offsets()
+        self._await_end_offsets()
+        queues, may_decide = self.queues.queues(), self.frontier.may_decide
         header, dno = self._alert_header, self.topics.dno_alerts
         outputs, next_offsets, decided_time = self._outputs, self._next_offsets, self._decided_time
         forwarded_codes: list[str] = []
-        count = 0
+        count = decided = 0
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -446,18 +452,26 @@ class FilterWorker:
                 continue
             value = msg.value()
             raw = None if value is None else read_alert_fields(value, header)
-            if value is None or raw is None or raw[1] == OUTAGE_ALERT_CODE or queue.items:
+            if value is None or raw is None or queue.items:
                 queue.items.append(self._queue_item(msg, raw, seq, now))
                 continue
-            outputs.append((dno, msg.key(), value))
-            forwarded_codes.append(raw[1])
+            if raw[1] != OUTAGE_ALERT_CODE:
+                outputs.append((dno, msg.key(), value))
+                forwarded_codes.append(raw[1])
+                if raw[3] > decided_time.get(partition, 0):
+                    decided_time[partition] = raw[3]
+            else:
+                alert = alert_fields(raw)
+                if not may_decide(alert.received_at, seq):
+                    queue.items.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert))  # type: ignore[arg-type]
+                    continue
+                outputs.append(self._decide_alert(partition, msg.key(), value, alert, None))
             next_offsets[partition] = msg.offset() + 1  # type: ignore[operator]
-            if raw[3] > decided_time.get(partition, 0):
-                decided_time[partition] = raw[3]
-        if forwarded_codes:
-            self._latencies[now] += len(forwarded_codes)
-            for code, n in Counter(forwarded_codes).items():
-                self._tally["forwarded", code_label(code), ForwardReason.NOT_AD1.value] += n
+            decided += 1
+        if decided:
+            self._latencies[now] += decided
+        for code, n in Counter(forwarded_codes).items():
+            self._tally["forwarded", code_label(code), ForwardReason.NOT_AD1.value] += n
         self.metrics.input_records.labels(self.topics.alerts).inc(count)
         return count
 
@@ -497,33 +511,41 @@ class FilterWorker:
             if last is not None:
                 self._next_offsets[partition] = last.offset + 1
 
-    def _route(self, item: ReadAlert) -> Output:
+    def _route(self, item: ReadAlert) -> Outgoing:
         if item.error is not None or item.alert is None:
             self._tally["dead_letter", "", "bad_input"] += 1
             return self._dead_letter(self.topics.alerts, item.partition, item.offset, item.key, item.value,
                                      item.error or "undecodable")
-        alert = item.alert
-        if alert.received_at > self._decided_time.get(item.partition, 0):
-            self._decided_time[item.partition] = alert.received_at
-        decision = self.state.decide(alert)
-        if isinstance(decision, Suppress):
-            self._tally["suppressed", code_label(alert.alert_code), "activation_window"] += 1
-            return Output(self.topics.suppressed, item.key, self._suppressed_value(item, decision))
-        return self._forward(item, decision.reason)
+        assert item.value is not None
+        return self._decide_alert(item.partition, item.key, item.value, item.alert, item.datum)
 
-    def _suppressed_value(self, item: ReadAlert, decision: Suppress) -> bytes:
+    def _decide_alert(
+        self, partition: int, key: bytes | None, value: bytes, alert: AlertFacts, datum: dict[str, Any] | None
+    ) -> Outgoing:
+        """A valid alert's decision, as the record to write. `datum` is the decoded alert when the generic
+        path read it, None when alert_wire did."""
+        if alert.received_at > self._decided_time.get(partition, 0):
+            self._decided_time[partition] = alert.received_at
+        decision = self.state.decide(alert)
+        code = code_label(alert.alert_code)
+        if isinstance(decision, Suppress):
+            self._tally["suppressed", code, "activation_window"] += 1
+            return self.topics.suppressed, key, self._suppressed_value(value, datum, decision)
+        self._tally["forwarded", code, decision.reason.value] += 1
+        return self.topics.dno_alerts, key, value
+
+    def _suppressed_value(self, value: bytes, datum: dict[str, Any] | None, decision: Suppress) -> bytes:
         topic = self.topics.suppressed
-        if item.datum is not None:  # read by the generic path: encode the decoded alert again
-            return self.codec.encode("SuppressedAlert", suppressed_alert(item.datum, decision), topic)
-        assert item.value is not None  # read by alert_wire: the single-object bytes of our DeviceAlert
-        body = item.value[len(self._alert_header) :]
+        if datum is not None:  # read by the generic path: encode the decoded alert again
+            return self.codec.encode("SuppressedAlert", suppressed_alert(datum, decision), topic)
+        body = value[len(self._alert_header) :]  # read by alert_wire: single-object bytes of our DeviceAlert
         return suppressed_alert_bytes(self.codec.header("SuppressedAlert", topic), body, audit_fields(decision))
 
-    def _forward(self, item: ReadAlert, reason: ForwardReason) -> Output:
+    def _forward(self, item: ReadAlert, reason: ForwardReason) -> Outgoing:
         code = code_label(item.alert.alert_code) if item.alert is not None else ""
         self._tally["forwarded", code, reason.value] += 1
         assert item.value is not None
-        return Output(self.topics.dno_alerts, item.key, item.value)
+        return self.topics.dno_alerts, item.key, item.value
 
     # --- the read frontier ----------------------------------------------------------------------
 
@@ -531,29 +553,32 @@ class FilterWorker:
         held = [q.items[0] for q in self.queues.queues().values() if q.items and q.items[0].waits_for_inputs]
         return min(held, key=lambda i: i.read_seq, default=None)
 
-    def _request_end_offsets_if_held(self, at_once: bool = False) -> bool:
-        """Start a look-up for the alerts read so far if one is held for it; whether one is in flight."""
+    def _request_end_offsets_if_held(self) -> None:
+        """Start a look-up for the alerts read so far if one is held waiting for it."""
         first = self._first_held()
-        if first is None or self.frontier.covers(first.read_seq):
-            return False
+        if first is None or self.frontier.covers(first.read_seq) or not self.end_lookup.can_start():
+            return
         now = time.monotonic()
-        if self.end_lookup.can_start() and (at_once or now - self._last_end_lookup >= END_OFFSET_INTERVAL_S):
+        if now - self._last_end_lookup >= END_OFFSET_INTERVAL_S:
             self._last_end_lookup = now
             self.end_lookup.start(self.frontier.partitions, tag=self._read_seq + 1)
-        return self.end_lookup.in_flight
 
     def _await_end_offsets(self) -> None:
-        """Caught up with the alerts, the loop has nothing better to do than wait (about a millisecond on a
-        healthy broker) for the look-up that lets the AD1s it just read be decided in this same step,
-        rather than one transaction later. A backlog never waits here: it keeps the look-up asynchronous."""
+        """End offsets looked up after everything read so far, waited for at most END_OFFSET_WAIT_S (about a
+        millisecond on a healthy broker): with them, the AD1s of the batch just read are decided as they
+        are triaged, instead of one transaction later, live and in a backlog alike."""
         deadline = time.monotonic() + END_OFFSET_WAIT_S
-        while self._request_end_offsets_if_held(at_once=True):
+        while not self.frontier.covers(self._read_seq):
+            if self.end_lookup.can_start():
+                self._last_end_lookup = time.monotonic()
+                self.end_lookup.start(self.frontier.partitions, tag=self._read_seq + 1)
+            elif not self.end_lookup.in_flight:
+                return  # backing off after a failed look-up; `_request_end_offsets_if_held` retries
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             self.end_lookup.settle(remaining)
             self._poll_end_offsets()
-        self._read_state_topics()  # records below the new end offsets may already be fetched
 
     def _poll_end_offsets(self) -> None:
         result = self.end_lookup.poll()
