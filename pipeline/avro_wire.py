@@ -1,9 +1,11 @@
-"""Avro binary primitives for the fast readers (alert_wire, reference_wire).
+"""Avro binary primitives for the fast readers and writers (alert_wire, reference_wire).
 
 The fast readers only ever accept what the generic path (fastavro + input_records) accepts; anything
 they do not recognise raises `Unusual` (or IndexError/ValueError on short or bad bytes) and the record
 goes to the generic path, which gives the verdict and the readable error.
 """
+
+from functools import lru_cache
 
 
 class Unusual(Exception):
@@ -52,3 +54,30 @@ def read_optional_text(data: bytes, pos: int) -> tuple[bytes | None, int]:
     if branch != 2:
         raise Unusual
     return read_text(data, pos + 1)
+
+
+@lru_cache(maxsize=4096)  # a bulk load stamps many rows with the same time
+def long_bytes(value: int) -> bytes:
+    """Avro zig-zag varint of a long."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SHORT_LENGTHS = [bytes([n << 1]) for n in range(64)]  # one-byte varints of lengths 0..63
+
+
+def text_bytes(value: str) -> bytes:
+    """Avro string: length, then UTF-8."""
+    raw = value.encode()
+    n = len(raw)
+    return (_SHORT_LENGTHS[n] if n < 64 else long_bytes(n)) + raw
+
+
+def optional_text_bytes(value: str | None) -> bytes:
+    """Union {null, string}."""
+    return b"\x00" if value is None else b"\x02" + text_bytes(value)

@@ -23,6 +23,7 @@ from pipeline.avro_codec import AvroCodec
 from pipeline.bad_input import BadInput
 from pipeline.bulk_producer import BulkProducer, require_topics
 from pipeline.kafka_admin import EndOffsetLookup, admin_client, topic_partitions
+from pipeline.reference_wire import inventory_record_bytes, tracked_device_bytes
 from pipeline.settings import Settings
 
 # Enough to see what is wrong with a file without flooding a terminal when every row is bad.
@@ -52,6 +53,7 @@ class CsvKind:
     time_field: str  # optional column; the load time when absent or empty
     id_fields: tuple[str, ...]  # device-ID fields the validator canonicalises
     validate: Callable[[Mapping[str, Any]], Any]
+    encode: Callable[[bytes, Mapping[str, Any]], bytes]  # a validated datum after a header (reference_wire)
 
 
 TRACKED = CsvKind(
@@ -63,6 +65,7 @@ TRACKED = CsvKind(
     time_field="added_at",
     id_fields=("device_id",),
     validate=input_records.tracked_device,
+    encode=tracked_device_bytes,
 )
 
 INVENTORY = CsvKind(
@@ -74,6 +77,7 @@ INVENTORY = CsvKind(
     time_field="updated_at",
     id_fields=("device_id", "chf_id"),
     validate=input_records.inventory_record,
+    encode=inventory_record_bytes,
 )
 
 
@@ -264,11 +268,12 @@ def _load_shard(
 ) -> LoadReport:
     """Load one shard of the file with its own codec and producer (it may run in another process)."""
     codec, topic = codec_for(settings), getattr(settings.topics, kind.topic_field)
+    header = codec.header(kind.record_name, topic)
     report = LoadReport(path)
     producer = BulkProducer(settings)
     try:
         for datum in read_csv(kind, path, load_time_ms, report, shard):
-            producer.produce(topic, datum["device_id"], codec.encode(kind.record_name, datum, topic))
+            producer.produce(topic, datum["device_id"], kind.encode(header, datum))
     finally:
         producer.flush()
     report.loaded = producer.produced

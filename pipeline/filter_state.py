@@ -85,9 +85,14 @@ class FilterState:
     # --- reference data: latest value wins (5.5) -------------------------------------------------
 
     def put_inventory(self, device_id: str, record: InventoryRecord | None) -> None:
+        esme_chf = record.chf_id if record is not None and record.is_esme else None
+        self.put_esme_han(device_id, esme_chf)
+
+    def put_esme_han(self, device_id: str, chf_id: str | None) -> None:
+        """The device is an ESME on the HAN of this CHF, or (None) not an ESME on any HAN."""
         key = ESME_OF + device_id.encode()
         old = self._store.get(key)
-        new = record.chf_id.encode() if record is not None and record.is_esme and record.chf_id else None
+        new = chf_id.encode() if chf_id else None
         if old == new:
             return
         if old is not None:
