@@ -111,7 +111,9 @@ def test_inventory_reader_accepts_only_what_the_generic_path_accepts(datum: dict
           "updated_at": T0}, ("00-DB-12-34-56-78-90-A3", None)),
     ],
 )
-def test_usual_inventory_rows_are_read_by_the_fast_path(datum: dict[str, Any], expected: tuple[str, str | None]) -> None:
+def test_usual_inventory_rows_are_read_by_the_fast_path(
+    datum: dict[str, Any], expected: tuple[str, str | None]
+) -> None:
     value = CODEC.encode("InventoryRecord", datum)
     assert read_inventory_record(value, INVENTORY) == expected == generic_inventory(value)
 
