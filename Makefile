@@ -46,7 +46,7 @@ unit-test: venv
 
 lint: venv
 	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/mypy pipeline
+	$(BIN)/mypy pipeline bench tests
 
 bench: venv kafka-up
 	@status=0; $(BIN)/python -m bench.run_benchmark || status=$$?; $(KAFKA) down; exit $$status

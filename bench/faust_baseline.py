@@ -242,10 +242,10 @@ def child_confluent(a: argparse.Namespace, ev: Events) -> None:
     n = 0
     done = False
 
-    def produce(value: bytes) -> None:
+    def produce(value: bytes | None) -> None:
         while True:
             try:
-                producer.produce(a.out_topic, value)
+                producer.produce(a.out_topic, value)  # type: ignore[arg-type]  # None is a null value
                 return
             except BufferError:
                 producer.poll(0.01)
@@ -266,7 +266,7 @@ def child_confluent(a: argparse.Namespace, ev: Events) -> None:
                 produce(m.value())
             last: dict[tuple[str, int], int] = {}
             for m in good:
-                last[(m.topic(), m.partition())] = m.offset() + 1
+                last[(m.topic(), m.partition())] = m.offset() + 1  # type: ignore[index,operator]
             producer.send_offsets_to_transaction(
                 [TopicPartition(t, p, o) for (t, p), o in last.items()],
                 consumer.consumer_group_metadata(),
@@ -601,9 +601,9 @@ def main(argv: list[str] | None = None) -> None:
                        "results": [r.__dict__ for r in results]}, f, indent=2)
     if not a.keep_topics:
         topics = [in_topic] + [f"fb-{run_id}-out-{s}" for s in a.scenarios]
-        for f in admin.delete_topics(topics, operation_timeout=30).values():
+        for deletion in admin.delete_topics(topics, operation_timeout=30).values():
             try:
-                f.result(60)
+                deletion.result(60)
             except Exception as exc:  # noqa: BLE001
                 print(f"delete topic: {exc}", file=sys.stderr)
 

@@ -174,7 +174,7 @@ def count_outputs(bootstrap: str, topics: dict[str, str], timeout: float = 300) 
             for msg in consumer.consume(10_000, 0.5):
                 if msg.error() is not None:
                     continue
-                kind = kinds[msg.topic()]
+                kind = kinds[msg.topic()]  # type: ignore[index]  # set on every consumed message
                 counts[kind] += 1
                 value = msg.value()
                 if kind != "dead_letter" and value:

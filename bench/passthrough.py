@@ -77,7 +77,7 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
                     break
                 except BufferError:
                     producer.poll(0.01)
-            last[m.partition()] = m.offset()  # type: ignore[index]
+            last[m.partition()] = m.offset()  # type: ignore[index,assignment]
         if txn:
             offsets = [TopicPartition(p["source"], part, off + 1) for part, off in last.items()]
             producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)

@@ -49,7 +49,7 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rate = w1.get("sustained_rate")
     ratio = _get(results, "passthrough", "worker_to_txn")
     ratio_plain = _get(results, "passthrough", "worker_to_plain")
-    lat5k = next((r for r in results.get("latency", []) if r.get("rate") == 5000), {})
+    lat5k: dict[str, Any] = next((r for r in results.get("latency", []) if r.get("rate") == 5000), {})
     p99 = lat5k.get("p99_ms")
     load_s = _get(results, "load", "total_s")
     drain = w1.get("drain_s_from_ready")

@@ -27,7 +27,7 @@ GOOD_TRACKED = {"device_id": "01-02-03-04-05-06-07-08", "manufacturer": None, "m
                 "firmware_version": None, "list_version": None, "added_at": BASE}
 RECORD_OF = {"service_requests": "ServiceRequest", "activation_outcomes": "ActivationOutcome",
              "alerts": "DeviceAlert", "inventory": "InventoryRecord", "tracked_devices": "TrackedDevice"}
-VALID = {
+VALID: dict[str, dict[str, Any]] = {
     "alerts": GOOD_ALERT,
     "tracked_devices": GOOD_TRACKED,
     "inventory": {"device_id": "01-02-03-04-05-06-07-08", "device_type": "ESME", "chf_id": None, "mpxn": None,
@@ -120,7 +120,7 @@ def test_generated_bad_input_is_dead_lettered_and_valid_traffic_decided(
                 key = f"EE-00-00-00-00-00-{i // 256:02X}-{i % 256:02X}".encode()  # valid: the value is at fault
                 producer.produce(getattr(s.topics, role), value, key,
                                  on_delivery=lambda err, msg: delivered.append(
-                                     (msg.topic(), msg.partition(), msg.offset(), msg.value())))
+                                     (msg.topic(), msg.partition(), msg.offset(), msg.value())))  # type: ignore[arg-type]
                 producer.flush(30)
 
         sent = write_live(dsp, sc, before=bad_record_before)

@@ -80,7 +80,7 @@ def test_bad_records_are_dead_lettered_and_valid_traffic_is_unaffected(settings:
         cases = bad_records(settings)
         for topic, key, value, _ in cases:
             producer.produce(topic, value, key, on_delivery=lambda err, msg: delivered.__setitem__(
-                (msg.topic(), msg.key()), (msg.partition(), msg.offset())))
+                (msg.topic(), msg.key()), (msg.partition(), msg.offset())))  # type: ignore[index,assignment]
         producer.flush(30)
         dsp.record(t.service_requests, ESME, "ServiceRequest", request("r-ok", T0, None))
         dsp.record(t.alerts, CHF, "DeviceAlert", alert("ota", T0 + 5 * MIN))

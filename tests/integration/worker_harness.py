@@ -195,12 +195,14 @@ class OutputReader:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for msg in self.consumer.consume(10_000, 0.1):
-                if msg.error() is not None:
-                    assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                err = msg.error()
+                if err is not None:
+                    assert err.code() == KafkaError._PARTITION_EOF, err
                     continue
-                topic = msg.topic()
+                topic, value = msg.topic(), msg.value()
+                assert value is not None, f"a null value on {topic}"
                 if topic == self.topics.dno_alerts:
-                    self.outputs.forwarded.append((msg.key(), msg.value()))
+                    self.outputs.forwarded.append((msg.key(), value))
                 elif topic == self.topics.suppressed:
                     self.outputs.suppressed.append((msg.key(), CODEC.decode("SuppressedAlert", msg.value())))
                 else:
