@@ -47,6 +47,7 @@ _SETTING_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--lead-in-minutes": ("lead_in_minutes", _non_negative(int)),
     "--max-future-days": ("max_future_days", _non_negative(int)),
     "--max-hold-seconds": ("max_hold_seconds", _non_negative(float)),
+    "--partition-check-seconds": ("partition_check_seconds", _non_negative(float)),
 }
 _TOPIC_PREFIX = "topic_"
 

@@ -54,6 +54,8 @@ class Settings:
     # 30 s: long enough for a worker to read a backlog of service requests past a held alert
     # (it reads them at >100k records/s), short against the DNO's 3-minute outage event windows.
     max_hold_seconds: float = 30.0
+    # How often the worker looks for partitions the DSP added to an input topic.
+    partition_check_seconds: float = 30.0
 
     @property
     def window_ms(self) -> int:
@@ -83,6 +85,9 @@ class Settings:
             lead_in_minutes=_number(env, "POA_LEAD_IN_MINUTES", base.lead_in_minutes, int),
             max_future_days=_number(env, "POA_MAX_FUTURE_DAYS", base.max_future_days, int),
             max_hold_seconds=_number(env, "POA_MAX_HOLD_SECONDS", base.max_hold_seconds, float),
+            partition_check_seconds=_number(
+                env, "POA_PARTITION_CHECK_SECONDS", base.partition_check_seconds, float
+            ),
         )
 
 

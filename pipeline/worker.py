@@ -30,7 +30,13 @@ from pipeline.alert_wire import RawAlertFields, alert_fields, read_alert_fields,
 from pipeline.avro_codec import AvroCodec
 from pipeline.consumer_batches import next_batch
 from pipeline.filter_state import FilterState, SweepPass
-from pipeline.kafka_admin import EndOffsetLookup, admin_client, ensure_output_topics, wait_for_topics
+from pipeline.kafka_admin import (
+    EndOffsetLookup,
+    admin_client,
+    ensure_output_topics,
+    topic_partitions,
+    wait_for_topics,
+)
 from pipeline.metrics import Readiness, WorkerMetrics, code_label, serve_metrics
 from pipeline.output_records import Outgoing, Output, audit_fields, dead_letter, suppressed_alert
 from pipeline.read_frontier import Partition, ReadFrontier
@@ -111,6 +117,8 @@ class FilterWorker:
         self._rewind_pending = False  # a transaction failed: seek back to the committed offsets
         self._state_dirty = False
         self._last_state_commit = self._last_sweep = self._last_gauges = self._last_end_lookup = 0.0
+        self._last_partition_check = time.monotonic()
+        self._state_partition_counts: dict[str, int] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -166,6 +174,7 @@ class FilterWorker:
         ensure_output_topics(self.admin, self.topics.outputs, counts[self.topics.alerts])
         self._alert_partitions = counts[self.topics.alerts]
 
+        self._state_partition_counts = {t: counts[t] for t in state_topics}
         state_partitions = [(t, p) for t in state_topics for p in range(counts[t])]
         stored = self._stored_positions()
         self.frontier.track(state_partitions, stored)
@@ -207,6 +216,8 @@ class FilterWorker:
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": 6_000,
                 "heartbeat.interval.ms": 1_000,
+                # Partitions added to the alert topic are noticed (and handed out by the group) this often.
+                "topic.metadata.refresh.interval.ms": int(s.partition_check_seconds * 1000) or 1000,
                 **ALERT_CONSUMER_TUNING,
                 "error_cb": self._on_client_error,
             }
@@ -731,6 +742,9 @@ class FilterWorker:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         self._pause_or_resume()
+        if now - self._last_partition_check >= self.settings.partition_check_seconds:
+            self._last_partition_check = now
+            self._read_added_partitions()
         if now - self._last_gauges >= GAUGE_INTERVAL_S:
             self._last_gauges = now
             self._update_gauges()
@@ -746,6 +760,31 @@ class FilterWorker:
             self.metrics.activation_windows.labels("active").set(counts.active)
             if counts.purged:
                 log.info("purged %d expired activation versions", counts.purged)
+
+    def _read_added_partitions(self) -> None:
+        """Partitions the DSP added to an input topic while the worker runs. A new state partition is
+        read from its start and joins the read frontier, so AD1s wait for it like any other; the
+        consumer group hands out new alert partitions by itself, and they join the sweep's horizon."""
+        try:
+            counts = topic_partitions(self.admin, [*self._state_partition_counts, self.topics.alerts], timeout=5)
+        except KafkaException as exc:
+            log.warning("looking for added partitions: %s", exc)
+            return
+        added: list[TopicPartition] = []
+        for topic, known in self._state_partition_counts.items():
+            now_count = counts.get(topic, known)
+            if now_count > known:
+                added += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(known, now_count)]
+                self._state_partition_counts[topic] = now_count
+        if added:
+            log.info("reading partitions added to the state topics: %s",
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in added))
+            self.frontier.track([(tp.topic, tp.partition) for tp in added], {})
+            self.state_consumer.incremental_assign(added)
+        alert_count = counts.get(self.topics.alerts, self._alert_partitions)
+        if alert_count > self._alert_partitions:
+            log.info("the alert topic grew from %d to %d partitions", self._alert_partitions, alert_count)
+            self._alert_partitions = alert_count
 
     def _slowest_partition_time(self) -> int | None:
         """An event time that every partition of the alert topic is known to have been decided up to,

@@ -94,9 +94,9 @@ def fresh_settings(tmp: Path) -> Settings:
 
 
 # Each example is a whole worker run, so no shrinking: a failure is reported with the example as drawn.
-@settings(max_examples=3, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+@settings(max_examples=6, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(bad=st.lists(bad_records(), min_size=20, max_size=60), seed=st.integers(0, 1000))
+@given(bad=st.lists(bad_records(), min_size=20, max_size=80), seed=st.integers(0, 1000))
 def test_generated_bad_input_is_dead_lettered_and_valid_traffic_decided(
     broker: str, tmp_path: Path, bad: list[tuple[str, bytes]], seed: int
 ) -> None:

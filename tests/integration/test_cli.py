@@ -58,12 +58,12 @@ def test_every_settings_flag_is_taken_by_every_subcommand():
     every = [
         "--bootstrap-servers", "b:1", "--app-id", "app", "--data-dir", "/d", "--metrics-port", "9",
         "--schema-registry-url", "http://r", "--window-minutes", "31", "--lead-in-minutes", "1",
-        "--max-future-days", "5", "--max-hold-seconds", "7",
+        "--max-future-days", "5", "--max-hold-seconds", "7", "--partition-check-seconds", "2.5",
     ]  # fmt: skip
     topics = {name: f"x.{name}" for name in vars(Topics())}
     for name, topic in topics.items():
         every += [f"--topic-{name.replace('_', '-')}", topic]
-    want = Settings("b:1", "app", "/d", 9, "http://r", Topics(**topics), 31, 1, 5, 7.0)
+    want = Settings("b:1", "app", "/d", 9, "http://r", Topics(**topics), 31, 1, 5, 7.0, 2.5)
     for command in (["worker"], ["load-tracked", "x.csv"], ["load-inventory", "x.csv"], ["simulate"],
                     ["demo-summary", "--expected", "e.json"]):  # fmt: skip
         assert parsed([*command, *every]) == want, command
