@@ -38,30 +38,21 @@ RawAlertFields = tuple[str, str, bytes, int]
 def read_alert_fields(data: bytes, header: bytes) -> RawAlertFields | None:
     """The decision's fields of a valid single-object DeviceAlert with this header, else None.
 
-    Written out field by field, the one-byte length of a short string inline: this runs for every alert.
+    Written out field by field, the one-byte length of the short strings inline: this runs for every alert.
     """
     if not data.startswith(header):
         return None
     try:
         p = len(header)
-        n = data[p]  # alert_id; a length byte with bit 0 or bit 7 set is negative or longer than 63
-        if n & 0x81:
-            return None
-        s = p + 1
-        p = s + (n >> 1)
-        raw_id = data[s:p]
-        n = data[p]  # alert_code
-        if n & 0x81:
-            return None
-        s = p + 1
-        p = s + (n >> 1)
-        raw_code = data[s:p]
-        n = data[p]  # device_id
-        if n & 0x81:
-            return None
-        s = p + 1
-        p = s + (n >> 1)
-        raw_device = data[s:p]
+        short: list[bytes] = []  # alert_id, alert_code, device_id
+        for _ in range(3):
+            n = data[p]  # a length byte with bit 0 or bit 7 set is negative or longer than 63
+            if n & 0x81:
+                return None
+            s = p + 1
+            p = s + (n >> 1)
+            short.append(data[s:p])
+        raw_id, raw_code, raw_device = short
         b = data[p]  # mpxn: union {null, string}
         if b == 2:
             s, p = skip_text(data, p + 1)

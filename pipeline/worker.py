@@ -1,13 +1,16 @@
 """`poa-filter worker`: the Kafka transport around the decision core.
 
-One loop, one thread:
-1. read the state topics (service requests, outcomes, inventory, tracked list: every partition, like a
-   Kafka Streams global table) into FilterState, staged in RocksDB with their read positions;
-2. read alerts (the consumer group spreads alert partitions over workers) into per-partition queues;
+One loop, one thread (plus a helper thread that waits for each transaction's commit):
+1. read a batch of alerts (the consumer group spreads alert partitions over workers), look up the
+   state topics' end offsets, and triage the batch: an alert with nothing held ahead of it in its
+   partition is decided at once, the rest join per-partition queues; this overlaps the previous
+   transaction's commit;
+2. once that commit is settled, commit the staged state, then read the state topics (service requests,
+   outcomes, inventory, tracked list: every partition, like a Kafka Streams global table) into
+   FilterState, staged in RocksDB with their read positions;
 3. decide queue heads in offset order; an AD1 waits until the ReadFrontier says the activation and
    reference inputs are read past its event time (contract 5.7), at most `max_hold_seconds`;
-4. write the outputs and the alert offsets in one Kafka transaction (exactly once), then commit the
-   staged state.
+4. begin the transaction that writes the outputs and the alert offsets (exactly once).
 Decisions never read the wall clock; it only bounds the hold and stamps audit records.
 """
 
