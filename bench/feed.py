@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from bench.scenario import AlertFactory, AlertMix, WorldParams, backlog, build_campaign
 from pipeline.avro_codec import AvroCodec
+from pipeline.bulk_producer import produce_when_room
 
 
 class CheckedProducer:
@@ -45,12 +46,7 @@ class CheckedProducer:
             self.first_error = self.first_error or err
 
     def produce(self, topic: str, key: bytes, value: bytes, timestamp: int = 0) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value, key, timestamp=timestamp)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        produce_when_room(self.producer, topic, value, key, timestamp=timestamp)
 
     def flush(self) -> None:
         if self.producer.flush(120) != 0 or self.failed:

@@ -9,6 +9,8 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -48,9 +50,7 @@ def delete_topics(client: AdminClient, prefix: str) -> list[str]:
     """Every topic of this run (named with its unique prefix); errors are ignored: clean-up is best effort."""
     names = [t for t in client.list_topics(timeout=10).topics if t.startswith(prefix)]
     if names:
-        for future in client.delete_topics(names, operation_timeout=30).values():
-            with contextlib.suppress(KafkaException):
-                future.result(timeout=60)
+        _wait_best_effort(client.delete_topics(names, operation_timeout=30).values())
     return names
 
 
@@ -62,10 +62,15 @@ def delete_groups(client: AdminClient, prefix: str) -> list[str]:
         return []
     names = [g.group_id for g in listed.valid if g.group_id.startswith(prefix)]
     if names:
-        for future in client.delete_consumer_groups(names, request_timeout=30).values():
-            with contextlib.suppress(KafkaException):
-                future.result(timeout=60)
+        _wait_best_effort(client.delete_consumer_groups(names, request_timeout=30).values())
     return names
+
+
+def _wait_best_effort(futures: Iterable[Future[Any]]) -> None:
+    """Wait for each admin request of a clean-up; one that fails is left as it is."""
+    for future in futures:
+        with contextlib.suppress(KafkaException):
+            future.result(timeout=60)
 
 
 def partitions_of(client: AdminClient, topic: str) -> list[int]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from pipeline.bulk_producer import produce_when_room
 from pipeline.consumer_batches import next_batch
 from pipeline.worker import ALERT_CONSUMER_TUNING, ALERT_WAIT_S, READ_BATCH, TRANSACTIONAL_PRODUCER_TUNING
 
@@ -71,12 +72,7 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
             producer.begin_transaction()
         last: dict[int, int] = {}
         for m in messages:
-            while True:
-                try:
-                    producer.produce(target, m.value(), m.key())
-                    break
-                except BufferError:
-                    producer.poll(0.01)
+            produce_when_room(producer, target, m.value(), m.key(), poll_s=0.01)
             last[m.partition()] = m.offset()  # type: ignore[index,assignment]
         if txn:
             offsets = [TopicPartition(p["source"], part, off + 1) for part, off in last.items()]

@@ -67,11 +67,6 @@ class AlertQueues:
         for queue in self._queues.values():
             queue.items.clear()
 
-    def append(self, item: ReadAlert) -> None:
-        queue = self._queues.get(item.partition)
-        if queue is not None:  # a message for a partition revoked meanwhile is dropped; it will be re-read
-            queue.items.append(item)
-
     def queues(self) -> dict[int, PartitionQueue]:
         return self._queues
 

@@ -17,9 +17,8 @@ from typing import Any, NamedTuple
 
 from fastavro import parse_schema, schemaless_writer
 
-from pipeline.avro_wire import Unusual, read_long, skip_text
+from pipeline.avro_wire import Unusual, read_timestamp, skip_text
 from pipeline.device_ids import EUI64_BYTES
-from pipeline.input_records import EARLIEST_MS, LATEST_MS
 
 
 class AlertFields(NamedTuple):
@@ -56,24 +55,20 @@ def read_alert_fields(data: bytes, header: bytes) -> RawAlertFields | None:
         b = data[p]  # mpxn: union {null, string}
         if b == 2:
             s, p = skip_text(data, p + 1)
-            data[s:p].decode()
+            data[s:p].decode()  # UnicodeDecodeError is a ValueError
         elif b == 0:
             p += 1
         else:
             return None
         b = data[p]  # raised_at: union {null, timestamp-millis}
         if b == 2:
-            raised_at, p = read_long(data, p + 1)
-            if not EARLIEST_MS <= raised_at < LATEST_MS:
-                return None
+            _raised_at, p = read_timestamp(data, p + 1)
         elif b == 0:
             p += 1
         else:
             return None
-        received_at, p = read_long(data, p)
-        if not EARLIEST_MS <= received_at < LATEST_MS:
-            return None
-        b = data[p]  # payload: union {null, bytes}
+        received_at, p = read_timestamp(data, p)
+        b = data[p]  # payload: union {null, bytes}, skipped without a copy
         if b == 2:
             _s, p = skip_text(data, p + 1)
         elif b == 0:

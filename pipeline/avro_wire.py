@@ -7,6 +7,8 @@ goes to the generic path, which gives the verdict and the readable error.
 
 from functools import lru_cache
 
+from pipeline.input_records import EARLIEST_MS, LATEST_MS
+
 
 class Unusual(Exception):
     """Not the common shape: leave the record to the generic path."""
@@ -28,6 +30,14 @@ def read_long(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise Unusual
+
+
+def read_timestamp(data: bytes, pos: int) -> tuple[int, int]:
+    """A timestamp-millis long the validators accept (input_records: from 2000 to before 3000)."""
+    value, pos = read_long(data, pos)
+    if not EARLIEST_MS <= value < LATEST_MS:
+        raise Unusual
+    return value, pos
 
 
 def skip_text(data: bytes, pos: int) -> tuple[int, int]:

@@ -3,6 +3,7 @@ acknowledged by all in-sync replicas or the run fails loudly; a partial load mus
 
 import sys
 import time
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
@@ -12,6 +13,19 @@ from pipeline.settings import Settings
 
 # Serving delivery reports every so often keeps the error count current without a call per record.
 _POLL_EVERY = 50_000
+
+
+def produce_when_room(
+    producer: Producer, topic: str, value: bytes | None, key: str | bytes | None = None, poll_s: float = 0.05,
+    **extra: Any,
+) -> None:
+    """Produce one record; while librdkafka's queue is full (BufferError), serve deliveries and retry."""
+    while True:
+        try:
+            producer.produce(topic, value, key, **extra)
+            return
+        except BufferError:
+            producer.poll(poll_s)
 
 
 class DeliveryFailed(Exception):
@@ -83,12 +97,7 @@ class BulkProducer:
 
     def produce(self, topic: str, key: str | bytes, value: bytes | None) -> None:
         """Queue one record; when librdkafka's queue is full, wait for deliveries and retry."""
-        while True:
-            try:
-                self._producer.produce(topic, value, key)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
+        produce_when_room(self._producer, topic, value, key)
         self.produced += 1
         self._since_poll += 1
         if self._since_poll >= _POLL_EVERY:

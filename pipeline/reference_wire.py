@@ -14,26 +14,18 @@ from pipeline.avro_wire import (
     Unusual,
     long_bytes,
     optional_text_bytes,
-    read_long,
     read_optional_text,
     read_text,
+    read_timestamp,
     text_bytes,
 )
 from pipeline.device_ids import EUI64_BYTES
-from pipeline.input_records import EARLIEST_MS, LATEST_MS
 
 
 def _device_id(raw: bytes) -> str:
     if not EUI64_BYTES.fullmatch(raw):
         raise Unusual
     return raw.decode().upper()
-
-
-def _timestamp(data: bytes, pos: int) -> tuple[int, int]:
-    value, pos = read_long(data, pos)
-    if not EARLIEST_MS <= value < LATEST_MS:
-        raise Unusual
-    return value, pos
 
 
 def read_tracked_device(data: bytes, header: bytes) -> str | None:
@@ -46,7 +38,7 @@ def read_tracked_device(data: bytes, header: bytes) -> str | None:
             text, pos = read_optional_text(data, pos)
             if text is not None:
                 text.decode()  # UnicodeDecodeError is a ValueError
-        _added_at, pos = _timestamp(data, pos)
+        _added_at, pos = read_timestamp(data, pos)
         return _device_id(device_id) if pos == len(data) else None
     except (Unusual, IndexError, ValueError):
         return None
@@ -62,7 +54,7 @@ def read_inventory_record(data: bytes, header: bytes) -> tuple[str, str | None] 
         device_type, pos = read_text(data, pos)
         chf_id, pos = read_optional_text(data, pos)
         mpxn, pos = read_optional_text(data, pos)
-        _updated_at, pos = _timestamp(data, pos)
+        _updated_at, pos = read_timestamp(data, pos)
         if pos != len(data):
             return None
         kind = device_type.decode()

@@ -31,6 +31,7 @@ from pipeline.alert_decisions import ForwardReason, Suppress
 from pipeline.alert_intake import AlertQueues, ReadAlert, read_alert
 from pipeline.alert_wire import RawAlertFields, alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.avro_codec import AvroCodec
+from pipeline.bulk_producer import produce_when_room
 from pipeline.consumer_batches import next_batch
 from pipeline.filter_state import FilterState, SweepPass
 from pipeline.kafka_admin import (
@@ -624,7 +625,7 @@ class FilterWorker:
                     try:
                         produce(topic, value, key)
                     except BufferError:
-                        self._produce_when_queue_has_room(topic, key, value)
+                        produce_when_room(self.producer, topic, value, key, poll_s=0.01)
         except KafkaException as exc:
             commit.failed(exc)
             return
@@ -648,15 +649,6 @@ class FilterWorker:
         self._observe_committed(commit.latencies, commit.tally)
         self._commit_state()
         return True
-
-    def _produce_when_queue_has_room(self, topic: str, key: bytes | None, value: bytes) -> None:
-        while True:
-            self.producer.poll(0.01)
-            try:
-                self.producer.produce(topic, value, key)
-                return
-            except BufferError:
-                continue
 
     def _abandon_transaction(self, exc: KafkaException | TransactionStuck) -> None:
         """Abort (or fence, with a new producer) a failed transaction; its alerts are to be read again."""

@@ -14,6 +14,7 @@ from typing import cast
 
 from confluent_kafka import Producer
 
+from pipeline.bulk_producer import produce_when_room
 from pipeline.settings import Settings, Topics
 from tests.integration.scenario import BASE, Scenario
 from tests.integration.test_worker_decisions import check_decisions
@@ -141,12 +142,7 @@ class StreamWriter:
 
     def _write_acknowledged(self, records: list[Record]) -> None:
         for topic, key, value in records:
-            while True:
-                try:
-                    self.producer.produce(topic, value, key)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
+            produce_when_room(self.producer, topic, value, key)
         while self.producer.flush(1) > 0:
             pass
         self.written += len(records)

@@ -27,7 +27,7 @@ def request(rid: str, r: int, execution: int | None, esme: str = ESME) -> dict:
 
 
 def single_object(name: str, body: bytes) -> bytes:
-    return b"\xc3\x01" + CODEC.fingerprint(name) + body
+    return CODEC.single_object_header(name) + body
 
 
 def bad_records(settings: Settings) -> list[tuple[str, bytes | None, bytes | None, str]]:
