@@ -15,8 +15,8 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from bench.scenario import AlertFactory, AlertMix, WorldParams, backlog, build_campaign
-from pipeline.avro_codec import AvroCodec
-from pipeline.bulk_producer import produce_when_room
+from pipeline.kafka.batches import produce_when_room
+from pipeline.wire.avro_codec import AvroCodec
 
 
 class CheckedProducer:

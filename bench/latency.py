@@ -21,8 +21,8 @@ import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.scenario import SUPPRESS, AlertFactory, AlertMix, WorldParams, alert_id_of, build_campaign
-from pipeline.avro_codec import AvroCodec
-from pipeline.consumer_batches import next_batch
+from pipeline.kafka.batches import next_batch
+from pipeline.wire.avro_codec import AvroCodec
 
 
 def send(p: dict[str, Any]) -> dict[str, Any]:

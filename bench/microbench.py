@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenario import AlertFactory, AlertMix, WorldParams, build_campaign, chf_of, esme_of
-from pipeline import filter_state, input_records
-from pipeline.activation_windows import WindowPolicy
-from pipeline.alert_decisions import Suppress
-from pipeline.alert_intake import read_alert
-from pipeline.alert_wire import read_alert_fields, suppressed_alert_bytes
-from pipeline.avro_codec import AvroCodec
-from pipeline.filter_state import FilterState
-from pipeline.metrics import WorkerMetrics
-from pipeline.output_records import audit_fields, suppressed_alert
+from pipeline.core import filter_state
+from pipeline.core.activation_windows import WindowPolicy
+from pipeline.core.alert_decisions import Suppress
+from pipeline.core.filter_state import FilterState
+from pipeline.core.key_value import StagedStore
 from pipeline.settings import Topics
-from pipeline.state_backends import RocksBackend, StagedStore
-from pipeline.state_feed import StateFeed
+from pipeline.wire import validation
+from pipeline.wire.alert_bytes import read_alert_fields, suppressed_alert_bytes
+from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.output_records import audit_fields, suppressed_alert
+from pipeline.worker.hold_queues import read_alert
+from pipeline.worker.metrics import WorkerMetrics
+from pipeline.worker.rocks_store import RocksBackend
+from pipeline.worker.state_feed import StateFeed
 
 SWEEP_SLICE = 200  # keys per sweep slice, as the worker's SWEEP_SLICE
 COMMIT_EVERY = 20_000  # staged keys per RocksDB write batch while loading (the worker's bootstrap has none)
@@ -121,16 +123,16 @@ def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
         t = now - 60 * 60_000
         values = [factory.make(f"M{i:08d}", t + i) for i in range(n)]
         ad1_in = [v for _k, v, e in values if e == "suppress"]
-        alerts = [input_records.device_alert(codec.decode("DeviceAlert", v)) for _k, v, _e in values]
+        alerts = [validation.device_alert(codec.decode("DeviceAlert", v)) for _k, v, _e in values]
         other = [a for a in alerts if a.alert_code != "AD1"]
         ad1_out = [
             a for a, (_k, _v, e) in zip(alerts, values, strict=True) if a.alert_code == "AD1" and e != "suppress"
         ]
-        ad1_hit = [input_records.device_alert(codec.decode("DeviceAlert", v)) for v in ad1_in]
+        ad1_hit = [validation.device_alert(codec.decode("DeviceAlert", v)) for v in ad1_in]
         raw = [v for _k, v, _e in values]
         datums = [codec.decode("DeviceAlert", v) for v in raw]
         us["alert: AvroCodec.decode"] = per_op(lambda i: codec.decode("DeviceAlert", raw[i]), n)
-        us["alert: validate (input_records.device_alert)"] = per_op(lambda i: input_records.device_alert(datums[i]), n)
+        us["alert: validate (validation.device_alert)"] = per_op(lambda i: validation.device_alert(datums[i]), n)
         us["alert: read_alert (decode + validate + queue item)"] = per_op(
             lambda i: read_alert(codec, 0, i, b"k", raw[i], i, 0.0), n
         )

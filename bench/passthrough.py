@@ -19,9 +19,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pipeline.bulk_producer import produce_when_room
-from pipeline.consumer_batches import next_batch
-from pipeline.worker import ALERT_CONSUMER_TUNING, ALERT_WAIT_S, READ_BATCH, TRANSACTIONAL_PRODUCER_TUNING
+from pipeline.kafka.batches import next_batch, produce_when_room
+from pipeline.worker.filter_worker import ALERT_CONSUMER_TUNING, ALERT_WAIT_S, READ_BATCH, TRANSACTIONAL_PRODUCER_TUNING
 
 
 def run(p: dict[str, Any]) -> dict[str, Any]:

@@ -711,8 +711,9 @@ def _pipeline_hash() -> str:
     import pipeline
 
     digest = hashlib.sha256()
-    for path in sorted(Path(pipeline.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+    root = Path(pipeline.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 

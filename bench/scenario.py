@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.avro_codec import AvroCodec
-from pipeline.avro_wire import long_bytes, optional_text_bytes, text_bytes
+from pipeline.core.event_time import HOUR_MS, MINUTE_MS
+from pipeline.wire.avro_binary import long_bytes, optional_text_bytes, text_bytes
+from pipeline.wire.avro_codec import AvroCodec
 
-MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
 WINDOW_MS = 30 * MINUTE_MS  # the worker's default window; the bench runs it with defaults
 CANCEL_AT_MS = 32_535_129_600_000  # 3000-12-31: the DUIS cancellation convention
 _CHF_BASE = 0x0C_B5 << 48  # CH Functions
@@ -189,7 +188,7 @@ def _outcome(request_id: str, esme: str, at: int, outcome: str) -> dict[str, Any
 class AlertEncoder:
     """DeviceAlert in Avro single-object encoding, written by hand: the generic codec costs ~30 us a record,
     which would make producing a million alerts slower than the worker it is meant to feed. Its pieces are
-    the loaders' (pipeline.avro_wire), held to fastavro byte for byte by tests/unit/test_reference_wire.py."""
+    the loaders' (pipeline.wire.avro_binary), held to fastavro byte for byte by tests/unit/wire/test_reference_bytes.py."""
 
     def __init__(self, codec: AvroCodec) -> None:
         self._header = codec.single_object_header("DeviceAlert")

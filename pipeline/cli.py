@@ -13,13 +13,13 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from pipeline import estate_simulator as sim
-from pipeline.avro_codec import AvroCodec
-from pipeline.bulk_producer import DeliveryFailed, TopicMissing
-from pipeline.csv_loaders import INVENTORY, TRACKED, CsvFileError, CsvKind, LoadReport, load_csv
-from pipeline.demo_summary import ExpectedFileError, summarise
-from pipeline.schema_registry import SchemaRegistryClient
 from pipeline.settings import Settings, Topics
+from pipeline.tools import estate_simulator as sim
+from pipeline.tools.bulk_producer import DeliveryFailed, TopicMissing
+from pipeline.tools.csv_loaders import INVENTORY, TRACKED, CsvFileError, CsvKind, LoadReport, load_csv
+from pipeline.tools.demo_summary import ExpectedFileError, summarise
+from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.schema_registry import SchemaRegistryClient
 
 
 def _non_negative(kind: Callable[[str], int | float]) -> Callable[[str], Any]:
@@ -110,7 +110,7 @@ def codec_for(settings: Settings) -> AvroCodec:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from pipeline.worker import run_worker
+    from pipeline.worker.filter_worker import run_worker
 
     run_worker(settings_from_args(args))
     return 0

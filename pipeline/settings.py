@@ -5,8 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TypeVar
 
-MINUTE_MS = 60_000
-DAY_MS = 86_400_000
+from pipeline.core.event_time import DAY_MS, MINUTE_MS
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import cast
 
 from confluent_kafka import Producer
 
-from pipeline.bulk_producer import produce_when_room
+from pipeline.kafka.batches import produce_when_room
 from pipeline.settings import Settings, Topics
 from tests.integration.scenario import BASE, Scenario
 from tests.integration.test_worker_decisions import check_decisions

@@ -9,11 +9,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline import input_records
-from pipeline.activation_windows import WindowPolicy
-from pipeline.alert_decisions import Suppress
-from pipeline.filter_state import FilterState
-from pipeline.state_backends import MemoryBackend, StagedStore
+from pipeline.core.activation_windows import WindowPolicy
+from pipeline.core.alert_decisions import Suppress
+from pipeline.core.filter_state import FilterState
+from pipeline.core.key_value import MemoryBackend, StagedStore
+from pipeline.wire import validation
 
 BASE = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 MIN = 60_000
@@ -46,16 +46,16 @@ class Scenario:
         """alert_id -> ("suppress", request_id) or ("forward", None), from the pure core with all inputs."""
         state = FilterState(StagedStore(MemoryBackend()), policy or WindowPolicy())
         for key, datum in self.inventory:
-            state.put_inventory(key.upper(), None if datum is None else input_records.inventory_record(datum))
+            state.put_inventory(key.upper(), None if datum is None else validation.inventory_record(datum))
         for key, datum in self.tracked:
             state.put_tracked(key.upper(), datum is not None)
         for d in self.requests:
-            state.apply_service_request(input_records.service_request(d))
+            state.apply_service_request(validation.service_request(d))
         for d in self.outcomes:
-            state.apply_outcome(input_records.activation_outcome(d))
+            state.apply_outcome(validation.activation_outcome(d))
         decisions: dict[str, tuple[str, str | None]] = {}
         for d in self.alerts:
-            decision = state.decide(input_records.device_alert(d))
+            decision = state.decide(validation.device_alert(d))
             if isinstance(decision, Suppress):
                 decisions[d["alert_id"]] = ("suppress", decision.activation.version.request_id)
             else:

@@ -12,9 +12,10 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline import cli
-from pipeline.avro_codec import AvroCodec
-from pipeline.csv_loaders import keys_on_topic
-from pipeline.estate_simulator import (
+from pipeline.kafka.admin import admin_client, ensure_output_topics
+from pipeline.settings import Settings, Topics
+from pipeline.tools.csv_loaders import keys_on_topic
+from pipeline.tools.estate_simulator import (
     DEAD_LETTER,
     FORWARD,
     RECORD_NAMES,
@@ -22,8 +23,7 @@ from pipeline.estate_simulator import (
     build_scenario,
     parse_base_time,
 )
-from pipeline.kafka_admin import admin_client, ensure_output_topics
-from pipeline.settings import Settings, Topics
+from pipeline.wire.avro_codec import AvroCodec
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_TIME = "2025-01-15T08:00:00Z"
@@ -70,10 +70,10 @@ def test_every_settings_flag_is_taken_by_every_subcommand():
 
 
 def test_worker_runs_the_worker_with_those_settings(monkeypatch):
-    import pipeline.worker
+    import pipeline.worker.filter_worker
 
     calls: list[Settings] = []
-    monkeypatch.setattr(pipeline.worker, "run_worker", calls.append)
+    monkeypatch.setattr(pipeline.worker.filter_worker, "run_worker", calls.append)
     assert cli.main(["worker", "--app-id", "w1", "--metrics-port", "0"]) == 0
     assert [(s.app_id, s.metrics_port) for s in calls] == [("w1", 0)]
 

@@ -3,10 +3,10 @@
 import pytest
 from confluent_kafka import Consumer
 
-from pipeline.avro_codec import AvroCodec
 from pipeline.cli import main
-from pipeline.csv_loaders import read_to_end
 from pipeline.settings import Settings
+from pipeline.tools.csv_loaders import read_to_end
+from pipeline.wire.avro_codec import AvroCodec
 
 pytestmark = pytest.mark.broker
 

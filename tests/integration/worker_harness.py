@@ -15,8 +15,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from pipeline.avro_codec import AvroCodec
 from pipeline.settings import Settings
+from pipeline.wire.avro_codec import AvroCodec
 
 CODEC = AvroCodec()
 POA_FILTER = str(Path(sys.executable).parent / "poa-filter")

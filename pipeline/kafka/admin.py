@@ -1,0 +1,137 @@
+"""Topic administration: create the filter's own output topics, find input partitions, look up end offsets."""
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, wait
+
+from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+from pipeline.core.read_frontier import Partition
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+
+
+def topic_partitions(admin: AdminClient, topics: Iterable[str], timeout: float = 10) -> dict[str, int]:
+    """Partition counts of the topics that exist (missing ones are left out)."""
+    metadata = admin.list_topics(timeout=timeout)
+    counts = {}
+    for name in topics:
+        topic = metadata.topics.get(name)
+        if topic is not None and topic.error is None and topic.partitions:
+            counts[name] = len(topic.partitions)
+    return counts
+
+
+def wait_for_topics(
+    admin: AdminClient, topics: Iterable[str], should_stop: Callable[[], bool], report: Callable[[str], None]
+) -> dict[str, int]:
+    """Block until every input topic exists; the DSP owns them, so the worker waits rather than creating them."""
+    wanted = list(topics)
+    announced = False
+    while True:
+        try:
+            counts = topic_partitions(admin, wanted)
+        except KafkaException as exc:
+            counts = {}
+            report(f"waiting for the broker: {exc}")
+        missing = [t for t in wanted if t not in counts]
+        if not missing:
+            return counts
+        if not announced:
+            log.warning("waiting for input topics to be created: %s", ", ".join(missing))
+            announced = True
+        report("waiting for input topics: " + ", ".join(missing))
+        if should_stop():
+            raise InterruptedError("stopped while waiting for input topics")
+        time.sleep(1)
+
+
+def ensure_output_topics(admin: AdminClient, names: Iterable[str], partitions: int) -> None:
+    existing = admin.list_topics(timeout=10).topics
+    new = [NewTopic(n, num_partitions=partitions, replication_factor=-1) for n in names if n not in existing]
+    if not new:
+        return
+    for name, future in admin.create_topics(new, operation_timeout=30).items():
+        try:
+            future.result(timeout=30)
+            log.info("created output topic %s with %d partitions", name, partitions)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+class EndOffsetLookup:
+    """Asynchronous read_committed end-offset look-ups, so the decision loop never blocks on them.
+
+    A failed look-up backs off, and after repeated failures the admin client is replaced: after a
+    broker restart its metadata can stay stale (FENCED_LEADER_EPOCH) for tens of seconds.
+    """
+
+    RENEW_AFTER_FAILURES = 3
+
+    def __init__(self, new_admin: Callable[[], AdminClient]) -> None:
+        self._new_admin = new_admin
+        self._admin = new_admin()
+        self._futures: dict[TopicPartition, Future] | None = None
+        self._tag = 0
+        self._failures = 0
+        self._retry_at = 0.0
+
+    def can_start(self) -> bool:
+        return self._futures is None and time.monotonic() >= self._retry_at
+
+    @property
+    def in_flight(self) -> bool:
+        return self._futures is not None
+
+    def settle(self, timeout: float) -> None:
+        """Wait at most `timeout` seconds for the look-up in flight to finish."""
+        if self._futures is not None:
+            wait(self._futures.values(), timeout=timeout)
+
+    def start(self, partitions: Iterable[Partition], tag: int) -> None:
+        request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
+        self._futures = self._admin.list_offsets(
+            request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=10
+        )
+        self._tag = tag
+
+    def poll(self) -> tuple[dict[Partition, int], int] | None:
+        """(end offsets, tag) once the look-up finished; None while pending or after a failure."""
+        if self._futures is None or not all(f.done() for f in self._futures.values()):
+            return None
+        futures, self._futures = self._futures, None
+        try:
+            ends = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+        except KafkaException as exc:
+            self._failed(exc)
+            return None
+        self._failures = 0
+        return ends, self._tag
+
+    def _failed(self, exc: KafkaException) -> None:
+        self._failures += 1
+        self._retry_at = time.monotonic() + min(0.05 * 2**self._failures, 2.0)
+        if self._failures == 1 or self._failures % 20 == 0:
+            log.warning("end-offset look-up failed (%d in a row), will retry: %s", self._failures, exc)
+        if self._failures % self.RENEW_AFTER_FAILURES == 0:
+            self._admin = self._new_admin()
+
+    def wait(self, partitions: Iterable[Partition], timeout: float = 30) -> dict[Partition, int]:
+        """Blocking form, for start-up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.can_start():
+                self.start(partitions, 0)
+            result = self.poll()
+            if result is not None:
+                return result[0]
+            time.sleep(0.01)
+        raise TimeoutError("end-offset look-up timed out")

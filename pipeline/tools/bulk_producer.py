@@ -1,0 +1,101 @@
+"""A Kafka producer for bulk writes (loaders, simulator): tuned for throughput, yet every record is
+acknowledged by all in-sync replicas or the run fails loudly; a partial load must not pass for a full one."""
+
+import sys
+import time
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+
+from pipeline.kafka.admin import topic_partitions
+from pipeline.kafka.batches import produce_when_room
+from pipeline.settings import Settings
+
+# Serving delivery reports every so often keeps the error count current without a call per record.
+_POLL_EVERY = 50_000
+
+
+class DeliveryFailed(Exception):
+    """Some records were not acknowledged by the broker; the message says how many and why."""
+
+
+class TopicMissing(Exception):
+    """A topic to write to does not exist; the DSP creates its input topics, loaders never do."""
+
+
+def require_topics(settings: Settings, *topics: str, wait_s: float = 5.0) -> None:
+    """Fail before reading a file rather than after: an absent topic would otherwise be auto-created
+    by the broker with the wrong settings (not compacted) or time out record by record. A topic created
+    a moment ago may take a few seconds to show in the metadata, hence the short wait."""
+    # The first contact with the broker: quiet, so that a broker that is down gives one clear message.
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 2})
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            missing = [t for t in topics if t not in topic_partitions(admin, topics)]
+        except KafkaException as exc:
+            missing, error = list(topics), f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+        else:
+            error = f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}"
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TopicMissing(error)
+        time.sleep(0.5)
+
+
+class BulkProducer:
+    """Keyed produce with back-pressure handling; `flush()` raises DeliveryFailed if anything was lost."""
+
+    def __init__(self, settings: Settings, client_id: str = "poa-filter-loader") -> None:
+        self._failed = 0
+        self._first_error: KafkaError | None = None
+        self._since_poll = 0
+        self._reported: set[str] = set()
+        self.produced = 0
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "client.id": client_id,
+                "enable.idempotence": True,  # no duplicates or reordering on retry: last row wins holds
+                "acks": "all",
+                "linger.ms": 30,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 1_048_576,
+                "delivery.report.only.error": True,  # no Python call per successful record
+                "on_delivery": self._on_delivery,
+                # librdkafka logs every reconnect attempt; say each distinct problem once instead.
+                "log_level": 2,
+                "error_cb": self._on_error,
+            }
+        )
+
+    def _on_error(self, err: KafkaError) -> None:
+        if str(err) not in self._reported:
+            self._reported.add(str(err))
+            print(f"kafka: {err.str()} (retrying until delivered or timed out)", file=sys.stderr)
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._failed += 1
+            self._first_error = self._first_error or err
+
+    def produce(self, topic: str, key: str | bytes, value: bytes | None) -> None:
+        """Queue one record; when librdkafka's queue is full, wait for deliveries and retry."""
+        produce_when_room(self._producer, topic, value, key)
+        self.produced += 1
+        self._since_poll += 1
+        if self._since_poll >= _POLL_EVERY:
+            self._since_poll = 0
+            self._producer.poll(0)
+
+    def flush(self) -> None:
+        """Wait for every queued record (bounded by librdkafka's message.timeout.ms, 5 minutes)."""
+        self._producer.flush()
+        if self._failed:
+            raise DeliveryFailed(
+                f"{self._failed} of {self.produced} records were not delivered "
+                f"(first error: {self._first_error}); the write is incomplete, run it again"
+            )

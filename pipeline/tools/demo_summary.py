@@ -1,0 +1,255 @@
+"""`poa-filter demo-summary`: reads the filter's three outputs and explains them to a DSP operator,
+checking every simulated alert against the decision it was built to get (expected.json from `simulate`)."""
+
+import json
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from pipeline.core.bad_input import BadInput
+from pipeline.kafka.admin import admin_client, topic_partitions
+from pipeline.settings import Settings
+from pipeline.tools.estate_simulator import DEAD_LETTER, FORWARD, SUPPRESS
+from pipeline.wire.avro_codec import AvroCodec
+
+EXAMPLES = 3
+_DEVICE_ID = re.compile(r"\b[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}\b")
+_REQUEST_ID = re.compile(r"\S+:\S+:\d+")
+_NUMBER = re.compile(r"\d{6,}")
+
+
+class ExpectedFileError(Exception):
+    """expected.json is missing or not what `simulate` writes."""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One output record for an alert: where it went and what the filter said about it."""
+
+    output: str  # FORWARD, SUPPRESS or DEAD_LETTER
+    where: str  # topic partition/offset
+    alert: dict[str, Any] | None  # the decoded alert, when it decodes
+    suppressed: dict[str, Any] | None = None  # the SuppressedAlert record
+    error: str | None = None  # the DeadLetter error
+
+
+@dataclass
+class Observed:
+    seen: dict[str, list[Seen]] = field(default_factory=dict)
+    other_dead_letters: list[tuple[str, str, str]] = field(default_factory=list)  # topic, key, error
+    unreadable: list[str] = field(default_factory=list)  # output records that are not what the topic holds
+    foreign: int = 0  # records of alerts not in this scenario (earlier runs on the same topics)
+    seconds: float = 0.0
+
+
+def load_expected(path: Path) -> dict[str, Any]:
+    try:
+        expected = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ExpectedFileError(f"cannot read {path}: {exc}") from None
+    if not isinstance(expected, dict) or not isinstance(expected.get("alerts"), list):
+        raise ExpectedFileError(f"{path} is not an expected.json written by `poa-filter simulate`")
+    return expected
+
+
+class _Reader:
+    """Sorts output records into what happened to each alert."""
+
+    def __init__(self, settings: Settings, codec: AvroCodec, expected: dict[str, Any]) -> None:
+        self.topics = settings.topics
+        self.codec = codec
+        self.known = {a["alert_id"] for a in expected["alerts"]}
+        by_key = Counter(a["key"] for a in expected["alerts"])
+        # An alert whose value cannot be decoded is recognised by its key, when no other alert shares it.
+        self.by_key = {a["key"]: a["alert_id"] for a in expected["alerts"] if by_key[a["key"]] == 1}
+        self.observed = Observed()
+
+    def add(self, message: Message) -> None:
+        topic, where = message.topic(), f"{message.topic()} {message.partition()}/{message.offset()}"
+        try:
+            if topic == self.topics.dno_alerts:
+                alert = self.codec.decode("DeviceAlert", message.value())
+                self._note(alert["alert_id"], Seen(FORWARD, where, alert))
+            elif topic == self.topics.suppressed:
+                record = self.codec.decode("SuppressedAlert", message.value())
+                self._note(record["alert"]["alert_id"], Seen(SUPPRESS, where, record["alert"], suppressed=record))
+            else:
+                self._dead_letter(self.codec.decode("DeadLetter", message.value()), where)
+        except BadInput as exc:
+            self.observed.unreadable.append(f"{where}: {exc}")
+
+    def _dead_letter(self, record: dict[str, Any], where: str) -> None:
+        key = (record["key"] or b"").decode(errors="replace")
+        if record["source_topic"] != self.topics.alerts:
+            self.observed.other_dead_letters.append((record["source_topic"], key, record["error"]))
+            return
+        try:
+            alert: dict[str, Any] | None = self.codec.decode("DeviceAlert", record["value"])
+            alert_id = alert["alert_id"] if alert else ""
+        except BadInput:
+            alert, alert_id = None, self.by_key.get(key, "")
+        self._note(alert_id, Seen(DEAD_LETTER, where, alert, error=record["error"]))
+
+    def _note(self, alert_id: str, seen: Seen) -> None:
+        if alert_id in self.known:
+            self.observed.seen.setdefault(alert_id, []).append(seen)
+        else:
+            self.observed.foreign += 1
+
+
+def collect(settings: Settings, codec: AvroCodec, expected: dict[str, Any], timeout_s: float) -> Observed:
+    """Read the outputs from the beginning (read_committed, no group) until every expected alert and dead
+    letter has shown up and the partitions are read to their end, or until the timeout."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    reader = _Reader(settings, codec, expected)
+    outputs = settings.topics.outputs
+    partitions = _wait_for_topics(settings, outputs, deadline)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"{settings.app_id}-demo-summary",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in partitions])
+        at_end: set[tuple[str | None, int | None]] = set()
+        while time.monotonic() < deadline:
+            if at_end == partitions and _all_seen(reader.observed, expected):
+                break
+            for message in consumer.consume(1000, timeout=0.5):
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add((message.topic(), message.partition()))
+                elif error is not None:
+                    raise KafkaException(error)
+                else:
+                    at_end.discard((message.topic(), message.partition()))
+                    reader.add(message)
+    finally:
+        consumer.close()
+    reader.observed.seconds = time.monotonic() - started
+    return reader.observed
+
+
+def _wait_for_topics(settings: Settings, topics: tuple[str, ...], deadline: float) -> set[tuple[str, int]]:
+    """The output topics' partitions; the worker creates the topics, so they may not exist yet."""
+    admin = admin_client(settings)
+    while True:
+        counts = topic_partitions(admin, topics)
+        if len(counts) == len(topics):
+            return {(t, p) for t, n in counts.items() for p in range(n)}
+        if time.monotonic() > deadline:
+            missing = ", ".join(t for t in topics if t not in counts)
+            raise KafkaException(f"output topics {missing} do not exist: is the worker running?")
+        time.sleep(0.5)
+
+
+def _all_seen(observed: Observed, expected: dict[str, Any]) -> bool:
+    return len(observed.seen) == len(expected["alerts"]) and len(observed.other_dead_letters) >= len(
+        expected.get("other_dead_letters", ())
+    )
+
+
+def mismatches(expected: dict[str, Any], observed: Observed, settings: Settings) -> list[str]:
+    """Every way the outputs differ from what the scenario was built to get."""
+    problems = []
+    for alert in expected["alerts"]:
+        label = f"{alert['alert_id']} ({alert['case']})"
+        seen = observed.seen.get(alert["alert_id"], [])
+        if not seen:
+            problems.append(f"{label}: expected {alert['expected']}, but it reached no output")
+        elif len(seen) > 1:
+            problems.append(f"{label}: in {len(seen)} outputs ({', '.join(s.where for s in seen)}), not one")
+        elif seen[0].output != alert["expected"]:
+            problems.append(f"{label}: expected {alert['expected']}, got {seen[0].output} ({seen[0].where})")
+        elif seen[0].suppressed is not None:
+            got = (seen[0].suppressed["esme_id"], seen[0].suppressed["activation_request_id"])
+            want = (alert["esme_id"], alert["activation_request_id"])
+            if got != want:
+                problems.append(f"{label}: suppressed for ESME {got[0]} request {got[1]}, expected {want[0]} {want[1]}")
+    seen_other = Counter((topic, key) for topic, key, _ in observed.other_dead_letters)
+    for dead in expected.get("other_dead_letters", ()):
+        topic = getattr(settings.topics, dead["topic"])
+        if not seen_other[(topic, dead["key"])]:
+            problems.append(f"expected a dead letter from {topic} with key {dead['key']} ({dead['case']}), saw none")
+    problems.extend(f"unreadable output record {where}" for where in observed.unreadable)
+    return problems
+
+
+def _reason_kind(reason: str) -> str:
+    """The reason with its particulars (request and device IDs, times) masked, so that reasons can be counted."""
+    reason = _REQUEST_ID.sub("<request>", reason)
+    return _NUMBER.sub("<time>", _DEVICE_ID.sub("<device>", reason))
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def render(expected: dict[str, Any], observed: Observed, settings: Settings, problems: list[str]) -> list[str]:
+    """The operator's view: what came in, what the DNO got, what was held back and why, what was bad."""
+    outcomes: dict[str, list[Seen]] = {FORWARD: [], SUPPRESS: [], DEAD_LETTER: []}
+    dead_ids = []
+    for alert_id, seen in observed.seen.items():
+        for one in seen:
+            outcomes[one.output].append(one)
+            dead_ids += [alert_id] if one.output == DEAD_LETTER else []
+    forwarded = Counter(s.alert["alert_code"] for s in outcomes[FORWARD] if s.alert)
+    records = [s.suppressed for s in outcomes[SUPPRESS] if s.suppressed]
+    activations = Counter(r["activation_request_id"] for r in records)
+    lines = [
+        f"poa-filter demo summary (seed {expected.get('seed')}, {expected.get('homes')} homes, "
+        f"outputs read in {observed.seconds:.1f} s)",
+        f"  alerts in:            {len(expected['alerts'])}",
+        f"  forwarded to the DNO: {len(outcomes[FORWARD])}  ("
+        + ", ".join(f"{code} {n}" for code, n in sorted(forwarded.items()))
+        + f") on {settings.topics.dno_alerts}",
+        f"  suppressed:           {len(records)}  from {len(activations)} firmware activations "
+        f"of {len({r['esme_id'] for r in records})} tracked ESMEs, on {settings.topics.suppressed}",
+    ]
+    kinds = Counter(_reason_kind(r["reason"]) for r in records)
+    lines += [f"      {n} x {reason}" for reason, n in kinds.most_common()]
+    if activations:
+        request, n = activations.most_common(1)[0]
+        lines.append(f"      most for one activation: {n} alerts, request {request}")
+    for r in sorted(records, key=lambda r: r["alert"]["received_at"])[:EXAMPLES]:
+        lines.append(
+            f"      e.g. alert {r['alert']['alert_id']} at {_time(r['alert']['received_at'])}: "
+            f"CHF {r['alert']['device_id']}, ESME {r['esme_id']}, request {r['activation_request_id']}, "
+            f"window {_time(r['window_start'])} .. {_time(r['window_end'])}"
+        )
+    lines.append(f"  dead-lettered:        {len(outcomes[DEAD_LETTER])}  on {settings.topics.dead_letter}")
+    for alert_id, s in zip(dead_ids, outcomes[DEAD_LETTER], strict=True):
+        lines.append(f"      {alert_id} ({s.where}): {s.error}")
+    if observed.other_dead_letters:
+        lines.append(f"  dead letters from other input topics: {len(observed.other_dead_letters)}")
+        lines += [f"      {topic} key {key}: {error}" for topic, key, error in observed.other_dead_letters]
+    if observed.foreign:
+        lines.append(f"  ({observed.foreign} output records belong to no alert of this scenario: earlier runs?)")
+    lines.append(f"  mismatches against expected.json: {len(problems) or 'none'}")
+    lines += [f"      {problem}" for problem in problems]
+    lines.append(f"  metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
+    return lines
+
+
+def summarise(
+    settings: Settings, codec: AvroCodec, expected_path: Path, timeout_s: float, out: TextIO | None = None
+) -> int:
+    """Print the summary (to stdout by default); 0 when every alert ended where the scenario says, else 1."""
+    expected = load_expected(expected_path)
+    observed = collect(settings, codec, expected, timeout_s)
+    problems = mismatches(expected, observed, settings)
+    for line in render(expected, observed, settings, problems):
+        print(line, file=out or sys.stdout)
+    return 1 if problems else 0

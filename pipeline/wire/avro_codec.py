@@ -1,0 +1,553 @@
+"""Avro for every poa-filter topic (contract section 4): single-object encoding, or Confluent framing.
+
+All that depends only on a schema (its self-contained form, Parsing Canonical Form, fingerprint,
+parsed form, validator) is worked out once when the codec is made, because encode and decode sit
+on the hot path: each is then a dict lookup, a header check and one fastavro call.
+
+Decoded records are plain Python data: timestamps stay int epoch milliseconds (the schemas are
+parsed with their logicalType annotations removed; the binary is the same long), enums are their
+symbol strings, bytes are bytes.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any, cast
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from fastavro.schema import fingerprint as _fingerprint_hex
+from fastavro.schema import to_parsing_canonical_form
+
+from pipeline.core.bad_input import BadInput
+from pipeline.wire.schema_registry import NoSuchAvroSchema, SchemaRegistryClient
+
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+CONFLUENT_MAGIC = 0
+_SINGLE_OBJECT_HEADER_LEN = 10  # marker + 8-byte fingerprint
+_CONFLUENT_HEADER_LEN = 5  # magic + 4-byte schema ID
+
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+_NAMED_TYPES = frozenset({"record", "error", "enum", "fixed"})
+
+Schema = Any  # an Avro schema as parsed JSON: a type name, a list (union) or a dict
+Check = Callable[[object], str | None]  # None when the value fits, else "<.path>: what is wrong"
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """One record type of ours, with everything encode and decode need precomputed."""
+
+    name: str
+    schema_text: str  # self-contained, with docs and logical types: what is registered in a registry
+    canonical_form: str
+    fingerprint: bytes  # CRC-64-AVRO, little-endian, as on the wire
+    header: bytes  # single-object header: marker + fingerprint
+    plain: Schema  # parsed by fastavro, logical types removed
+    check: Check
+    # fastavro reads an int with its long reader and no range check: re-check decoded records that have one.
+    recheck_decoded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Writer:
+    """A schema ID from a Confluent header, resolved once."""
+
+    name: str  # full name of the writer's top-level type
+    plain: Schema  # parsed writer schema, logical types removed
+    known: _Record | None  # our record with the same fingerprint, read without resolution
+
+
+def _default_schema_dir() -> Path:
+    """`pipeline/schemas` if installed as package data, else the source tree's `schemas/`."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "schemas", package.parent / "schemas"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no schemas folder found beside or above {package}")
+
+
+class AvroCodec:
+    """Encodes and decodes poa-filter's records; every problem with input bytes is a BadInput."""
+
+    def __init__(self, schema_dir: Path | None = None, registry: SchemaRegistryClient | None = None) -> None:
+        self._registry = registry
+        records = _load_records(schema_dir or _default_schema_dir())
+        self._by_fingerprint = {record.fingerprint: record for record in records}
+        short_names = [record.name.rpartition(".")[2] for record in records]
+        self._entries = {record.name: record for record in records}
+        self._entries.update(
+            (short, record) for short, record in zip(short_names, records, strict=True) if short_names.count(short) == 1
+        )
+        self._confluent_headers: dict[tuple[str, str], bytes] = {}
+        self._writers: dict[int, _Writer] = {}
+
+    @property
+    def record_names(self) -> tuple[str, ...]:
+        """Full names of the records this codec knows."""
+        return tuple(sorted({record.name for record in self._entries.values()}))
+
+    def fingerprint(self, record_name: str) -> bytes:
+        """CRC-64-AVRO of the record's Parsing Canonical Form, 8 bytes little-endian as on the wire."""
+        return self._entry(record_name).fingerprint
+
+    def canonical_form(self, record_name: str) -> str:
+        """Parsing Canonical Form of the full, self-contained schema (named types in full at first use)."""
+        return self._entry(record_name).canonical_form
+
+    def single_object_header(self, record_name: str) -> bytes:
+        """Marker C3 01 and the 8-byte fingerprint: what a single-object encoded record starts with."""
+        return self._entry(record_name).header
+
+    def header(self, record_name: str, topic: str | None = None) -> bytes:
+        """What `encode` writes before the body: the single-object header, or the Confluent one under a
+        registry (subject `<topic>-value`)."""
+        record = self._entry(record_name)
+        return record.header if self._registry is None else self._confluent_header(record, topic)
+
+    def encode(self, record_name: str, datum: dict[str, Any], topic: str | None = None) -> bytes:
+        """Single-object encoding, or Confluent framing under subject `<topic>-value` when a registry is set.
+
+        A datum that does not fit the schema is a BadInput naming the field, so bulk loaders can say which.
+        Registry failures are SchemaRegistryError (retry), not BadInput.
+        """
+        record = self._entry(record_name)
+        problem = record.check(datum)
+        if problem is not None:
+            raise BadInput(f"{record.name}{problem}")
+        buffer = BytesIO()
+        buffer.write(self.header(record_name, topic))
+        try:
+            schemaless_writer(buffer, record.plain, datum)
+        except UnicodeEncodeError as exc:
+            raise BadInput(f"{record.name}: a string cannot be written as UTF-8 ({exc.reason})") from exc
+        return buffer.getvalue()
+
+    def decode(self, record_name: str, data: bytes | None) -> dict[str, Any]:
+        """The record in `data` as plain Python data; BadInput (never another error) for any bad bytes.
+
+        Registry failures other than an unknown schema ID are SchemaRegistryError: the input may be fine.
+        """
+        record = self._entry(record_name)
+        if not data:
+            kind = "null" if data is None else "empty"
+            raise BadInput(f"{kind} value where a {record.name} record is due")
+        if data[:2] == SINGLE_OBJECT_MARKER:
+            if data[2:_SINGLE_OBJECT_HEADER_LEN] == record.fingerprint:
+                return _read(record, record.plain, None, data, _SINGLE_OBJECT_HEADER_LEN)
+            raise self._wrong_fingerprint(record, data)
+        if data[0] == CONFLUENT_MAGIC:
+            return self._decode_confluent(record, data)
+        raise BadInput(self._not_avro(record, data))
+
+    def _entry(self, record_name: str) -> _Record:
+        try:
+            return self._entries[record_name]
+        except KeyError:
+            raise ValueError(f"no schema for record {record_name!r}; known: {', '.join(self.record_names)}") from None
+
+    def _wrong_fingerprint(self, record: _Record, data: bytes) -> BadInput:
+        """Why a value with the single-object marker is not this record: too short, another type, unknown."""
+        if len(data) < _SINGLE_OBJECT_HEADER_LEN:
+            return BadInput(
+                f"truncated value: {len(data)} bytes, too short for the Avro single-object header "
+                f"(C3 01 and an 8-byte schema fingerprint) of a {record.name}"
+            )
+        found = data[2:_SINGLE_OBJECT_HEADER_LEN]
+        other = self._by_fingerprint.get(found)
+        if other is not None:
+            return BadInput(f"got a {other.name} record where a {record.name} is due")
+        return BadInput(
+            f"unknown writer schema fingerprint {found.hex()} (CRC-64-AVRO, bytes 2-9 of the value): "
+            f"not one of the schemas poa-filter knows; a {record.name} "
+            f"(fingerprint {record.fingerprint.hex()}) is due. Was it written with another schema version?"
+        )
+
+    def _not_avro(self, record: _Record, data: bytes) -> str:
+        start = data[:8].hex(" ")
+        markers = "the Avro single-object marker C3 01"
+        if self._registry is not None:
+            markers += " or the Confluent schema-registry magic byte 00"
+        hint = "; it looks like JSON text" if data.lstrip()[:1] in (b"{", b"[") else ""
+        return f"value does not start with {markers} (it starts {start}{hint}): it is not a {record.name} record"
+
+    def _decode_confluent(self, record: _Record, data: bytes) -> dict[str, Any]:
+        if self._registry is None:
+            raise BadInput(
+                "value starts with byte 00, the Confluent schema-registry framing, but no schema registry "
+                f"is configured, so it cannot be read as a {record.name}: configure the registry URL, or "
+                "have the producer write Avro single-object encoding (C3 01)"
+            )
+        if len(data) < _CONFLUENT_HEADER_LEN:
+            raise BadInput(
+                f"truncated value: {len(data)} bytes, too short for the Confluent framing header "
+                f"(00 and a 4-byte schema ID) of a {record.name}"
+            )
+        schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER_LEN], "big")
+        writer = self._writers.get(schema_id) or self._load_writer(schema_id)
+        if writer.known is record:
+            return _read(record, record.plain, None, data, _CONFLUENT_HEADER_LEN)
+        if writer.name != record.name:
+            raise BadInput(f"got a {writer.name} record (schema ID {schema_id}) where a {record.name} is due")
+        return _read(
+            record,
+            writer.plain,
+            record.plain,
+            data,
+            _CONFLUENT_HEADER_LEN,
+            f" (writer schema ID {schema_id})",
+        )
+
+    def _load_writer(self, schema_id: int) -> _Writer:
+        """Fetch a schema ID's schema: ours (by fingerprint) is read directly, any other by resolution."""
+        assert self._registry is not None
+        try:
+            text = self._registry.get_schema(schema_id)
+        except NoSuchAvroSchema as exc:
+            raise BadInput(
+                f"the Confluent header names schema ID {schema_id}, which the registry does not have: {exc}"
+            ) from exc
+        try:
+            schema = json.loads(text)
+            known = self._by_fingerprint.get(_fingerprint(to_parsing_canonical_form(schema)))
+            writer = _Writer(
+                name=_type_name(schema, None),
+                plain=known.plain if known else parse_schema(_without_logical_types(schema)),
+                known=known,
+            )
+        except Exception as exc:  # fastavro raises many types for a bad schema; the value named it
+            raise BadInput(
+                f"schema ID {schema_id} from the registry is not an Avro schema poa-filter can read: {exc}"
+            ) from exc
+        self._writers[schema_id] = writer
+        return writer
+
+    def _confluent_header(self, record: _Record, topic: str | None) -> bytes:
+        if topic is None:
+            raise ValueError(f"encoding a {record.name} for a schema registry needs the topic (subject <topic>-value)")
+        key = (topic, record.name)
+        header = self._confluent_headers.get(key)
+        if header is None:
+            assert self._registry is not None
+            schema_id = self._registry.register(f"{topic}-value", record.schema_text)
+            header = bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
+            self._confluent_headers[key] = header
+            self._writers.setdefault(schema_id, _Writer(record.name, record.plain, record))
+        return header
+
+
+def _read(
+    record: _Record, writer: Schema, reader: Schema | None, data: bytes, offset: int, via: str = ""
+) -> dict[str, Any]:
+    """The body after the header; any failure to read it is the bytes' fault, so it becomes BadInput."""
+    buffer = BytesIO(data)
+    buffer.seek(offset)
+    try:
+        datum = cast(dict[str, Any], schemaless_reader(buffer, writer, reader))
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"invalid UTF-8 in a string of a {record.name} record{via} "
+            f"(string ending at byte {buffer.tell()} of {len(data)})"
+        ) from exc
+    except SchemaResolutionError as exc:
+        raise BadInput(f"the record{via} cannot be read as a {record.name}: {exc}") from exc
+    except Exception as exc:  # EOFError, IndexError, OverflowError, ...: whatever fastavro meets in bad bytes
+        raise BadInput(
+            f"truncated or corrupt {record.name} record{via}: reading stopped at byte {buffer.tell()} "
+            f"of {len(data)} ({type(exc).__name__}: {exc})"
+        ) from exc
+    if buffer.tell() != len(data):
+        raise BadInput(
+            f"corrupt {record.name} record{via}: {len(data) - buffer.tell()} bytes left over after "
+            f"the record ends at byte {buffer.tell()} of {len(data)}"
+        )
+    if record.recheck_decoded:
+        problem = record.check(datum)
+        if problem is not None:
+            raise BadInput(f"corrupt {record.name} record{via}: {record.name}{problem}")
+    return datum
+
+
+def _fingerprint(canonical_form: str) -> bytes:
+    # fastavro gives the CRC-64-AVRO as hex of the little-endian bytes: the wire order (checked against Java).
+    return bytes.fromhex(_fingerprint_hex(canonical_form, "CRC-64-AVRO"))
+
+
+def _load_records(schema_dir: Path) -> list[_Record]:
+    """Every `.avsc` in the folder as a _Record; names may refer to types defined in the other files."""
+    top_level: list[tuple[Path, dict[str, Any]]] = []
+    definitions: dict[str, dict[str, Any]] = {}
+    for path in sorted(schema_dir.glob("*.avsc")):
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ValueError(f"{path}: not JSON: {exc}") from exc
+        if not (isinstance(schema, dict) and schema.get("type") == "record"):
+            raise ValueError(f"{path}: the top-level type must be a record")
+        _collect_definitions(schema, None, definitions, path)
+        top_level.append((path, schema))
+    if not top_level:
+        raise ValueError(f"no .avsc schemas in {schema_dir}")
+    return [_make_record(path, schema, definitions) for path, schema in top_level]
+
+
+def _make_record(path: Path, schema: dict[str, Any], definitions: dict[str, dict[str, Any]]) -> _Record:
+    try:
+        full = _self_contained(schema, None, definitions, set())
+        plain = parse_schema(_without_logical_types(full))
+    except Exception as exc:  # fastavro's parse errors come in many types; say which file
+        raise ValueError(f"{path}: not a usable Avro schema: {exc}") from exc
+    canonical = to_parsing_canonical_form(full)
+    fingerprint = _fingerprint(canonical)
+    return _Record(
+        name=full["name"],
+        schema_text=json.dumps(full),
+        canonical_form=canonical,
+        fingerprint=fingerprint,
+        header=SINGLE_OBJECT_MARKER + fingerprint,
+        plain=plain,
+        check=_compile_check(full, {}),
+        recheck_decoded='"int"' in canonical,  # may also match a name or symbol "int": a wasted check, no harm
+    )
+
+
+# --- names and the self-contained schema --------------------------------------------------------
+
+
+def _full_name(name: str, namespace: str | None) -> str:
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+def _type_name(schema: Schema, namespace: str | None) -> str:
+    """Full name of a named type, else what kind of value it is (for messages)."""
+    if isinstance(schema, dict) and schema.get("type") in _NAMED_TYPES:
+        return _full_name(schema["name"], schema.get("namespace", namespace))
+    if isinstance(schema, list):
+        return "union"
+    return str(schema.get("type") if isinstance(schema, dict) else schema)
+
+
+def _collect_definitions(schema: Schema, namespace: str | None, found: dict[str, dict[str, Any]], path: Path) -> None:
+    """Every named type defined in one file, by full name, so other files can refer to it."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _collect_definitions(branch, namespace, found, path)
+    elif isinstance(schema, dict):
+        kind = schema["type"]
+        if kind in _NAMED_TYPES:
+            name = _type_name(schema, namespace)
+            if name in found:
+                raise ValueError(f"{path}: {name} is defined a second time")
+            found[name] = schema
+            for field in schema.get("fields", ()):
+                _collect_definitions(field["type"], name.rpartition(".")[0] or None, found, path)
+        elif kind in ("array", "map"):
+            _collect_definitions(schema["items" if kind == "array" else "values"], namespace, found, path)
+        elif kind not in _PRIMITIVES:
+            _collect_definitions(kind, namespace, found, path)
+
+
+def _self_contained(
+    schema: Schema, namespace: str | None, definitions: dict[str, dict[str, Any]], defined: set[str]
+) -> Schema:
+    """`schema` with every named type written out in full at its first use and by full name after that.
+
+    This is the form whose canonical form the Avro specification and the Java library fingerprint
+    (contract section 4); fastavro would leave a type from another file as a bare name.
+    """
+    if isinstance(schema, str):
+        if schema in _PRIMITIVES:
+            return schema
+        name = _full_name(schema, namespace)
+        if name in defined:
+            return name
+        if name not in definitions:
+            raise ValueError(f"unknown type {name}")
+        return _self_contained(definitions[name], name.rpartition(".")[0] or None, definitions, defined)
+    if isinstance(schema, list):
+        return [_self_contained(branch, namespace, definitions, defined) for branch in schema]
+    kind = schema["type"]
+    if kind in _NAMED_TYPES:
+        name = _type_name(schema, namespace)
+        if name in defined:
+            raise ValueError(f"{name} is defined a second time")
+        defined.add(name)
+        out = {key: value for key, value in schema.items() if key != "namespace"}
+        out["name"] = name
+        if "fields" in schema:
+            inner = name.rpartition(".")[0] or None
+            out["fields"] = [
+                {**field, "type": _self_contained(field["type"], inner, definitions, defined)}
+                for field in schema["fields"]
+            ]
+        return out
+    if kind in ("array", "map"):
+        key = "items" if kind == "array" else "values"
+        return {**schema, key: _self_contained(schema[key], namespace, definitions, defined)}
+    if kind in _PRIMITIVES:
+        return dict(schema)
+    return _self_contained(kind, namespace, definitions, defined)
+
+
+def _without_logical_types(schema: Schema) -> Schema:
+    """A copy with no logicalType: fastavro then reads and writes timestamps as the ints on the wire."""
+    if isinstance(schema, list):
+        return [_without_logical_types(branch) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: value for key, value in schema.items() if key != "logicalType"}
+    if "fields" in out:
+        out["fields"] = [{**field, "type": _without_logical_types(field["type"])} for field in out["fields"]]
+    for key in ("items", "values"):
+        if key in out:
+            out[key] = _without_logical_types(out[key])
+    if isinstance(out["type"], dict | list):
+        out["type"] = _without_logical_types(out["type"])
+    return out
+
+
+# --- validation before encoding --------------------------------------------------------------------
+# fastavro's writer lets some misfits through (True for an int, 1.5 written as 1, an int beyond 32
+# bits in an int field) and fastavro's own validator is slow and prints whole schemas, so the codec
+# compiles a small checker per schema that names the field at fault.
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return f"{text[:60]}{'...' if len(text) > 60 else ''} ({type(value).__name__})"
+
+
+def _is_integer(value: object, bits: int) -> bool:
+    limit = 1 << (bits - 1)
+    return isinstance(value, int) and not isinstance(value, bool) and -limit <= value < limit
+
+
+_PRIMITIVE_TESTS: dict[str, Callable[[object], bool]] = {
+    "null": lambda value: value is None,
+    "boolean": lambda value: isinstance(value, bool),
+    "int": lambda value: _is_integer(value, 32),
+    "long": lambda value: _is_integer(value, 64),
+    "float": lambda value: isinstance(value, int | float) and not isinstance(value, bool),
+    "double": lambda value: isinstance(value, int | float) and not isinstance(value, bool),
+    "bytes": lambda value: isinstance(value, bytes),
+    "string": lambda value: isinstance(value, str),
+}
+
+
+def _expect(description: str, test: Callable[[object], bool]) -> Check:
+    def check(value: object) -> str | None:
+        return None if test(value) else f": expected {description}, got {_show(value)}"
+
+    return check
+
+
+def _describe(schema: Schema) -> str:
+    if isinstance(schema, dict) and schema.get("logicalType") == "timestamp-millis":
+        return f"{schema['type']} (timestamp-millis: int epoch milliseconds, UTC)"
+    return _type_name(schema, None)
+
+
+def _compile_check(schema: Schema, named: dict[str, Check]) -> Check:
+    """A checker for a self-contained schema (full names throughout); `named` collects its named types."""
+    if isinstance(schema, str):
+        if schema in _PRIMITIVE_TESTS:
+            return _expect(schema, _PRIMITIVE_TESTS[schema])
+        return lambda value: named[schema](value)  # a type written out earlier in this schema
+    if isinstance(schema, list):
+        return _union_check(schema, [_compile_check(branch, named) for branch in schema])
+    kind = schema["type"]
+    if kind in ("record", "error"):
+        return _record_check(schema, named)
+    if kind == "enum":
+        symbols = frozenset(schema["symbols"])
+        check = _expect(f"one of {', '.join(schema['symbols'])}", lambda value: value in symbols)
+    elif kind == "fixed":
+        size = schema["size"]
+        check = _expect(f"{size} bytes", lambda value: isinstance(value, bytes) and len(value) == size)
+    elif kind == "array":
+        check = _array_check(_compile_check(schema["items"], named))
+    elif kind == "map":
+        check = _map_check(_compile_check(schema["values"], named))
+    else:
+        return _expect(_describe(schema), _PRIMITIVE_TESTS[kind])
+    if kind in _NAMED_TYPES:
+        named[schema["name"]] = check
+    return check
+
+
+def _record_check(schema: dict[str, Any], named: dict[str, Check]) -> Check:
+    fields: list[tuple[str, Check, bool]] = []
+    field_names = frozenset(field["name"] for field in schema["fields"])
+
+    def check(value: object) -> str | None:
+        if not isinstance(value, dict):
+            return f": expected a {schema['name']} record (a dict), got {_show(value)}"
+        for name, field_check, has_default in fields:
+            if name in value:
+                problem = field_check(value[name])
+                if problem is not None:
+                    return f".{name}{problem}"
+            elif not has_default:
+                return f".{name}: required field is missing"
+        if not field_names.issuperset(value):
+            unknown = ", ".join(sorted(map(str, set(value) - field_names)))
+            expected = ", ".join(field["name"] for field in schema["fields"])
+            return f": unknown field(s) {unknown}; the schema has {expected}"
+        return None
+
+    named[schema["name"]] = check  # before the fields, so a recursive type finds itself
+    fields.extend(
+        (field["name"], _compile_check(field["type"], named), "default" in field) for field in schema["fields"]
+    )
+    return check
+
+
+def _union_check(branches: list[Schema], checks: list[Check]) -> Check:
+    description = " or ".join(_describe(branch) for branch in branches)
+
+    def check(value: object) -> str | None:
+        problems = []
+        for branch in checks:
+            problem = branch(value)
+            if problem is None:
+                return None
+            problems.append(problem)
+        # A record that fits a branch but for one inner field: name that field rather than the union.
+        inner = [problem for problem in problems if problem[0] in ".["]
+        return inner[0] if len(inner) == 1 else f": expected {description}, got {_show(value)}"
+
+    if len(branches) == 2 and "null" in branches:  # the optional field, the only union in our schemas
+        null_first = branches[0] == "null"
+        other = checks[1 if null_first else 0]
+        return lambda value: None if value is None or other(value) is None else check(value)
+    return check
+
+
+def _array_check(item: Check) -> Check:
+    def check(value: object) -> str | None:
+        if not isinstance(value, list | tuple):
+            return f": expected an array (list), got {_show(value)}"
+        for index, element in enumerate(value):
+            problem = item(element)
+            if problem is not None:
+                return f"[{index}]{problem}"
+        return None
+
+    return check
+
+
+def _map_check(values: Check) -> Check:
+    def check(value: object) -> str | None:
+        if not isinstance(value, dict):
+            return f": expected a map (dict), got {_show(value)}"
+        for key, element in value.items():
+            if not isinstance(key, str):
+                return f": map keys must be strings, got {_show(key)}"
+            problem = values(element)
+            if problem is not None:
+                return f"[{key!r}]{problem}"
+        return None
+
+    return check
