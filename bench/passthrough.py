@@ -20,7 +20,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.kafka.batches import next_batch, produce_when_room
-from pipeline.worker.filter_worker import ALERT_CONSUMER_TUNING, ALERT_WAIT_S, READ_BATCH, TRANSACTIONAL_PRODUCER_TUNING
+from pipeline.kafka.clients import ALERT_CONSUMER_TUNING, TRANSACTIONAL_PRODUCER_TUNING
+from pipeline.worker.filter_worker import ALERT_WAIT_S, READ_BATCH
 
 
 def run(p: dict[str, Any]) -> dict[str, Any]:

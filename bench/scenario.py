@@ -188,7 +188,8 @@ def _outcome(request_id: str, esme: str, at: int, outcome: str) -> dict[str, Any
 class AlertEncoder:
     """DeviceAlert in Avro single-object encoding, written by hand: the generic codec costs ~30 us a record,
     which would make producing a million alerts slower than the worker it is meant to feed. Its pieces are
-    the loaders' (pipeline.wire.avro_binary), held to fastavro byte for byte by tests/unit/wire/test_reference_bytes.py."""
+    the loaders' (pipeline.wire.avro_binary), held to fastavro byte for byte by
+    tests/unit/wire/test_reference_bytes.py."""
 
     def __init__(self, codec: AvroCodec) -> None:
         self._header = codec.single_object_header("DeviceAlert")

@@ -9,13 +9,8 @@ from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from pipeline.core.read_frontier import Partition
-from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
 
 
 def topic_partitions(admin: AdminClient, topics: Iterable[str], timeout: float = 10) -> dict[str, int]:

@@ -4,9 +4,9 @@ acknowledged by all in-sync replicas or the run fails loudly; a partial load mus
 import sys
 import time
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, KafkaException, Message
 
+from pipeline.kafka import clients
 from pipeline.kafka.admin import topic_partitions
 from pipeline.kafka.batches import produce_when_room
 from pipeline.settings import Settings
@@ -28,7 +28,7 @@ def require_topics(settings: Settings, *topics: str, wait_s: float = 5.0) -> Non
     by the broker with the wrong settings (not compacted) or time out record by record. A topic created
     a moment ago may take a few seconds to show in the metadata, hence the short wait."""
     # The first contact with the broker: quiet, so that a broker that is down gives one clear message.
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 2})
+    admin = clients.admin_client(settings, log_level=2)
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -53,23 +53,14 @@ class BulkProducer:
         self._since_poll = 0
         self._reported: set[str] = set()
         self.produced = 0
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "client.id": client_id,
-                "enable.idempotence": True,  # no duplicates or reordering on retry: last row wins holds
-                "acks": "all",
-                "linger.ms": 30,
-                "batch.size": 1_000_000,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": 1_000_000,
-                "queue.buffering.max.kbytes": 1_048_576,
-                "delivery.report.only.error": True,  # no Python call per successful record
-                "on_delivery": self._on_delivery,
-                # librdkafka logs every reconnect attempt; say each distinct problem once instead.
-                "log_level": 2,
-                "error_cb": self._on_error,
-            }
+        self._producer = clients.producer(
+            settings,
+            clients.BULK_PRODUCER_TUNING,
+            **{"client.id": client_id},
+            on_delivery=self._on_delivery,
+            # librdkafka logs every reconnect attempt; say each distinct problem once instead.
+            log_level=2,
+            error_cb=self._on_error,
         )
 
     def _on_error(self, err: KafkaError) -> None:

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.core.bad_input import BadInput
-from pipeline.kafka.admin import EndOffsetLookup, admin_client, topic_partitions
+from pipeline.kafka import clients
+from pipeline.kafka.admin import EndOffsetLookup, topic_partitions
+from pipeline.kafka.clients import admin_client
 from pipeline.settings import Settings
 from pipeline.tools.bulk_producer import BulkProducer, require_topics
 from pipeline.wire import validation
@@ -312,15 +314,7 @@ def read_to_end(settings: Settings, topic: str, timeout_s: float = _READ_TO_END_
     partitions = [(topic, p) for p in range(topic_partitions(admin, [topic])[topic])]
     ends = EndOffsetLookup(lambda: admin).wait(partitions)
     pending = {p: end for (_, p), end in ends.items() if end > 0}
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"{settings.app_id}-loader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = clients.consumer(settings, f"{settings.app_id}-loader", clients.ASSIGNED_READER_TUNING)
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
         deadline = time.monotonic() + timeout_s

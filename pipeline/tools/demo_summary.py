@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.core.bad_input import BadInput
-from pipeline.kafka.admin import admin_client, topic_partitions
+from pipeline.kafka import clients
+from pipeline.kafka.admin import topic_partitions
+from pipeline.kafka.clients import admin_client
 from pipeline.settings import Settings
 from pipeline.tools.estate_simulator import DEAD_LETTER, FORWARD, SUPPRESS
 from pipeline.wire.avro_codec import AvroCodec
@@ -112,15 +114,7 @@ def collect(settings: Settings, codec: AvroCodec, expected: dict[str, Any], time
     reader = _Reader(settings, codec, expected)
     outputs = settings.topics.outputs
     partitions = _wait_for_topics(settings, outputs, deadline)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"{settings.app_id}-demo-summary",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = clients.consumer(settings, f"{settings.app_id}-demo-summary", clients.ASSIGNED_READER_TUNING)
     try:
         consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in partitions])
         at_end: set[tuple[str | None, int | None]] = set()

@@ -18,7 +18,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 
 from pipeline.core.event_time import DAY_MS, HOUR_MS, MINUTE_MS
-from pipeline.kafka.admin import admin_client
+from pipeline.kafka.clients import admin_client
 from pipeline.settings import Settings
 from pipeline.tools.bulk_producer import BulkProducer
 from pipeline.wire.avro_codec import AvroCodec

@@ -32,9 +32,9 @@ from pipeline.core.filter_state import FilterState, SweepPass
 from pipeline.core.key_value import StagedStore
 from pipeline.core.read_frontier import Partition, ReadFrontier
 from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
+from pipeline.kafka import clients
 from pipeline.kafka.admin import (
     EndOffsetLookup,
-    admin_client,
     ensure_output_topics,
     topic_partitions,
     wait_for_topics,
@@ -64,29 +64,6 @@ SWEEP_SLICE = 200  # keys per loop iteration, so housekeeping never stalls decis
 MAX_STAGED_CHANGES = 50_000  # bound on uncommitted state changes (memory during a state rebuild)
 SWEEP_RETENTION_MS = 2 * 86_400_000  # keep expired windows two days past their end, for late alerts
 GAUGE_INTERVAL_S = 2.0
-
-
-# Shared with the benchmark's pass-through, so the ceiling it measures uses the worker's own client settings.
-ALERT_CONSUMER_TUNING = {
-    "enable.auto.commit": False,
-    "auto.offset.reset": "earliest",
-    "isolation.level": "read_committed",
-    "queued.max.messages.kbytes": 65536,
-    "fetch.wait.max.ms": 50,
-}
-TRANSACTIONAL_PRODUCER_TUNING = {
-    "enable.idempotence": True,
-    "acks": "all",
-    "linger.ms": 2,
-    "batch.size": 1_000_000,
-    "compression.type": "lz4",
-    "transaction.timeout.ms": 60_000,
-    "queue.buffering.max.messages": 1_000_000,
-    # A transaction's first request right after the previous commit often gets CONCURRENT_TRANSACTIONS
-    # while the broker writes the commit markers; at librdkafka's default 100 ms retry back-off that
-    # stalled one transaction in ten for 100 ms (measured). Back-off still grows exponentially from here.
-    "retry.backoff.ms": 10,
-}
 
 
 class FilterWorker:
@@ -169,8 +146,8 @@ class FilterWorker:
 
     def _connect(self) -> None:
         s = self.settings
-        self.admin = admin_client(s)
-        self.end_lookup = EndOffsetLookup(lambda: admin_client(s))
+        self.admin = clients.admin_client(s)
+        self.end_lookup = EndOffsetLookup(lambda: clients.admin_client(s))
         state_topics = [*self.topics.activation_inputs, *self.topics.reference_inputs]
         counts = wait_for_topics(
             self.admin, [*state_topics, self.topics.alerts], lambda: self._stopping, self.readiness.set
@@ -182,19 +159,8 @@ class FilterWorker:
         state_partitions = [(t, p) for t in state_topics for p in range(counts[t])]
         stored = self._stored_positions()
         self.frontier.track(state_partitions, stored)
-        self.state_consumer = Consumer(
-            {
-                "bootstrap.servers": s.bootstrap_servers,
-                "group.id": f"{s.app_id}.state-reader",  # never commits: positions live in the local state
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-                "queued.max.messages.kbytes": 65536,
-                "fetch.wait.max.ms": 100,
-                "error_cb": self._on_client_error,
-            }
+        self.state_consumer = clients.consumer(
+            s, f"{s.app_id}.state-reader", clients.STATE_READER_TUNING, error_cb=self._on_client_error
         )
         self.state_consumer.assign(
             [TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING)) for t, p in state_partitions]
@@ -209,22 +175,14 @@ class FilterWorker:
 
     def _new_alert_consumer(self) -> Consumer:
         s = self.settings
-        return Consumer(
-            {
-                "bootstrap.servers": s.bootstrap_servers,
-                "group.id": s.app_id,
-                # No static membership (group.instance.id): with it, librdkafka fenced our own member with
-                # a fatal error after a broker outage (confluentinc/librdkafka#3437) and even right after a
-                # cooperative join, after which send_offsets_to_transaction hung. A crashed worker's
-                # partitions therefore wait one session timeout (6 s, the broker's minimum) before moving.
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 6_000,
-                "heartbeat.interval.ms": 1_000,
-                # Partitions added to the alert topic are noticed (and handed out by the group) this often.
-                "topic.metadata.refresh.interval.ms": int(s.partition_check_seconds * 1000) or 1000,
-                **ALERT_CONSUMER_TUNING,
-                "error_cb": self._on_client_error,
-            }
+        # Partitions added to the alert topic are noticed (and handed out by the group) this often.
+        refresh_ms = int(s.partition_check_seconds * 1000) or 1000
+        return clients.consumer(
+            s,
+            s.app_id,
+            {**clients.ALERT_CONSUMER_TUNING, **clients.ALERT_GROUP_MEMBERSHIP},
+            **{"topic.metadata.refresh.interval.ms": refresh_ms},
+            error_cb=self._on_client_error,
         )
 
     def _subscribe(self) -> None:
@@ -284,12 +242,8 @@ class FilterWorker:
                 item.read_at = max(item.read_at, now)
 
     def _new_producer(self) -> Producer:
-        producer = Producer(
-            {
-                "bootstrap.servers": self.settings.bootstrap_servers,
-                "transactional.id": f"{self.instance_id}-tx",
-                **TRANSACTIONAL_PRODUCER_TUNING,
-            }
+        producer = clients.producer(
+            self.settings, clients.TRANSACTIONAL_PRODUCER_TUNING, **{"transactional.id": f"{self.instance_id}-tx"}
         )
         while True:
             try:

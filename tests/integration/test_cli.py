@@ -12,7 +12,8 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline import cli
-from pipeline.kafka.admin import admin_client, ensure_output_topics
+from pipeline.kafka.admin import ensure_output_topics
+from pipeline.kafka.clients import admin_client
 from pipeline.settings import Settings, Topics
 from pipeline.tools.csv_loaders import keys_on_topic
 from pipeline.tools.estate_simulator import (
