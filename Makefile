@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 KAFKA := bash deploy/kafka/kafka.sh
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-up kafka-down demo test unit-test lint bench clean
+.PHONY: help venv kafka-up kafka-down demo test unit-test lint bench clean prometheus dashboard
 
 help:
 	@echo "make demo        run the filter on a local Kafka with a simulated firmware campaign"
@@ -17,6 +17,8 @@ help:
 	@echo "make kafka-up    start the local single-node Kafka (KRaft) on 127.0.0.1:9092"
 	@echo "make kafka-down  stop it"
 	@echo "make lint        ruff and mypy"
+	@echo "make prometheus  fetch Prometheus and promtool (Debian package, unpacked under .tools/)"
+	@echo "make dashboard   regenerate the Grafana dashboard JSON (deploy/grafana/)"
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "poa-filter needs Python 3.11 or newer; found " + sys.version.split()[0] + " (set PYTHON=...)")'
@@ -45,8 +47,14 @@ unit-test: venv
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: venv
-	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/mypy pipeline bench tests
+	$(BIN)/ruff check pipeline tests bench deploy/grafana
+	$(BIN)/mypy pipeline bench tests deploy/grafana
+
+prometheus:
+	@bash deploy/prometheus/fetch.sh
+
+dashboard: venv
+	$(BIN)/python deploy/grafana/generate_dashboard.py
 
 bench: venv kafka-up
 	@status=0; $(BIN)/python -m bench.run_benchmark || status=$$?; $(KAFKA) down; exit $$status

@@ -1,23 +1,38 @@
 """Prometheus metrics and the readiness probe, served on one port (contract section 7).
 
-Metric names carry the `poa_` prefix; labels are bounded (alert codes, decisions, reasons, topics).
+Metric names carry the `poa_` prefix. Every label value comes from a fixed set or from configuration and
+assignment (topics, partitions), never from input data, so the number of series stays bounded however
+varied the input: an alert code outside `KNOWN_ALERT_CODES` is counted as `other`. Series the dashboard and
+the alert rules query are created at zero, so a panel shows 0 rather than nothing before the first event.
 """
 
-import re
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from dataclasses import fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 
-_ALERT_CODE = re.compile(r"[0-9A-Za-z]{1,8}")
+from pipeline.core.alert_decisions import ForwardReason
+from pipeline.core.records import OUTAGE_ALERT_CODE
+from pipeline.settings import Topics
+
+# The alert codes the product knows (contract 3, 5): the CH outage alert, the ESME's supply-restored alerts
+# (evidence for rule 9) and the future-dated activation outcomes. Compared exactly, like the decision rules.
+KNOWN_ALERT_CODES = (OUTAGE_ALERT_CODE, "8F35", "8F36", "8F66", "8F67")
+OTHER_CODE = "other"
+REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+HOLD_REASONS = ("inputs", "evidence")
+MODES = ("filter", "shadow", "pass-through")
+_KNOWN_CODES = frozenset(KNOWN_ALERT_CODES)
 
 
 def code_label(alert_code: str) -> str:
-    """Alert codes as a label, but a malformed code cannot create unbounded label values."""
-    return alert_code if _ALERT_CODE.fullmatch(alert_code) else "other"
+    """Alert codes as a label: a known code as itself, any other as `other`, so input cannot add series."""
+    return alert_code if alert_code in _KNOWN_CODES else OTHER_CODE
 
 
 class BatchHistogram:
@@ -48,6 +63,9 @@ class BatchHistogram:
 
 
 class WorkerMetrics:
+    """The worker's metrics. Counters and gauges the worker feeds directly are attributes; the newer ones
+    have a method each that keeps their labels within the fixed sets above."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -71,6 +89,13 @@ class WorkerMetrics:
         self.held_alerts = Gauge(
             "poa_held_alerts", "Alerts read but waiting for activation inputs to catch up (contract 5.7)", registry=r
         )
+        self.held_alerts_by_reason = Gauge(
+            "poa_held_alerts_by_reason",
+            "Alerts held, by reason: inputs (activation inputs not read far enough: trouble) or evidence "
+            "(AD1s waiting for outage evidence, rule 9: expected during campaigns)",
+            ["reason"],
+            registry=r,
+        )
         self.decision_latency = BatchHistogram(
             "poa_decision_latency_seconds",
             "From reading an alert to committing its output",
@@ -80,23 +105,114 @@ class WorkerMetrics:
         self.consumer_lag = Gauge(
             "poa_consumer_lag", "Records not yet read, by input topic and partition", ["topic", "partition"], registry=r
         )
+        self.event_time_lag = Gauge(
+            "poa_event_time_lag_seconds",
+            "By alert partition: how far the latest event time decided trails the newest alert event time read",
+            ["partition"],
+            registry=r,
+        )
         self.transactions = Counter(
             "poa_transactions", "Kafka transactions, by result (committed, aborted)", ["result"], registry=r
         )
         self.ready = Gauge("poa_ready", "1 when the worker is ready to decide alerts (GET /ready)", registry=r)
+        self.rebalances = Counter(
+            "poa_rebalances", "Alert partition changes, by event (assigned, revoked, lost)", ["event"], registry=r
+        )
+        self.state_keys = Gauge("poa_state_keys", "Keys in the local state store (RocksDB estimate)", registry=r)
+        self.state_bytes = Gauge(
+            "poa_state_bytes", "Size of the local state store (RocksDB SST files and memtables)", registry=r
+        )
+        self.sweeps = Counter("poa_sweeps", "Housekeeping passes completed over the activation state", registry=r)
+        self.purged_versions = Counter(
+            "poa_purged_versions", "Expired activation versions purged by housekeeping", registry=r
+        )
+        self.topic_info = Gauge(
+            "poa_topic_info", "1 per configured topic, by role (alerts, service_requests, ...)", ["role", "topic"],
+            registry=r,
+        )
+        self.mode = Gauge("poa_mode", "1 for the mode in force (filter, shadow, pass-through)", ["mode"], registry=r)
+        self._create_known_series()
+
+    def _create_known_series(self) -> None:
+        """The series of fixed labels that the rules and the dashboard query, at zero until counted."""
+        for result in ("committed", "aborted"):
+            self.transactions.labels(result)
+        for event in REBALANCE_EVENTS:
+            self.rebalances.labels(event)
+        for reason in HOLD_REASONS:
+            self.held_alerts_by_reason.labels(reason)
+        for reason in ForwardReason:
+            if reason is not ForwardReason.NOT_AD1:
+                self.alerts.labels("forwarded", OUTAGE_ALERT_CODE, reason.value)
+        for code in [*KNOWN_ALERT_CODES[1:], OTHER_CODE]:
+            self.alerts.labels("forwarded", code, ForwardReason.NOT_AD1.value)
+        self.alerts.labels("suppressed", OUTAGE_ALERT_CODE, "activation_window")
+        self.alerts.labels("dead_letter", "", "bad_input")
+
+    def describe_topics(self, topics: Topics) -> None:
+        """At start: name each configured topic by its role, and create the per-topic input series at zero."""
+        for f in fields(topics):
+            self.topic_info.labels(f.name, getattr(topics, f.name)).set(1)
+        for topic in (*topics.activation_inputs, *topics.reference_inputs, topics.alerts):
+            self.dead_letters.labels(topic)
+            self.input_records.labels(topic)
+
+    def set_mode(self, mode: str) -> None:
+        """The mode in force (contract 8): 1 for it, 0 for the others."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        for name in MODES:
+            self.mode.labels(name).set(1 if name == mode else 0)
+
+    def set_held(self, inputs: int, evidence: int = 0) -> None:
+        """Alerts held for their inputs (`poa_held_alerts` too, as before) and AD1s held for evidence."""
+        self.held_alerts.set(inputs)
+        self.held_alerts_by_reason.labels("inputs").set(inputs)
+        self.held_alerts_by_reason.labels("evidence").set(evidence)
+
+    def set_event_time_lag(self, partition: int, newest_read_ms: int, decided_ms: int) -> None:
+        """Event time (ms) of the newest alert read on an alert partition and of the latest decided there."""
+        self.event_time_lag.labels(str(partition)).set(max(newest_read_ms - decided_ms, 0) / 1000)
+
+    def forget_alert_partitions(self, alerts_topic: str, partitions: Iterable[int]) -> None:
+        """Partitions revoked from this worker: their lag is now another worker's to report."""
+        for partition in map(str, partitions):
+            for gauge, labels in ((self.event_time_lag, (partition,)), (self.consumer_lag, (alerts_topic, partition))):
+                with suppress(KeyError):  # never set here
+                    gauge.remove(*labels)
+
+    def rebalanced(self, event: str) -> None:
+        if event not in REBALANCE_EVENTS:
+            raise ValueError(f"unknown rebalance event {event!r}; expected one of {', '.join(REBALANCE_EVENTS)}")
+        self.rebalances.labels(event).inc()
+
+    def set_state_size(self, keys: int, size_bytes: int) -> None:
+        self.state_keys.set(keys)
+        self.state_bytes.set(size_bytes)
+
+    def swept(self, purged: int) -> None:
+        """A housekeeping pass completed, having purged this many expired activation versions."""
+        self.sweeps.inc()
+        self.purged_versions.inc(purged)
 
 
 class Readiness:
-    """Set by the worker loop, read by the HTTP thread."""
+    """Set by the worker loop, read by the HTTP thread. Given the `poa_ready` gauge, keeps it equal to what
+    GET /ready answers (1 for 200, 0 for 503)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gauge: Gauge | None = None) -> None:
         self._lock = threading.Lock()
         self._reason = "starting"
+        self._gauge = gauge
+        if gauge is not None:
+            gauge.set(0)
 
     def set(self, reason: str | None) -> None:
         """None means ready; otherwise a short reason why not."""
         with self._lock:
             self._reason = reason or ""
+            if self._gauge is not None:
+                self._gauge.set(0 if reason else 1)
 
     def status(self) -> tuple[bool, str]:
         with self._lock:

@@ -1,0 +1,200 @@
+"""The poa-filter Grafana dashboard as code (grafana-foundation-sdk), written to poa-filter.json beside it.
+
+    python deploy/grafana/generate_dashboard.py           # write poa-filter.json
+    python deploy/grafana/generate_dashboard.py --check   # exit 1 if poa-filter.json is not what this builds
+
+The JSON is checked in, so Grafana (file provisioning, provisioning/) needs no Python; a test holds the two
+equal. Queries are plain PromQL, without Grafana template variables, so that Prometheus answers each exactly as
+written (tests/integration/test_prometheus_scrape.py runs them all against a live worker); per-worker panels
+break down by `instance`.
+"""
+
+import json
+import sys
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacement
+from grafana_foundation_sdk.models.dashboard import DataSourceRef
+
+OUTPUT = Path(__file__).with_name("poa-filter.json")
+UID = "poa-filter"
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+RATE = "[5m]"
+AD1_DECIDED = 'alert_code="AD1", decision=~"forwarded|suppressed"'
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    description: str
+    queries: tuple[Query, ...]
+    unit: str = "short"
+    kind: str = "timeseries"  # or "stat"
+    width: int = 12
+
+
+def q(expr: str, legend: str) -> Query:
+    return Query(" ".join(expr.split()), legend)
+
+
+SUPPRESSED_SHARE = q(
+    f'sum(rate(poa_alerts_total{{alert_code="AD1", decision="suppressed"}}{RATE}))'
+    f" / sum(rate(poa_alerts_total{{{AD1_DECIDED}}}{RATE}))",
+    "AD1s suppressed",
+)
+
+ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
+    (
+        "Overview",
+        (
+            Panel("Workers ready", "Workers answering 200 on GET /ready, of those scraped.",
+                  (q("sum(poa_ready)", "ready"), q("count(poa_ready)", "scraped")),
+                  kind="stat", width=6),
+            Panel("AD1s suppressed now", "AD1s suppressed of the AD1s decided (forwarded or suppressed).",
+                  (SUPPRESSED_SHARE,), unit="percentunit", kind="stat", width=6),
+            Panel("Held for inputs now", "Alerts held now for their activation inputs (AD1s held for evidence: below).",
+                  (q("sum(poa_held_alerts)", "for inputs"),), kind="stat", width=6),
+            Panel("Mode in force", "1 for the mode the workers apply (filter, shadow, pass-through).",
+                  (q("max by (mode) (poa_mode)", "{{mode}}"),), kind="stat", width=6),
+        ),
+    ),
+    (
+        "Alerts",
+        (
+            Panel("Alerts in and out", "Alerts read from the alert topic, and decisions committed, per second.",
+                  (q(f"sum(rate(poa_input_records_total{RATE})"
+                     f' * on (job, instance, topic) group_left () poa_topic_info{{role="alerts"}})', "in"),
+                   q(f"sum(rate(poa_alerts_total{RATE}))", "out")), unit="ops"),
+            Panel("Alerts out by decision and reason", "Decisions committed per second.",
+                  (q(f"sum by (decision, reason) (rate(poa_alerts_total{RATE}))", "{{decision}} {{reason}}"),),
+                  unit="ops"),
+            Panel("Share of AD1s suppressed", "A jump or a fall: see the runbook, PoaSuppressedShareShift.",
+                  (SUPPRESSED_SHARE,), unit="percentunit"),
+            Panel("Dead letters by input topic", "Input records dead-lettered per second.",
+                  (q(f"sum by (topic) (rate(poa_dead_letters_total{RATE}))", "{{topic}}"),), unit="ops"),
+            Panel("Held alerts", "AD1s held for their inputs (trouble) and for outage evidence (expected).",
+                  (q("sum by (reason) (poa_held_alerts_by_reason)", "{{reason}}"),
+                   q(f"sum(rate(poa_alerts_total{{reason=\"hold_expired\"}}{RATE}))", "hold expired /s"))),
+            Panel("Decision latency", "From reading an alert to committing its output.",
+                  tuple(q(f"histogram_quantile({p}, sum by (le)"
+                          f" (rate(poa_decision_latency_seconds_bucket{RATE})))", f"p{round(p * 100)}")
+                        for p in (0.5, 0.99)), unit="s"),
+        ),
+    ),
+    (
+        "Lag",
+        (
+            Panel("Consumer lag (records)", "Records not yet read, by input topic.",
+                  (q("sum by (topic) (poa_consumer_lag)", "{{topic}}"),)),
+            Panel("Event-time lag (seconds)", "How far the decided event time trails the newest alert read, by "
+                  "worker and alert partition. DNOs group outages in 3-minute windows.",
+                  (q("max by (instance, partition) (poa_event_time_lag_seconds)",
+                     "{{instance}} p{{partition}}"),), unit="s"),
+        ),
+    ),
+    (
+        "State",
+        (
+            Panel("Activation windows", "Windows pending and active at the latest alert event time.",
+                  (q("max by (state) (poa_activation_windows)", "{{state}}"),)),
+            Panel("Tracked devices", "Devices on the tracked list, as each worker sees it.",
+                  (q("max by (instance) (poa_tracked_devices)", "{{instance}}"),)),
+            Panel("State size", "Local RocksDB state per worker.",
+                  (q("max by (instance) (poa_state_bytes)", "{{instance}} bytes"),), unit="bytes"),
+            Panel("State keys", "Keys in the local state store per worker (RocksDB estimate).",
+                  (q("max by (instance) (poa_state_keys)", "{{instance}}"),)),
+            Panel("Housekeeping", "Sweep passes and expired activation versions purged, per second.",
+                  (q(f"sum by (instance) (rate(poa_sweeps_total{RATE}))", "{{instance}} sweeps"),
+                   q(f"sum by (instance) (rate(poa_purged_versions_total{RATE}))", "{{instance}} purged")),
+                  unit="ops"),
+        ),
+    ),
+    (
+        "Kafka and workers",
+        (
+            Panel("Transactions", "Kafka transactions per second, committed and aborted.",
+                  (q(f"sum by (result) (rate(poa_transactions_total{RATE}))", "{{result}}"),), unit="ops"),
+            Panel("Rebalances", "Alert partitions assigned, revoked and lost, per second.",
+                  (q(f"sum by (event) (rate(poa_rebalances_total{RATE}))", "{{event}}"),), unit="ops"),
+            Panel("Readiness per worker", "1 while GET /ready answers 200.",
+                  (q("max by (instance) (poa_ready)", "{{instance}}"),)),
+            Panel("Records read by input topic", "Input records read per second.",
+                  (q(f"sum by (topic) (rate(poa_input_records_total{RATE}))", "{{topic}}"),), unit="ops"),
+        ),
+    ),
+)
+
+
+def _panel(panel: Panel, panel_id: int) -> stat.Panel | timeseries.Panel:
+    builder: stat.Panel | timeseries.Panel
+    if panel.kind == "stat":
+        builder = stat.Panel().reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+    else:
+        builder = timeseries.Panel().legend(
+            common.VizLegendOptions().show_legend(True).display_mode(LegendDisplayMode.LIST)
+            .placement(LegendPlacement.BOTTOM)
+        )
+    builder.id(panel_id).title(panel.title).description(panel.description).datasource(DATASOURCE)
+    builder.unit(panel.unit).span(panel.width).height(4 if panel.kind == "stat" else 8)
+    builder.targets([
+        prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(chr(ord("A") + n)).range()
+        .datasource(DATASOURCE)
+        for n, query in enumerate(panel.queries)
+    ])
+    return builder
+
+
+def build() -> dict[str, Any]:
+    """The dashboard as the JSON object Grafana loads."""
+    ids = count(1)
+    board = (
+        dashboard.Dashboard("poa-filter")
+        .uid(UID)
+        .description("The power-outage-alert filter: decisions, lag, state and workers. Runbook: docs/runbook.md")
+        .tags(["poa-filter"])
+        .refresh("30s")
+        .time("now-6h", "now")
+        .timezone("utc")
+        .with_variable(
+            dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
+        )
+    )
+    for title, panels in ROWS:
+        board.with_row(dashboard.Row(title).id(next(ids)))
+        for panel in panels:
+            board.with_panel(_panel(panel, next(ids)))
+    built: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    return built
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    text = render()
+    if argv == ["--check"]:
+        if OUTPUT.read_text() != text:
+            print(f"{OUTPUT.name} is out of date: run python {Path(__file__).name}", file=sys.stderr)
+            return 1
+        return 0
+    if argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    OUTPUT.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
