@@ -1,7 +1,9 @@
 """The `poa-filter` console script (contract 7): worker, bulk loaders, simulator and demo summary.
 
 Every subcommand takes the same settings flags; a flag overrides its environment variable, which
-overrides the default, so one environment can drive the worker, the loaders and the demo alike.
+overrides the default, so one environment can drive the worker, the loaders and the demo alike. Each
+subcommand logs in the format the settings ask for (`--log-format`), and a bad setting is a one-line
+message with exit code 2.
 """
 
 import argparse
@@ -13,8 +15,10 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from pipeline.settings import Settings, Topics
+from pipeline.log_format import configure_logging
+from pipeline.settings import TOPIC_ENV, Bounds, Settings, SettingsError, Topics, bounds_of, choices_of, env_var
 from pipeline.tools import estate_simulator as sim
+from pipeline.tools import release as release_tool
 from pipeline.tools.bulk_producer import DeliveryFailed, TopicMissing
 from pipeline.tools.csv_loaders import INVENTORY, TRACKED, CsvFileError, CsvKind, LoadReport, load_csv
 from pipeline.tools.demo_summary import ExpectedFileError, summarise
@@ -22,33 +26,21 @@ from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import SchemaRegistryClient
 
 
-def _non_negative(kind: Callable[[str], int | float]) -> Callable[[str], Any]:
+def bounded(bounds: Bounds, flag: str) -> Callable[[str], Any]:
+    """An argparse type checking a flag by `bounds`, as settings.py checks the variables (finite, in range)."""
+
     def parse(text: str) -> int | float:
         try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-        return value
+            return bounds.parse(text, flag)
+        except SettingsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    parse.__name__ = kind.__name__
+    parse.__name__ = bounds.kind.__name__
     return parse
 
 
-# Flag name -> (Settings field, type) for the scalar settings.
-_SETTING_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "--bootstrap-servers": ("bootstrap_servers", str),
-    "--app-id": ("app_id", str),
-    "--data-dir": ("data_dir", str),
-    "--schema-registry-url": ("schema_registry_url", str),
-    "--metrics-port": ("metrics_port", _non_negative(int)),
-    "--window-minutes": ("window_minutes", _non_negative(int)),
-    "--lead-in-minutes": ("lead_in_minutes", _non_negative(int)),
-    "--max-future-days": ("max_future_days", _non_negative(int)),
-    "--max-hold-seconds": ("max_hold_seconds", _non_negative(float)),
-    "--partition-check-seconds": ("partition_check_seconds", _non_negative(float)),
-}
+# Every setting read from an environment variable is also a flag: --metrics-port for metrics_port.
+_SETTING_FIELDS = [setting for setting in fields(Settings) if env_var(setting)]
 _TOPIC_PREFIX = "topic_"
 
 
@@ -58,48 +50,52 @@ class CliError(Exception):
 
 _EXPECTED_ERRORS = (
     CliError,
+    SettingsError,
     CsvFileError,
     TopicMissing,
     DeliveryFailed,
     sim.SimulationError,
     ExpectedFileError,
+    release_tool.ReleaseError,
 )
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _settings_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("settings (each overrides its environment variable, see contract 7)")
-    for flag, (name, kind) in _SETTING_FLAGS.items():
-        env = "KAFKA_BOOTSTRAP_SERVERS" if name == "bootstrap_servers" else f"POA_{name.upper()}"
-        default = getattr(Settings(), name)
+    for setting in _SETTING_FIELDS:
+        flag, bounds, choices = _flag(setting.name), bounds_of(setting), choices_of(setting)
+        allowed = f"; {bounds.describe()}" if bounds else f"; one of {', '.join(choices)}" if choices else ""
         group.add_argument(
             flag,
-            dest=name,
-            type=kind,
+            dest=setting.name,
+            type=bounded(bounds, flag) if bounds else str,
+            choices=choices or None,
             default=argparse.SUPPRESS,
-            metavar=name.upper(),
-            help=f"${env}, default {default}",
+            metavar=setting.name.upper(),
+            help=f"${env_var(setting)}, default {setting.default}{allowed}",
         )
     for topic in fields(Topics):
         group.add_argument(
-            f"--topic-{topic.name.replace('_', '-')}",
+            _flag(_TOPIC_PREFIX + topic.name),
             dest=_TOPIC_PREFIX + topic.name,
             default=argparse.SUPPRESS,
             metavar="TOPIC",
-            help=f"$POA_TOPIC_{topic.name.upper()}, default {topic.default}",
+            help=f"${TOPIC_ENV[topic.name]}, default {topic.default}",
         )
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings.from_env() with every flag given on the command line applied on top."""
-    try:
-        settings = Settings.from_env()
-    except SystemExit as exc:  # from_env's way of saying an environment variable is malformed
-        raise CliError(str(exc.code)) from None
+    """Settings.from_env() with every flag given on the command line applied on top (SettingsError if bad)."""
+    settings = Settings.from_env()
     given = vars(args)
     topics = {t.name: given[_TOPIC_PREFIX + t.name] for t in fields(Topics) if _TOPIC_PREFIX + t.name in given}
-    scalars = {name: given[name] for name, _ in _SETTING_FLAGS.values() if name in given}
+    scalars = {s.name: given[s.name] for s in _SETTING_FIELDS if s.name in given}
     return replace(settings, topics=replace(settings.topics, **topics), **scalars)
 
 
@@ -111,8 +107,12 @@ def codec_for(settings: Settings) -> AvroCodec:
 
 def _worker(args: argparse.Namespace) -> int:
     from pipeline.worker.filter_worker import run_worker
+    from pipeline.worker.local_state import LocalStateUnavailable
 
-    run_worker(settings_from_args(args))
+    try:
+        run_worker(settings_from_args(args))
+    except LocalStateUnavailable as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -132,8 +132,9 @@ def _print_load(report: LoadReport) -> int:
 
 def _load(kind: CsvKind) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        replace_list = getattr(args, "replace", False)
-        return _print_load(load_csv(kind, args.csv, settings_from_args(args), codec_for, replace_list, args.jobs))
+        replace_list, allow_empty = getattr(args, "replace", False), getattr(args, "allow_empty", False)
+        settings = settings_from_args(args)
+        return _print_load(load_csv(kind, args.csv, settings, codec_for, replace_list, args.jobs, allow_empty))
 
     return run
 
@@ -177,6 +178,11 @@ def _simulate(args: argparse.Namespace) -> int:
     return status
 
 
+def _release(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    return release_tool.run(args, settings, codec_for(settings))
+
+
 def _demo_summary(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     return summarise(settings, codec_for(settings), Path(args.expected), args.timeout)
@@ -185,17 +191,10 @@ def _demo_summary(args: argparse.Namespace) -> int:
 def _jobs_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=bounded(Bounds(int, 1, 64, "processes"), "--jobs"),
         default=None,
         help="processes to load with (default: 1 for files under 8 MB, else one per CPU up to 4)",
     )
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative(int)(text)
-    if not value:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,13 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also remove every listed device that is not in the file (skipped if any row is rejected)",
     )
+    tracked.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="with --replace, accept a file with no rows: it removes every device from the list",
+    )
     tracked.set_defaults(run=_load(TRACKED))
     _jobs_flag(tracked)
 
     inventory = commands.add_parser(
         "load-inventory",
         parents=[common],
-        help="load an inventory CSV (device_id,device_type,chf_id[,mpxn,...])",
+        help="load an inventory CSV (device_id,device_type,chf_id[,mpxn,postcode,updated_at])",
     )
     inventory.add_argument("csv", metavar="CSV")
     inventory.set_defaults(run=_load(INVENTORY))
@@ -237,17 +241,32 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes OUT/tracked.csv, OUT/inventory.csv and OUT/expected.json, creates missing input "
         "topics, loads the CSVs with the load-tracked/load-inventory code, then produces the scenario.",
     )
-    simulate.add_argument("--homes", type=int, default=200, help="number of premises (default 200)")
-    simulate.add_argument("--seed", type=int, default=1, help="random seed: same seed, same output (default 1)")
+    simulate.add_argument(
+        "--homes",
+        type=bounded(Bounds(int, sim.MIN_HOMES, 10_000_000, "premises"), "--homes"),
+        default=200,
+        help="number of premises (default 200)",
+    )
+    simulate.add_argument(
+        "--seed",
+        type=bounded(Bounds(int, 0, 2**63 - 1, "a random seed"), "--seed"),
+        default=1,
+        help="random seed: same seed, same output (default 1)",
+    )
     simulate.add_argument("--out", default="demo-output", help="folder for the CSVs and expected.json")
     simulate.add_argument("--base-time", default=sim.DEFAULT_BASE_TIME, help="ISO-8601 start of the scenario")
     simulate.add_argument(
         "--tracked-fraction",
-        type=float,
+        type=bounded(Bounds(float, 0, 1, "a share of the homes"), "--tracked-fraction"),
         default=0.3,
         help="share of homes whose ESME is tracked (default 0.3)",
     )
-    simulate.add_argument("--partitions", type=int, default=3, help="partitions of input topics it creates")
+    simulate.add_argument(
+        "--partitions",
+        type=bounded(Bounds(int, 1, 10_000, "partitions"), "--partitions"),
+        default=3,
+        help="partitions of input topics it creates",
+    )
     simulate.add_argument("--no-load", action="store_true", help="do not load the CSVs onto the reference topics")
     simulate.add_argument("--no-play", action="store_true", help="do not produce the scenario records")
     simulate.set_defaults(run=_simulate)
@@ -256,14 +275,29 @@ def build_parser() -> argparse.ArgumentParser:
         "demo-summary", parents=[common], help="check the filter's outputs against a simulated scenario"
     )
     summary.add_argument("--expected", required=True, help="expected.json written by simulate")
-    summary.add_argument("--timeout", type=_non_negative(float), default=120.0, help="seconds to wait (default 120)")
+    summary.add_argument(
+        "--timeout",
+        type=bounded(Bounds(float, 0, 86_400, "seconds"), "--timeout"),
+        default=120.0,
+        help="seconds to wait (default 120)",
+    )
     summary.set_defaults(run=_demo_summary)
+
+    released = commands.add_parser(
+        "release",
+        parents=[common],
+        help="send wrongly suppressed alerts to the DNOs after all, each at most once",
+        description=release_tool.DESCRIPTION,
+    )
+    release_tool.add_arguments(released)
+    released.set_defaults(run=_release)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        configure_logging(settings_from_args(args))
         return int(args.run(args))
     except _EXPECTED_ERRORS as exc:
         message = str(exc)

@@ -1,11 +1,87 @@
-"""Run-time configuration from environment variables (contract section 7); flags override them in `cli.py`."""
+"""Run-time configuration from environment variables (contract section 7); flags override them in `cli.py`.
 
+Each setting names its environment variable here, and each numeric one its bounds, so the variable and the
+flag of the same name are checked by the same rule, and a bad value is refused before anything starts.
+"""
+
+import math
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import TypeVar
+from dataclasses import Field, dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 from pipeline.core.event_time import DAY_MS, MINUTE_MS
+from pipeline.core.operating_mode import Mode
+
+
+class SettingsError(ValueError):
+    """A setting the filter cannot run with; the message names the variable or flag, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric setting may take: finite, of `kind`, from `low` to `high` inclusive."""
+
+    kind: type[int] | type[float]
+    low: float
+    high: float
+    unit: str  # what the number counts, for messages and help
+
+    def describe(self) -> str:
+        if self.kind is int:
+            return f"a whole number from {int(self.low)} to {int(self.high)} ({self.unit})"
+        return f"a number from {self.low:g} to {self.high:g} ({self.unit})"
+
+    def parse(self, raw: str, source: str) -> int | float:
+        """The value of `raw` as written in `source` (a variable or a flag); ASCII digits only, no nan or inf."""
+        text = raw.strip()
+        pattern = _INTEGER if self.kind is int else _DECIMAL
+        try:
+            value = self.kind(text) if pattern.fullmatch(text) else None
+        except ValueError:  # more digits than int() converts
+            value = None
+        if value is None:
+            raise SettingsError(f"{source}={raw!r} is not {self.describe()}")
+        self.check(value, source, raw)
+        return value
+
+    def check(self, value: object, source: str, raw: object = None) -> None:
+        """SettingsError unless `value` (written as `raw` when it was read from text) is of `kind`, finite and
+        within the bounds."""
+        written = value if raw is None else raw
+        kinds = (int,) if self.kind is int else (int, float)
+        if not isinstance(value, kinds) or isinstance(value, bool) or not math.isfinite(value):
+            raise SettingsError(f"{source}={written!r} is not {self.describe()}")
+        if not self.low <= value <= self.high:
+            raise SettingsError(f"{source}={written!r} is out of range: expected {self.describe()}")
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+LOG_FORMATS = ("text", "json")
+MODES = tuple(mode.value for mode in Mode)
+
+T = TypeVar("T")
+
+
+def _setting(default: T, env: str, bounds: Bounds | None = None, choices: tuple[str, ...] = ()) -> T:
+    """A Settings field read from `env`; numeric ones carry their bounds, textual ones may carry choices."""
+    metadata = {"env": env, "bounds": bounds, "choices": choices}
+    return field(default=default, metadata=metadata)
+
+
+def env_var(setting: Field[Any]) -> str | None:
+    """The environment variable of a Settings field; None for fields that are not read from one (topics)."""
+    return setting.metadata.get("env")
+
+
+def bounds_of(setting: Field[Any]) -> Bounds | None:
+    return setting.metadata.get("bounds")
+
+
+def choices_of(setting: Field[Any]) -> tuple[str, ...]:
+    return setting.metadata.get("choices", ())
 
 
 @dataclass(frozen=True)
@@ -18,6 +94,8 @@ class Topics:
     dno_alerts: str = "dno.alerts"
     suppressed: str = "dsp.alerts.suppressed"
     dead_letter: str = "poa-filter.dead-letter"
+    released: str = "dsp.alerts.released"  # written by `poa-filter release` only, not a worker output
+    control: str = "poa-filter.control"  # the operator's mode schedule (contract 8), written by `poa-filter mode`
 
     @property
     def activation_inputs(self) -> tuple[str, str]:
@@ -34,27 +112,46 @@ class Topics:
         return (self.dno_alerts, self.suppressed, self.dead_letter)
 
 
-T = TypeVar("T", int, float)
-
-_TOPIC_ENV = {f.name: f"POA_TOPIC_{f.name.upper()}" for f in fields(Topics)}
+TOPIC_ENV = {f.name: f"POA_TOPIC_{f.name.upper()}" for f in fields(Topics)}
 
 
 @dataclass(frozen=True)
 class Settings:
-    bootstrap_servers: str = "127.0.0.1:9092"
-    app_id: str = "poa-filter"
-    data_dir: str = ".state/poa-filter"
-    metrics_port: int = 9108
-    schema_registry_url: str | None = None
+    bootstrap_servers: str = _setting("127.0.0.1:9092", "KAFKA_BOOTSTRAP_SERVERS")
+    app_id: str = _setting("poa-filter", "POA_APP_ID")
+    data_dir: str = _setting(".state/poa-filter", "POA_DATA_DIR")
+    metrics_port: int = _setting(9108, "POA_METRICS_PORT", Bounds(int, 0, 65535, "a TCP port; 0 picks a free one"))
+    schema_registry_url: str | None = _setting(None, "POA_SCHEMA_REGISTRY_URL")
+    # pipeline/kafka/client_config.py reads it
+    client_config_file: str | None = _setting(None, "KAFKA_CLIENT_CONFIG")
     topics: Topics = field(default_factory=Topics)
-    window_minutes: int = 30
-    lead_in_minutes: int = 0
-    max_future_days: int = 30
+    window_minutes: int = _setting(30, "POA_WINDOW_MINUTES", Bounds(int, 1, 1440, "minutes, at most a day"))
+    lead_in_minutes: int = _setting(0, "POA_LEAD_IN_MINUTES", Bounds(int, 0, 1440, "minutes, at most a day"))
+    max_future_days: int = _setting(30, "POA_MAX_FUTURE_DAYS", Bounds(int, 1, 366, "days, at most a year"))
     # 30 s: long enough for a worker to read a backlog of service requests past a held alert
     # (it reads them at >100k records/s), short against the DNO's 3-minute outage event windows.
-    max_hold_seconds: float = 30.0
-    # How often the worker looks for partitions the DSP added to an input topic.
-    partition_check_seconds: float = 30.0
+    # At most an hour: an alert held longer is as good as lost to the DNO.
+    max_hold_seconds: float = _setting(
+        30.0, "POA_MAX_HOLD_SECONDS", Bounds(float, 0, 3600, "seconds; 0 forwards at once, at most an hour")
+    )
+    # How often the worker looks for partitions the DSP added to an input topic: each look is a blocking
+    # metadata request, so not more often than twice a second.
+    partition_check_seconds: float = _setting(
+        30.0, "POA_PARTITION_CHECK_SECONDS", Bounds(float, 0.5, 3600, "seconds, at least 0.5, at most an hour")
+    )
+    log_format: str = _setting("text", "POA_LOG_FORMAT", choices=LOG_FORMATS)
+    # The mode of a deployment whose control topic holds no schedule yet (contract 8).
+    initial_mode: str = _setting(Mode.FILTER.value, "POA_INITIAL_MODE", choices=MODES)
+
+    def __post_init__(self) -> None:
+        """Settings built in code are held to the same bounds as those read from the environment."""
+        for setting in fields(self):
+            value, env = getattr(self, setting.name), env_var(setting)
+            bounds, choices = bounds_of(setting), choices_of(setting)
+            if bounds is not None:
+                bounds.check(value, f"{setting.name} (${env})")
+            if choices and value not in choices:
+                raise SettingsError(f"{setting.name} (${env})={value!r} is not one of {', '.join(choices)}")
 
     @property
     def window_ms(self) -> int:
@@ -70,34 +167,18 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """The defaults with every non-empty variable applied; SettingsError for a value out of bounds."""
         env = os.environ if env is None else env
-        topics = Topics(**{name: env[var] for name, var in _TOPIC_ENV.items() if env.get(var)})
-        base = cls(topics=topics)
-        return replace(
-            base,
-            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", base.bootstrap_servers),
-            app_id=env.get("POA_APP_ID", base.app_id),
-            data_dir=env.get("POA_DATA_DIR", base.data_dir),
-            metrics_port=_number(env, "POA_METRICS_PORT", base.metrics_port, int),
-            schema_registry_url=env.get("POA_SCHEMA_REGISTRY_URL") or None,
-            window_minutes=_number(env, "POA_WINDOW_MINUTES", base.window_minutes, int),
-            lead_in_minutes=_number(env, "POA_LEAD_IN_MINUTES", base.lead_in_minutes, int),
-            max_future_days=_number(env, "POA_MAX_FUTURE_DAYS", base.max_future_days, int),
-            max_hold_seconds=_number(env, "POA_MAX_HOLD_SECONDS", base.max_hold_seconds, float),
-            partition_check_seconds=_number(
-                env, "POA_PARTITION_CHECK_SECONDS", base.partition_check_seconds, float
-            ),
-        )
+        topics = Topics(**{name: env[var] for name, var in TOPIC_ENV.items() if env.get(var)})
+        given = {s.name: _parse(s, env[var], var) for s in fields(cls) if (var := env_var(s)) and env.get(var)}
+        return replace(cls(topics=topics), **given)
 
 
-def _number(env: Mapping[str, str], name: str, default: T, kind: type[T]) -> T:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if value < 0:
-        raise SystemExit(f"{name}={raw!r} must not be negative")
-    return value
+def _parse(setting: Field[Any], raw: str, variable: str) -> Any:
+    """The value of one setting as written in its environment variable."""
+    bounds, choices = bounds_of(setting), choices_of(setting)
+    if bounds is not None:
+        return bounds.parse(raw, variable)
+    if choices and raw not in choices:
+        raise SettingsError(f"{variable}={raw!r} is not one of {', '.join(choices)}")
+    return raw

@@ -1,16 +1,16 @@
 """A Kafka producer for bulk writes (loaders, simulator): tuned for throughput, yet every record is
 acknowledged by all in-sync replicas or the run fails loudly; a partial load must not pass for a full one."""
 
-import sys
-import time
+import logging
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaError, Message
 
 from pipeline.kafka import clients
-from pipeline.kafka.admin import topic_partitions
 from pipeline.kafka.batches import produce_when_room
+from pipeline.kafka.topics import TopicsMissing, wait_for_topics
 from pipeline.settings import Settings
 
+log = logging.getLogger(__name__)
 # Serving delivery reports every so often keeps the error count current without a call per record.
 _POLL_EVERY = 50_000
 
@@ -28,20 +28,14 @@ def require_topics(settings: Settings, *topics: str, wait_s: float = 5.0) -> Non
     by the broker with the wrong settings (not compacted) or time out record by record. A topic created
     a moment ago may take a few seconds to show in the metadata, hence the short wait."""
     # The first contact with the broker: quiet, so that a broker that is down gives one clear message.
-    admin = clients.admin_client(settings, log_level=2)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            missing = [t for t in topics if t not in topic_partitions(admin, topics)]
-        except KafkaException as exc:
-            missing, error = list(topics), f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
-        else:
-            error = f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}"
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            raise TopicMissing(error)
-        time.sleep(0.5)
+    try:
+        wait_for_topics(clients.admin_client(settings, log_level=2), topics, timeout_s=wait_s)
+    except TopicsMissing as exc:
+        where = settings.bootstrap_servers
+        raise TopicMissing(
+            f"cannot reach Kafka at {where}: {exc.unreachable}" if exc.unreachable is not None
+            else f"topic(s) {', '.join(exc.missing)} do not exist on {where}"
+        ) from None
 
 
 class BulkProducer:
@@ -66,7 +60,7 @@ class BulkProducer:
     def _on_error(self, err: KafkaError) -> None:
         if str(err) not in self._reported:
             self._reported.add(str(err))
-            print(f"kafka: {err.str()} (retrying until delivered or timed out)", file=sys.stderr)
+            log.warning("kafka: %s (retrying until delivered or timed out)", err.str())
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:

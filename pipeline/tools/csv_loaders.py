@@ -8,6 +8,7 @@ A bad row never stops the load: the operator gets every good row loaded and a li
 import csv
 import multiprocessing
 import os
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -16,14 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
-
 from pipeline.core.bad_input import BadInput
-from pipeline.kafka import clients
-from pipeline.kafka.admin import EndOffsetLookup, topic_partitions
-from pipeline.kafka.clients import admin_client
+from pipeline.kafka.topics import read_to_end
 from pipeline.settings import Settings
 from pipeline.tools.bulk_producer import BulkProducer, require_topics
+from pipeline.tools.progress import Progress
 from pipeline.wire import validation
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.reference_bytes import inventory_record_bytes, tracked_device_bytes
@@ -36,11 +34,17 @@ Shard = tuple[int, int]  # (index, count): the rows whose device ID hashes to in
 WHOLE_FILE: Shard = (0, 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_READ_TO_END_TIMEOUT_S = 300.0
+# Epoch milliseconds as the loaders document them: ASCII digits only (str.isdigit() also takes '²' and '٣').
+# Thirty digits is far past any valid time, and short enough for int().
+_EPOCH_MILLIS = re.compile(r"[0-9]{1,30}")
 
 
 class CsvFileError(Exception):
     """The file as a whole cannot be loaded (unreadable, no header, a required column missing)."""
+
+
+class EmptyReplaceRefused(CsvFileError):
+    """`--replace` with a file that lists no device would remove every device: done only when asked for."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class CsvKind:
     id_fields: tuple[str, ...]  # device-ID fields the validator canonicalises
     validate: Callable[[Mapping[str, Any]], Any]
     encode: Callable[[bytes, Mapping[str, Any]], bytes]  # a validated datum after a header (reference_wire)
+    trimmed: tuple[str, ...] = ()  # optional free-text columns kept as typed, bar surrounding spaces; blank: None
 
 
 TRACKED = CsvKind(
@@ -75,11 +80,12 @@ INVENTORY = CsvKind(
     record_name="InventoryRecord",
     topic_field="inventory",
     required=("device_id", "device_type", "chf_id"),
-    optional=("mpxn",),
+    optional=("mpxn", "postcode"),
     time_field="updated_at",
     id_fields=("device_id", "chf_id"),
     validate=validation.inventory_record,
     encode=inventory_record_bytes,
+    trimmed=("postcode",),  # InventoryRecord version 2; not checked beyond that (issue 12)
 )
 
 
@@ -134,10 +140,15 @@ class LoadReport:
 
 
 def parse_time(text: str, name: str) -> int:
-    """Epoch millis from a CSV cell: digits are epoch millis, anything else ISO-8601 (UTC if no offset)."""
-    if text.isdigit():
+    """Epoch millis from a CSV cell: ASCII digits are epoch millis, else ISO-8601 in ASCII (UTC if no offset).
+
+    Anything else is BadInput naming the field, whatever characters the cell holds.
+    """
+    if _EPOCH_MILLIS.fullmatch(text):
         return int(text)
     try:
+        if not text.isascii():
+            raise ValueError(text)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise BadInput(f"{name} {text!r} is neither an ISO-8601 UTC time nor epoch milliseconds") from None
@@ -147,9 +158,17 @@ def parse_time(text: str, name: str) -> int:
 
 
 def read_csv(
-    kind: CsvKind, path: str, load_time_ms: int, report: LoadReport, shard: Shard = WHOLE_FILE
+    kind: CsvKind,
+    path: str,
+    load_time_ms: int,
+    report: LoadReport,
+    shard: Shard = WHOLE_FILE,
+    progress: Progress | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Valid rows (of the shard) as Avro datums with canonical device IDs; bad rows go to `report`."""
+    """Valid rows (of the shard) as Avro datums with canonical device IDs; bad rows go to `report`.
+
+    `progress` is told how many rows of the whole file have been read (a shard reads them all).
+    """
     index, count = shard
     with open(path, newline="", encoding="utf-8-sig") as handle:
         rows = csv.reader(handle)
@@ -158,6 +177,8 @@ def read_csv(
             columns = _columns(kind, path, header, report)
             width, key = len(header), header.index("device_id")
             for row in rows:
+                if progress is not None:
+                    progress.update(rows.line_num - 1)
                 if not row or (count > 1 and _shard_of(row, key, count) != index):
                     continue  # a blank line, or another shard's row
                 report.rows_read += 1
@@ -165,6 +186,9 @@ def read_csv(
                     report.reject(rows.line_num, f"expected {width} fields as in the header, found {len(row)}")
                     continue
                 datum: dict[str, Any] = {name: row[i] if required else row[i] or None for name, i, required in columns}
+                for name in kind.trimmed:
+                    if datum.get(name) is not None:
+                        datum[name] = datum[name].strip() or None
                 try:
                     when = datum.get(kind.time_field)
                     datum[kind.time_field] = load_time_ms if when is None else parse_time(when, kind.time_field)
@@ -193,8 +217,14 @@ def _shard_of(row: list[str], key: int, count: int) -> int:
 
 def _columns(kind: CsvKind, path: str, header: list[str], report: LoadReport) -> list[tuple[str, int, bool]]:
     """(name, index, required) of the columns the record uses; a missing required column fails the file."""
-    if not any(header):
+    if not header:
         raise CsvFileError(f"{path}: no header line; expected columns {', '.join(kind.required)}")
+    unnamed = [str(position) for position, name in enumerate(header, 1) if not name]
+    if unnamed:
+        raise CsvFileError(
+            f"{path}:1: empty column name at position {', '.join(unnamed)} of the header "
+            f"(the header has {len(header)} columns); name every column or remove the empty ones; nothing was loaded"
+        )
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise CsvFileError(f"{path}:1: column(s) named more than once: {', '.join(duplicated)}")
@@ -216,8 +246,11 @@ def load_csv(
     codec_for: Callable[[Settings], AvroCodec],
     replace: bool = False,
     jobs: int | None = None,
+    allow_empty: bool = False,
 ) -> LoadReport:
     """Produce each valid row keyed by its canonical device ID; `replace` tombstones devices not listed.
+
+    A file with no rows under `replace` would tombstone the whole topic: EmptyReplaceRefused, unless `allow_empty`.
 
     With several jobs, each process reads the whole file and loads the rows whose device ID hashes to it:
     encoding is the bottleneck, and a device's rows stay in one producer, in file order.
@@ -236,6 +269,11 @@ def load_csv(
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for part in pool.map(_load_shard, *zip(*shards, strict=True)):
                 report.add(part)
+    if replace and not report.rows_read and not allow_empty:
+        raise EmptyReplaceRefused(
+            f"{path}: the file has no rows, so --replace would remove every device from {topic}; "
+            "nothing was changed (pass --allow-empty to empty the list on purpose)"
+        )
     if replace and report.rejected:
         report.replace_skipped = True
     elif replace:
@@ -250,6 +288,13 @@ def _header(path: str) -> list[str]:
             return [name.strip().lower() for name in next(csv.reader(handle), [])]
         except (csv.Error, UnicodeDecodeError) as exc:
             raise CsvFileError(f"{path}:1: not a readable UTF-8 CSV header ({exc}); nothing was loaded") from None
+
+
+def _data_lines(path: str) -> int:
+    """Lines after the header: the row count, bar blank lines and quoted line breaks (for time left)."""
+    with open(path, "rb") as handle:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return max(lines - 1, 0)
 
 
 def _default_jobs(path: str) -> int:
@@ -273,11 +318,18 @@ def _load_shard(
     header = codec.header(kind.record_name, topic)
     report = LoadReport(path)
     producer = BulkProducer(settings)
-    try:
-        for datum in read_csv(kind, path, load_time_ms, report, shard):
-            producer.produce(topic, datum["device_id"], kind.encode(header, datum))
-    finally:
-        producer.flush()
+    # Every shard reads the whole file; the first one shows how far it has got.
+    with Progress(f"load {path}") as progress:
+        shown = progress if progress.active and shard[0] == 0 else None
+        if shown is not None:
+            shown.total = _data_lines(path)
+        try:
+            for datum in read_csv(kind, path, load_time_ms, report, shard, shown):
+                producer.produce(topic, datum["device_id"], kind.encode(header, datum))
+        finally:
+            producer.flush()
+        if shown is not None:
+            shown.finish()
     report.loaded = producer.produced
     if not keep_ids:
         report.device_ids = set()  # not worth sending back to the parent process
@@ -303,31 +355,3 @@ def keys_on_topic(settings: Settings, topic: str) -> set[bytes]:
         elif key is not None:
             live.add(key)
     return live
-
-
-def read_to_end(settings: Settings, topic: str, timeout_s: float = _READ_TO_END_TIMEOUT_S) -> Iterator[Message]:
-    """Every record of the topic, from the beginning to the end offsets it had when called (read_committed).
-
-    Partitions are assigned directly, with no group commit, so the read leaves no trace on the cluster.
-    """
-    admin = admin_client(settings)
-    partitions = [(topic, p) for p in range(topic_partitions(admin, [topic])[topic])]
-    ends = EndOffsetLookup(lambda: admin).wait(partitions)
-    pending = {p: end for (_, p), end in ends.items() if end > 0}
-    consumer = clients.consumer(settings, f"{settings.app_id}-loader", clients.ASSIGNED_READER_TUNING)
-    try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise KafkaException(f"timed out reading {topic} to its end offsets")
-            for message in consumer.consume(10_000, timeout=0.5):
-                error, partition = message.error(), message.partition() or 0
-                if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                    raise KafkaException(error)
-                if error is None:
-                    yield message
-                if error is not None or (message.offset() or 0) + 1 >= pending.get(partition, 0):
-                    pending.pop(partition, None)  # at the end (EOF), or at the offset that was the end
-    finally:
-        consumer.close()

@@ -14,13 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import NewTopic
-
 from pipeline.core.event_time import DAY_MS, HOUR_MS, MINUTE_MS
 from pipeline.kafka.clients import admin_client
+from pipeline.kafka.topics import create_topics
 from pipeline.settings import Settings
 from pipeline.tools.bulk_producer import BulkProducer
+from pipeline.tools.progress import Progress
 from pipeline.wire.avro_codec import AvroCodec
 
 SECOND_MS = 1_000
@@ -468,27 +467,12 @@ def build_scenario(estate: Estate, seed: int, base_time: int, settings: Settings
 def ensure_input_topics(settings: Settings, partitions: int) -> list[str]:
     """Create missing input topics (the simulator plays the DSP, which owns them); compact reference ones."""
     topics = settings.topics
-    wanted = {
-        topics.service_requests: {},
-        topics.activation_outcomes: {},
-        topics.alerts: {},
-        topics.inventory: {"cleanup.policy": "compact"},
-        topics.tracked_devices: {"cleanup.policy": "compact"},
-    }
-    admin = admin_client(settings)
-    existing = admin.list_topics(timeout=10).topics
-    new = [
-        NewTopic(name, num_partitions=partitions, replication_factor=-1, config=config)
-        for name, config in wanted.items()
-        if name not in existing
-    ]
-    for future in admin.create_topics(new, operation_timeout=30).values() if new else ():
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
-    return [t.topic for t in new]
+    compacted = {"cleanup.policy": "compact"}
+    return create_topics(
+        admin_client(settings),
+        dict.fromkeys((*topics.activation_inputs, topics.alerts, *topics.reference_inputs), partitions),
+        {topics.inventory: compacted, topics.tracked_devices: compacted},
+    )
 
 
 def play(scenario: Scenario, settings: Settings, codec: AvroCodec) -> dict[str, int]:
@@ -501,17 +485,21 @@ def play(scenario: Scenario, settings: Settings, codec: AvroCodec) -> dict[str, 
     producer = BulkProducer(settings, client_id="poa-filter-simulator")
     counts = dict.fromkeys(RECORD_NAMES, 0)
     unacknowledged_inputs = False
-    for event in scenario.ordered():
-        topic = getattr(settings.topics, event.topic)
-        value = event.raw if event.datum is None else codec.encode(RECORD_NAMES[event.topic], event.datum, topic)
-        is_alert = topic == settings.topics.alerts
-        if is_alert and unacknowledged_inputs:
-            producer.flush()
-            unacknowledged_inputs = False
-        producer.produce(topic, event.key, value)
-        unacknowledged_inputs = unacknowledged_inputs or not is_alert
-        counts[event.topic] += 1
-    producer.flush()
+    events = scenario.ordered()
+    with Progress("play scenario", total=len(events)) as progress:
+        for played, event in enumerate(events, 1):
+            topic = getattr(settings.topics, event.topic)
+            value = event.raw if event.datum is None else codec.encode(RECORD_NAMES[event.topic], event.datum, topic)
+            is_alert = topic == settings.topics.alerts
+            if is_alert and unacknowledged_inputs:
+                producer.flush()
+                unacknowledged_inputs = False
+            producer.produce(topic, event.key, value)
+            unacknowledged_inputs = unacknowledged_inputs or not is_alert
+            counts[event.topic] += 1
+            progress.update(played)
+        producer.flush()
+        progress.finish(len(events))
     return counts
 
 

@@ -1,7 +1,9 @@
-"""The `poa-filter` command line: settings from flags and environment, errors, simulate and demo-summary."""
+"""The `poa-filter` command line on the real broker: errors, simulate and demo-summary (settings: tests/unit)."""
 
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -9,12 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
 from pipeline import cli
+from pipeline.kafka import clients
 from pipeline.kafka.admin import ensure_output_topics
 from pipeline.kafka.clients import admin_client
-from pipeline.settings import Settings, Topics
+from pipeline.settings import Settings
 from pipeline.tools.csv_loaders import keys_on_topic
 from pipeline.tools.estate_simulator import (
     DEAD_LETTER,
@@ -25,8 +27,10 @@ from pipeline.tools.estate_simulator import (
     parse_base_time,
 )
 from pipeline.wire.avro_codec import AvroCodec
+from tests.integration.worker_harness import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
+LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 BASE_TIME = "2025-01-15T08:00:00Z"
 
 
@@ -37,77 +41,11 @@ def all_flags(settings: Settings) -> list[str]:
     return args
 
 
-def parsed(argv: list[str]) -> Settings:
-    return cli.settings_from_args(cli.build_parser().parse_args(argv))
-
-
-def test_flags_override_environment_which_overrides_defaults(monkeypatch):
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "env:1")
-    monkeypatch.setenv("POA_TOPIC_ALERTS", "env.alerts")
-    monkeypatch.setenv("POA_TOPIC_INVENTORY", "env.inventory")
-    monkeypatch.setenv("POA_WINDOW_MINUTES", "40")
-    settings = parsed(
-        ["worker", "--topic-alerts", "flag.alerts", "--lead-in-minutes", "2", "--max-hold-seconds", "1.5"]
-    )
-    assert settings.bootstrap_servers == "env:1"
-    assert settings.topics == replace(Topics(), alerts="flag.alerts", inventory="env.inventory")
-    assert (settings.window_minutes, settings.lead_in_minutes, settings.max_hold_seconds) == (40, 2, 1.5)
-    assert settings.app_id == Settings().app_id
-
-
-def test_every_settings_flag_is_taken_by_every_subcommand():
-    every = [
-        "--bootstrap-servers", "b:1", "--app-id", "app", "--data-dir", "/d", "--metrics-port", "9",
-        "--schema-registry-url", "http://r", "--window-minutes", "31", "--lead-in-minutes", "1",
-        "--max-future-days", "5", "--max-hold-seconds", "7", "--partition-check-seconds", "2.5",
-    ]  # fmt: skip
-    topics = {name: f"x.{name}" for name in vars(Topics())}
-    for name, topic in topics.items():
-        every += [f"--topic-{name.replace('_', '-')}", topic]
-    want = Settings("b:1", "app", "/d", 9, "http://r", Topics(**topics), 31, 1, 5, 7.0, 2.5)
-    for command in (["worker"], ["load-tracked", "x.csv"], ["load-inventory", "x.csv"], ["simulate"],
-                    ["demo-summary", "--expected", "e.json"]):  # fmt: skip
-        assert parsed([*command, *every]) == want, command
-
-
-def test_worker_runs_the_worker_with_those_settings(monkeypatch):
-    import pipeline.worker.filter_worker
-
-    calls: list[Settings] = []
-    monkeypatch.setattr(pipeline.worker.filter_worker, "run_worker", calls.append)
-    assert cli.main(["worker", "--app-id", "w1", "--metrics-port", "0"]) == 0
-    assert [(s.app_id, s.metrics_port) for s in calls] == [("w1", 0)]
-
-
-def test_a_malformed_environment_variable_is_a_readable_error(monkeypatch, capsys):
-    monkeypatch.setenv("POA_WINDOW_MINUTES", "half an hour")
-    assert cli.main(["load-tracked", "x.csv"]) == 2
-    err = capsys.readouterr().err
-    assert "POA_WINDOW_MINUTES='half an hour' is not a valid int" in err and "Traceback" not in err
-
-
-def test_a_negative_flag_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["worker", "--window-minutes", "-5"])
-    assert exit_.value.code == 2
-    assert "must not be negative" in capsys.readouterr().err
-
-
 def test_a_missing_csv_file_is_a_readable_error(settings, tmp_path, capsys):
     missing = str(tmp_path / "nope.csv")
     assert cli.main(["load-tracked", missing, *all_flags(settings)]) == 2
     err = capsys.readouterr().err
     assert missing in err and "No such file" in err and "Traceback" not in err
-
-
-def test_simulate_without_kafka_writes_the_csvs_and_expected_alerts(tmp_path, capsys):
-    out = tmp_path / "demo"
-    args = ["simulate", "--homes", "60", "--seed", "3", "--out", str(out), "--base-time", BASE_TIME]
-    assert cli.main([*args, "--no-load", "--no-play", "--bootstrap-servers", "127.0.0.1:1"]) == 0
-    assert {p.name for p in out.iterdir()} == {"tracked.csv", "inventory.csv", "expected.json"}
-    expected = json.loads((out / "expected.json").read_text())
-    assert expected["seed"] == 3 and expected["homes"] == 60 and len(expected["alerts"]) > 20
-    assert "to suppress" in capsys.readouterr().out
 
 
 def simulate(settings: Settings, out: Path, homes: int = 60, seed: int = 5) -> list[str]:
@@ -148,7 +86,7 @@ def fake_filter(settings: Settings, seed: int, wrong: int = 0) -> None:
     scenario = build_scenario(build_estate(60, seed, 0.3, base), seed, base, settings)
     codec, topics = AvroCodec(), settings.topics
     ensure_output_topics(admin_client(settings), topics.outputs, 1)
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    producer = clients.producer(settings, {})
     alerts = [e for e in scenario.events if e.topic == "alerts"]
     for event, alert in zip(alerts, scenario.alerts, strict=True):
         value = event.raw or codec.encode(RECORD_NAMES["alerts"], event.datum or {})
@@ -213,3 +151,54 @@ def test_the_demo_end_to_end_simulate_worker_summary(settings, tmp_path):
         worker.wait(timeout=60)
     assert summary.returncode == 0, summary.stdout + summary.stderr
     assert "mismatches against expected.json: none" in summary.stdout
+
+
+def on_a_terminal(argv: list[str]) -> str:
+    """What `poa-filter ARGV` writes to stderr when stderr is a terminal (stdout is a pipe)."""
+    controller, terminal = pty.openpty()
+    try:
+        command = [str(Path(sys.executable).parent / "poa-filter"), *argv]
+        subprocess.run(command, stdout=subprocess.PIPE, stderr=terminal, cwd=REPO, timeout=180, check=True)
+        os.close(terminal)
+        screen = b""
+        while chunk := _read(controller):
+            screen += chunk
+    finally:
+        os.close(controller)
+    return screen.decode().replace("\r\n", "\n").replace("\x1b[K", "")  # a terminal writes \n as \r\n
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO once the writing side is closed
+        return b""
+
+
+@pytest.mark.broker
+def test_loads_and_play_show_progress_on_a_terminal_and_nothing_in_a_pipe(settings, tmp_path):
+    piped = subprocess.run(
+        [str(Path(sys.executable).parent / "poa-filter"), *simulate(settings, tmp_path / "piped")],
+        capture_output=True, text=True, cwd=REPO, timeout=180, check=True,
+    )  # fmt: skip
+    assert piped.stderr == ""
+    out = tmp_path / "terminal"
+    screen = on_a_terminal(simulate(replace(settings, app_id=settings.app_id + "-2"), out))
+    finals = [line.split("\r")[-1] for line in screen.rstrip("\n").split("\n")]  # each line as last redrawn
+    assert len(finals) == 3, screen
+    tracked, inventory, play = finals
+    assert re.fullmatch(rf"load {re.escape(str(out / 'tracked.csv'))}: \d+ rows, [\d,]+ rows/s, \d+s", tracked)
+    assert re.fullmatch(rf"load {re.escape(str(out / 'inventory.csv'))}: [\d,]+ rows, [\d,]+ rows/s, \d+s", inventory)
+    assert re.fullmatch(r"play scenario: [\d,]+ rows, [\d,]+ rows/s, \d+s", play)
+
+
+@pytest.mark.broker
+def test_a_worker_with_json_logs_writes_only_json_lines_naming_itself(settings, tmp_path):
+    worker = WorkerProcess(settings, tmp_path, POA_LOG_FORMAT="json").start()
+    try:
+        worker.wait_ready()
+    finally:
+        worker.stop()
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.strip()]
+    assert lines and all(line["app_id"] == settings.app_id and line["level"] in LEVELS for line in lines)
+    assert any(line["logger"].startswith("pipeline.") and line["message"] for line in lines)

@@ -1,11 +1,11 @@
 """load-tracked / load-inventory through the CLI on the real broker: what lands on the compacted topics."""
 
 import pytest
-from confluent_kafka import Consumer
 
 from pipeline.cli import main
+from pipeline.kafka import clients
+from pipeline.kafka.topics import read_to_end
 from pipeline.settings import Settings
-from pipeline.tools.csv_loaders import read_to_end
 from pipeline.wire.avro_codec import AvroCodec
 
 pytestmark = pytest.mark.broker
@@ -70,12 +70,12 @@ def test_load_tracked_puts_each_row_on_the_topic_keyed_by_its_canonical_id(setti
     assert f"{csv}: 2 rows read, 2 loaded, 0 rejected" in capsys.readouterr().out
 
 
-def test_load_inventory_puts_each_device_with_its_chf_on_the_topic(settings, tmp_path):
+def test_load_inventory_puts_each_device_with_its_chf_and_postcode_on_the_topic(settings, tmp_path):
     csv = write(
         tmp_path,
         "inventory.csv",
-        f"device_id,device_type,chf_id,mpxn,updated_at\n{CHF},CHF,,,1700000000000\n"
-        f"{A},ESME,{CHF.lower()},1234567890123,1700000000000\n",
+        f"device_id,device_type,chf_id,mpxn,updated_at,postcode\n{CHF},CHF,,,1700000000000,\n"
+        f"{A},ESME,{CHF.lower()},1234567890123,1700000000000, SW1A 1AA \n",
     )
     assert main(["load-inventory", csv, *flags(settings)]) == 0
     records = decoded(settings, settings.topics.inventory, "InventoryRecord")
@@ -86,6 +86,7 @@ def test_load_inventory_puts_each_device_with_its_chf_on_the_topic(settings, tmp
             "chf_id": None,
             "mpxn": None,
             "updated_at": 1_700_000_000_000,
+            "postcode": None,
         },
         A: {
             "device_id": A,
@@ -93,8 +94,16 @@ def test_load_inventory_puts_each_device_with_its_chf_on_the_topic(settings, tmp
             "chf_id": CHF,
             "mpxn": "1234567890123",
             "updated_at": 1_700_000_000_000,
+            "postcode": "SW1A 1AA",
         },
     }
+
+
+def test_an_inventory_without_a_postcode_column_loads_with_no_postcode(settings, tmp_path):
+    csv = write(tmp_path, "inventory.csv", f"device_id,device_type,chf_id\n{A},ESME,{CHF}\n")
+    assert main(["load-inventory", csv, *flags(settings)]) == 0
+    record = decoded(settings, settings.topics.inventory, "InventoryRecord")[A]
+    assert record is not None and record["postcode"] is None and record["chf_id"] == CHF
 
 
 def test_duplicates_leave_the_last_row_on_the_topic(settings, tmp_path, capsys):
@@ -154,7 +163,7 @@ def test_a_topic_that_does_not_exist_is_an_error_and_is_not_created(settings, tm
     args = ["load-tracked", csv, *flags(settings), "--topic-tracked-devices", missing]
     assert main(args) == 2
     assert f"{missing} do not exist" in capsys.readouterr().err
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "test-reader"})
+    consumer = clients.consumer(settings, "test-reader", {})
     try:
         assert missing not in consumer.list_topics(timeout=10).topics
     finally:
@@ -167,3 +176,35 @@ def test_a_large_file_arrives_complete(settings, tmp_path, capsys):
     assert main(["load-tracked", csv, *flags(settings)]) == 0
     assert set(latest(settings, settings.topics.tracked_devices)) == set(rows)
     assert "50000 rows read, 50000 loaded, 0 rejected" in capsys.readouterr().out
+
+
+def test_a_non_ascii_digit_in_a_time_cell_is_a_row_error_and_the_other_rows_load(settings, tmp_path, capsys):
+    csv = write(tmp_path, "tracked.csv", f"device_id,added_at\n{A},1734336000000\n{B},\u00b2\n{C},\n")
+    assert main(["load-tracked", csv, *flags(settings)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{csv}:3: added_at '\u00b2' is neither an ISO-8601 UTC time nor epoch milliseconds" in err
+    assert "Traceback" not in err and f"{csv}: 3 rows read, 2 loaded, 1 rejected" in out
+    assert set(latest(settings, settings.topics.tracked_devices)) == {A, C}
+
+
+def test_an_empty_column_name_is_named_and_nothing_is_loaded(settings, tmp_path, capsys):
+    csv = write(tmp_path, "tracked.csv", f"device_id,,\n{A},,\n")
+    assert main(["load-tracked", csv, *flags(settings)]) == 2
+    err = capsys.readouterr().err
+    assert f"{csv}:1: empty column name at position 2, 3 of the header" in err
+    assert latest(settings, settings.topics.tracked_devices) == {}
+
+
+@pytest.mark.parametrize("body", ["", "\n\n"])
+def test_replace_with_a_file_without_rows_is_refused_unless_allowed(settings, tmp_path, capsys, body):
+    assert main(["load-tracked", write(tmp_path, "v1.csv", f"device_id\n{A}\n{B}\n"), *flags(settings)]) == 0
+    empty = write(tmp_path, "empty.csv", f"device_id\n{body}")
+    capsys.readouterr()
+    assert main(["load-tracked", "--replace", empty, *flags(settings)]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty}: the file has no rows, so --replace would remove every device" in err
+    assert "--allow-empty" in err and "Traceback" not in err
+    assert all(v is not None for v in latest(settings, settings.topics.tracked_devices).values())
+    assert main(["load-tracked", "--replace", "--allow-empty", empty, *flags(settings)]) == 0
+    assert "removed 2 devices" in capsys.readouterr().out
+    assert latest(settings, settings.topics.tracked_devices) == {A: None, B: None}

@@ -1,13 +1,20 @@
 """CSV parsing and validation of the bulk loaders, without Kafka: what is loaded, what is rejected and why."""
 
+import csv
+import io
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.tools.csv_loaders import INVENTORY, TRACKED, CsvFileError, CsvKind, LoadReport, parse_time, read_csv
+from pipeline.tools.progress import Progress
+from pipeline.wire.avro_codec import AvroCodec
 
 LOAD_TIME = 1_736_928_000_000  # 2025-01-15T08:00:00Z
 ESME = "00-DB-12-34-56-78-90-A0"
+CODEC = AvroCodec()
 CHF = "00-DB-12-34-56-78-90-A1"
 
 
@@ -193,3 +200,112 @@ def test_shards_split_the_rows_by_device_id_and_their_reports_add_up_to_the_whol
               "(expected 8 hyphen-separated hex octets, e.g. 00-DB-12-34-56-78-90-A0)"),
     ]  # fmt: skip
     assert merged.device_ids == whole.device_ids == set(ids)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "\u00b2",  # superscript two: str.isdigit() is true, int() fails
+        "17000000000\u00b2",
+        "\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",  # Arabic-Indic digits
+        "\uff11\uff17\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10",  # full-width digits
+        "\u0662\u0660\u0662\u0664-12-16T08:00:00Z",
+        "2024-12-16T08:00:00\u00b2",
+        "9" * 5000,  # more digits than int() converts
+        "nan",
+        "-1",
+    ],
+)
+def test_a_time_cell_that_is_neither_ascii_digits_nor_iso_8601_is_a_row_error(tmp_path, cell):
+    rows, report = load(tmp_path, TRACKED, f"device_id,added_at\n{CHF},\n{ESME},{cell}\n", name="tracked.csv")
+    assert [r["device_id"] for r in rows] == [CHF]
+    assert report.rejected_rows == [
+        (3, f"{tmp_path / 'tracked.csv'}:3: added_at {cell!r} is neither an ISO-8601 UTC time nor epoch milliseconds")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header", "positions", "columns"),
+    [("device_id,,", "2, 3", 3), ("device_id,", "2", 2), (",device_id", "1", 2), ("device_id, ,model", "2", 3)],
+)
+def test_an_empty_column_name_is_a_file_error_naming_its_position(tmp_path, header, positions, columns):
+    with pytest.raises(CsvFileError) as error:
+        load(tmp_path, TRACKED, f"{header}\n{ESME},,\n", name="tracked.csv")
+    assert str(error.value) == (
+        f"{tmp_path / 'tracked.csv'}:1: empty column name at position {positions} of the header "
+        f"(the header has {columns} columns); name every column or remove the empty ones; nothing was loaded"
+    )
+
+
+def cells() -> st.SearchStrategy[str]:
+    """Any text; text that looks nearly like a time or an ID; and numbers in any script (str.isdigit() takes
+    '\u00b2', which int() refuses, and int() takes '\u0661', which the loaders do not document)."""
+    near = st.text(alphabet=st.sampled_from("0123456789-:TZ+.\u00b2\u0661\uff11\u2003 abcdefABCDEF"), max_size=30)
+    numbers = st.text(st.characters(categories=("Nd", "No")), min_size=1, max_size=16)
+    return st.one_of(st.text(max_size=30), near, numbers, st.just(""), st.just(ESME), st.just("2024-12-16T08:00:00Z"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from([TRACKED, INVENTORY]), data=st.data())
+def test_any_cells_load_or_are_rejected_naming_file_line_and_field_and_what_loads_encodes(tmp_path, kind, data):
+    columns = [*kind.required, *kind.optional, kind.time_field]
+    table = data.draw(st.lists(st.lists(cells(), min_size=len(columns), max_size=len(columns)), max_size=5))
+    path = tmp_path / "cells.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([columns, *table])
+    report = LoadReport(str(path))
+    loaded = list(read_csv(kind, str(path), LOAD_TIME, report))
+    assert report.rows_read == len(table)
+    assert len(loaded) + report.rejected == report.rows_read
+    for line, message in report.rejected_rows:
+        assert message.startswith(f"{path}:{line}: ")
+        assert message.split(": ", 1)[1].split(" ", 1)[0] in (*columns, "expected")
+    header = CODEC.header(kind.record_name, "topic")
+    for datum in loaded:
+        decoded = CODEC.decode(kind.record_name, kind.encode(header, datum))
+        assert decoded == {name: datum.get(name) for name in decoded}
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_reading_reports_rows_of_the_whole_file_to_the_progress_line(tmp_path):
+    ids = [f"00-DB-12-34-56-78-{n // 256:02X}-{n % 256:02X}" for n in range(10)]
+    path = tmp_path / "list.csv"
+    path.write_text("device_id\n" + "\n".join(ids) + "\n")
+    screen, ticks = Terminal(), iter(range(100))
+    progress = Progress("load", total=10, stream=screen, clock=lambda: float(next(ticks)), every_s=0)
+    with progress:
+        rows = list(read_csv(TRACKED, str(path), LOAD_TIME, LoadReport(str(path)), (1, 2), progress))
+        progress.finish()
+    assert 0 < len(rows) < 10 and progress.done == 10  # one shard's rows, the whole file's progress
+    assert screen.getvalue().split("\r")[-1].startswith("load: 10 rows, ")
+
+
+def test_an_inventory_postcode_is_kept_as_written_bar_surrounding_spaces_and_a_blank_one_is_none(tmp_path):
+    text = (
+        "device_id,device_type,chf_id,postcode\n"
+        f"{ESME},ESME,{CHF},  sw1a 1aa \n"
+        f"{CHF},CHF,,\n"
+        "00-DB-12-34-56-78-90-A2,GSME,,\u2003\n"
+        "00-DB-12-34-56-78-90-A3,IHD,,not a postcode!\n"
+    )
+    rows, report = load(tmp_path, INVENTORY, text)
+    assert [r["postcode"] for r in rows] == ["sw1a 1aa", None, None, "not a postcode!"]
+    assert report.rejected == 0
+    header = CODEC.header("InventoryRecord", "topic")
+    assert [CODEC.decode("InventoryRecord", INVENTORY.encode(header, r))["postcode"] for r in rows] == [
+        "sw1a 1aa",
+        None,
+        None,
+        "not a postcode!",
+    ]
+
+
+def test_an_inventory_without_a_postcode_column_loads_as_before_with_no_postcode(tmp_path):
+    rows, _ = load(tmp_path, INVENTORY, f"device_id,device_type,chf_id\n{ESME},ESME,{CHF}\n")
+    header = CODEC.header("InventoryRecord", "topic")
+    assert "postcode" not in rows[0]
+    assert CODEC.decode("InventoryRecord", INVENTORY.encode(header, rows[0]))["postcode"] is None
