@@ -1,44 +1,56 @@
 """Faust vs confluent-kafka pass-through baseline: why the worker's hot path is on confluent-kafka.
 
 NOT part of the project's dependencies: the Faust scenarios need faust-streaming (0.15+, on
-aiokafka 0.13+) installed separately, in a virtualenv of its own outside the repo, e.g.
+aiokafka 0.13+) installed separately, in a virtualenv of its own outside the repo, with what the
+project's Kafka helpers import; run it as a module from the repository root:
 
     python3 -m venv ../faustvenv
-    ../faustvenv/bin/pip install 'faust-streaming>=0.15' 'aiokafka>=0.13' confluent-kafka
-    ../faustvenv/bin/python bench/faust_baseline.py --bootstrap 127.0.0.1:49092 --messages 300000
+    ../faustvenv/bin/pip install 'faust-streaming>=0.15' 'aiokafka[lz4]>=0.13' uvloop \
+        confluent-kafka fastavro rocksdict prometheus-client
+    ../faustvenv/bin/python -m bench.faust_baseline --bootstrap 127.0.0.1:49092 --messages 300000
 
 Use a private broker (transactions and throw-away topics), e.g.
-    KAFKA_PORT=49092 KAFKA_CONTROLLER_PORT=49093 KAFKA_DATA_DIR=.kafka-faust \
+    KAFKA_PORT=49092 KAFKA_CONTROLLER_PORT=49093 KAFKA_DATA_DIR=../kafka-faust \
         bash deploy/kafka/kafka.sh up      # ... and `down` afterwards
 
 What it does: pre-produces N messages of ~120 bytes (the size of an Avro alert) to a fresh
-3-partition input topic, then, for each scenario, runs ONE child process (this file with
---child) in a fresh consumer group that copies the input topic to a fresh 3-partition output
-topic, bounded by --timeout:
+3-partition input topic with the loaders' bulk producer (lz4-compressed, as the worker's outputs
+are; Faust writes its output uncompressed, which costs it less CPU, not more), then, for each
+scenario, runs ONE child process (this module with --child) in a fresh consumer group that copies
+the input topic to a fresh 3-partition output topic, bounded by --timeout. Faust runs twice: with
+its defaults, and at its best:
 
-  a  faust-agent      Faust agent, raw bytes, `async for v in stream: await out.send(value=v)`
-  b  faust-take       Faust, `stream.take(5000, within=0.1)` + `out.send_soon(value=v)` per message
-  c  faust-discard    Faust, consume and discard (ceiling of Faust's consume path)
-  d  faust-eos        (b) with processing_guarantee='exactly_once'
-  e  ck-plain         confluent-kafka consume(10000) + produce, non-transactional (auto commit)
-  f  ck-txn           confluent-kafka, one transaction per consume batch with
-                      send_offsets_to_transaction (what pipeline/worker.py does)
+  a  faust-agent        Faust defaults, `async for v in stream: await out.send(value=v)`
+  b  faust-take         Faust defaults, `stream.take(5000, within=0.1)` + `out.send_soon(value=v)`
+  c  faust-discard      Faust defaults, consume and discard (ceiling of Faust's consume path)
+  d  faust-eos          (b) with processing_guarantee='exactly_once'
+  g  best-take          (b) tuned: see FAUST_BEST (larger buffers and take() batches, Cython fast
+                        paths, uvloop, no Monitor sensor, producer batching like the confluent ones)
+  h  best-discard       (c) tuned the same way
+  i  best-eos           (d) tuned the same way
+  j  best-take-confluent (g) on faust's confluent-kafka driver (`confluent://`) instead of aiokafka;
+                        not in the default list: with faust-streaming 0.15.3 it never got a partition
+                        assignment (stuck at "Recovery: Starting...")
+  e  ck-plain           the benchmark's pass-through (bench/passthrough.py: the worker's consumer and
+                        producer settings and batch reads), no transactions
+  f  ck-txn             the same, one transaction per batch with the consumer offsets (what the
+                        worker does)
 
 Throughput is N / (time the child consumed its first message -> time the Nth message is
-visible on the output topic to a read_committed consumer run by the parent). For (c) the end
-is the child consuming its Nth message. 'inproc' is the child's own view (last message
-produced and flushed / transaction committed). CPU is user+sys of the child process over the
-same window (all threads, from /proc), plus the broker's if --broker-pid is given, plus the
-parent's counter; 'msg/cpu-s' (messages per CPU-second of the child) is the figure least
-disturbed by other load on the machine (the 'load' column). A run that hits --timeout reports
-a partial rate over the messages it got through. The parent keeps counting for --settle s after
-the end to catch duplicates. Faust runs with linger 2 ms / 1 MB producer batches like the
-confluent producers unless --faust-defaults is given.
+visible on the output topic to a read_committed consumer run by the parent). For the discard
+scenarios the end is the child consuming its Nth message. 'inproc' is the child's own view (last
+message produced and flushed / transaction committed). CPU is user+sys of the child process over
+the same window (all threads, from /proc), plus the broker's if --broker-pid is given, plus the
+parent's counter; 'us/msg' (child CPU per message) is the figure least disturbed by other load on
+the machine (the 'load' column). A run that hits --timeout reports a partial rate over the
+messages it got through. The parent keeps counting for --settle s after the end to catch
+duplicates.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -50,16 +62,50 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    engine: str  # "faust" or "confluent"
+    shape: str  # faust: agent, take, discard; confluent: plain, txn
+    best: bool = False  # faust: FAUST_BEST instead of the defaults
+    eos: bool = False  # faust: processing_guarantee="exactly_once"
+    driver: str = "kafka"  # faust's transport: "kafka" (aiokafka) or "confluent"
+
 
 SCENARIOS = {
-    "a": "faust-agent",
-    "b": "faust-take",
-    "c": "faust-discard",
-    "d": "faust-eos",
-    "e": "ck-plain",
-    "f": "ck-txn",
+    "a": Scenario("faust-agent", "faust", "agent"),
+    "b": Scenario("faust-take", "faust", "take"),
+    "c": Scenario("faust-discard", "faust", "discard"),
+    "d": Scenario("faust-eos", "faust", "take", eos=True),
+    "g": Scenario("best-take", "faust", "take", best=True),
+    "h": Scenario("best-discard", "faust", "discard", best=True),
+    "i": Scenario("best-eos", "faust", "take", best=True, eos=True),
+    "j": Scenario("best-take-confluent", "faust", "take", best=True, driver="confluent"),
+    "e": Scenario("ck-plain", "confluent", "plain"),
+    "f": Scenario("ck-txn", "confluent", "txn"),
 }
+
+# Faust at its best for a raw pass-through, from faust-streaming's settings reference.
+FAUST_BEST: dict[str, Any] = {
+    # Prefetch: the docs' own figure for "over 30,000 events a second" (default 4096).
+    "stream_buffer_maxsize": 131_072,
+    # The repaired Cython fast paths (StreamIterator takes queued values without awaiting); needs the
+    # compiled extensions, which the wheels ship.
+    "cython_optimizations": True,
+    # Nothing waits for a half-processed event on rebalance or shutdown: a copy is idempotent enough.
+    "stream_wait_empty": False,
+    "consumer_max_fetch_size": 4 * 1024 * 1024,  # per partition (default 1 MiB)
+    # Producer batching like the confluent producers (linger 2 ms, 1 MB batches; Faust: 0 ms, 16 KiB).
+    "producer_linger": 0.002,
+    "producer_max_batch_size": 1_000_000,
+    "producer_max_request_size": 2_000_000,
+}
+FAUST_BEST_TAKE = 20_000  # take() batch at its best (5,000 with the defaults)
 PARTITIONS = 3
+REPO = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -116,14 +162,31 @@ def make_payloads(n: int, seed: int = 7) -> list[bytes]:
 # ---------------------------------------------------------------------------------------------
 
 
-def child_faust(a: argparse.Namespace, ev: Events) -> None:
+def child_faust(a: argparse.Namespace, ev: Events, scen: Scenario) -> None:
     import asyncio
 
-    import faust
+    if scen.best:
+        import mode.loop
 
-    scen = a.child
-    conf: dict[str, object] = dict(
-        broker=f"kafka://{a.bootstrap}",
+        mode.loop.use("uvloop")  # before faust makes its event loop
+
+    import faust
+    from faust.sensors import Monitor
+
+    class QuietMonitor(Monitor):
+        """The Monitor with its per-message and per-send bookkeeping off (the app calls some of it directly)."""
+
+        def on_message_in(self, *args: Any, **kwargs: Any) -> None: ...
+        def on_stream_event_in(self, *args: Any, **kwargs: Any) -> None: ...
+        def on_stream_event_out(self, *args: Any, **kwargs: Any) -> None: ...
+        def on_message_out(self, *args: Any, **kwargs: Any) -> None: ...
+        def on_send_initiated(self, *args: Any, **kwargs: Any) -> None: ...
+        def on_send_completed(self, *args: Any, **kwargs: Any) -> None: ...
+        def on_tp_commit(self, *args: Any, **kwargs: Any) -> None: ...
+        def track_tp_end_offset(self, *args: Any, **kwargs: Any) -> None: ...
+
+    conf: dict[str, Any] = dict(
+        broker=f"{scen.driver}://{a.bootstrap}",
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,
@@ -133,22 +196,22 @@ def child_faust(a: argparse.Namespace, ev: Events) -> None:
         consumer_auto_offset_reset="earliest",
         datadir=os.path.join(a.workdir, "{conf.name}-data"),
     )
-    if not a.faust_defaults:  # same batching as the confluent producers (and pipeline/worker.py)
-        conf["producer_linger"] = 0.002
-        conf["producer_max_batch_size"] = 1_000_000
-        conf["producer_max_request_size"] = 2_000_000
-    if scen == "d":
+    if scen.best:
+        conf.update(FAUST_BEST)
+        conf["monitor"] = QuietMonitor()
+    if scen.eos:
         conf["processing_guarantee"] = "exactly_once"
     app = faust.App(a.group, **conf)
     src = app.topic(a.in_topic, value_type=bytes, value_serializer="raw", partitions=PARTITIONS)
     dst = app.topic(a.out_topic, value_type=bytes, value_serializer="raw", partitions=PARTITIONS)
     n_target = a.messages
+    take = FAUST_BEST_TAKE if scen.best else 5000
     st = {"n": 0, "done": False}
 
     async def finish() -> None:
         if not st["done"]:
             st["done"] = True
-            if scen != "c":
+            if scen.shape != "discard":
                 await app.producer.flush()
             ev.emit("done", count=st["n"])
 
@@ -160,7 +223,7 @@ def child_faust(a: argparse.Namespace, ev: Events) -> None:
         if st["n"] // 1000 != before // 1000:
             ev.emit("progress", count=st["n"])
 
-    if scen == "a":
+    if scen.shape == "agent":
 
         @app.agent(src)
         async def copy_each(stream):  # noqa: ANN001
@@ -170,18 +233,18 @@ def child_faust(a: argparse.Namespace, ev: Events) -> None:
                 if st["n"] >= n_target:
                     await finish()
 
-    elif scen in ("b", "d"):
+    elif scen.shape == "take":
 
         @app.agent(src)
         async def copy_batches(stream):  # noqa: ANN001
-            async for values in stream.take(5000, within=0.1):
+            async for values in stream.take(take, within=0.1):
                 seen(len(values))
                 for value in values:
                     dst.send_soon(value=value)
                 if st["n"] >= n_target:
                     await finish()
 
-    elif scen == "c":
+    else:
 
         @app.agent(src)
         async def discard(stream):  # noqa: ANN001
@@ -200,101 +263,35 @@ def child_faust(a: argparse.Namespace, ev: Events) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# child: confluent-kafka scenarios
+# child: the confluent-kafka pass-through
 # ---------------------------------------------------------------------------------------------
 
 
-def child_confluent(a: argparse.Namespace, ev: Events) -> None:
-    from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+def child_confluent(a: argparse.Namespace, ev: Events, scen: Scenario) -> None:
+    """The benchmark's pass-through, the worker's loop without the work, reporting to the parent."""
+    from bench import passthrough
 
-    txn = a.child == "f"
-    consumer = Consumer(
-        {
-            "bootstrap.servers": a.bootstrap,
-            "group.id": a.group,
-            "enable.auto.commit": not txn,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 1_000,
-            "queued.max.messages.kbytes": 65536,
-            "fetch.wait.max.ms": 50,
-        }
-    )
-    pconf: dict[str, object] = {
-        "bootstrap.servers": a.bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 2,
-        "batch.size": 1_000_000,
-        "compression.type": a.compression,
-        "queue.buffering.max.messages": 1_000_000,
-    }
-    if txn:
-        pconf["transactional.id"] = f"{a.group}-tx"
-        pconf["transaction.timeout.ms"] = 60_000
-    producer = Producer(pconf)
-    if txn:
-        producer.init_transactions(30)
-    consumer.subscribe([a.in_topic])
-    ev.emit("app_started")
-    n = 0
-    done = False
-
-    def produce(value: bytes | None) -> None:
-        while True:
-            try:
-                producer.produce(a.out_topic, value)  # type: ignore[arg-type]  # None is a null value
-                return
-            except BufferError:
-                producer.poll(0.01)
-
-    while True:
-        msgs = consumer.consume(a.batch, 0.1)
-        good = [m for m in msgs if m.error() is None]
-        if not good:
-            if not txn:
-                producer.poll(0)
-            continue
-        if n == 0:
+    def on_read(copied: int, _batch: int) -> None:
+        if copied == 0:
             ev.emit("first")
-        n += len(good)
-        if txn:
-            producer.begin_transaction()
-            for m in good:
-                produce(m.value())
-            last: dict[tuple[str, int], int] = {}
-            for m in good:
-                last[(m.topic(), m.partition())] = m.offset() + 1  # type: ignore[index,operator]
-            producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in last.items()],
-                consumer.consumer_group_metadata(),
-                30,
-            )
-            try:
-                producer.commit_transaction(30)
-            except KafkaException as exc:
-                ev.emit("error", msg=f"commit_transaction: {exc}")
-                raise
-        else:
-            for m in good:
-                produce(m.value())
-            producer.poll(0)
-        if n >= a.messages and not done:
-            if not txn:
-                producer.flush(30)
-            done = True
-            ev.emit("done", count=n)
+
+    ev.emit("app_started")
+    params = {"bootstrap": a.bootstrap, "group": a.group, "mode": scen.shape, "source": a.in_topic,
+              "target": a.out_topic, "expect": a.messages, "timeout": a.timeout}
+    result = passthrough.run(params, on_read)
+    ev.emit("done", count=result["records"])
+    while True:  # the parent stops the child once it has counted the output, as it stops a Faust worker
+        time.sleep(1)
 
 
 def run_child(a: argparse.Namespace) -> None:
     ev = Events(a.events)
+    scen = SCENARIOS[a.child]
     try:
-        if a.child in ("a", "b", "c", "d"):
-            child_faust(a, ev)
+        if scen.engine == "faust":
+            child_faust(a, ev, scen)
         else:
-            child_confluent(a, ev)
+            child_confluent(a, ev, scen)
     except SystemExit as exc:  # the parent's SIGTERM ends a Faust worker this way
         if exc.code not in (None, 0):
             ev.emit("error", msg=f"SystemExit: {exc.code}")
@@ -327,32 +324,16 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
-def create_topics(admin, names: list[str]) -> None:  # noqa: ANN001
-    from confluent_kafka.admin import NewTopic
-
-    futs = admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names], operation_timeout=30)
-    for f in futs.values():
-        f.result(60)
-
-
 def preproduce(a: argparse.Namespace, topic: str) -> None:
-    from confluent_kafka import Producer
+    from bench.kafka_ops import settings_for
+    from pipeline.tools.bulk_producer import BulkProducer
 
     payloads = make_payloads(a.messages)
-    p = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
-                  "queue.buffering.max.messages": 2_000_000, "acks": "all",
-                  "compression.type": a.compression})
+    producer = BulkProducer(settings_for(a.bootstrap), client_id="faust-baseline")
     t0 = time.time()
-    for v in payloads:
-        while True:
-            try:
-                p.produce(topic, v)
-                break
-            except BufferError:
-                p.poll(0.01)
-    left = p.flush(120)
-    if left:
-        raise SystemExit(f"pre-produce: {left} messages not delivered")
+    for i, value in enumerate(payloads):
+        producer.produce(topic, b"%d" % i, value)
+    producer.flush()
     print(f"pre-produced {a.messages} x {len(payloads[0])} B to {topic} in {time.time() - t0:.1f}s",
           flush=True)
 
@@ -400,26 +381,27 @@ def stop_child(proc: subprocess.Popen, grace: float) -> str:
         return f"killed (no exit {grace:.0f}s after SIGTERM)"
 
 
-def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin, run_id: str) -> Result:  # noqa: ANN001
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin: Any, run_id: str) -> Result:
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    from bench.kafka_ops import settings_for
+    from pipeline.kafka import clients
+    from pipeline.kafka.topics import create_topics
 
     res = Result(scen)
-    name = SCENARIOS[scen]
+    name = SCENARIOS[scen].name
+    discard = SCENARIOS[scen].shape == "discard"  # the end is the child's count, not the output's
     out_topic = f"fb-{run_id}-out-{scen}"
     group = f"fb-{run_id}-{name}"
-    create_topics(admin, [out_topic])
+    create_topics(admin, {out_topic: PARTITIONS})
     workdir = Path(a.workdir)
     ev_path = workdir / f"{run_id}-{scen}.events"
     log_path = workdir / f"{run_id}-{scen}.log"
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", scen, "--bootstrap", a.bootstrap,
-           "--in-topic", in_topic, "--out-topic", out_topic, "--group", group,
-           "--messages", str(a.messages), "--events", str(ev_path), "--batch", str(a.batch),
-           "--compression", a.compression, "--workdir", a.workdir]
-    if a.faust_defaults:
-        cmd.append("--faust-defaults")
-    counter = Consumer({"bootstrap.servers": a.bootstrap, "group.id": f"{group}-counter",
-                        "enable.auto.commit": False, "isolation.level": "read_committed",
-                        "fetch.wait.max.ms": 50})
+    cmd = [sys.executable, "-m", "bench.faust_baseline", "--child", scen, "--bootstrap", a.bootstrap,
+           "--in-topic", in_topic, "--out-topic", out_topic, "--group", group, "--messages", str(a.messages),
+           "--events", str(ev_path), "--workdir", a.workdir, "--timeout", str(a.timeout)]
+    counter = clients.consumer(settings_for(a.bootstrap), f"{group}-counter", clients.ASSIGNED_READER_TUNING,
+                               **{"enable.partition.eof": False, "fetch.wait.max.ms": 50})
     counter.assign([TopicPartition(out_topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
     events: dict[str, dict] = {}
     pos = 0
@@ -433,7 +415,7 @@ def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin, run_id:
         load_start = loadavg1()
         t_start = time.time()
         cpu_children_before = children_cpu()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO)
         deadline = t_start + a.timeout
         while True:
             msgs = counter.consume(10000, 0.05)
@@ -443,10 +425,10 @@ def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin, run_id:
             if "first" in events and cpu_counter_first is None:
                 cpu_counter_first = self_cpu()
                 cpu_broker_first = proc_cpu(a.broker_pid) if a.broker_pid else None
-            met = ("done" in events) if scen == "c" else count >= a.messages
+            met = ("done" in events) if discard else count >= a.messages
             failed = "error" in events or proc.poll() is not None
             if met or failed or now >= deadline:
-                if scen == "c":
+                if discard:
                     last = events.get("done") or events.get("progress")
                     t_end, processed = (last["t"], last["count"]) if last else (now, 0)
                 else:
@@ -456,7 +438,7 @@ def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin, run_id:
                 break
         if cpu_counter_first is not None:
             res.counter_cpu_s = self_cpu() - cpu_counter_first
-        if met and scen != "c":
+        if met and not discard:
             settle_end = time.time() + a.settle  # duplicates would show up here
             while time.time() < settle_end:
                 count += sum(1 for m in counter.consume(10000, 0.1) if m.error() is None)
@@ -479,7 +461,7 @@ def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin, run_id:
             res.broker_cpu_s = cpu_broker_end - cpu_broker_first
     if met:
         res.status = "ok"
-        if scen != "c" and count != a.messages:
+        if not discard and count != a.messages:
             res.notes.append(f"output holds {count} != {a.messages} messages after {a.settle:.0f}s")
     elif "error" in events:
         res.status = "error"
@@ -488,7 +470,7 @@ def run_scenario(a: argparse.Namespace, scen: str, in_topic: str, admin, run_id:
     else:
         res.status = f"timeout {a.timeout:.0f}s"
     if not met:
-        what = "consumed" if scen == "c" else "visible on output"
+        what = "consumed" if discard else "visible on output"
         res.notes.append(f"{processed}/{a.messages} {what} (partial rate)")
     if "error" in events:
         res.notes.append(events["error"]["msg"][:300])
@@ -506,7 +488,7 @@ def fmt(v: float | None, spec: str) -> str:
 
 
 def print_table(results: list[Result]) -> None:
-    hdr = (f"{'scenario':<16} {'status':<12} {'msg/s':>9} {'inproc':>9} {'secs':>6} {'startup':>7} "
+    hdr = (f"{'scenario':<22} {'status':<12} {'msg/s':>9} {'inproc':>9} {'secs':>6} {'startup':>7} "
            f"{'cpu_s':>6} {'cores':>5} {'us/msg':>6} {'msg/cpu-s':>9} {'brk_cpu':>7} {'ctr_cpu':>7} "
            f"{'load':>11}  notes")
     print(hdr)
@@ -516,7 +498,7 @@ def print_table(results: list[Result]) -> None:
         cores = cpu / r.elapsed_s if cpu is not None and r.elapsed_s else None
         us = cpu / n * 1e6 if cpu is not None and n else None
         per_cpu = n / cpu if cpu and n else None
-        print(f"{r.scen + ' ' + SCENARIOS[r.scen]:<16} {r.status:<12} {fmt(r.rate, ',.0f'):>9} "
+        print(f"{r.scen + ' ' + SCENARIOS[r.scen].name:<22} {r.status:<12} {fmt(r.rate, ',.0f'):>9} "
               f"{fmt(r.inproc_rate, ',.0f'):>9} {fmt(r.elapsed_s, '.2f'):>6} "
               f"{fmt(r.startup_s, '.1f'):>7} {fmt(cpu, '.2f'):>6} {fmt(cores, '.2f'):>5} "
               f"{fmt(us, '.0f'):>6} {fmt(per_cpu, ',.0f'):>9} {fmt(r.broker_cpu_s, '.2f'):>7} "
@@ -527,19 +509,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default="127.0.0.1:49092")
     p.add_argument("--messages", type=int, default=300_000)
-    p.add_argument("--scenarios", default="abcdef", help="subset of letters a-f (default all)")
+    p.add_argument("--scenarios", default="efabcdghi", help="letters, in the order to run")
     p.add_argument("--timeout", type=float, default=120.0, help="per scenario, from child start")
-    p.add_argument("--batch", type=int, default=10_000, help="consume() batch for e/f")
-    p.add_argument("--compression", default="none", help="producer compression for e/f/pre-produce")
     p.add_argument("--settle", type=float, default=3.0, help="s to keep counting after the end")
     p.add_argument("--grace", type=float, default=15.0, help="s between SIGTERM and SIGKILL")
     p.add_argument("--broker-pid", type=int, default=None, help="also report this pid's CPU")
     p.add_argument("--workdir", default="bench-results/faust-baseline", help="child logs and event files")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--keep-topics", action="store_true")
-    p.add_argument("--faust-defaults", action="store_true",
-                   help="Faust producer defaults (linger 0, 16 KiB batches) instead of linger 2 ms, "
-                   "1 MB batches like the confluent producers")
     # internal: child mode
     p.add_argument("--child", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
     p.add_argument("--in-topic", help=argparse.SUPPRESS)
@@ -554,17 +531,18 @@ def main(argv: list[str] | None = None) -> None:
     if a.child:
         run_child(a)
         return
-    from confluent_kafka.admin import AdminClient
+    from bench import kafka_ops
+    from pipeline.kafka.topics import create_topics
 
     bad = set(a.scenarios) - set(SCENARIOS)
     if bad:
         raise SystemExit(f"unknown scenarios: {''.join(sorted(bad))}")
     try:
-        import faust  # noqa: F401
+        import faust
 
         faust_version = faust.__version__
     except ImportError:
-        if set(a.scenarios) & set("abcd"):
+        if any(SCENARIOS[s].engine == "faust" for s in a.scenarios):
             raise SystemExit("faust-streaming is not installed in this interpreter (see docstring)") from None
         faust_version = None
     import confluent_kafka
@@ -572,22 +550,19 @@ def main(argv: list[str] | None = None) -> None:
     versions = {"python": sys.version.split()[0], "faust": faust_version,
                 "confluent_kafka": confluent_kafka.version()[0],
                 "librdkafka": confluent_kafka.libversion()[0], "cpus": os.cpu_count()}
-    try:
-        import aiokafka
-
-        versions["aiokafka"] = aiokafka.__version__
-    except ImportError:
-        pass
+    for module in ("aiokafka", "uvloop"):
+        with contextlib.suppress(ImportError):
+            versions[module] = __import__(module).__version__
     print("versions:", json.dumps(versions), flush=True)
     os.makedirs(a.workdir, exist_ok=True)
     run_id = uuid.uuid4().hex[:8]
-    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    admin = kafka_ops.admin(a.bootstrap)
     in_topic = f"fb-{run_id}-in"
-    create_topics(admin, [in_topic])
+    create_topics(admin, {in_topic: PARTITIONS})
     preproduce(a, in_topic)
     results = []
     for scen in a.scenarios:
-        print(f"running {scen} {SCENARIOS[scen]} ...", flush=True)
+        print(f"running {scen} {SCENARIOS[scen].name} ...", flush=True)
         r = run_scenario(a, scen, in_topic, admin, run_id)
         print(f"  -> {r.status} rate={fmt(r.rate, ',.0f')} msg/s {'; '.join(r.notes)}", flush=True)
         results.append(r)
@@ -600,12 +575,7 @@ def main(argv: list[str] | None = None) -> None:
             json.dump({"versions": versions, "messages": a.messages,
                        "results": [r.__dict__ for r in results]}, f, indent=2)
     if not a.keep_topics:
-        topics = [in_topic] + [f"fb-{run_id}-out-{s}" for s in a.scenarios]
-        for deletion in admin.delete_topics(topics, operation_timeout=30).values():
-            try:
-                deletion.result(60)
-            except Exception as exc:  # noqa: BLE001
-                print(f"delete topic: {exc}", file=sys.stderr)
+        kafka_ops.delete_topics(admin, f"fb-{run_id}-")
 
 
 if __name__ == "__main__":

@@ -12,52 +12,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
-
+from bench.kafka_ops import settings_for
 from bench.scenario import AlertFactory, AlertMix, WorldParams, backlog, build_campaign
-from pipeline.kafka.batches import produce_when_room
+from pipeline.tools.bulk_producer import BulkProducer
 from pipeline.wire.avro_codec import AvroCodec
-
-
-class CheckedProducer:
-    """Throughput-tuned producer that counts failed deliveries: a partial backlog must not pass as full."""
-
-    def __init__(self, bootstrap: str, linger_ms: int = 20) -> None:
-        self.failed = 0
-        self.first_error: KafkaError | None = None
-        self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": linger_ms,
-                "batch.size": 1_000_000,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": 1_000_000,
-                "queue.buffering.max.kbytes": 1_048_576,
-                "delivery.report.only.error": True,
-                "on_delivery": self._on_delivery,
-            }
-        )
-
-    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self.failed += 1
-            self.first_error = self.first_error or err
-
-    def produce(self, topic: str, key: bytes, value: bytes, timestamp: int = 0) -> None:
-        produce_when_room(self.producer, topic, value, key, timestamp=timestamp)
-
-    def flush(self) -> None:
-        if self.producer.flush(120) != 0 or self.failed:
-            raise RuntimeError(f"{self.failed} records not delivered (first error: {self.first_error})")
 
 
 def produce_campaign(p: dict[str, Any]) -> dict[str, Any]:
     world = WorldParams(**p["world"])
     campaign = build_campaign(world)
     codec = AvroCodec()
-    out = CheckedProducer(p["bootstrap"])
+    out = BulkProducer(settings_for(p["bootstrap"]), client_id="bench-feed")
     for datum in campaign.requests:
         out.produce(
             p["topics"]["service_requests"], datum["target_device_id"].encode(), codec.encode("ServiceRequest", datum)
@@ -74,7 +39,7 @@ def produce_campaign(p: dict[str, Any]) -> dict[str, Any]:
 def produce_backlog(p: dict[str, Any]) -> dict[str, Any]:
     world = WorldParams(**p["world"])
     factory = AlertFactory(world, build_campaign(world), AvroCodec(), AlertMix(**p.get("mix", {})), p["seed"])
-    out = CheckedProducer(p["bootstrap"])
+    out = BulkProducer(settings_for(p["bootstrap"]), client_id="bench-feed")
     started = time.monotonic()
     expected: Counter[str] = Counter()
     topic = p["topic"]

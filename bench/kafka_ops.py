@@ -10,23 +10,26 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    ConsumerGroupTopicPartitions,
-    IsolationLevel,
-    KafkaException,
-    TopicPartition,
-)
-from confluent_kafka import Consumer as _Consumer
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from bench.scenario import alert_id_of
+from pipeline.kafka import clients
+from pipeline.kafka.admin import EndOffsetLookup, topic_partitions
+from pipeline.kafka.topics import read_to_end
+from pipeline.settings import Settings
+
+
+def settings_for(bootstrap: str) -> Settings:
+    """The benchmark's clients connect as the project's do (settings from the environment), to its broker."""
+    return replace(Settings.from_env(), bootstrap_servers=bootstrap)
 
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})  # no INFO lines about purged queues
+    return clients.admin_client(settings_for(bootstrap), log_level=4)  # no INFO lines about purged queues
 
 
 def check_broker(bootstrap: str, timeout: float = 15) -> None:
@@ -35,15 +38,6 @@ def check_broker(bootstrap: str, timeout: float = 15) -> None:
         admin(bootstrap).list_topics(timeout=timeout)
     except KafkaException as exc:
         raise SystemExit(f"no Kafka broker answers at {bootstrap} ({exc}); start one with `make kafka-up`") from None
-
-
-def create_topics(client: AdminClient, topics: dict[str, tuple[int, dict[str, str]]]) -> None:
-    new = [
-        NewTopic(name, num_partitions=parts, replication_factor=1, config=config)
-        for name, (parts, config) in topics.items()
-    ]
-    for future in client.create_topics(new, operation_timeout=30).values():
-        future.result(timeout=60)
 
 
 def delete_topics(client: AdminClient, prefix: str) -> list[str]:
@@ -73,16 +67,11 @@ def _wait_best_effort(futures: Iterable[Future[Any]]) -> None:
             future.result(timeout=60)
 
 
-def partitions_of(client: AdminClient, topic: str) -> list[int]:
-    return sorted(client.list_topics(topic, timeout=10).topics[topic].partitions)
-
-
-def end_offsets(client: AdminClient, topic: str, committed: bool = False) -> dict[int, int]:
-    """High watermarks (or, with `committed`, last stable offsets) of every partition of a topic."""
-    level = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
-    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions_of(client, topic)}
-    futures = client.list_offsets(request, isolation_level=level, request_timeout=15)
-    return {tp.partition: f.result(timeout=30).offset for tp, f in futures.items()}
+def end_offsets(client: AdminClient, topic: str) -> dict[int, int]:
+    """Last stable offsets of every partition of a topic (the high watermarks, on one written without
+    transactions)."""
+    partitions = [(topic, p) for p in range(topic_partitions(client, [topic])[topic])]
+    return {p: end for (_, p), end in EndOffsetLookup(lambda: client).wait(partitions).items()}
 
 
 def committed_offsets(client: AdminClient, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
@@ -150,46 +139,20 @@ def sustained_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1
 def count_outputs(bootstrap: str, topics: dict[str, str], timeout: float = 300) -> dict[str, object]:
     """Read every output topic to its last stable offset (read_committed, as a DNO would) and count records
     by kind and alert ID: every input alert must appear exactly once across the three outputs."""
-    client = admin(bootstrap)
-    ends: dict[tuple[str, int], int] = {}
-    for topic in topics.values():
-        try:
-            for p, end in end_offsets(client, topic, committed=True).items():
-                if end > 0:
-                    ends[(topic, p)] = end
-        except KafkaException:
-            continue  # the topic does not exist (nothing was ever written to it)
-    consumer = _Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "bench-output-count",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": False,
-        }
-    )
+    settings = settings_for(bootstrap)
+    existing = topic_partitions(admin(bootstrap), topics.values())  # one never written to may not exist
     kinds = {topic: kind for kind, topic in topics.items()}
     counts: Counter[str] = Counter()
     ids: Counter[bytes] = Counter()
+    complete = True
     try:
-        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
-        pending = dict(ends)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for msg in consumer.consume(10_000, 0.5):
-                if msg.error() is not None:
-                    continue
-                kind = kinds[msg.topic()]  # type: ignore[index]  # set on every consumed message
-                counts[kind] += 1
-                value = msg.value()
-                if kind != "dead_letter" and value:
-                    ids[alert_id_of(value)] += 1
-            positions = consumer.position([TopicPartition(t, p) for t, p in pending])
-            for tp in positions:
-                if tp.offset >= pending[(tp.topic, tp.partition)]:
-                    del pending[(tp.topic, tp.partition)]
-        complete = not pending
-    finally:
-        consumer.close()
+        for msg in read_to_end(settings, existing, timeout, group_id="bench-output-count"):
+            kind = kinds[msg.topic()]  # type: ignore[index]  # set on every consumed message
+            counts[kind] += 1
+            value = msg.value()
+            if kind != "dead_letter" and value:
+                ids[alert_id_of(value)] += 1
+    except KafkaException:
+        complete = False  # not read to the end in time: the check reports it
     duplicates = sum(n - 1 for n in ids.values() if n > 1)
     return {"by_topic": dict(counts), "distinct_alert_ids": len(ids), "duplicates": duplicates, "complete": complete}

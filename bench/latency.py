@@ -18,25 +18,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 
+from bench.kafka_ops import settings_for
 from bench.scenario import SUPPRESS, AlertFactory, AlertMix, WorldParams, alert_id_of, build_campaign
+from pipeline.kafka import clients
 from pipeline.kafka.batches import next_batch
 from pipeline.wire.avro_codec import AvroCodec
+
+# A DSP sending alerts one by one as they happen: each is sent within a millisecond.
+PACED_PRODUCER_TUNING: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "linger.ms": 1,
+    "compression.type": "lz4",
+}
 
 
 def send(p: dict[str, Any]) -> dict[str, Any]:
     world = WorldParams(**p["world"])
     factory = AlertFactory(world, build_campaign(world), AvroCodec(), AlertMix(**p.get("mix", {})), p["seed"])
-    producer = Producer(
-        {
-            "bootstrap.servers": p["bootstrap"],
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 1,
-            "compression.type": "lz4",
-        }
-    )
+    producer = clients.producer(settings_for(p["bootstrap"]), PACED_PRODUCER_TUNING)
     rate, total, prefix, topic = p["rate"], int(p["rate"] * p["duration"]), p["prefix"], p["topic"]
     sent_at = np.full(total, math.nan)
     suppress = np.zeros(total, dtype=bool)
@@ -68,15 +70,11 @@ def send(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def receive(p: dict[str, Any]) -> dict[str, Any]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": p["bootstrap"],
-            "group.id": f"{p['prefix']}latency",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 5,
-            "enable.partition.eof": False,
-        }
+    consumer = clients.consumer(
+        settings_for(p["bootstrap"]),
+        f"{p['prefix']}latency",
+        clients.ASSIGNED_READER_TUNING,
+        **{"fetch.wait.max.ms": 5, "enable.partition.eof": False},  # outputs stamped as soon as readable
     )
     assignment = []
     topics: list[str] = p["topics"]

@@ -14,23 +14,26 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from bench.kafka_ops import settings_for
+from pipeline.kafka import clients
 from pipeline.kafka.batches import next_batch, produce_when_room
-from pipeline.kafka.clients import ALERT_CONSUMER_TUNING, TRANSACTIONAL_PRODUCER_TUNING
 from pipeline.worker.filter_worker import ALERT_WAIT_S, READ_BATCH
 
 
-def run(p: dict[str, Any]) -> dict[str, Any]:
+def run(p: dict[str, Any], on_read: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Copy `expect` records; `on_read(copied so far, batch size)` hears of each batch as soon as it is read."""
     txn = p["mode"] == "txn"
-    consumer = Consumer({"bootstrap.servers": p["bootstrap"], "group.id": p["group"], **ALERT_CONSUMER_TUNING})
-    config: dict[str, Any] = {"bootstrap.servers": p["bootstrap"], **TRANSACTIONAL_PRODUCER_TUNING}
-    if txn:
-        config["transactional.id"] = f"{p['group']}-tx"
-    producer = Producer(config)
+    settings = settings_for(p["bootstrap"])
+    consumer = clients.consumer(settings, p["group"], clients.ALERT_CONSUMER_TUNING)
+    producer = clients.producer(
+        settings, clients.TRANSACTIONAL_PRODUCER_TUNING, **({"transactional.id": f"{p['group']}-tx"} if txn else {})
+    )
     if txn:
         producer.init_transactions(30)
     assigned: list[float] = []
@@ -66,6 +69,8 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
         messages = [m for m in next_batch(consumer, READ_BATCH, ALERT_WAIT_S) if m.error() is None]
         if not messages:
             continue
+        if on_read is not None:
+            on_read(count, len(messages))
         if first_at is None:
             first_at = time.monotonic()
         if txn:

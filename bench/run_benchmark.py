@@ -43,6 +43,7 @@ import psutil
 from bench import kafka_ops, profiling, report
 from bench.procs import POA_FILTER, Children, Worker, run_json_tool, run_tool, worker_env
 from bench.scenario import HOUR_MS, WorldParams, write_csvs
+from pipeline.kafka.topics import create_topics
 from pipeline.settings import Topics
 
 WARMUP_S = 2.0  # latency samples of the first seconds of a paced run are left out (connections, caches)
@@ -241,19 +242,20 @@ class Bench:
         self.world = WorldParams(s.tracked, s.untracked, s.campaign, int(time.time() * 1000), self.args.seed)
         compacted = {"cleanup.policy": "compact"}
         t = self.topics
-        kafka_ops.create_topics(
+        create_topics(
             kafka_ops.admin(self.bootstrap),
             {
-                t["service_requests"]: (3, {}),
-                t["activation_outcomes"]: (2, {}),
-                t["alerts"]: (s.alert_partitions, {}),
-                t["inventory"]: (3, compacted),
-                t["tracked_devices"]: (3, compacted),
-                f"{self.tag}.passthrough-txn": (s.alert_partitions, {}),
-                f"{self.tag}.passthrough-plain": (s.alert_partitions, {}),
-                f"{self.tag}.passthrough-live-in": (s.alert_partitions, {}),
-                f"{self.tag}.passthrough-live-out": (s.alert_partitions, {}),
+                t["service_requests"]: 3,
+                t["activation_outcomes"]: 2,
+                t["alerts"]: s.alert_partitions,
+                t["inventory"]: 3,
+                t["tracked_devices"]: 3,
+                f"{self.tag}.passthrough-txn": s.alert_partitions,
+                f"{self.tag}.passthrough-plain": s.alert_partitions,
+                f"{self.tag}.passthrough-live-in": s.alert_partitions,
+                f"{self.tag}.passthrough-live-out": s.alert_partitions,
             },
+            {t["inventory"]: compacted, t["tracked_devices"]: compacted},
         )
         started = time.monotonic()
         self.tracked_csv, self.inventory_csv, tracked_rows, inventory_rows = write_csvs(self.world, self.work / "csv")
@@ -327,28 +329,25 @@ class Bench:
             time.sleep(0.5)
 
     def ready_times(self) -> None:
-        timeout = 120 + self.scale.tracked / 4_000
         ready: dict[str, Any] = {}
         self.results["ready"] = ready
-        w = self.worker("worker-1-first-start").start()
-        ready["first_start_s"] = round(w.wait_ready(timeout), 2)
-        ready["first_start_cpu_s"] = w.cpu_seconds()
-        self.say(f"  first start (state built from Kafka): ready in {ready['first_start_s']} s")
-        self._wait_state_read(w)
-        ready["first_start_stop_s"] = round(self.stop_worker(w), 2)
-        w = self.worker("worker-2-restart-local-state").start()
-        ready["restart_local_s"] = round(w.wait_ready(timeout), 2)
-        self.say(f"  restart with local state: ready in {ready['restart_local_s']} s")
-        ready["restart_stop_s"] = round(self.stop_worker(w), 2)
+        self._time_ready(ready, "first_start", "worker-1-first-start", "first start (state built from Kafka)")
+        self._time_ready(ready, "restart_local", "worker-2-restart-local-state", "restart with local state", False)
         if self.args.skip_rebuild:
             return
         shutil.rmtree(self.state_dir)
-        w = self.worker("worker-3-state-deleted").start()
-        ready["rebuild_s"] = round(w.wait_ready(timeout), 2)
-        ready["rebuild_cpu_s"] = w.cpu_seconds()
-        self.say(f"  restart after deleting the state folder: ready in {ready['rebuild_s']} s")
-        self._wait_state_read(w)
-        ready["rebuild_stop_s"] = round(self.stop_worker(w), 2)
+        self._time_ready(ready, "rebuild", "worker-3-state-deleted", "restart after deleting the state folder")
+
+    def _time_ready(self, ready: dict[str, Any], key: str, name: str, what: str, from_kafka: bool = True) -> None:
+        """Start a worker and time it to ready (with its CPU, when it reads its state from Kafka), then stop it."""
+        w = self.worker(name).start()
+        ready[f"{key}_s"] = round(w.wait_ready(120 + self.scale.tracked / 4_000), 2)
+        if from_kafka:
+            ready[f"{key}_cpu_s"] = w.cpu_seconds()
+        self.say(f"  {what}: ready in {ready[f'{key}_s']} s")
+        if from_kafka:
+            self._wait_state_read(w)
+        ready[f"{key}_stop_s"] = round(self.stop_worker(w), 2)
 
     def _produce_backlog(self, name: str, prefix: str) -> dict[str, Any]:
         now = self.world.now_ms

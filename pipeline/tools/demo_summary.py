@@ -15,8 +15,8 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Messag
 
 from pipeline.core.bad_input import BadInput
 from pipeline.kafka import clients
-from pipeline.kafka.admin import topic_partitions
 from pipeline.kafka.clients import admin_client
+from pipeline.kafka.topics import TopicsMissing, wait_for_topics
 from pipeline.settings import Settings
 from pipeline.tools.estate_simulator import DEAD_LETTER, FORWARD, SUPPRESS
 from pipeline.wire.avro_codec import AvroCodec
@@ -138,15 +138,13 @@ def collect(settings: Settings, codec: AvroCodec, expected: dict[str, Any], time
 
 def _wait_for_topics(settings: Settings, topics: tuple[str, ...], deadline: float) -> set[tuple[str, int]]:
     """The output topics' partitions; the worker creates the topics, so they may not exist yet."""
-    admin = admin_client(settings)
-    while True:
-        counts = topic_partitions(admin, topics)
-        if len(counts) == len(topics):
-            return {(t, p) for t, n in counts.items() for p in range(n)}
-        if time.monotonic() > deadline:
-            missing = ", ".join(t for t in topics if t not in counts)
-            raise KafkaException(f"output topics {missing} do not exist: is the worker running?")
-        time.sleep(0.5)
+    try:
+        counts = wait_for_topics(admin_client(settings), topics, timeout_s=max(0.0, deadline - time.monotonic()))
+    except TopicsMissing as exc:
+        if exc.unreachable is not None:
+            raise exc.unreachable from None
+        raise KafkaException(f"output topics {', '.join(exc.missing)} do not exist: is the worker running?") from None
+    return {(t, p) for t, n in counts.items() for p in range(n)}
 
 
 def _all_seen(observed: Observed, expected: dict[str, Any]) -> bool:

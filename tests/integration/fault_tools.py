@@ -12,13 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
 
-from confluent_kafka import Producer
-
+from pipeline.kafka import clients
 from pipeline.kafka.batches import produce_when_room
 from pipeline.settings import Settings, Topics
 from tests.integration.scenario import BASE, Scenario
 from tests.integration.test_worker_decisions import check_decisions
-from tests.integration.worker_harness import CODEC, OutputReader, Outputs, WorkerProcess
+from tests.integration.worker_harness import CODEC, DSP_PRODUCER_TUNING, OutputReader, Outputs, WorkerProcess
 
 Record = tuple[str, bytes | None, bytes | None]  # topic, key, value
 
@@ -116,8 +115,7 @@ class StreamWriter:
         self.records = list(records)
         self.seconds = seconds
         self.slices = max(1, min(slices, len(self.records)))
-        self.producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5, "acks": "all",
-                                  "enable.idempotence": True})
+        self.producer = clients.producer(settings, DSP_PRODUCER_TUNING)
         self.thread = threading.Thread(target=self._write, name="dsp-writer", daemon=True)
         self.error: BaseException | None = None
         self.written = 0

@@ -10,6 +10,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -17,6 +18,21 @@ from tests.integration.worker_harness import free_port
 
 KAFKA_SH = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
 START_ATTEMPTS = 3  # the free ports are picked before the broker binds them; another process may win the race
+
+
+class StoppableBroker(Protocol):
+    def down(self) -> None: ...
+
+
+Broker = TypeVar("Broker", bound=StoppableBroker)
+
+
+def running(broker: Broker) -> Iterator[Broker]:
+    """A fixture's body for a broker of its own: hands out the started broker, brings it down at the end."""
+    try:
+        yield broker
+    finally:
+        broker.down()
 
 
 class PrivateBroker:
@@ -68,8 +84,4 @@ class PrivateBroker:
 @pytest.fixture(scope="module", name="private_kafka")
 def private_kafka_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
     """A broker for this test module alone; import this fixture into the module that needs it."""
-    kafka = PrivateBroker(tmp_path_factory.mktemp("private-kafka")).start()
-    try:
-        yield kafka
-    finally:
-        kafka.down()
+    yield from running(PrivateBroker(tmp_path_factory.mktemp("private-kafka")).start())

@@ -3,8 +3,9 @@
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewPartitions
+from confluent_kafka.admin import NewPartitions
 
+from pipeline.kafka import clients
 from pipeline.settings import Settings
 from tests.integration.scenario import MIN
 from tests.integration.test_worker_bad_input import CHF, ESME, T0, alert, request
@@ -26,7 +27,7 @@ def test_a_request_on_a_partition_added_at_run_time_suppresses_its_alert(setting
     reader = OutputReader(settings)
     try:
         worker.wait_ready()
-        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+        admin = clients.admin_client(settings)
         for future in admin.create_partitions([NewPartitions(t.service_requests, 4)]).values():
             future.result(30)
         wait_until(lambda: f"{t.service_requests}[3]" in worker.log(), 30, "the added partition read", worker)

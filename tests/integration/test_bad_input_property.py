@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from pipeline.kafka import clients
 from pipeline.settings import Settings, Topics
 from tests.conftest import BOOTSTRAP, create_topics
 from tests.integration.scenario import BASE, campaign
@@ -108,7 +108,7 @@ def test_generated_bad_input_is_dead_lettered_and_valid_traffic_decided(
     worker = WorkerProcess(s, tmp_path).start()
     reader = OutputReader(s)
     delivered: list[tuple[str, int, int, bytes]] = []
-    producer = Producer({"bootstrap.servers": s.bootstrap_servers, "enable.idempotence": True})
+    producer = clients.producer(s, {"enable.idempotence": True})
     try:
         worker.wait_ready()
         events = sc.events()

@@ -4,8 +4,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
+from pipeline.kafka import clients
 from pipeline.settings import Settings
 from tests.integration.scenario import BASE, MIN
 from tests.integration.worker_harness import CODEC, DspProducer, OutputReader, WorkerProcess
@@ -76,7 +76,7 @@ def test_bad_records_are_dead_lettered_and_valid_traffic_is_unaffected(settings:
         worker.wait_ready()
         # Bad records first, then valid traffic that depends on state written after them.
         delivered: dict[tuple[str, bytes | None], tuple[int, int]] = {}
-        producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+        producer = clients.producer(settings, {})
         cases = bad_records(settings)
         for topic, key, value, _ in cases:
             producer.produce(topic, value, key, on_delivery=lambda err, msg: delivered.__setitem__(

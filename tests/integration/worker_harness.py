@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
+from pipeline.kafka import clients
 from pipeline.settings import Settings
 from pipeline.wire.avro_codec import AvroCodec
 
@@ -120,14 +121,16 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}{tail}")
 
 
+# The DSP's producer in tests: idempotent (a broker restart must not reorder or duplicate its input).
+DSP_PRODUCER_TUNING: dict[str, Any] = {"linger.ms": 5, "acks": "all", "enable.idempotence": True}
+
+
 class DspProducer:
     """Writes input records as the DSP would: Avro single-object values, device ID keys."""
 
     def __init__(self, settings: Settings) -> None:
         self.topics = settings.topics
-        self.producer = Producer(
-            {"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5, "acks": "all", "enable.idempotence": True}
-        )
+        self.producer = clients.producer(settings, DSP_PRODUCER_TUNING)
 
     def send(self, topic: str, key: str | bytes | None, value: bytes | None) -> None:
         self.producer.produce(topic, value, key.encode() if isinstance(key, str) else key)
@@ -164,14 +167,8 @@ class Outputs:
 class OutputReader:
     def __init__(self, settings: Settings) -> None:
         self.topics = settings.topics
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": "test-output-reader",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": False,
-            }
+        self.consumer = clients.consumer(
+            settings, "test-output-reader", clients.ASSIGNED_READER_TUNING, **{"enable.partition.eof": False}
         )
         self.outputs = Outputs()
         self._assigned = False
