@@ -21,6 +21,17 @@ class WindowPolicy:
     lead_in_ms: int = 0
     max_future_ms: int = 30 * DAY_MS
 
+    @property
+    def reach_ms(self) -> int:
+        """The longest a request's activation can still be in its window after the request was received."""
+        return self.max_future_ms + self.window_ms
+
+    @property
+    def input_retention_ms(self) -> int:
+        """How long the service-request and outcome topics must keep a record, in whole days, for a rebuild
+        to restore every activation whose window is not over (31 days by default)."""
+        return -(-self.reach_ms // DAY_MS) * DAY_MS
+
 
 @dataclass(frozen=True, slots=True)
 class RequestVersion:
@@ -83,10 +94,6 @@ def add_version(versions: Sequence[RequestVersion], new: RequestVersion) -> tupl
     if new in versions:
         return tuple(versions)
     return tuple(sorted([*versions, new], key=lambda v: v.received_at))
-
-
-def add_time(times: Sequence[int], new: int) -> tuple[int, ...]:
-    return tuple(sorted(set(times) | {new}))
 
 
 def earliest(current: int | None, new: int) -> int:

@@ -1,9 +1,10 @@
-"""The filter's state (tracked list, HAN associations, activations) and the AD1 decision over it (5.5).
+"""The filter's state (tracked list, HAN associations, activations), the AD1 decision over it (5.5), and
+its housekeeping.
 
 Keys are namespaced byte strings in one store, values compact JSON. Only what decisions need is kept:
-the inventory is reduced to ESME -> CHF associations and a CHF -> ESMEs index, the tracked list to
-membership. Activation data is kept per request ID (versions, withdrawal) and per ESME (request IDs,
-cancellations), so each rule of `activation_windows` reads exactly the records it names.
+the reference data as `reference_data` reduces it; activation data per request ID (versions, withdrawal)
+and per ESME (request IDs, cancellations), so each rule of `activation_windows` reads exactly the records
+it names, each with the Kafka time its last record was written, which housekeeping goes by.
 """
 
 import json
@@ -12,11 +13,11 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from pipeline.core.activation_windows import (
+    Activation,
     Cancellation,
     RequestVersion,
     Window,
     WindowPolicy,
-    add_time,
     add_version,
     earliest,
     effective_activation,
@@ -36,19 +37,26 @@ from pipeline.core.records import (
     InventoryRecord,
     ServiceRequest,
 )
+from pipeline.core.reference_data import ReferenceData
+from pipeline.core.written import UNKNOWN, Written
 
-ESME_OF = b"inv/"  # ESME id -> its CHF id
-HAN = b"han/"  # CHF id -> JSON list of ESME ids
-TRACKED = b"trk/"  # ESME id -> b"1"
-VERSIONS = b"req/"  # request id -> JSON [[esme, received_at, activation_time], ...]
-WITHDRAWN = b"wdr/"  # request id -> withdrawal time
-ESME_ACTIVITY = b"esm/"  # ESME id -> JSON {"requests": [...], "cancellations": [...]}
-META = b"meta/"  # worker bookkeeping (read positions, counts), see `put_meta`
-TRACKED_COUNT = "tracked-count"
+VERSIONS = b"req/"  # request id -> JSON {"sightings": [[esme, received_at, activation_time], ...], "written": ts}
+WITHDRAWN = b"wdr/"  # request id -> JSON [withdrawal time, written]
+ESME_ACTIVITY = b"esm/"  # ESME id -> JSON {"requests": [...], "cancellations": [[time, written], ...]}
+META = b"meta/"  # worker bookkeeping (read positions, format), see `put_meta`
+FORMAT = "format"
+# The layout of the keys above; a store in another layout is rebuilt from the topics (contract 6, upgrades).
+# 2: reference records per raw key, the HAN index per (CHF, ESME), Kafka write times beside activations.
+STATE_FORMAT_VERSION = 2
 
 
 def _dump(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _latest_write(stored: int | None, new: int | None) -> int | None:
+    """When the last of a key's records was written (None: unknown, so it is never purged)."""
+    return None if stored is None or new is None else max(stored, new)
 
 
 _SWEEP_PHASES = (VERSIONS, WITHDRAWN, ESME_ACTIVITY)
@@ -63,7 +71,14 @@ class WindowCounts:
 
 @dataclass
 class SweepPass:
-    """An incremental housekeeping pass at event time `now`, resumable after any key."""
+    """An incremental housekeeping pass at wall-clock time `now`, resumable after any key.
+
+    Its horizon is `now` less the inputs' retention, taken from the wall clock and never from record
+    times, so no record, however outlying its time, can move it; and it is the same for every worker,
+    whatever alert partitions it owns (none, some, all, idle ones). Only activation data whose records were
+    all written before the horizon is purged, that is data a rebuild from the topics could not restore
+    anyway, and of that only what no alert received at or after the horizon can need (see `sweep_some`).
+    """
 
     now: int
     retention_ms: int
@@ -80,165 +95,158 @@ class FilterState:
     def __init__(self, store: StagedStore, policy: WindowPolicy) -> None:
         self._store = store
         self.policy = policy
-        self._tracked_count: int | None = None
+        self.reference = ReferenceData(store)
 
-    # --- reference data: latest value wins (5.5) -------------------------------------------------
+    # --- reference data: the latest value written applies (5.5, contract 6) ------------------------
 
-    def put_inventory(self, device_id: str, record: InventoryRecord | None) -> None:
-        esme_chf = record.chf_id if record is not None and record.is_esme else None
-        self.put_esme_han(device_id, esme_chf)
-
-    def put_esme_han(self, device_id: str, chf_id: str | None) -> None:
-        """The device is an ESME on the HAN of this CHF, or (None) not an ESME on any HAN."""
-        key = ESME_OF + device_id.encode()
-        old = self._store.get(key)
-        new = chf_id.encode() if chf_id else None
-        if old == new:
-            return
-        if old is not None:
-            self._update_han(old, remove=device_id)
-        if new is None:
-            self._store.delete(key)
+    def put_inventory(self, key: str, record: InventoryRecord | None, written: Written = UNKNOWN) -> None:
+        """An inventory record (None: a tombstone) under this raw key, a valid device ID in any case."""
+        if record is None:
+            self.reference.remove_inventory(key)
         else:
-            self._store.put(key, new)
-            self._update_han(new, add=device_id)
+            self.put_esme_han(key, record.chf_id if record.is_esme else None, written)
 
-    def _update_han(self, chf_id: bytes, add: str | None = None, remove: str | None = None) -> None:
-        key = HAN + chf_id
-        raw = self._store.get(key)
-        esmes = set(json.loads(raw)) if raw else set()
-        if add:
-            esmes.add(add)
-        if remove:
-            esmes.discard(remove)
-        if esmes:
-            self._store.put(key, _dump(sorted(esmes)))
-        else:
-            self._store.delete(key)
+    def put_esme_han(self, key: str, chf_id: str | None, written: Written = UNKNOWN) -> None:
+        """An inventory record under this raw key: the device is an ESME on the HAN of this CHF, or (None)
+        not an ESME on any HAN."""
+        self.reference.put_inventory(key, chf_id or None, written)
 
-    def put_tracked(self, device_id: str, listed: bool) -> None:
-        key = TRACKED + device_id.encode()
-        was_listed = self._store.get(key) is not None
-        if listed == was_listed:
-            return
-        if listed:
-            self._store.put(key, b"1")
-        else:
-            self._store.delete(key)
-        self._tracked_count = self.tracked_count() + (1 if listed else -1)
-        self.put_meta(TRACKED_COUNT, str(self._tracked_count).encode())
+    def put_tracked(self, key: str, listed: bool) -> None:
+        """A tracked-devices record (listed) or tombstone under this raw key."""
+        self.reference.put_tracked(key, listed)
 
-    def esmes_on_han(self, chf_id: str) -> list[str]:
-        raw = self._store.get(HAN + chf_id.encode())
-        return json.loads(raw) if raw else []
-
-    def is_tracked(self, esme_id: str) -> bool:
-        return self._store.get(TRACKED + esme_id.encode()) is not None
+    def tracked_count(self) -> int:
+        return self.reference.tracked_count()
 
     # --- activation events (5.1-5.3) ------------------------------------------------------------
 
-    def apply_service_request(self, request: ServiceRequest) -> RequestVersion | Cancellation | None:
+    def apply_service_request(
+        self, request: ServiceRequest, written: Written = UNKNOWN
+    ) -> RequestVersion | Cancellation | None:
         """Record an SR; raises BadInput (beyond the horizon) before changing anything."""
         meaning = interpret_request(request, self.policy)
         if isinstance(meaning, RequestVersion):
-            versions = self._versions(meaning.request_id)
-            self._put_versions(meaning.request_id, add_version(versions, meaning))
+            versions, stored_write = self._stored_versions(meaning.request_id)
+            write = written.timestamp if not versions else _latest_write(stored_write, written.timestamp)
+            self._put_versions(meaning.request_id, add_version(versions, meaning), write)
             self._update_activity(meaning.esme_id, request_id=meaning.request_id)
         elif isinstance(meaning, Cancellation):
-            self._update_activity(meaning.esme_id, cancellation=meaning.received_at)
+            self._update_activity(meaning.esme_id, cancellation=(meaning.received_at, written.timestamp))
         return meaning
 
-    def apply_outcome(self, outcome: ActivationOutcome) -> bool:
+    def apply_outcome(self, outcome: ActivationOutcome, written: Written = UNKNOWN) -> bool:
         """Record a withdrawal (matched by request ID alone); True when the outcome withdraws."""
         if outcome.outcome not in WITHDRAWING_OUTCOMES:
             return False
         key = WITHDRAWN + outcome.request_id.encode()
         raw = self._store.get(key)
-        self._store.put(key, str(earliest(int(raw) if raw else None, outcome.received_at)).encode())
+        if raw is None:
+            withdrawn_at, write = outcome.received_at, written.timestamp
+        else:
+            stored_at, stored_write = json.loads(raw)
+            withdrawn_at = earliest(stored_at, outcome.received_at)
+            write = _latest_write(stored_write, written.timestamp)
+        self._store.put(key, _dump([withdrawn_at, write]))
         return True
 
-    def _versions(self, request_id: str) -> tuple[RequestVersion, ...]:
+    def _stored_versions(self, request_id: str) -> tuple[tuple[RequestVersion, ...], int | None]:
         raw = self._store.get(VERSIONS + request_id.encode())
         if not raw:
-            return ()
-        return tuple(RequestVersion(request_id, e, r, t) for e, r, t in json.loads(raw))
+            return (), None
+        data = json.loads(raw)
+        return tuple(RequestVersion(request_id, e, r, t) for e, r, t in data["sightings"]), data["written"]
 
-    def _put_versions(self, request_id: str, versions: tuple[RequestVersion, ...]) -> None:
+    def _versions(self, request_id: str) -> tuple[RequestVersion, ...]:
+        return self._stored_versions(request_id)[0]
+
+    def _put_versions(self, request_id: str, versions: tuple[RequestVersion, ...], written: int | None) -> None:
         key = VERSIONS + request_id.encode()
         if versions:
-            self._store.put(key, _dump([[v.esme_id, v.received_at, v.activation_time] for v in versions]))
+            sightings = [[v.esme_id, v.received_at, v.activation_time] for v in versions]
+            self._store.put(key, _dump({"sightings": sightings, "written": written}))
         else:
             self._store.delete(key)
 
-    def _activity(self, esme_id: str) -> tuple[list[str], tuple[int, ...]]:
+    def _activity(self, esme_id: str) -> tuple[list[str], dict[int, int | None]]:
+        """The ESME's request IDs, and its cancellations: time -> when the last record of it was written."""
         raw = self._store.get(ESME_ACTIVITY + esme_id.encode())
         if not raw:
-            return [], ()
+            return [], {}
         data = json.loads(raw)
-        return data["requests"], tuple(data["cancellations"])
+        return data["requests"], dict(data["cancellations"])
 
-    def _update_activity(self, esme_id: str, request_id: str | None = None, cancellation: int | None = None) -> None:
+    def _update_activity(
+        self, esme_id: str, request_id: str | None = None, cancellation: tuple[int, int | None] | None = None
+    ) -> None:
         requests, cancellations = self._activity(esme_id)
         if request_id is not None and request_id not in requests:
             requests = [*requests, request_id]
         if cancellation is not None:
-            cancellations = add_time(cancellations, cancellation)
+            at, written = cancellation
+            cancellations[at] = written if at not in cancellations else _latest_write(cancellations[at], written)
         self._put_activity(esme_id, requests, cancellations)
 
-    def _put_activity(self, esme_id: str, requests: list[str], cancellations: tuple[int, ...]) -> None:
+    def _put_activity(self, esme_id: str, requests: list[str], cancellations: dict[int, int | None]) -> None:
         key = ESME_ACTIVITY + esme_id.encode()
         if requests or cancellations:
-            self._store.put(key, _dump({"requests": requests, "cancellations": list(cancellations)}))
+            ordered = [[c, cancellations[c]] for c in sorted(cancellations)]
+            self._store.put(key, _dump({"requests": requests, "cancellations": ordered}))
         else:
             self._store.delete(key)
 
     def _withdrawn_at(self, request_id: str) -> int | None:
         raw = self._store.get(WITHDRAWN + request_id.encode())
-        return int(raw) if raw else None
+        return json.loads(raw)[0] if raw else None
 
     # --- the decision (5.4, 5.5) ----------------------------------------------------------------
 
     def decide(self, alert: AlertFacts) -> Decision:
+        """ESMEs on the HAN are looked at in device-ID order, one at a time, and the first tracked one with
+        an activation in force at t justifies the suppression: a crowded HAN costs only what it takes."""
         if alert.alert_code != OUTAGE_ALERT_CODE:
             return Forward(ForwardReason.NOT_AD1)
-        esmes = self.esmes_on_han(alert.device_id)
-        if not esmes:
-            return Forward(ForwardReason.NO_ESME_ON_HAN)
-        tracked = [e for e in esmes if self.is_tracked(e)]
-        if not tracked:
-            return Forward(ForwardReason.NO_TRACKED_ESME)
-        t = alert.received_at
-        candidates = []
-        for esme_id in tracked:
-            request_ids, cancellations = self._activity(esme_id)
-            for request_id in request_ids:
-                versions = self._versions(request_id)
-                withdrawn_at = self._withdrawn_at(request_id)
-                for version in versions:
-                    if version.esme_id != esme_id:
-                        continue
-                    activation = effective_activation(version, versions, cancellations, withdrawn_at, t, self.policy)
-                    if activation is not None:
-                        candidates.append(activation)
-        best = preferred(candidates)
-        return Forward(ForwardReason.NO_ACTIVATION_WINDOW) if best is None else Suppress(best)
+        reason = ForwardReason.NO_ESME_ON_HAN
+        for esme_id in self.reference.esmes_on_han(alert.device_id):
+            if not self.reference.is_tracked(esme_id):
+                if reason is ForwardReason.NO_ESME_ON_HAN:
+                    reason = ForwardReason.NO_TRACKED_ESME
+                continue
+            reason = ForwardReason.NO_ACTIVATION_WINDOW
+            best = preferred(self._activations_in_force(esme_id, alert.received_at))
+            if best is not None:
+                return Suppress(best)
+        return Forward(reason)
+
+    def _activations_in_force(self, esme_id: str, t: int) -> Iterator[Activation]:
+        request_ids, cancellations = self._activity(esme_id)
+        for request_id in request_ids:
+            versions = self._versions(request_id)
+            withdrawn_at = self._withdrawn_at(request_id)
+            for version in versions:
+                if version.esme_id != esme_id:
+                    continue
+                activation = effective_activation(version, versions, cancellations, withdrawn_at, t, self.policy)
+                if activation is not None:
+                    yield activation
 
     # --- housekeeping ---------------------------------------------------------------------------
 
-    def sweep(self, now: int, retention_ms: int) -> WindowCounts:
-        """One whole sweep pass (see `SweepPass`); the worker runs passes in slices instead."""
-        sweep = SweepPass(now, retention_ms)
-        while not self.sweep_some(sweep, limit=1000):
-            pass
-        return sweep.counts
+    def start_sweep(self, wall_clock_ms: int) -> SweepPass:
+        """A housekeeping pass at this wall-clock time, with the inputs' retention as its reach back."""
+        return SweepPass(wall_clock_ms, self.policy.input_retention_ms)
 
-    def sweep_some(self, sweep: "SweepPass", limit: int) -> bool:
+    def sweep_some(self, sweep: SweepPass, limit: int) -> bool:
         """Advance a sweep pass by at most `limit` keys; True when the pass is complete.
 
-        Versions are dropped once every sighting of their request ID has a window that ended more than
-        the retention before `now` (sightings go together: dropping only an ended replacement would make
-        the version it replaced current again); withdrawals and cancellations once no activation they
-        could affect can still be in a kept window. The pass also counts windows pending and in force.
+        Nothing is purged unless every record it came from was written before the horizon (the topics no
+        longer hold it, so a rebuild would not restore it either). Of that, a request ID's sightings go
+        together once every window of them ended more than the reach (longest future-dating plus window)
+        before the horizon: a sighting received later, even one read after the purge, is then received after
+        all of them, so none of them could have replaced it. Withdrawals of request IDs without sightings and
+        cancellations go once they are more than the reach before the horizon: no activation in a window at
+        or after the horizon was received that early. So no decision on an alert received at or after the
+        horizon changes, pending windows are never purged, and state stays bounded by the inputs' retention.
+        The pass also counts windows pending and in force at `now`.
         """
         prefix = _SWEEP_PHASES[sweep.phase]
         batch = list(islice(self._store.scan(prefix, sweep.after), limit))
@@ -247,7 +255,8 @@ class FilterState:
             if prefix == VERSIONS:
                 self._sweep_versions(name, sweep)
             elif prefix == WITHDRAWN:
-                if int(raw) < sweep.horizon - self._reach and not self._versions(name):
+                withdrawn_at, written = json.loads(raw)
+                if self._purgeable(withdrawn_at, written, sweep) and not self._versions(name):
                     self._store.delete(key)
             else:
                 self._sweep_activity(name, sweep)
@@ -258,25 +267,27 @@ class FilterState:
             sweep.after = batch[-1][0]
         return sweep.phase >= len(_SWEEP_PHASES)
 
-    @property
-    def _reach(self) -> int:
-        return self.policy.max_future_ms + self.policy.window_ms
+    def _purgeable(self, latest_time: int, written: int | None, sweep: SweepPass) -> bool:
+        """Written before the horizon, and about times more than the reach before it."""
+        cutoff = sweep.horizon
+        return written is not None and written < cutoff and latest_time < cutoff - self.policy.reach_ms
 
-    def _sweep_versions(self, request_id: str, sweep: "SweepPass") -> None:
-        versions = self._versions(request_id)
-        if all(window_of(v, self.policy).end < sweep.horizon for v in versions):
+    def _sweep_versions(self, request_id: str, sweep: SweepPass) -> None:
+        versions, written = self._stored_versions(request_id)
+        last_end = max(window_of(v, self.policy).end for v in versions)
+        if self._purgeable(last_end, written, sweep):
             sweep.counts.purged += len(versions)
-            self._put_versions(request_id, ())
+            self._put_versions(request_id, (), None)
             return
         window = self._window_in_force(request_id, versions, sweep.now)
         if window is not None:
             sweep.counts.pending += window.start > sweep.now
             sweep.counts.active += window.contains(sweep.now)
 
-    def _sweep_activity(self, esme_id: str, sweep: "SweepPass") -> None:
+    def _sweep_activity(self, esme_id: str, sweep: SweepPass) -> None:
         requests, cancellations = self._activity(esme_id)
         live = [r for r in requests if any(v.esme_id == esme_id for v in self._versions(r))]
-        recent = tuple(c for c in cancellations if c >= sweep.horizon - self._reach)
+        recent = {c: w for c, w in cancellations.items() if not self._purgeable(c, w, sweep)}
         if (live, recent) != (requests, cancellations):
             self._put_activity(esme_id, live, recent)
 
@@ -293,11 +304,19 @@ class FilterState:
             return None
         return window if window.end >= now else None
 
-    def tracked_count(self) -> int:
-        if self._tracked_count is None:  # kept in memory: a rebuild changes it 1.5 million times
-            raw = self.get_meta(TRACKED_COUNT)
-            self._tracked_count = int(raw) if raw else 0
-        return self._tracked_count
+    # --- the stored format (contract 6: upgrades rebuild by themselves) --------------------------
+
+    def format_version_ok(self) -> bool:
+        """True when the store is empty or in this version's format; False when it holds state in an older
+        (or no recorded) format, which the worker must then discard and rebuild from the topics."""
+        stored = self.get_meta(FORMAT)
+        if stored is not None:
+            return stored == str(STATE_FORMAT_VERSION).encode()
+        return next(self._store.scan(b""), None) is None
+
+    def mark_format(self) -> None:
+        """Record this version's format (staged: durable with the next commit)."""
+        self.put_meta(FORMAT, str(STATE_FORMAT_VERSION).encode())
 
     # --- bookkeeping stored atomically with the state -------------------------------------------
 

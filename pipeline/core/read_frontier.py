@@ -1,22 +1,50 @@
 """When may an AD1 with event time t be decided? (contract 5.7)
 
-Only once every service-request and outcome partition has either been read past t (a record with
-received_at > t, so by 5.6 every record at t is in) or been read to an end offset that was looked up
-*after* the alert was read. The second condition is what makes live processing safe: any request the
-DSP wrote before the alert is below that end offset. Together they make the decision independent of how
-reads interleave, so a backlog is decided exactly as live traffic would be.
+Only once every service-request and outcome partition has either been read past t (so by 5.6 every
+record at t is in) or been read to an end offset that was looked up *after* the alert was read. The
+second condition is what makes live processing safe: any request the DSP wrote before the alert is below
+that end offset. Together they make the decision independent of how reads interleave, so a backlog is
+decided exactly as live traffic would be.
+
+"Read past t" rests on the DSP writing each partition in `received_at` order, which one outlying record
+breaks: a single request or outcome stamped in 2999 (an ignored variant, a SUCCESS outcome) would make
+its partition count as past every t until restart, and AD1s would be decided with earlier requests
+still unread (contract 6: an outlier never switches the guard off). So a record's time counts only when
+it is corroborated, two ways:
+
+- by its neighbours: a partition's clock is the largest minimum over any `CORROBORATING_RECORDS`
+  consecutive records read from it. The DSP's in-order records are sorted among themselves, so as long
+  as no run of that many records is all outliers ahead of them, every such minimum is at most the time
+  of an in-order record already read, and every in-order record at or before it has been read too. Past
+  outliers only lower a minimum (a wait, never an early decision);
+- by the wall clock: a record stamped more than `AHEAD_TOLERANCE_MS` after the wall clock when it is read
+  is not a time the DSP can have received anything at, so it moves no clock, however many there are.
+
+Both only ever make an AD1 wait, never decide earlier than the records allow; the end-offset condition
+still lets a caught-up worker decide at once, and the wait stays bounded (POA_MAX_HOLD_SECONDS). The wall
+clock here only decides whether a record may end a wait; it never enters a decision.
 """
 
+from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from pipeline.core.event_time import HOUR_MS
 
 Partition = tuple[str, int]
+
+# A run of up to CORROBORATING_RECORDS - 1 outliers ahead of their partition cannot move its clock.
+CORROBORATING_RECORDS = 4
+# received_at is when the DSP received the record, so it cannot be ahead of the wall clock but for clock
+# skew between the DSP and the worker; an hour covers any sane skew (and a DSP an hour off by a time-zone slip).
+AHEAD_TOLERANCE_MS = HOUR_MS
 
 
 @dataclass
 class _Progress:
     next_offset: int = 0
-    clock: int | None = None  # highest received_at of a valid record read; dead letters move no clock
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=CORROBORATING_RECORDS))
+    clock: int | None = None  # every in-order record of this partition up to this time has been read
 
 
 class ReadFrontier:
@@ -33,11 +61,22 @@ class ReadFrontier:
     def partitions(self) -> list[Partition]:
         return list(self._progress)
 
-    def observe(self, partition: Partition, offset: int, event_time: int | None) -> None:
+    def observe(
+        self, partition: Partition, offset: int, event_time: int | None, wall_clock_ms: int | None = None
+    ) -> None:
+        """A record was read at `offset`; `event_time` is None for a record without one (a reference record)
+        or one that was dead-lettered: those move the offset but no clock. `wall_clock_ms` is the time it was
+        read (None: unknown, then only its neighbours corroborate it)."""
         progress = self._progress.setdefault(partition, _Progress())
         progress.next_offset = max(progress.next_offset, offset + 1)
-        if event_time is not None and (progress.clock is None or event_time > progress.clock):
-            progress.clock = event_time
+        if event_time is None or (wall_clock_ms is not None and event_time > wall_clock_ms + AHEAD_TOLERANCE_MS):
+            return
+        recent = progress.recent
+        recent.append(event_time)
+        if len(recent) == CORROBORATING_RECORDS:
+            corroborated = min(recent)
+            if progress.clock is None or corroborated > progress.clock:
+                progress.clock = corroborated
 
     def observe_position(self, partition: Partition, next_offset: int) -> None:
         """The consumer's position moved without a record (end of partition, compaction, markers)."""
@@ -68,10 +107,6 @@ class ReadFrontier:
 
     def may_decide(self, t: int, read_seq: int) -> bool:
         return not self.lagging(t, read_seq)
-
-    def clock(self, partition: Partition) -> int | None:
-        progress = self._progress.get(partition)
-        return None if progress is None else progress.clock
 
     def next_offsets(self) -> dict[Partition, int]:
         return {p: progress.next_offset for p, progress in self._progress.items()}

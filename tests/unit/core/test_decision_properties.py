@@ -11,15 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.alert_decisions import Decision, Forward, Suppress
 from pipeline.core.bad_input import BadInput
-from pipeline.core.filter_state import FilterState
+from pipeline.core.filter_state import ESME_ACTIVITY, VERSIONS, WITHDRAWN, FilterState, SweepPass
 from pipeline.core.key_value import MemoryBackend, StagedStore
 from pipeline.core.records import ActivationOutcome, DeviceAlert, InventoryRecord, Outcome, ServiceRequest
+from pipeline.core.written import UNKNOWN, Written
 
 
 def epoch_ms(year: int, month: int, day: int) -> int:
@@ -222,21 +223,33 @@ def scenarios(draw: st.DrawFn, counters: int = 3) -> Scenario:
 # --- the code under test, fed the same scenario ---------------------------------------------------
 
 
-def applied(s: Scenario, records: Sequence[Req | Out], commit_each: bool = False) -> FilterState:
-    """Reference data first (as the worker bootstraps it), then the records in the order given."""
-    state = FilterState(StagedStore(MemoryBackend()), WindowPolicy(lead_in_ms=s.lead_in))
+def new_state(s: Scenario, policy: WindowPolicy | None = None, store: StagedStore | None = None) -> FilterState:
+    """A state holding the scenario's reference data (read first, as the worker bootstraps it)."""
+    store = store or StagedStore(MemoryBackend())
+    state = FilterState(store, policy or WindowPolicy(lead_in_ms=s.lead_in))
     for d in s.devices:
         state.put_inventory(d.device_id, InventoryRecord(d.device_id, d.device_type, d.chf, None, BASE))
         state.put_tracked(d.device_id, d.tracked)
-    for record in records:
+    return state
+
+
+def apply_records(state: FilterState, records: Sequence[tuple[Req | Out, Written]], commit_each: bool = False) -> None:
+    for record, written in records:
         if isinstance(record, Req):
             request = ServiceRequest(record.request_id, record.variant, record.esme, record.x, "AB" * 32, record.r)
             with contextlib.suppress(BadInput):  # dead-lettered
-                state.apply_service_request(request)
+                state.apply_service_request(request, written)
         else:
-            state.apply_outcome(ActivationOutcome(record.request_id, ESMES[0], Outcome(record.outcome), record.at))
+            outcome = ActivationOutcome(record.request_id, ESMES[0], Outcome(record.outcome), record.at)
+            state.apply_outcome(outcome, written)
         if commit_each:
             state.commit()
+
+
+def applied(s: Scenario, records: Sequence[Req | Out], commit_each: bool = False) -> FilterState:
+    """Reference data first, then the records in the order given."""
+    state = new_state(s)
+    apply_records(state, [(record, UNKNOWN) for record in records], commit_each)
     return state
 
 
@@ -304,30 +317,126 @@ def test_replayed_records_change_no_decision(s: Scenario, data: st.DataObject) -
     assert decide_all(replayed, s.alerts) == decide_all(applied(s, s.records), s.alerts)
 
 
+# --- housekeeping ---------------------------------------------------------------------------------
+
 RETENTIONS = st.sampled_from([0, 1, 10 * MIN, 60 * MIN, DAY])
+# A shorter future-dating limit than the contract's 30 days puts housekeeping's reach at the scenarios' scale.
+SWEEP_POLICY_FUTURE = 8 * STEP
+OUTLYING_TIMES = st.sampled_from(
+    [epoch_ms(2000, 1, 1), epoch_ms(2001, 6, 1), epoch_ms(2999, 1, 1), YEAR_3000 - 20 * STEP]
+)
 
 
-def replacement_moved_earlier() -> Scenario:
-    """A future-dated request whose repeat makes it immediate: the repeat's window ends first."""
-    esme, counter = ESMES[0], 1
-    return Scenario(
-        lead_in=0,
-        devices=(Device(esme, "ESME", CHFS[0], True),),
-        requests=(
-            Req(esme, request_id(esme, counter), BASE, BASE + 8 * STEP),
-            Req(esme, request_id(esme, counter), BASE + STEP, None),
-        ),
-        outcomes=(),
-        alerts=(Alert(CHFS[0], "AD1", BASE + 9 * STEP),),
+@st.composite
+def outlying_records(draw: st.DrawFn) -> Req | Out:
+    """A request (activation, future-dated, cancellation, other variant) or an outcome at a time far in the
+    past or the future, within the valid range, for the scenario's ESMEs and request IDs."""
+    at = draw(OUTLYING_TIMES) + draw(st.integers(0, 8)) * STEP
+    esme = draw(st.sampled_from(ESMES))
+    rid = request_id(esme, draw(st.integers(1, 3)))
+    kind = draw(st.sampled_from(["immediate", "future", "cancel", "variant", "outcome"]))
+    if kind == "outcome":
+        return Out(rid, draw(st.sampled_from([o.value for o in Outcome])), at)
+    x = {"immediate": None, "future": at + draw(st.integers(1, 8)) * STEP, "cancel": CANCEL_X, "variant": None}[kind]
+    return Req(esme, rid, at, x, "11.1" if kind == "variant" else "11.3")
+
+
+def outlying_alerts(records: Sequence[Req | Out]) -> st.SearchStrategy[Alert]:
+    """AD1s at or near the outlying records' times, so the outliers' own windows are decided too."""
+    times = sorted({r.r if isinstance(r, Req) else r.at for r in records}) or [epoch_ms(2999, 1, 1)]
+    return st.builds(
+        lambda chf, t, n, j: Alert(chf, "AD1", t + n * STEP + j),
+        st.sampled_from(CHFS),
+        st.sampled_from(times),
+        st.integers(-1, 10),
+        jitter,
     )
 
 
-@example(s=replacement_moved_earlier(), now=BASE + 8 * STEP, retention=0)
 @PROPERTY
-@given(s=st.one_of(scenarios(), scenarios(counters=1)), now=ticks, retention=RETENTIONS)
-def test_sweep_changes_no_decision_for_alerts_within_retention(s: Scenario, now: int, retention: int) -> None:
-    state = applied(s, s.records)
-    recent = [a for a in s.alerts if a.t >= now - retention]
-    before = decide_all(state, recent)
-    state.sweep(now, retention)
-    assert decide_all(state, recent) == before
+@given(s=st.one_of(scenarios(), scenarios(counters=1)), data=st.data())
+def test_housekeeping_changes_no_decision_for_alerts_after_the_horizon(s: Scenario, data: st.DataObject) -> None:
+    """With outlying record times and any split of the alert partitions between workers: each worker sweeps
+    at its own wall clock, with records written at any time before it (outcomes after the requests they
+    answer, as the DSP writes them), and reads records still on their topics after its sweep too."""
+    outliers = data.draw(st.lists(outlying_records(), max_size=6), label="outlying records")
+    records = [*s.records, *outliers]
+    alerts = [*s.alerts, *data.draw(st.lists(outlying_alerts(outliers), max_size=6), label="outlying alerts")]
+    policy = WindowPolicy(lead_in_ms=s.lead_in, max_future_ms=SWEEP_POLICY_FUTURE)
+    retention = data.draw(RETENTIONS, label="retention")
+    now = BASE + data.draw(st.one_of(st.integers(-12, 60), st.sampled_from([120, 400])), label="now in steps") * STEP
+    oldest = now - 2 * (retention + policy.reach_ms) - 30 * STEP
+    writes = [data.draw(st.integers(oldest, now), label="written") for _ in records]
+    for i, record in enumerate(records):  # an outcome is written after the requests it answers
+        if isinstance(record, Out):
+            answered = [
+                w
+                for q, w in zip(records, writes, strict=True)
+                if isinstance(q, Req) and q.request_id == record.request_id
+            ]
+            writes[i] = max([writes[i], *answered])
+    written = [(record, Written(w, 0, i)) for i, (record, w) in enumerate(zip(records, writes, strict=True))]
+    workers = data.draw(st.integers(1, 3), label="workers")
+    owner = data.draw(st.lists(st.integers(0, workers - 1), min_size=len(alerts), max_size=len(alerts)), label="split")
+    unswept = new_state(s, policy)
+    apply_records(unswept, written)
+    for worker in range(workers):
+        wall_clock = now + data.draw(st.integers(-STEP, STEP), label="worker's wall clock")
+        sweep_pass = SweepPass(wall_clock, retention)
+        still_held = [pair for pair, w in zip(written, writes, strict=True) if w >= sweep_pass.horizon]
+        late = [pair for pair in still_held if data.draw(st.booleans(), label="read after the sweep")]
+        swept = new_state(s, policy)
+        apply_records(swept, [pair for pair in written if pair not in late])
+        while not swept.sweep_some(sweep_pass, limit=3):
+            pass
+        apply_records(swept, late)
+        mine = [a for a, o in zip(alerts, owner, strict=True) if o == worker and a.t >= sweep_pass.horizon]
+        assert decide_all(swept, mine) == decide_all(unswept, mine)
+
+
+@PROPERTY
+@given(s=scenarios(), data=st.data())
+def test_housekeeping_leaves_no_activation_data_once_every_record_is_written_and_over_beyond_retention(
+    s: Scenario, data: st.DataObject
+) -> None:
+    """State is bounded by the inputs' retention: what the topics no longer hold and no window still needs
+    is gone after one pass; records at far-future times stay until their windows are over."""
+    outliers = data.draw(st.lists(outlying_records(), max_size=4), label="outlying records")
+    policy = WindowPolicy(lead_in_ms=s.lead_in, max_future_ms=SWEEP_POLICY_FUTURE)
+    store = StagedStore(MemoryBackend())
+    state = new_state(s, policy, store)
+    apply_records(state, [(record, Written(BASE, 0, i)) for i, record in enumerate([*s.records, *outliers])])
+    state.commit()
+    wall_clock = epoch_ms(2500, 1, 1)
+    sweep_pass = SweepPass(wall_clock, DAY)
+    while not state.sweep_some(sweep_pass, limit=3):
+        pass
+    state.commit()
+    left = {key for prefix in (VERSIONS, WITHDRAWN, ESME_ACTIVITY) for key, _ in store.scan(prefix)}
+    future = [r for r in outliers if (r.r if isinstance(r, Req) else r.at) > wall_clock]
+    may_stay = {VERSIONS + r.request_id.encode() for r in future} | {WITHDRAWN + r.request_id.encode() for r in future}
+    may_stay |= {ESME_ACTIVITY + r.esme.encode() for r in future if isinstance(r, Req)}
+    assert left <= may_stay, f"left after the pass: {sorted(left - may_stay)}"
+
+
+@PROPERTY
+@given(s=scenarios(), data=st.data())
+def test_housekeeping_changes_no_decision_while_the_topics_still_hold_every_record(
+    s: Scenario, data: st.DataObject
+) -> None:
+    """Records written after the horizon (a replay of old data, records with far-past times) are still on
+    their topics, so a rebuild would restore them: nothing of them is purged, whatever their times."""
+    outliers = data.draw(st.lists(outlying_records(), max_size=4), label="outlying records")
+    records = [*s.records, *outliers]
+    alerts = [*s.alerts, *data.draw(st.lists(outlying_alerts(outliers), max_size=4), label="outlying alerts")]
+    policy = WindowPolicy(lead_in_ms=s.lead_in, max_future_ms=SWEEP_POLICY_FUTURE)
+    wall_clock = epoch_ms(2500, 1, 1)
+    sweep_pass = SweepPass(wall_clock, data.draw(RETENTIONS, label="retention"))
+    writes = [data.draw(st.integers(sweep_pass.horizon, wall_clock), label="written") for _ in records]
+    written = [(record, Written(w, 0, i)) for i, (record, w) in enumerate(zip(records, writes, strict=True))]
+    state = new_state(s, policy)
+    apply_records(state, written)
+    before = decide_all(state, alerts)
+    while not state.sweep_some(sweep_pass, limit=3):
+        pass
+    assert decide_all(state, alerts) == before

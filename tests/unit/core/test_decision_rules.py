@@ -13,9 +13,10 @@ import pytest
 from pipeline.core.activation_windows import Activation, WindowPolicy
 from pipeline.core.alert_decisions import Decision, Suppress
 from pipeline.core.bad_input import BadInput
-from pipeline.core.filter_state import FilterState
+from pipeline.core.filter_state import FilterState, SweepPass, WindowCounts
 from pipeline.core.key_value import MemoryBackend, StagedStore
 from pipeline.core.records import ActivationOutcome, DeviceAlert, InventoryRecord, Outcome, ServiceRequest
+from pipeline.core.written import Written
 
 
 def epoch_ms(year: int, month: int, day: int) -> int:
@@ -55,6 +56,11 @@ REQUEST_ID = rid(1)
 R = at(0)  # the default receipt time of the request under test
 
 
+def written_when_received(received_at: int) -> Written:
+    """Where the DSP's producer puts a record: on its topic as it receives it."""
+    return Written(received_at, 0, 0)
+
+
 @dataclass
 class Han:
     """A filter state holding one or more HANs; each method applies one kind of input record."""
@@ -80,7 +86,8 @@ class Han:
         variant: str = "11.3",
         firmware_hash: str | None = HASH,
     ) -> object:
-        return self.state.apply_service_request(ServiceRequest(request_id, variant, esme, x, firmware_hash, r))
+        request = ServiceRequest(request_id, variant, esme, x, firmware_hash, r)
+        return self.state.apply_service_request(request, written_when_received(r))
 
     def cancel(
         self, r: int, *, esme: str = ESME, request_id: str = rid(99), firmware_hash: str | None = HASH
@@ -88,7 +95,8 @@ class Han:
         return self.request(r, CANCEL_X, esme=esme, request_id=request_id, firmware_hash=firmware_hash)
 
     def outcome(self, received_at: int, outcome: Outcome, request_id: str = REQUEST_ID, device: str = ESME) -> None:
-        self.state.apply_outcome(ActivationOutcome(request_id, device, outcome, received_at))
+        outcome_record = ActivationOutcome(request_id, device, outcome, received_at)
+        self.state.apply_outcome(outcome_record, written_when_received(received_at))
 
     def decide(self, t: int, chf: str = CHF, code: str = "AD1") -> Decision:
         return self.state.decide(DeviceAlert(f"alert-{t}", code, chf, "1234567890123", None, t, b"\x01"))
@@ -656,7 +664,17 @@ def test_records_at_the_alert_millisecond_apply_before_the_alert(
     assert h.verdict(t) == expected
 
 
-# --- sweep ----------------------------------------------------------------------------------------
+# --- housekeeping ---------------------------------------------------------------------------------
+
+REACH = WindowPolicy().reach_ms  # 30 days and 30 minutes: the longest a request can matter after its receipt
+
+
+def sweep(h: Han, now: int, retention_ms: int) -> WindowCounts:
+    """One whole housekeeping pass, in slices of two keys as the worker runs it in slices."""
+    sweep_pass = SweepPass(now, retention_ms)
+    while not h.state.sweep_some(sweep_pass, limit=2):
+        pass
+    return sweep_pass.counts
 
 
 def three_windows(policy: WindowPolicy | None = None) -> Han:
@@ -679,27 +697,56 @@ def three_windows(policy: WindowPolicy | None = None) -> Han:
     ],
 )
 def test_sweep_counts_pending_and_active_windows_at_now(now: int, pending: int, active: int) -> None:
-    counts = three_windows().state.sweep(now, retention_ms=DAY)
+    counts = sweep(three_windows(), now, retention_ms=DAY)
     assert (counts.pending, counts.active, counts.purged) == (pending, active, 0)
 
 
 def test_sweep_counts_the_lead_in_as_part_of_the_window() -> None:
-    counts = three_windows(WindowPolicy(lead_in_ms=5 * MIN)).state.sweep(at(55), retention_ms=DAY)
+    counts = sweep(three_windows(WindowPolicy(lead_in_ms=5 * MIN)), at(55), retention_ms=DAY)
     assert (counts.pending, counts.active) == (1, 1)
 
 
-@pytest.mark.parametrize(("beyond", "purged"), [(0, 0), (1, 1)], ids=["ended exactly retention ago", "1 ms more"])
-def test_sweep_purges_only_windows_that_ended_more_than_retention_before_now(beyond: int, purged: int) -> None:
+@pytest.mark.parametrize(("beyond", "purged"), [(0, 0), (1, 1)], ids=["at the boundary", "1 ms beyond"])
+def test_sweep_purges_windows_that_ended_more_than_retention_and_reach_before_now(beyond: int, purged: int) -> None:
     h = han()
     h.request(at(0), None)  # window ends at(30)
     retention = 60 * MIN
-    first = h.state.sweep(at(30) + retention + beyond, retention)
-    again = h.state.sweep(at(30) + retention + beyond, retention)
+    now = at(30) + REACH + retention + beyond
+    first = sweep(h, now, retention)
+    again = sweep(h, now, retention)
     assert (first.purged, again.purged) == (purged, 0)
+    assert h.verdict(at(10)) == (FORWARD if purged else SUPPRESS)
 
 
-def test_sweep_keeps_decisions_for_alerts_within_retention() -> None:
-    h = han(WindowPolicy(lead_in_ms=5 * MIN), on_han=((ESME, CHF), (ESME_B, CHF_B)), tracked=(ESME, ESME_B))
+def test_sweep_keeps_what_was_written_after_the_horizon_however_old_its_times() -> None:
+    """A replay of old records (or a record with a far-past received_at) is still on its topic: a rebuild
+    would restore it, so housekeeping keeps it."""
+    h = han()
+    written_later = Written(at(0) + 90 * DAY, 0, 5)
+    h.state.apply_service_request(ServiceRequest(REQUEST_ID, "11.3", ESME, None, HASH, at(0)), written_later)
+    counts = sweep(h, at(0) + 90 * DAY + DAY, retention_ms=DAY)
+    assert (counts.purged, h.verdict(at(10))) == (0, SUPPRESS)
+
+
+def test_sweep_never_purges_records_whose_write_time_is_unknown() -> None:
+    h = han()
+    h.state.apply_service_request(ServiceRequest(REQUEST_ID, "11.3", ESME, None, HASH, at(0)))
+    assert sweep(h, at(0) + 365 * DAY, retention_ms=DAY).purged == 0
+
+
+def test_sweep_never_purges_a_pending_window_however_long_ago_it_was_written() -> None:
+    h = han()
+    far = epoch_ms(2999, 1, 1)
+    h.state.apply_service_request(
+        ServiceRequest(REQUEST_ID, "11.3", ESME, far + 10 * DAY, HASH, far), Written(at(0), 0, 5)
+    )
+    counts = sweep(h, at(0) + 400 * DAY, retention_ms=31 * DAY)
+    assert (counts.purged, h.verdict(far + 10 * DAY)) == (0, SUPPRESS)
+
+
+def test_sweep_purges_only_activation_data_no_alert_after_the_horizon_can_need() -> None:
+    policy = WindowPolicy(lead_in_ms=5 * MIN, max_future_ms=8 * 60 * MIN)  # reach 510 minutes
+    h = han(policy, on_han=((ESME, CHF), (ESME_B, CHF_B)), tracked=(ESME, ESME_B))
     h.request(at(0), None, request_id=rid(1))  # [-5, 30]: ends long before the horizon
     h.request(at(1), at(300), request_id=rid(2))  # cancelled at 100
     h.request(at(2), at(320), request_id=rid(3))  # withdrawn at 310
@@ -713,11 +760,29 @@ def test_sweep_keeps_decisions_for_alerts_within_retention() -> None:
     h.cancel(at(100), request_id=rid(2))
     h.outcome(at(310), Outcome.HASH_MISMATCH, request_id=rid(3))
     h.request(at(5), at(250), esme=ESME_B, request_id=rid(1, ESME_B))
-    alerts = [(t, chf) for t in range(120, 560, 5) for chf in (CHF, CHF_B)]
+    alerts = [(t, chf) for t in range(120, 700, 5) for chf in (CHF, CHF_B)]
     before = [h.decide(at(t), chf) for t, chf in alerts]
-    counts = h.state.sweep(at(240), retention_ms=120 * MIN)
+    retention = 120 * MIN
+    counts = sweep(h, at(100) + policy.reach_ms + retention, retention)  # horizon at(610), reach back to at(100)
     assert counts.purged == 1
     assert [h.decide(at(t), chf) for t, chf in alerts] == before
+
+
+def test_sweep_keeps_a_cancellation_that_a_window_after_the_horizon_still_needs() -> None:
+    h = han()
+    h.request(at(0), at(60))  # [60, 90]
+    h.cancel(at(10))
+    sweep(h, at(70) + DAY, retention_ms=DAY)  # horizon at(70): the cancellation was written long before it
+    assert h.verdict(at(75)) == FORWARD
+
+
+def test_sweep_of_an_ended_sighting_does_not_revive_an_earlier_sighting_read_after_it() -> None:
+    h = han()
+    h.request(at(5), None)  # [5, 35], replaces from at(5) on the sighting below, written and read later
+    sweep(h, at(50) + DAY, retention_ms=DAY)  # horizon at(50)
+    late = ServiceRequest(REQUEST_ID, "11.3", ESME, at(40), HASH, at(0))  # [40, 70]
+    h.state.apply_service_request(late, Written(at(50) + DAY, 0, 9))
+    assert h.verdict(at(55)) == FORWARD
 
 
 def test_sweep_does_not_resurrect_a_replaced_activation() -> None:
@@ -726,7 +791,7 @@ def test_sweep_does_not_resurrect_a_replaced_activation() -> None:
     h.request(at(60), None)  # ... then the same request ID as an immediate one: replaces it from at(60) on
     later = at(0) + 10 * DAY + 10 * MIN
     assert h.verdict(later) == FORWARD
-    h.state.sweep(at(0) + 2 * DAY, retention_ms=DAY)  # the replacement's window ended > retention ago
+    sweep(h, at(0) + REACH + 2 * DAY, retention_ms=DAY)  # the replacement's window ended long before
     assert h.verdict(later) == FORWARD
 
 
@@ -743,5 +808,5 @@ def test_sweep_counts_each_live_activation_once(supersede: Step) -> None:
     h.request(at(0), at(120))
     supersede(h)
     live = 1 if h.verdict(at(130)) == SUPPRESS else 0
-    counts = h.state.sweep(at(20), retention_ms=DAY)
+    counts = sweep(h, at(20), retention_ms=DAY)
     assert (counts.pending, counts.active) == (live, 0)

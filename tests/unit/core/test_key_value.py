@@ -163,6 +163,38 @@ def test_scan_merges_staged_and_committed_in_key_order() -> None:
     assert list(store.scan(b"p/")) == [(b"p/a", b"1"), (b"p/b", b"2"), (b"p/c", b"33")]
 
 
+SHORT_KEYS = st.binary(max_size=3).map(lambda k: b"p" + k)
+STORE_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), SHORT_KEYS, st.binary(min_size=1, max_size=2)),
+        st.tuples(st.just("delete"), SHORT_KEYS, st.none()),
+        st.tuples(st.just("commit"), st.none(), st.none()),
+        st.tuples(st.just("scan"), st.binary(max_size=2).map(lambda k: b"p" + k), st.one_of(st.none(), SHORT_KEYS)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STORE_STEPS)
+def test_scan_agrees_with_a_plain_dict_over_any_puts_deletes_commits_and_scans(
+    steps: list[tuple[str, bytes | None, bytes | None]],
+) -> None:
+    store, model = StagedStore(MemoryBackend()), dict[bytes, bytes]()
+    for op, key, value in steps:
+        if op == "put" and key is not None and value is not None:
+            store.put(key, value)
+            model[key] = value
+        elif op == "delete" and key is not None:
+            store.delete(key)
+            model.pop(key, None)
+        elif op == "commit":
+            store.commit()
+        elif key is not None:  # a scan of prefix `key`, resumed after `value`
+            expected = sorted((k, v) for k, v in model.items() if k.startswith(key) and (value is None or k > value))
+            assert list(store.scan(key, value)) == expected
+
+
 def test_commit_applies_all_staged_changes_in_one_write() -> None:
     store, backend = staged(a=b"1")
     store.put(b"b", b"2")
