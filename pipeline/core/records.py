@@ -72,6 +72,7 @@ class InventoryRecord:
     chf_id: str | None
     mpxn: str | None
     updated_at: int
+    postcode: str | None = None  # schema version 2; None when absent or blank
 
     @property
     def is_esme(self) -> bool:

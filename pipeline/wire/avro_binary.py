@@ -1,4 +1,4 @@
-"""Avro binary primitives for the fast readers and writers (alert_wire, reference_wire).
+"""Avro binary primitives for the fast readers and writers (alert_bytes, reference_bytes).
 
 The fast readers only ever accept what the generic path (fastavro + validation) accepts; anything
 they do not recognise raises `Unusual` (or IndexError/ValueError on short or bad bytes) and the record

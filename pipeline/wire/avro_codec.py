@@ -1,8 +1,13 @@
 """Avro for every poa-filter topic (contract section 4): single-object encoding, or Confluent framing.
 
 All that depends only on a schema (its self-contained form, Parsing Canonical Form, fingerprint,
-parsed form, validator) is worked out once when the codec is made, because encode and decode sit
-on the hot path: each is then a dict lookup, a header check and one fastavro call.
+parsed form, validator, scan) is worked out once when the codec is made, because encode and decode sit
+on the hot path: each is then a dict lookup, a header check, the scan and one fastavro call.
+
+Schema evolution (contract 3): `schemas/<Name>.avsc` is the current version of each record, and
+`schemas/history/<Name>.v<N>.avsc` every version published before it, self-contained, as written to a
+registry. Bytes written with any of them are read and resolved to the current version by Avro's
+resolution rules; an unknown fingerprint is bad input.
 
 Decoded records are plain Python data: timestamps stay int epoch milliseconds (the schemas are
 parsed with their logicalType annotations removed; the binary is the same long), enums are their
@@ -10,8 +15,9 @@ symbol strings, bytes are bytes.
 """
 
 import json
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
 from typing import Any, cast
@@ -22,12 +28,15 @@ from fastavro.schema import fingerprint as _fingerprint_hex
 from fastavro.schema import to_parsing_canonical_form
 
 from pipeline.core.bad_input import BadInput
+from pipeline.wire.avro_scan import CorruptBody, ScanFunction, compile_scan
 from pipeline.wire.schema_registry import NoSuchAvroSchema, SchemaRegistryClient
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = 0
+HISTORY_DIR = "history"  # under the schema folder: every superseded version, <Name>.v<N>.avsc
 _SINGLE_OBJECT_HEADER_LEN = 10  # marker + 8-byte fingerprint
 _CONFLUENT_HEADER_LEN = 5  # magic + 4-byte schema ID
+_HISTORY_FILE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.v(?P<version>[1-9][0-9]*)\.avsc")
 
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED_TYPES = frozenset({"record", "error", "enum", "fixed"})
@@ -38,26 +47,32 @@ Check = Callable[[object], str | None]  # None when the value fits, else "<.path
 
 @dataclass(frozen=True, slots=True)
 class _Record:
-    """One record type of ours, with everything encode and decode need precomputed."""
+    """The current version of one record type of ours, with everything encode and decode need precomputed."""
 
     name: str
+    version: int  # 1 + the number of versions in the history folder
     schema_text: str  # self-contained, with docs and logical types: what is registered in a registry
     canonical_form: str
     fingerprint: bytes  # CRC-64-AVRO, little-endian, as on the wire
     header: bytes  # single-object header: marker + fingerprint
     plain: Schema  # parsed by fastavro, logical types removed
     check: Check
-    # fastavro reads an int with its long reader and no range check: re-check decoded records that have one.
-    recheck_decoded: bool
+    scan: ScanFunction  # the verdict on a body, strings' UTF-8 aside (fastavro checks it)
+    explain: ScanFunction  # the same with UTF-8, to name the field of a string fastavro could not read
 
 
 @dataclass(frozen=True, slots=True)
 class _Writer:
-    """A schema ID from a Confluent header, resolved once."""
+    """A schema that bytes were written with: a published version of ours, or a registry's, resolved once."""
 
-    name: str  # full name of the writer's top-level type
-    plain: Schema  # parsed writer schema, logical types removed
-    known: _Record | None  # our record with the same fingerprint, read without resolution
+    name: str  # full name of the top-level type
+    plain: Schema  # parsed, logical types removed
+    scan: ScanFunction
+    explain: ScanFunction
+    record: _Record | None  # our record of that name, when this is one of its published versions
+    current: bool  # it is that record's current version: read without resolution
+    version: int | None  # which version of ours it is
+    label: str  # for messages: "version 1", "schema ID 7"
 
 
 def _default_schema_dir() -> Path:
@@ -74,8 +89,10 @@ class AvroCodec:
 
     def __init__(self, schema_dir: Path | None = None, registry: SchemaRegistryClient | None = None) -> None:
         self._registry = registry
-        records = _load_records(schema_dir or _default_schema_dir())
-        self._by_fingerprint = {record.fingerprint: record for record in records}
+        folder = schema_dir or _default_schema_dir()
+        history = _history_files(folder / HISTORY_DIR)
+        records = _load_records(folder, history)
+        self._published = _published_versions(history, records)
         short_names = [record.name.rpartition(".")[2] for record in records]
         self._entries = {record.name: record for record in records}
         self._entries.update(
@@ -93,6 +110,14 @@ class AvroCodec:
         """CRC-64-AVRO of the record's Parsing Canonical Form, 8 bytes little-endian as on the wire."""
         return self._entry(record_name).fingerprint
 
+    def published_fingerprints(self, record_name: str) -> tuple[bytes, ...]:
+        """The fingerprint of every version of the record published so far, version 1 first, current last."""
+        record = self._entry(record_name)
+        versions = {
+            writer.version: fingerprint for fingerprint, writer in self._published.items() if writer.record is record
+        }
+        return tuple(versions[version] for version in range(1, record.version + 1))
+
     def canonical_form(self, record_name: str) -> str:
         """Parsing Canonical Form of the full, self-contained schema (named types in full at first use)."""
         return self._entry(record_name).canonical_form
@@ -103,15 +128,16 @@ class AvroCodec:
 
     def header(self, record_name: str, topic: str | None = None) -> bytes:
         """What `encode` writes before the body: the single-object header, or the Confluent one under a
-        registry (subject `<topic>-value`)."""
+        registry (subject `<topic>-value`), which may ask the registry: RegistryUnavailable when it cannot."""
         record = self._entry(record_name)
         return record.header if self._registry is None else self._confluent_header(record, topic)
 
     def encode(self, record_name: str, datum: dict[str, Any], topic: str | None = None) -> bytes:
-        """Single-object encoding, or Confluent framing under subject `<topic>-value` when a registry is set.
+        """The current version in single-object encoding, or Confluent framing under subject `<topic>-value`
+        when a registry is set.
 
         A datum that does not fit the schema is a BadInput naming the field, so bulk loaders can say which.
-        Registry failures are SchemaRegistryError (retry), not BadInput.
+        A registry that cannot register the schema is RegistryUnavailable (wait and retry), not BadInput.
         """
         record = self._entry(record_name)
         problem = record.check(datum)
@@ -126,18 +152,21 @@ class AvroCodec:
         return buffer.getvalue()
 
     def decode(self, record_name: str, data: bytes | None) -> dict[str, Any]:
-        """The record in `data` as plain Python data; BadInput (never another error) for any bad bytes.
+        """The record in `data`, resolved to the current version, as plain Python data.
 
-        Registry failures other than an unknown schema ID are SchemaRegistryError: the input may be fine.
+        BadInput (never another error) for any bad bytes, an unknown fingerprint or schema ID included.
+        A registry that cannot answer for a schema ID is RegistryUnavailable: the input may be fine.
         """
         record = self._entry(record_name)
         if not data:
             kind = "null" if data is None else "empty"
             raise BadInput(f"{kind} value where a {record.name} record is due")
         if data[:2] == SINGLE_OBJECT_MARKER:
-            if data[2:_SINGLE_OBJECT_HEADER_LEN] == record.fingerprint:
-                return _read(record, record.plain, None, data, _SINGLE_OBJECT_HEADER_LEN)
-            raise self._wrong_fingerprint(record, data)
+            found = data[2:_SINGLE_OBJECT_HEADER_LEN]
+            writer = self._published.get(found)
+            if writer is not None and writer.record is record:
+                return _read(record, writer, data, _SINGLE_OBJECT_HEADER_LEN)
+            raise self._wrong_fingerprint(record, data, writer)
         if data[0] == CONFLUENT_MAGIC:
             return self._decode_confluent(record, data)
         raise BadInput(self._not_avro(record, data))
@@ -148,21 +177,21 @@ class AvroCodec:
         except KeyError:
             raise ValueError(f"no schema for record {record_name!r}; known: {', '.join(self.record_names)}") from None
 
-    def _wrong_fingerprint(self, record: _Record, data: bytes) -> BadInput:
+    def _wrong_fingerprint(self, record: _Record, data: bytes, other: _Writer | None) -> BadInput:
         """Why a value with the single-object marker is not this record: too short, another type, unknown."""
         if len(data) < _SINGLE_OBJECT_HEADER_LEN:
             return BadInput(
                 f"truncated value: {len(data)} bytes, too short for the Avro single-object header "
                 f"(C3 01 and an 8-byte schema fingerprint) of a {record.name}"
             )
-        found = data[2:_SINGLE_OBJECT_HEADER_LEN]
-        other = self._by_fingerprint.get(found)
         if other is not None:
             return BadInput(f"got a {other.name} record where a {record.name} is due")
+        known = ", ".join(fingerprint.hex() for fingerprint in self.published_fingerprints(record.name))
         return BadInput(
-            f"unknown writer schema fingerprint {found.hex()} (CRC-64-AVRO, bytes 2-9 of the value): "
-            f"not one of the schemas poa-filter knows; a {record.name} "
-            f"(fingerprint {record.fingerprint.hex()}) is due. Was it written with another schema version?"
+            f"unknown writer schema fingerprint {data[2:_SINGLE_OBJECT_HEADER_LEN].hex()} (CRC-64-AVRO, bytes "
+            f"2-9 of the value): not one of the schemas poa-filter knows; a {record.name} is due, whose "
+            f"published versions have fingerprints {known} (current {record.fingerprint.hex()}). "
+            "Was it written with an unpublished schema?"
         )
 
     def _not_avro(self, record: _Record, data: bytes) -> str:
@@ -187,21 +216,12 @@ class AvroCodec:
             )
         schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER_LEN], "big")
         writer = self._writers.get(schema_id) or self._load_writer(schema_id)
-        if writer.known is record:
-            return _read(record, record.plain, None, data, _CONFLUENT_HEADER_LEN)
         if writer.name != record.name:
             raise BadInput(f"got a {writer.name} record (schema ID {schema_id}) where a {record.name} is due")
-        return _read(
-            record,
-            writer.plain,
-            record.plain,
-            data,
-            _CONFLUENT_HEADER_LEN,
-            f" (writer schema ID {schema_id})",
-        )
+        return _read(record, writer, data, _CONFLUENT_HEADER_LEN)
 
     def _load_writer(self, schema_id: int) -> _Writer:
-        """Fetch a schema ID's schema: ours (by fingerprint) is read directly, any other by resolution."""
+        """Fetch a schema ID's schema: one of our published versions (by fingerprint), or any other."""
         assert self._registry is not None
         try:
             text = self._registry.get_schema(schema_id)
@@ -209,14 +229,16 @@ class AvroCodec:
             raise BadInput(
                 f"the Confluent header names schema ID {schema_id}, which the registry does not have: {exc}"
             ) from exc
+        label = f"schema ID {schema_id}"
         try:
             schema = json.loads(text)
-            known = self._by_fingerprint.get(_fingerprint(to_parsing_canonical_form(schema)))
-            writer = _Writer(
-                name=_type_name(schema, None),
-                plain=known.plain if known else parse_schema(_without_logical_types(schema)),
-                known=known,
-            )
+            ours = self._published.get(_fingerprint(to_parsing_canonical_form(schema)))
+            if ours is not None:
+                writer = replace(ours, label=label)
+            else:
+                full = _self_contained(schema, None, {}, set())
+                scan, explain = compile_scan(full, utf8=False), compile_scan(full)
+                writer = _Writer(_type_name(full, None), _parse(full), scan, explain, None, False, None, label)
         except Exception as exc:  # fastavro raises many types for a bad schema; the value named it
             raise BadInput(
                 f"schema ID {schema_id} from the registry is not an Avro schema poa-filter can read: {exc}"
@@ -234,40 +256,44 @@ class AvroCodec:
             schema_id = self._registry.register(f"{topic}-value", record.schema_text)
             header = bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
             self._confluent_headers[key] = header
-            self._writers.setdefault(schema_id, _Writer(record.name, record.plain, record))
+            self._writers.setdefault(
+                schema_id, replace(self._published[record.fingerprint], label=f"schema ID {schema_id}")
+            )
         return header
 
 
-def _read(
-    record: _Record, writer: Schema, reader: Schema | None, data: bytes, offset: int, via: str = ""
-) -> dict[str, Any]:
-    """The body after the header; any failure to read it is the bytes' fault, so it becomes BadInput."""
+def _read(record: _Record, writer: _Writer, data: bytes, offset: int) -> dict[str, Any]:
+    """The body after the header, resolved to the record's current version; any fault in it is BadInput.
+
+    The scan gives the verdict on the bytes as the Java library would (fastavro alone reads a negative
+    enum or union index from the end of a list); fastavro then reads the values.
+    """
+    try:
+        end = writer.scan(data, offset)
+    except CorruptBody as exc:
+        raise BadInput(f"corrupt {record.name} record{_via(writer)}: {exc}") from None
+    if end != len(data):
+        raise BadInput(
+            f"corrupt {record.name} record{_via(writer)}: {len(data) - end} bytes left over after "
+            f"the record ends at byte {end} of {len(data)}"
+        )
     buffer = BytesIO(data)
     buffer.seek(offset)
     try:
-        datum = cast(dict[str, Any], schemaless_reader(buffer, writer, reader))
-    except UnicodeDecodeError as exc:
-        raise BadInput(
-            f"invalid UTF-8 in a string of a {record.name} record{via} "
-            f"(string ending at byte {buffer.tell()} of {len(data)})"
-        ) from exc
+        return cast(dict[str, Any], schemaless_reader(buffer, writer.plain, None if writer.current else record.plain))
     except SchemaResolutionError as exc:
-        raise BadInput(f"the record{via} cannot be read as a {record.name}: {exc}") from exc
-    except Exception as exc:  # EOFError, IndexError, OverflowError, ...: whatever fastavro meets in bad bytes
-        raise BadInput(
-            f"truncated or corrupt {record.name} record{via}: reading stopped at byte {buffer.tell()} "
-            f"of {len(data)} ({type(exc).__name__}: {exc})"
-        ) from exc
-    if buffer.tell() != len(data):
-        raise BadInput(
-            f"corrupt {record.name} record{via}: {len(data) - buffer.tell()} bytes left over after "
-            f"the record ends at byte {buffer.tell()} of {len(data)}"
-        )
-    if record.recheck_decoded:
-        problem = record.check(datum)
-        if problem is not None:
-            raise BadInput(f"corrupt {record.name} record{via}: {record.name}{problem}")
-    return datum
+        raise BadInput(f"the record{_via(writer)} cannot be read as a {record.name}: {exc}") from exc
+    except Exception as exc:  # a string that is not UTF-8 (the scan passed), but bad bytes must never crash
+        try:
+            writer.explain(data, offset)
+        except CorruptBody as corrupt:
+            raise BadInput(f"corrupt {record.name} record{_via(writer)}: {corrupt}") from exc
+        raise BadInput(f"corrupt {record.name} record{_via(writer)}: {type(exc).__name__}: {exc}") from exc
+
+
+def _via(writer: _Writer) -> str:
+    """Which writer schema, for messages about a record read by resolution."""
+    return "" if writer.current else f" (writer {writer.label})"
 
 
 def _fingerprint(canonical_form: str) -> bytes:
@@ -275,42 +301,114 @@ def _fingerprint(canonical_form: str) -> bytes:
     return bytes.fromhex(_fingerprint_hex(canonical_form, "CRC-64-AVRO"))
 
 
-def _load_records(schema_dir: Path) -> list[_Record]:
+def _parse(full: Schema) -> Schema:
+    return parse_schema(_without_logical_types(full))
+
+
+def _read_schema_file(path: Path) -> dict[str, Any]:
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from exc
+    if not (isinstance(schema, dict) and schema.get("type") == "record"):
+        raise ValueError(f"{path}: the top-level type must be a record")
+    return schema
+
+
+def _load_records(schema_dir: Path, history: dict[str, dict[int, Path]]) -> list[_Record]:
     """Every `.avsc` in the folder as a _Record; names may refer to types defined in the other files."""
     top_level: list[tuple[Path, dict[str, Any]]] = []
     definitions: dict[str, dict[str, Any]] = {}
     for path in sorted(schema_dir.glob("*.avsc")):
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise ValueError(f"{path}: not JSON: {exc}") from exc
-        if not (isinstance(schema, dict) and schema.get("type") == "record"):
-            raise ValueError(f"{path}: the top-level type must be a record")
+        schema = _read_schema_file(path)
         _collect_definitions(schema, None, definitions, path)
         top_level.append((path, schema))
     if not top_level:
         raise ValueError(f"no .avsc schemas in {schema_dir}")
-    return [_make_record(path, schema, definitions) for path, schema in top_level]
+    return [
+        _make_record(path, schema, definitions, 1 + len(history.get(schema["name"].rpartition(".")[2], ())))
+        for path, schema in top_level
+    ]
 
 
-def _make_record(path: Path, schema: dict[str, Any], definitions: dict[str, dict[str, Any]]) -> _Record:
+def _make_record(path: Path, schema: dict[str, Any], definitions: dict[str, dict[str, Any]], version: int) -> _Record:
     try:
         full = _self_contained(schema, None, definitions, set())
-        plain = parse_schema(_without_logical_types(full))
+        plain = _parse(full)
     except Exception as exc:  # fastavro's parse errors come in many types; say which file
         raise ValueError(f"{path}: not a usable Avro schema: {exc}") from exc
     canonical = to_parsing_canonical_form(full)
     fingerprint = _fingerprint(canonical)
     return _Record(
         name=full["name"],
+        version=version,
         schema_text=json.dumps(full),
         canonical_form=canonical,
         fingerprint=fingerprint,
         header=SINGLE_OBJECT_MARKER + fingerprint,
         plain=plain,
         check=_compile_check(full, {}),
-        recheck_decoded='"int"' in canonical,  # may also match a name or symbol "int": a wasted check, no harm
+        scan=compile_scan(full, utf8=False),
+        explain=compile_scan(full),
     )
+
+
+def _history_files(history_dir: Path) -> dict[str, dict[int, Path]]:
+    """The superseded versions' files by short record name and version; versions run 1, 2, ... with no gap."""
+    found: dict[str, dict[int, Path]] = {}
+    for path in sorted(history_dir.glob("*.avsc")):
+        match = _HISTORY_FILE.fullmatch(path.name)
+        if match is None:
+            raise ValueError(f"{path}: a published schema's file is named <Name>.v<N>.avsc")
+        found.setdefault(match["name"], {})[int(match["version"])] = path
+    for name, versions in found.items():
+        if sorted(versions) != list(range(1, len(versions) + 1)):
+            raise ValueError(f"{history_dir}: versions of {name} must run 1, 2, ... without a gap: {sorted(versions)}")
+    return found
+
+
+def _published_versions(history: dict[str, dict[int, Path]], records: list[_Record]) -> dict[bytes, _Writer]:
+    """Every published version of every record by fingerprint: the current ones and the history's."""
+    published = {
+        record.fingerprint: _Writer(
+            record.name,
+            record.plain,
+            record.scan,
+            record.explain,
+            record,
+            True,
+            record.version,
+            f"version {record.version}",
+        )
+        for record in records
+    }
+    by_short_name = {record.name.rpartition(".")[2]: record for record in records}
+    for short_name, versions in history.items():
+        record = by_short_name.get(short_name)
+        for version, path in versions.items():
+            schema = _read_schema_file(path)
+            try:
+                full = _self_contained(schema, None, {}, set())  # self-contained: no other file's types
+                plain = _parse(full)
+            except Exception as exc:  # fastavro's parse errors come in many types; say which file
+                raise ValueError(f"{path}: not a usable, self-contained Avro schema: {exc}") from exc
+            if record is None or full["name"] != record.name:
+                raise ValueError(f"{path}: {full['name']} is not a version of a record in {path.parent.parent}")
+            fingerprint = _fingerprint(to_parsing_canonical_form(full))
+            same = published.get(fingerprint)
+            if same is not None:
+                raise ValueError(f"{path}: the same schema as {same.name} {same.label}")
+            published[fingerprint] = _Writer(
+                record.name,
+                plain,
+                compile_scan(full, utf8=False),
+                compile_scan(full),
+                record,
+                False,
+                version,
+                f"version {version}",
+            )
+    return published
 
 
 # --- names and the self-contained schema --------------------------------------------------------

@@ -3,7 +3,7 @@ state rebuild and of the bulk loaders.
 
 A worker that lost its disk reads millions of these (1.5 million tracked devices, 3.3 million inventory
 rows) before it may decide an alert; fastavro's dict plus the validators cost most of that time. These
-readers apply the same checks to the bytes and return only what the state keeps; like alert_wire, they
+readers apply the same checks to the bytes and return only what the state keeps; like alert_bytes, they
 say None to anything unusual and the generic path then gives the verdict and the readable error.
 """
 
@@ -45,8 +45,9 @@ def read_tracked_device(data: bytes, header: bytes) -> str | None:
 
 
 def read_inventory_record(data: bytes, header: bytes) -> tuple[str, str | None] | None:
-    """(canonical device ID, its CHF if it is an ESME with one) of a valid single-object InventoryRecord with
-    this header, else None: what `FilterState.put_esme_han` needs."""
+    """(canonical device ID, its CHF if it is an ESME with one) of a valid single-object InventoryRecord of
+    the current version (2: with `postcode`) with this header, else None: what `FilterState.put_esme_han`
+    needs. Older versions have another header and are left to the generic path, which resolves them."""
     if not data.startswith(header):
         return None
     try:
@@ -55,11 +56,13 @@ def read_inventory_record(data: bytes, header: bytes) -> tuple[str, str | None] 
         chf_id, pos = read_optional_text(data, pos)
         mpxn, pos = read_optional_text(data, pos)
         _updated_at, pos = read_timestamp(data, pos)
+        postcode, pos = read_optional_text(data, pos)
         if pos != len(data):
             return None
         kind = device_type.decode()
-        if mpxn is not None:
-            mpxn.decode()
+        for text in (mpxn, postcode):
+            if text is not None:
+                text.decode()  # UnicodeDecodeError is a ValueError
         if not kind.strip():
             return None
         chf = None if not chf_id else _device_id(chf_id)
@@ -83,8 +86,12 @@ def tracked_device_bytes(header: bytes, datum: Mapping[str, Any]) -> bytes:
     )
 
 
-def inventory_record_bytes(header: bytes, datum: Mapping[str, Any]) -> bytes:
-    """An InventoryRecord datum the validators accepted, encoded after `header` (byte for byte as fastavro)."""
+def inventory_record_bytes(header: bytes, datum: Mapping[str, Any], postcode: str | None = None) -> bytes:
+    """An InventoryRecord datum the validators accepted, encoded in the current version (2) after `header`,
+    the current version's header (byte for byte as fastavro).
+
+    `postcode` is the premises' postcode; when it is None, the datum's own `postcode` (absent: null).
+    """
     return b"".join(
         (
             header,
@@ -93,5 +100,6 @@ def inventory_record_bytes(header: bytes, datum: Mapping[str, Any]) -> bytes:
             optional_text_bytes(datum.get("chf_id")),
             optional_text_bytes(datum.get("mpxn")),
             long_bytes(datum["updated_at"]),
+            optional_text_bytes(datum.get("postcode") if postcode is None else postcode),
         )
     )

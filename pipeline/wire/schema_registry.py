@@ -2,9 +2,16 @@
 
 Only the two calls the codec needs: register a schema under a subject, and fetch a schema by ID.
 Plain urllib, so the registry adds no dependency. Answers are cached: a registered schema's ID
-and an ID's schema never change in a Confluent registry.
+and an ID's schema never change in a Confluent registry. Failures are not cached: a registry that
+comes back is asked again.
+
+Two outcomes of a failed call, because callers must treat them in opposite ways: NoSuchAvroSchema, the
+registry answered that no Avro schema has that ID (the input names a schema nobody wrote: bad input);
+RegistryUnavailable, anything else (unreachable, timed out, a server error, a refusal, an answer that is
+not the API's): the input may be fine, so the caller waits and retries.
 """
 
+import base64
 import http.client
 import json
 import urllib.error
@@ -16,19 +23,33 @@ _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
 class SchemaRegistryError(Exception):
-    """The registry could not be reached or refused a request: not the input's fault, so callers retry."""
+    """Any failed registry call: NoSuchAvroSchema or RegistryUnavailable."""
 
 
 class NoSuchAvroSchema(SchemaRegistryError):
     """The registry answered, but has no Avro schema with that ID: the input names a schema nobody wrote."""
 
 
+class RegistryUnavailable(SchemaRegistryError):
+    """The registry cannot serve the call now: unreachable, timed out, HTTP 5xx, a refusal (401, 403, 409,
+    ...) or an answer that is not the API's. Not the input's fault: wait and retry; never dead-letter for it."""
+
+
 class SchemaRegistryClient:
-    """register() and get_schema() against one registry URL, with a timeout and a cache."""
+    """register() and get_schema() against one registry URL, with a timeout and a cache.
+
+    Credentials in the URL (`https://user:password@host`) are sent as HTTP basic authentication and kept
+    out of `url`, which every error message names.
+    """
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(url.rstrip("/"))
+        self.url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self.timeout = timeout
+        self._headers = {"Content-Type": _CONTENT_TYPE, "Accept": f"{_CONTENT_TYPE}, application/json"}
+        if parts.username is not None:
+            user_password = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(user_password.encode()).decode()
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, str] = {}
 
@@ -41,7 +62,7 @@ class SchemaRegistryClient:
             answer = self._request("POST", path, {"schema": schema})
             schema_id = answer.get("id")
             if not isinstance(schema_id, int) or isinstance(schema_id, bool):
-                raise SchemaRegistryError(
+                raise RegistryUnavailable(
                     f"schema registry {self.url} answered POST {path} without an integer id: {answer!r}"
                 )
             self._ids[key] = schema_id
@@ -59,19 +80,19 @@ class SchemaRegistryClient:
                 raise NoSuchAvroSchema(f"schema ID {schema_id} in registry {self.url} is {schema_type}, not Avro")
             schema = answer.get("schema")
             if not isinstance(schema, str):
-                raise SchemaRegistryError(
+                raise RegistryUnavailable(
                     f"schema registry {self.url} answered GET {path} without a schema: {answer!r}"
                 )
             self._schemas[schema_id] = schema
         return schema
 
     def _request(self, method: str, path: str, body: dict[str, str] | None) -> dict[str, Any]:
-        """One JSON call; every failure becomes a SchemaRegistryError that says what was asked of whom."""
+        """One JSON call; every failure but a GET's 404 is RegistryUnavailable, saying what was asked of whom."""
         request = urllib.request.Request(
             self.url + path,
             data=None if body is None else json.dumps(body).encode(),
             method=method,
-            headers={"Content-Type": _CONTENT_TYPE, "Accept": f"{_CONTENT_TYPE}, application/json"},
+            headers=self._headers,
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -80,18 +101,18 @@ class SchemaRegistryClient:
             detail = _error_detail(exc)
             if exc.code == 404 and method == "GET":
                 raise NoSuchAvroSchema(f"schema registry {self.url} has no {path}: {detail}") from exc
-            raise SchemaRegistryError(f"schema registry {self.url} refused {method} {path}: {detail}") from exc
+            raise RegistryUnavailable(f"schema registry {self.url} refused {method} {path}: {detail}") from exc
         except (OSError, http.client.HTTPException) as exc:  # refused, unreachable, DNS, timeout, garbled
             reason = getattr(exc, "reason", exc)
-            raise SchemaRegistryError(f"cannot reach schema registry {self.url} ({method} {path}): {reason}") from exc
+            raise RegistryUnavailable(f"cannot reach schema registry {self.url} ({method} {path}): {reason}") from exc
         try:
             answer = json.loads(raw)
         except ValueError as exc:
-            raise SchemaRegistryError(
+            raise RegistryUnavailable(
                 f"schema registry {self.url} answered {method} {path} with something other than JSON: {raw[:200]!r}"
             ) from exc
         if not isinstance(answer, dict):
-            raise SchemaRegistryError(f"schema registry {self.url} answered {method} {path} with {answer!r}")
+            raise RegistryUnavailable(f"schema registry {self.url} answered {method} {path} with {answer!r}")
         return answer
 
 

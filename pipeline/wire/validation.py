@@ -50,6 +50,16 @@ def identifier(datum: Mapping[str, Any], field: str) -> str:
     return value
 
 
+def optional_text(datum: Mapping[str, Any], field: str) -> str | None:
+    """A free-text field as written; empty or blank is the same as absent (None)."""
+    value = datum.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise BadInput(f"{field} must be a string, got {value!r}")
+    return value
+
+
 def optional_device_id(datum: Mapping[str, Any], field: str) -> str | None:
     value = datum.get(field)
     return None if value in (None, "") else canonical_device_id(value, field)
@@ -98,6 +108,7 @@ def inventory_record(d: Mapping[str, Any]) -> InventoryRecord:
         chf_id=optional_device_id(d, "chf_id"),
         mpxn=d.get("mpxn"),
         updated_at=timestamp(d, "updated_at"),
+        postcode=optional_text(d, "postcode"),
     )
 
 
@@ -110,4 +121,3 @@ def tracked_device(d: Mapping[str, Any]) -> TrackedDevice:
         list_version=d.get("list_version"),
         added_at=timestamp(d, "added_at"),
     )
-

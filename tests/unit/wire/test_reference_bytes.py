@@ -47,6 +47,7 @@ inventory_datums = st.fixed_dictionaries(
         "chf_id": st.one_of(st.none(), device_ids),
         "mpxn": texts,
         "updated_at": times,
+        "postcode": texts,
     }
 )
 
@@ -97,17 +98,49 @@ def test_fast_reader_accepts_only_what_the_generic_path_accepts(record: str, dat
             assert answer == generic(candidate)
 
 
+USUAL_ROW = {
+    "device_id": "00-db-12-34-56-78-90-a0",
+    "device_type": "ESME",
+    "chf_id": "00-DB-12-34-56-78-90-A1",
+    "mpxn": "1012345678901",
+    "updated_at": T0,
+}
+
+
 @pytest.mark.parametrize(
     ("datum", "expected"),
     [
-        ({"device_id": "00-db-12-34-56-78-90-a0", "device_type": "ESME", "chf_id": "00-DB-12-34-56-78-90-A1",
-          "mpxn": "1012345678901", "updated_at": T0}, ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1")),
-        ({"device_id": "00-DB-12-34-56-78-90-A1", "device_type": "CHF", "chf_id": None, "mpxn": None,
-          "updated_at": T0}, ("00-DB-12-34-56-78-90-A1", None)),
-        ({"device_id": "00-DB-12-34-56-78-90-A2", "device_type": "GSME", "chf_id": "00-DB-12-34-56-78-90-A1",
-          "mpxn": None, "updated_at": T0}, ("00-DB-12-34-56-78-90-A2", None)),
-        ({"device_id": "00-DB-12-34-56-78-90-A3", "device_type": "esme", "chf_id": "", "mpxn": None,
-          "updated_at": T0}, ("00-DB-12-34-56-78-90-A3", None)),
+        (USUAL_ROW, ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1")),
+        (
+            {
+                "device_id": "00-DB-12-34-56-78-90-A1",
+                "device_type": "CHF",
+                "chf_id": None,
+                "mpxn": None,
+                "updated_at": T0,
+            },
+            ("00-DB-12-34-56-78-90-A1", None),
+        ),
+        (
+            {
+                "device_id": "00-DB-12-34-56-78-90-A2",
+                "device_type": "GSME",
+                "chf_id": "00-DB-12-34-56-78-90-A1",
+                "mpxn": None,
+                "updated_at": T0,
+            },
+            ("00-DB-12-34-56-78-90-A2", None),
+        ),
+        (
+            {
+                "device_id": "00-DB-12-34-56-78-90-A3",
+                "device_type": "esme",
+                "chf_id": "",
+                "mpxn": None,
+                "updated_at": T0,
+            },
+            ("00-DB-12-34-56-78-90-A3", None),
+        ),
     ],
 )
 def test_usual_inventory_rows_are_read_by_the_fast_path(
@@ -118,8 +151,14 @@ def test_usual_inventory_rows_are_read_by_the_fast_path(
 
 
 def test_usual_tracked_rows_are_read_by_the_fast_path() -> None:
-    datum = {"device_id": "00-db-12-34-56-78-90-a0", "manufacturer": "L+G", "model": "E470",
-             "firmware_version": "5.3", "list_version": "2026-11", "added_at": T0}
+    datum = {
+        "device_id": "00-db-12-34-56-78-90-a0",
+        "manufacturer": "L+G",
+        "model": "E470",
+        "firmware_version": "5.3",
+        "list_version": "2026-11",
+        "added_at": T0,
+    }
     value = CODEC.encode("TrackedDevice", datum)
     assert read_tracked_device(value, TRACKED) == "00-DB-12-34-56-78-90-A0" == generic_tracked(value)
 
@@ -140,3 +179,20 @@ def test_tracked_writer_matches_fastavro_byte_for_byte(datum: dict[str, Any]) ->
 @settings(max_examples=200)
 def test_inventory_writer_matches_fastavro_byte_for_byte(datum: dict[str, Any]) -> None:
     assert inventory_record_bytes(INVENTORY, datum) == CODEC.encode("InventoryRecord", datum)
+    without = {key: value for key, value in datum.items() if key != "postcode"}
+    assert inventory_record_bytes(INVENTORY, without, postcode=datum["postcode"]) == CODEC.encode(
+        "InventoryRecord", datum
+    )
+
+
+def test_version_1_inventory_bytes_are_left_to_the_generic_path() -> None:
+    v1 = CODEC.published_fingerprints("InventoryRecord")[0]
+    current = CODEC.encode("InventoryRecord", {**USUAL_ROW, "postcode": None})
+    old = b"\xc3\x01" + v1 + current[10:-1]  # version 1: the same fields without postcode
+    assert read_inventory_record(old, INVENTORY) is None
+    assert generic_inventory(old) == ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1")
+
+
+def test_a_postcode_is_read_past_by_the_fast_path() -> None:
+    value = CODEC.encode("InventoryRecord", {**USUAL_ROW, "postcode": "SW1A 1AA"})
+    assert read_inventory_record(value, INVENTORY) == ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1")

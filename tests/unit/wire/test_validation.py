@@ -57,6 +57,7 @@ GOOD: dict[str, dict[str, Any]] = {
         "chf_id": CHF,
         "mpxn": "1234567890123",
         "updated_at": T,
+        "postcode": "SW1A 1AA",
     },
     "TrackedDevice": {
         "device_id": ESME,
@@ -80,7 +81,7 @@ EXPECTED = {
     "ServiceRequest": ServiceRequest(f"{ORIGINATOR}:{ESME}:1", "11.3", ESME.upper(), T + 3_600_000, "ab" * 32, T),
     "ActivationOutcome": ActivationOutcome(f"{ORIGINATOR}:{ESME}:1", ESME.upper(), Outcome.HASH_MISMATCH, T),
     "DeviceAlert": DeviceAlert("alert-1", "AD1", CHF.upper(), "1234567890123", T - 1_000, T, b"\x00\xde\xad"),
-    "InventoryRecord": InventoryRecord(ESME.upper(), "ESME", CHF.upper(), "1234567890123", T),
+    "InventoryRecord": InventoryRecord(ESME.upper(), "ESME", CHF.upper(), "1234567890123", T, "SW1A 1AA"),
     "TrackedDevice": TrackedDevice(ESME.upper(), "L+G", "E470", "1.2.3", "7", T),
 }
 
@@ -117,6 +118,7 @@ OPTIONAL_FIELDS = [
     ("DeviceAlert", "payload"),
     ("InventoryRecord", "chf_id"),
     ("InventoryRecord", "mpxn"),
+    ("InventoryRecord", "postcode"),
     ("TrackedDevice", "manufacturer"),
     ("TrackedDevice", "model"),
     ("TrackedDevice", "firmware_version"),
@@ -146,6 +148,20 @@ def test_good_record_validates_with_canonical_device_ids(record: str) -> None:
 @pytest.mark.parametrize(("record", "field"), OPTIONAL_FIELDS, ids=ids(OPTIONAL_FIELDS))
 def test_optional_field_may_be_null(record: str, field: str) -> None:
     assert getattr(validate(record, **{field: None}), field) is None
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_postcode_is_none(blank: str) -> None:
+    assert validate("InventoryRecord", postcode=blank).postcode is None
+
+
+def test_a_version_1_inventory_record_has_no_postcode() -> None:
+    datum = {key: value for key, value in GOOD["InventoryRecord"].items() if key != "postcode"}
+    assert validation.inventory_record(datum).postcode is None
+
+
+def test_the_postcode_is_passed_on_as_written() -> None:
+    assert validate("InventoryRecord", postcode="sw1a1aa").postcode == "sw1a1aa"
 
 
 def test_immediate_request_has_no_execution_time() -> None:
@@ -250,9 +266,9 @@ def test_timestamp_from_3000_is_bad_input_naming_the_field(record: str, field: s
 
 @pytest.mark.parametrize("value", LATE_TIMESTAMPS)
 def test_execution_time_from_3000_is_a_valid_cancellation(value: int) -> None:
-    assert validation.service_request(
-        {**GOOD["ServiceRequest"], "execution_datetime": value}
-    ).execution_datetime == (value)
+    assert validation.service_request({**GOOD["ServiceRequest"], "execution_datetime": value}).execution_datetime == (
+        value
+    )
 
 
 @pytest.mark.parametrize("value", ["2024-06-01T00:00:00Z", float(T), True], ids=["ISO string", "float", "bool"])
