@@ -65,9 +65,12 @@ MODES = tuple(mode.value for mode in Mode)
 T = TypeVar("T")
 
 
-def _setting(default: T, env: str, bounds: Bounds | None = None, choices: tuple[str, ...] = ()) -> T:
-    """A Settings field read from `env`; numeric ones carry their bounds, textual ones may carry choices."""
-    metadata = {"env": env, "bounds": bounds, "choices": choices}
+def _setting(
+    default: T, env: str, bounds: Bounds | None = None, choices: tuple[str, ...] = (), readable_file: bool = False
+) -> T:
+    """A Settings field read from `env`; numeric ones carry their bounds, textual ones may carry choices, and
+    a `readable_file` names a file that must exist and be readable (its content is never shown)."""
+    metadata = {"env": env, "bounds": bounds, "choices": choices, "readable_file": readable_file}
     return field(default=default, metadata=metadata)
 
 
@@ -82,6 +85,20 @@ def bounds_of(setting: Field[Any]) -> Bounds | None:
 
 def choices_of(setting: Field[Any]) -> tuple[str, ...]:
     return setting.metadata.get("choices", ())
+
+
+def is_readable_file(setting: Field[Any]) -> bool:
+    return bool(setting.metadata.get("readable_file"))
+
+
+def _check_readable(path: str, source: str) -> None:
+    """SettingsError unless `path` is a file this process can open for reading; the message names the
+    variable and the file, never what the file holds."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise SettingsError(f"{source}={path!r}: cannot read the file ({exc.strerror})") from None
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,11 @@ class Settings:
     log_format: str = _setting("text", "POA_LOG_FORMAT", choices=LOG_FORMATS)
     # The mode of a deployment whose control topic holds no schedule yet (contract 8).
     initial_mode: str = _setting(Mode.FILTER.value, "POA_INITIAL_MODE", choices=MODES)
+    # Protection of GET /explain (contract 7; pipeline/worker/http_access.py): a file holding a bearer token,
+    # and the PEM certificate and private key the metrics port serves TLS with (both or neither).
+    http_token_file: str | None = _setting(None, "POA_HTTP_TOKEN_FILE", readable_file=True)
+    http_tls_cert_file: str | None = _setting(None, "POA_HTTP_TLS_CERT_FILE", readable_file=True)
+    http_tls_key_file: str | None = _setting(None, "POA_HTTP_TLS_KEY_FILE", readable_file=True)
 
     def __post_init__(self) -> None:
         """Settings built in code are held to the same bounds as those read from the environment."""
@@ -152,6 +174,10 @@ class Settings:
                 bounds.check(value, f"{setting.name} (${env})")
             if choices and value not in choices:
                 raise SettingsError(f"{setting.name} (${env})={value!r} is not one of {', '.join(choices)}")
+            if is_readable_file(setting) and value is not None:
+                _check_readable(value, f"{setting.name} (${env})")
+        if (self.http_tls_cert_file is None) != (self.http_tls_key_file is None):
+            raise SettingsError("$POA_HTTP_TLS_CERT_FILE and $POA_HTTP_TLS_KEY_FILE are set together or not at all")
 
     @property
     def window_ms(self) -> int:
