@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 KAFKA := bash deploy/kafka/kafka.sh
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-up kafka-down demo test unit-test lint bench clean prometheus dashboard
+.PHONY: help venv kafka-up kafka-down kafka-secure-up kafka-secure-down kafka-cluster-up kafka-cluster-down demo test unit-test lint bench clean prometheus dashboard
 
 help:
 	@echo "make demo        run the filter on a local Kafka with a simulated firmware campaign"
@@ -16,6 +16,8 @@ help:
 	@echo "make bench       throughput/latency benchmark on a local Kafka"
 	@echo "make kafka-up    start the local single-node Kafka (KRaft) on 127.0.0.1:9092"
 	@echo "make kafka-down  stop it"
+	@echo "make kafka-secure-up / kafka-secure-down    a secured broker: SASL_SSL (SCRAM) and mutual TLS, ACLs"
+	@echo "make kafka-cluster-up / kafka-cluster-down  a three-broker KRaft cluster (replication 3)"
 	@echo "make lint        ruff and mypy"
 	@echo "make prometheus  fetch Prometheus and promtool (Debian package, unpacked under .tools/)"
 	@echo "make dashboard   regenerate the Grafana dashboard JSON (deploy/grafana/)"
@@ -34,6 +36,18 @@ kafka-up:
 
 kafka-down:
 	@$(KAFKA) down
+
+kafka-secure-up:
+	@bash deploy/kafka/secure-kafka.sh up
+
+kafka-secure-down:
+	@bash deploy/kafka/secure-kafka.sh down
+
+kafka-cluster-up:
+	@bash deploy/kafka/cluster.sh up
+
+kafka-cluster-down:
+	@bash deploy/kafka/cluster.sh down
 
 demo: venv kafka-up
 	@bash deploy/demo.sh

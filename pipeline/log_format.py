@@ -20,7 +20,7 @@ REDACTED = "[redacted]"
 # Keys whose values are credentials: librdkafka's sasl.password, ssl.key.password, a bearer token, basic auth ...
 _SECRET_KEY = re.compile(
     r"passw(or)?d|passphrase|secret|token|credential|authori[sz]ation|api[-_.]?key|private[-_.]?key"
-    r"|jaas|oauthbearer[-_.]config",
+    r"|jaas|oauthbearer[-_.]config|key[-_.]pem",  # ssl.key.pem: librdkafka's private key given inline
     re.IGNORECASE,
 )
 # Attributes every LogRecord has; anything else on a record came from `extra`.

@@ -64,6 +64,12 @@ PID_FILE=$DATA_DIR/kafka.pid
 CONFIG_FILE=$DATA_DIR/server.properties
 BOOTSTRAP=$HOST:$KAFKA_PORT
 
+# What secure-kafka.sh and cluster.sh (which source this file) change for their brokers.
+FORMAT_ARGS=(--standalone)                          # how format_storage joins the KRaft quorum
+PROBE_CONFIG=$SCRIPT_DIR/admin-probe.properties     # admin client settings of the readiness probe
+PROBE_NODE_ID=1                                     # the node.id the probe expects to see unfenced
+KRAFT_CLUSTER_ID=                                   # the cluster id to format with (default: a new one)
+
 KAFKA_VERSION=$(sed -n 's:.*<kafka\.version>\(.*\)</kafka\.version>.*:\1:p' "$SCRIPT_DIR/pom.xml")
 [[ -n $KAFKA_VERSION ]] || die "cannot read <kafka.version> from $SCRIPT_DIR/pom.xml"
 
@@ -181,12 +187,14 @@ render_config() {
 # quorum (KIP-853). The ports may change later (tested: the voter updates its own endpoint).
 format_storage() {
   if [[ -f $KRAFT_DIR/meta.properties ]]; then return 0; fi
-  local cluster_id format_log=$LOG_DIR/storage-format.log
-  cluster_id=$(run_tool kafka.tools.StorageTool random-uuid 2>"$format_log") ||
-    { cat "$format_log" >&2; die "kafka.tools.StorageTool random-uuid failed"; }
+  local cluster_id=$KRAFT_CLUSTER_ID format_log=$LOG_DIR/storage-format.log
+  if [[ -z $cluster_id ]]; then
+    cluster_id=$(run_tool kafka.tools.StorageTool random-uuid 2>"$format_log") ||
+      { cat "$format_log" >&2; die "kafka.tools.StorageTool random-uuid failed"; }
+  fi
   cluster_id=${cluster_id//[[:space:]]/}
   log "formatting KRaft storage in $KRAFT_DIR (cluster id $cluster_id) ..."
-  if ! run_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+  if ! run_tool kafka.tools.StorageTool format "${FORMAT_ARGS[@]}" -t "$cluster_id" \
     -c "$CONFIG_FILE" >>"$format_log" 2>&1; then
     tail -n 30 "$format_log" >&2
     die "formatting the KRaft storage failed (see $format_log)"
@@ -248,10 +256,10 @@ check_ports_free() {
 probe() {
   local out
   out=$(run_tool org.apache.kafka.tools.ClusterTool list-endpoints \
-    --bootstrap-server "$BOOTSTRAP" --command-config "$SCRIPT_DIR/admin-probe.properties" \
+    --bootstrap-server "$BOOTSTRAP" --command-config "$PROBE_CONFIG" \
     2>/dev/null) || return 1
   # Expected line: "1  127.0.0.1  9092  null  unfenced  broker" (node.id 1 = this broker).
-  grep -Eq "^1[[:space:]]+${HOST}[[:space:]]+${KAFKA_PORT}[[:space:]].*[[:space:]]unfenced[[:space:]]" <<<"$out"
+  grep -Eq "^${PROBE_NODE_ID}[[:space:]]+${HOST}[[:space:]]+${KAFKA_PORT}[[:space:]].*[[:space:]]unfenced[[:space:]]" <<<"$out"
 }
 
 # server.log is appended to across runs: remember where this start began, so that a failure
@@ -450,4 +458,7 @@ main() {
   esac
 }
 
-main "$@"
+# Sourced (by secure-kafka.sh, cluster.sh), it only defines its functions for them to reuse.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi

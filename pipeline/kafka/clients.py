@@ -5,12 +5,21 @@ what differs by role is how it reads or writes. Keeping both here is what lets o
 file reach the worker, the loaders, the simulator and the benchmark alike.
 """
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from pipeline.kafka.client_config import load_client_config, redact_text
+from pipeline.log_format import redacted
 from pipeline.settings import Settings
+
+Client = TypeVar("Client", AdminClient, Consumer, Producer)
+
+log = logging.getLogger(__name__)
+_announced: set[str] = set()  # client-configuration files already logged by this process
 
 # The worker's alert consumer. Shared with the benchmark's pass-through, so the ceiling it measures uses
 # the worker's own client settings.
@@ -81,17 +90,33 @@ BULK_PRODUCER_TUNING: dict[str, Any] = {
 
 
 def connection(settings: Settings) -> dict[str, Any]:
-    """What every client needs to reach the cluster."""
-    return {"bootstrap.servers": settings.bootstrap_servers}
+    """What every client needs to reach the cluster: the brokers, and the client-configuration file's
+    properties (TLS, SASL) when KAFKA_CLIENT_CONFIG names one. Read at each call, so a client made after
+    the file changed (rotated credentials) uses the new one."""
+    path = settings.client_config_file
+    properties: dict[str, Any] = load_client_config(path) if path else {}
+    if path and path not in _announced:
+        _announced.add(path)
+        shown = ", ".join(f"{key}={value}" for key, value in redacted(properties).items())
+        log.info("Kafka client configuration from %s: %s", path, shown)
+    return {**properties, "bootstrap.servers": settings.bootstrap_servers}
+
+
+def _made(kind: Callable[[dict[str, Any]], Client], config: dict[str, Any]) -> Client:
+    """librdkafka quotes a value it rejects in its error: take the secrets out of that message."""
+    try:
+        return kind(config)
+    except KafkaException as exc:
+        raise KafkaException(redact_text(str(exc), config)) from None
 
 
 def admin_client(settings: Settings, **extra: Any) -> AdminClient:
-    return AdminClient({**connection(settings), **extra})
+    return _made(AdminClient, {**connection(settings), **extra})
 
 
 def consumer(settings: Settings, group_id: str, tuning: dict[str, Any], **extra: Any) -> Consumer:
-    return Consumer({**connection(settings), "group.id": group_id, **tuning, **extra})
+    return _made(Consumer, {**connection(settings), "group.id": group_id, **tuning, **extra})
 
 
 def producer(settings: Settings, tuning: dict[str, Any], **extra: Any) -> Producer:
-    return Producer({**connection(settings), **tuning, **extra})
+    return _made(Producer, {**connection(settings), **tuning, **extra})

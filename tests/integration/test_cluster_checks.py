@@ -1,0 +1,186 @@
+"""The cluster checks on the real broker: topics created with bad configurations are named, topic and
+configuration, as the cluster describes them; a single broker makes replication information only. On the
+project's secured broker (its own, `secured` group), a missing DescribeConfigs is named topic by topic."""
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from pipeline.core.event_time import DAY_MS
+from pipeline.kafka import clients
+from pipeline.kafka.cluster_checks import INTERNAL_TOPICS, ClusterWatch, Finding, Severity, check_cluster
+from pipeline.kafka.topics import create_topics, wait_for_topics
+from pipeline.settings import Settings, Topics
+from tests.integration.secured.secure_broker import (
+    SecureBroker,
+    fresh_topics,
+    secure_kafka_fixture,  # noqa: F401 - a fixture
+)
+from tests.integration.secured.secure_broker import create_topics as create_as_admin
+from tests.integration.worker_harness import wait_until
+
+
+def problems(findings: list[Finding]) -> dict[tuple[str, str], Finding]:
+    return {(f.topic, f.config): f for f in findings if f.severity is Severity.PROBLEM}
+
+
+def badly_configured(settings: Settings) -> Settings:
+    """Settings naming fresh topics, each created with one configuration the filter cannot live with."""
+    tag = uuid.uuid4().hex[:10]
+    t = Topics(**{name: f"c{tag}.{default}" for name, default in vars(Topics()).items()})
+    configs = {
+        t.service_requests: {"retention.ms": str(31 * DAY_MS - 1)},
+        t.activation_outcomes: {"retention.ms": "-1", "retention.bytes": "1073741824", "cleanup.policy": "compact"},
+        t.alerts: {"unclean.leader.election.enable": "true"},
+        t.inventory: {"cleanup.policy": "delete"},
+        t.tracked_devices: {"cleanup.policy": "compact,delete", "retention.ms": str(31 * DAY_MS)},
+        t.dno_alerts: {"min.insync.replicas": "2"},  # above the single broker's replication factor of 1
+        t.suppressed: {"retention.ms": str(DAY_MS)},  # an output: its retention is the DNO's business
+        t.dead_letter: {},
+        t.control: {"cleanup.policy": "compact"},
+    }
+    admin = clients.admin_client(settings)
+    create_topics(admin, {name: 2 for name in configs}, configs)
+    wait_for_topics(admin, configs, timeout_s=30)  # in the metadata of the broker asked, not just created
+    return replace(settings, topics=t)
+
+
+@pytest.mark.broker
+def test_bad_configurations_are_named_by_topic_and_configuration(settings: Settings) -> None:
+    bad = badly_configured(settings)
+    t = bad.topics
+
+    findings = check_cluster(bad)
+
+    found = problems(findings)
+    assert set(found) == {
+        (t.service_requests, "retention.ms"),
+        (t.activation_outcomes, "retention.bytes"),
+        (t.activation_outcomes, "cleanup.policy"),
+        (t.alerts, "unclean.leader.election.enable"),
+        (t.inventory, "cleanup.policy"),
+        (t.tracked_devices, "cleanup.policy"),
+        (t.dno_alerts, "min.insync.replicas"),
+    }
+    assert found[(t.service_requests, "retention.ms")].found == "2678399999 (30 days 23:59:59.999)"
+    assert found[(t.activation_outcomes, "retention.bytes")].found == "1073741824"
+    assert found[(t.activation_outcomes, "cleanup.policy")].found == "compact"
+    assert found[(t.inventory, "cleanup.policy")].found == "delete"
+    assert found[(t.tracked_devices, "cleanup.policy")].found == "compact,delete with retention.ms=2678400000"
+    assert found[(t.dno_alerts, "min.insync.replicas")].required == "<= the replication factor (1)"
+    assert found[(t.alerts, "unclean.leader.election.enable")].line.startswith(
+        f"{t.alerts}: unclean.leader.election.enable=true, needs false: "
+    )
+
+
+@pytest.mark.broker
+def test_on_a_single_broker_replication_is_information_for_every_topic_the_filter_relies_on(
+    settings: Settings,
+) -> None:
+    bad = badly_configured(settings)
+
+    findings = check_cluster(bad)
+
+    info = {(f.topic, f.config) for f in findings if f.severity is Severity.INFO}
+    relied_on = [*vars(bad.topics).values(), "__consumer_offsets"]
+    relied_on.remove(bad.topics.released)  # written by `poa-filter release`, not a worker's topic
+    assert {(name, "replication.factor") for name in relied_on} <= info
+    assert {topic for topic, config in info if config == "min.insync.replicas"} >= {
+        bad.topics.service_requests, bad.topics.inventory, "__consumer_offsets"
+    }
+    assert bad.topics.released not in {f.topic for f in findings}
+
+
+@pytest.mark.broker
+def test_the_input_topics_as_the_fixture_creates_them_have_no_problem(settings: Settings) -> None:
+    """The reference topics compacted, the others with the project broker's defaults (kept for ever); the
+    outputs and the control topic do not exist yet and are skipped."""
+    t = settings.topics
+    wait_for_topics(clients.admin_client(settings), [*t.activation_inputs, *t.reference_inputs, t.alerts], 30)
+
+    findings = check_cluster(settings)
+
+    assert problems(findings) == {}
+    assert {(f.topic, f.config) for f in findings if f.topic not in INTERNAL_TOPICS} == {
+        (name, config)
+        for name in (*t.activation_inputs, *t.reference_inputs, t.alerts)
+        for config in ("replication.factor", "min.insync.replicas")
+    }
+
+
+@pytest.mark.broker
+def test_the_watch_logs_each_problem_once_and_reports_every_pass(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = badly_configured(settings)
+    reports: list[list[Finding]] = []
+    watch = ClusterWatch(bad, reports.append)
+
+    with caplog.at_level(logging.INFO, logger="pipeline.kafka.cluster_checks"):
+        watch.check_once()
+        watch.check_once()
+
+    assert len(reports) == 2 and reports[0] == reports[1]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sorted(warned) == sorted(f"cluster: {f.line}" for f in reports[0] if f.severity is Severity.PROBLEM)
+    assert len(warned) == 7  # the seven problems, once each
+    assert all(r.levelno == logging.INFO for r in caplog.records if "replication.factor" in r.getMessage())
+
+
+@pytest.mark.broker
+def test_the_watch_runs_on_its_own_thread_until_stopped(settings: Settings) -> None:
+    reported = threading.Event()
+    watch = ClusterWatch(settings, lambda findings: reported.set(), interval_s=3600)
+
+    watch.start()
+    try:
+        assert reported.wait(30), "the first pass runs at start"
+    finally:
+        watch.stop()
+
+
+@pytest.mark.secured
+def test_without_describe_configs_each_topic_is_named_with_the_permission_to_grant(
+    secure_kafka: SecureBroker,
+) -> None:
+    """With only a worker's Read/Write and Describe ACLs; Kafka's internal topics, which the worker may not
+    see, are skipped quietly. Once DescribeConfigs is granted, the configurations are checked."""
+    admin = replace(secure_kafka.settings("admin"), topics=fresh_topics(uuid.uuid4().hex[:10]))
+    t = admin.topics
+    inputs = [*t.activation_inputs, t.alerts, *t.reference_inputs]
+    create_as_admin(admin, {name: 1 for name in [*inputs, *t.outputs]}, compacted=t.reference_inputs)
+    wait_for_topics(clients.admin_client(admin), [*inputs, *t.outputs], timeout_s=30)
+    for operation, names in (("Read", inputs), ("Write", t.outputs)):
+        secure_kafka.acls("--add", "--allow-principal", "User:worker", "--operation", operation,
+                          "--operation", "Describe", *[a for n in names for a in ("--topic", n)])
+    worker = replace(secure_kafka.settings("worker"), topics=t)
+    everything = {*inputs, *t.outputs}
+
+    def checked_once_acls_apply(expected: Callable[[list[Finding]], bool]) -> list[Finding]:
+        """The findings once they show the ACLs just changed (the broker applies them a moment later)."""
+        last: list[list[Finding]] = [[]]
+
+        def applied() -> bool:
+            last[0] = check_cluster(worker)
+            return expected(last[0])
+
+        wait_until(applied, 30, "the ACLs applied")
+        return last[0]
+
+    findings = checked_once_acls_apply(lambda found: {f.topic for f in found} == everything)
+
+    assert sorted(f.line for f in findings) == sorted(
+        f"cannot read the configuration of topic {name}: TOPIC_AUTHORIZATION_FAILED (grant DescribeConfigs)"
+        for name in everything
+    )
+    assert {(f.severity, f.found) for f in findings} == {(Severity.PROBLEM, "TOPIC_AUTHORIZATION_FAILED")}
+
+    secure_kafka.acls("--add", "--allow-principal", "User:worker", "--operation", "DescribeConfigs",
+                      *[a for n in everything for a in ("--topic", n)])
+    findings = checked_once_acls_apply(lambda found: not any(f.found.endswith("AUTHORIZATION_FAILED") for f in found))
+    assert problems(findings) == {}
+    assert {f.topic for f in findings} == everything  # replication, as information on one broker
