@@ -91,6 +91,24 @@ class SweepPass:
         return self.now - self.retention_ms
 
 
+@dataclass(frozen=True, slots=True)
+class RequestHistory:
+    """One request ID as the state holds it: its sightings in replacement order, and when an outcome withdrew
+    it (None: never)."""
+
+    request_id: str
+    versions: tuple[RequestVersion, ...]
+    withdrawn_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EsmeActivity:
+    """An ESME's activation data as the state holds it: its request IDs and the times of its cancellations."""
+
+    requests: tuple[RequestHistory, ...]
+    cancellations: tuple[int, ...]
+
+
 class FilterState:
     def __init__(self, store: StagedStore, policy: WindowPolicy) -> None:
         self._store = store
@@ -228,6 +246,28 @@ class FilterState:
                 activation = effective_activation(version, versions, cancellations, withdrawn_at, t, self.policy)
                 if activation is not None:
                     yield activation
+
+    # --- read-only queries (explanations) ---------------------------------------------------------
+
+    def esmes_on_han(self, chf_id: str) -> Iterator[str]:
+        """The ESMEs associated with this CHF, in device-ID order (the order `decide` looks at them in)."""
+        return self.reference.esmes_on_han(chf_id)
+
+    def chf_of(self, device_id: str) -> str | None:
+        """The CHF of the HAN this device is on as an ESME; None when the inventory puts it on none."""
+        return self.reference.chf_of(device_id)
+
+    def in_inventory(self, device_id: str) -> bool:
+        return self.reference.in_inventory(device_id)
+
+    def is_tracked(self, device_id: str) -> bool:
+        return self.reference.is_tracked(device_id)
+
+    def activity_of(self, esme_id: str) -> EsmeActivity:
+        """Every request ID of this ESME with its sightings and withdrawal, and its cancellation times."""
+        request_ids, cancellations = self._activity(esme_id)
+        requests = tuple(RequestHistory(r, self._versions(r), self._withdrawn_at(r)) for r in request_ids)
+        return EsmeActivity(requests, tuple(sorted(cancellations)))
 
     # --- housekeeping ---------------------------------------------------------------------------
 

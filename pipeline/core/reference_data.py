@@ -98,6 +98,14 @@ class ReferenceData:
         for key, _ in self._store.scan(prefix):
             yield key[len(prefix) :].decode()
 
+    def chf_of(self, device_id: str) -> str | None:
+        """The CHF whose HAN the inventory puts this device on as an ESME; None if it is not an ESME on a HAN."""
+        placement = _placement(_entries(self._store.get(INVENTORY + device_id.encode())))
+        return None if placement is None else placement.decode()
+
+    def in_inventory(self, device_id: str) -> bool:
+        return self._store.get(INVENTORY + device_id.encode()) is not None
+
     # --- tracked list ---------------------------------------------------------------------------
 
     def put_tracked(self, key: str, listed: bool) -> None:

@@ -1,24 +1,36 @@
-"""Prometheus metrics and the readiness probe, served on one port (contract section 7).
+"""Prometheus metrics, the readiness probe and explanations, served on one port (contract section 7).
 
 Metric names carry the `poa_` prefix. Every label value comes from a fixed set or from configuration and
 assignment (topics, partitions), never from input data, so the number of series stays bounded however
 varied the input: an alert code outside `KNOWN_ALERT_CODES` is counted as `other`. Series the dashboard and
 the alert rules query are created at zero, so a panel shows 0 rather than nothing before the first event.
+`/metrics` and `/ready` are open and carry no device IDs; `/explain` is guarded by `http_access`.
 """
 
+import json
+import logging
+import ssl
+import sys
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 
 from pipeline.core.alert_decisions import ForwardReason
+from pipeline.core.bad_input import BadInput
+from pipeline.core.device_ids import canonical_device_id
+from pipeline.core.explanation import parse_time
 from pipeline.core.records import OUTAGE_ALERT_CODE
 from pipeline.settings import Topics
+from pipeline.worker.explain_requests import ExplainFailed, ExplainRequests, WorkerBusy
+from pipeline.worker.http_access import HttpAccess
 
 # The alert codes the product knows (contract 3, 5): the CH outage alert, the ESME's supply-restored alerts
 # (evidence for rule 9) and the future-dated activation outcomes. Compared exactly, like the decision rules.
@@ -28,6 +40,9 @@ REBALANCE_EVENTS = ("assigned", "revoked", "lost")
 HOLD_REASONS = ("inputs", "evidence")
 MODES = ("filter", "shadow", "pass-through")
 _KNOWN_CODES = frozenset(KNOWN_ALERT_CODES)
+CLIENT_TIMEOUT_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def code_label(alert_code: str) -> str:
@@ -220,23 +235,64 @@ class Readiness:
 
 
 def serve_metrics(
-    port: int, metrics: WorkerMetrics, readiness: Readiness, host: str = "0.0.0.0"
+    port: int,
+    metrics: WorkerMetrics,
+    readiness: Readiness,
+    host: str = "0.0.0.0",
+    explain: ExplainRequests | None = None,
+    access: HttpAccess | None = None,
 ) -> ThreadingHTTPServer:
-    """Start the HTTP server in a daemon thread; returns it (its `server_port` is the bound port)."""
+    """Start the HTTP server in a daemon thread; returns it (its `server_port` is the bound port).
+
+    `/explain` is answered through `explain` (the worker loop's bridge) to the clients `access` lets in
+    (default: loopback only); with `access.tls` the whole port speaks TLS."""
+    guard = access or HttpAccess()
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = CLIENT_TIMEOUT_S  # a client that connects and says nothing does not hold a thread forever
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
+            url = urlsplit(self.path)
+            if url.path == "/metrics":
                 self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-            elif path == "/ready":
+            elif url.path == "/ready":
                 ready, reason = readiness.status()
                 self._send(200 if ready else 503, (reason + "\n").encode(), "text/plain; charset=utf-8")
+            elif url.path == "/explain":
+                self._explain(url.query)
             else:
-                self._send(404, b"see /metrics and /ready\n", "text/plain; charset=utf-8")
+                self._send(404, b"see /metrics, /ready and /explain?device=ID&at=TIME\n", "text/plain; charset=utf-8")
+
+        def _explain(self, query: str) -> None:
+            over_tls = isinstance(self.connection, ssl.SSLSocket)
+            refusal = guard.refusal(self.client_address[0], self.headers.get("Authorization"), over_tls)
+            if refusal is not None:
+                self._send_json(refusal.status, {"error": refusal.message})
+                return
+            try:
+                device_id, at_ms = _explain_question(query)
+            except BadInput as exc:
+                self._send_json(400, {"error": str(exc)})
+                return
+            if explain is None:
+                self._send_json(503, {"error": "explanations are not served by this process"})
+                return
+            try:
+                answer = explain.ask(device_id, at_ms)
+                ready, status = readiness.status()  # not ready: the state the answer comes from may be incomplete
+                self._send_json(200, {**answer, "worker": {"ready": ready, "status": status}})
+            except WorkerBusy as exc:
+                self._send_json(503, {"error": f"worker busy: {exc}"})
+            except ExplainFailed as exc:
+                self._send_json(500, {"error": str(exc)})
+
+        def _send_json(self, code: int, body: dict[str, object]) -> None:
+            self._send(code, json.dumps(body, indent=1).encode() + b"\n", "application/json")
 
         def _send(self, code: int, body: bytes, content_type: str) -> None:
             self.send_response(code)
+            if code == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="poa-filter"')
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -245,7 +301,30 @@ def serve_metrics(
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence access logs
             return
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _QuietServer((host, port), Handler)
     server.daemon_threads = True
+    if guard.tls is not None:
+        # The handshake happens on the handler's thread at its first read, not in accept(), so a client that
+        # never completes one cannot hold up the port.
+        server.socket = guard.tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that drops its connection, or speaks plain HTTP to the TLS port, is its own problem: no
+    traceback on stderr, one debug line."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.debug("HTTP client %s: %s", client_address, sys.exc_info()[1])
+
+
+def _explain_question(query: str) -> tuple[str, int]:
+    """The device (canonical) and event time (epoch ms; default now) of `/explain?device=ID&at=TIME`."""
+    params = parse_qs(query, keep_blank_values=True)
+    devices, times = params.get("device", []), params.get("at", [])
+    if len(devices) != 1 or len(times) > 1:
+        raise BadInput("ask /explain?device=ID&at=TIME with one device ID and at most one time (default now)")
+    device_id = canonical_device_id(devices[0], "device")
+    at_ms = parse_time(times[0]) if times else int(time.time() * 1000)
+    return device_id, at_ms

@@ -1,0 +1,192 @@
+"""Why an AD1 would be suppressed or forwarded: the filter's own answer (contract 7, "Explanations").
+
+Asked about a device at an event time, it reads the filter state: the device's role as the state knows it
+(a CH Function with ESMEs on its HAN, an ESME on a HAN, or unknown), the ESMEs of that HAN, whether each is
+tracked, their activations with windows, replacements, cancellations and withdrawals. The decision is
+`FilterState.decide` itself, on an AD1 from the HAN's CH Function received at that time, so it is the
+decision the worker gives such an alert; the per-activation details only describe, through the same rule
+functions (`activation_windows`), never decide.
+
+The state keeps a cancellation's time, not the request ID that carried it, so a cancellation is named by
+its time. Rule 9 (outage evidence) is not in force in this version: the `evidence` section says so, in the
+place where the evidence will be shown once it is.
+"""
+
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from typing import Any
+
+from pipeline.core.activation_windows import (
+    RequestVersion,
+    Window,
+    effective_activation,
+    is_cancelled,
+    window_of,
+)
+from pipeline.core.alert_decisions import Decision, ForwardReason, Suppress
+from pipeline.core.bad_input import BadInput
+from pipeline.core.device_ids import canonical_device_id
+from pipeline.core.event_time import EARLIEST_MS, LATEST_MS
+from pipeline.core.filter_state import FilterState, RequestHistory
+from pipeline.core.records import OUTAGE_ALERT_CODE, DeviceAlert
+
+Json = dict[str, Any]
+
+EXPLAIN_ALERT_ID = "explain"  # the alert ID of the AD1 made up for the question; never written anywhere
+MAX_LISTED_ESMES = 100  # a crowded HAN is listed this far; `more_esmes` says when there are more
+EVIDENCE_NOT_IN_FORCE: Json = {
+    "evaluated": False,
+    "note": "rule 9 (outage evidence) is not in force in this version: no AD1 is released by evidence",
+}
+ROLE_CH_FUNCTION = "ch_function"
+ROLE_ESME = "esme"
+ROLE_UNKNOWN = "unknown"
+
+# The rule that gives each forward reason, and what it means for an AD1 from CH Function {chf} at {at}.
+_FORWARD_RULES: dict[ForwardReason, tuple[str, str]] = {
+    ForwardReason.NOT_AD1: ("5.4", "forwarded: not an AD1"),
+    ForwardReason.NO_ESME_ON_HAN: ("5.5", "forwarded: no ESME is associated with CH Function {chf} in the inventory"),
+    ForwardReason.NO_TRACKED_ESME: ("5.5", "forwarded: no ESME on the HAN of {chf} is on the tracked list"),
+    ForwardReason.NO_ACTIVATION_WINDOW: (
+        "5.5",
+        "forwarded: no tracked ESME on the HAN of {chf} has an activation whose window contains {at} "
+        "and that is neither replaced, cancelled nor withdrawn by then",
+    ),
+    ForwardReason.HOLD_EXPIRED: ("5.8", "forwarded: held too long for its inputs"),
+}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def iso_utc(ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds, e.g. 2026-03-01T00:00:00.000Z."""
+    return (_EPOCH + ms * _MS).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def moment(ms: int) -> Json:
+    return {"iso": iso_utc(ms), "epoch_ms": ms}
+
+
+def parse_time(text: str) -> int:
+    """A time as asked: epoch milliseconds (ASCII digits) or ISO-8601 (UTC when it has no offset), within the
+    range of valid record times (contract 6); BadInput saying what is expected otherwise."""
+    text = text.strip()
+    if text.isascii() and text.isdigit():
+        ms = int(text)
+    else:
+        try:
+            if not text.isascii():
+                raise ValueError(text)
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise BadInput(
+                f"time {text!r} is neither ISO-8601 (e.g. 2026-03-01T10:00:00Z) nor epoch milliseconds"
+            ) from None
+        ms = ((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)) - _EPOCH) // _MS
+    if not EARLIEST_MS <= ms < LATEST_MS:
+        raise BadInput(f"time {text!r} is outside the valid range (from 2000-01-01 to before 3000-01-01 UTC)")
+    return ms
+
+
+def explain(state: FilterState, device: str, at_ms: int) -> Json:
+    """What the state holds about `device` (any letter case; BadInput if malformed) and the decision an AD1
+    from its HAN's CH Function received at `at_ms` gets."""
+    device_id = canonical_device_id(device, "device")
+    listed = list(islice(state.esmes_on_han(device_id), MAX_LISTED_ESMES + 1))
+    own_chf = state.chf_of(device_id)
+    if listed:
+        role, chf_id = ROLE_CH_FUNCTION, device_id
+    elif own_chf is not None:
+        role, chf_id = ROLE_ESME, own_chf
+        listed = list(islice(state.esmes_on_han(chf_id), MAX_LISTED_ESMES + 1))
+    else:
+        role, chf_id = ROLE_UNKNOWN, device_id  # an AD1 from it is decided against its (empty) HAN
+    decision = state.decide(DeviceAlert(EXPLAIN_ALERT_ID, OUTAGE_ALERT_CODE, chf_id, None, None, at_ms, None))
+    answer: Json = {
+        "device_id": device_id,
+        "at": moment(at_ms),
+        "role": role,
+        "in_inventory": state.in_inventory(device_id),
+        "han": {
+            "chf_id": chf_id,
+            "esmes": [_esme(state, esme_id, at_ms) for esme_id in listed[:MAX_LISTED_ESMES]],
+            "more_esmes": len(listed) > MAX_LISTED_ESMES,
+        },
+    }
+    if role == ROLE_UNKNOWN:
+        unplaced = _esme(state, device_id, at_ms)
+        if unplaced["tracked"] or unplaced["activations"] or unplaced["cancellations"]:
+            answer["unplaced_esme"] = unplaced  # tracked or activated, but on no HAN: it suppresses nothing
+    answer["decision"] = _decision(decision, chf_id, at_ms)
+    answer["evidence"] = dict(EVIDENCE_NOT_IN_FORCE)
+    return answer
+
+
+def _esme(state: FilterState, esme_id: str, at_ms: int) -> Json:
+    activity = state.activity_of(esme_id)
+    activations = [
+        _activation(state, version, request, activity.cancellations, at_ms)
+        for request in activity.requests
+        for version in request.versions
+        if version.esme_id == esme_id
+    ]
+    activations.sort(key=lambda a: (a["activation_time"]["epoch_ms"], a["request_id"], a["received_at"]["epoch_ms"]))
+    return {
+        "device_id": esme_id,
+        "tracked": state.is_tracked(esme_id),
+        "activations": activations,
+        "cancellations": [moment(c) for c in activity.cancellations],
+    }
+
+
+def _activation(
+    state: FilterState, version: RequestVersion, request: RequestHistory, cancellations: tuple[int, ...], at_ms: int
+) -> Json:
+    """One sighting of an 11.3 request, with what ends it and from when, and whether it is in force at `at_ms`."""
+    versions = request.versions
+    later = versions[versions.index(version) + 1 :]
+    cancelled_from = next((c for c in cancellations if is_cancelled(version, (c,), c)), None)
+    in_force = effective_activation(version, versions, cancellations, request.withdrawn_at, at_ms, state.policy)
+    return {
+        "request_id": version.request_id,
+        "received_at": moment(version.received_at),
+        "activation_time": moment(version.activation_time),
+        "window": _window(window_of(version, state.policy)),
+        "replaced": None if not later else {"from": moment(min(v.received_at for v in later))},
+        "cancelled": None if cancelled_from is None else {"from": moment(cancelled_from), "request_id": None},
+        "withdrawn": None if request.withdrawn_at is None else {"from": moment(request.withdrawn_at)},
+        "in_force": in_force is not None,
+    }
+
+
+def _window(window: Window) -> Json:
+    return {"start": moment(window.start), "end": moment(window.end)}
+
+
+def _decision(decision: Decision, chf_id: str, at_ms: int) -> Json:
+    alert = {"alert_code": OUTAGE_ALERT_CODE, "device_id": chf_id, "received_at": moment(at_ms)}
+    if isinstance(decision, Suppress):
+        v = decision.activation.version
+        window = _window(decision.activation.window)
+        return {
+            "outcome": "suppressed",
+            "reason": "activation_window",
+            "rule": "5.5",
+            "text": f"suppressed by activation {v.request_id} of ESME {v.esme_id} "
+            f"(window {window['start']['iso']} to {window['end']['iso']})",
+            "esme_id": v.esme_id,
+            "request_id": v.request_id,
+            "window": window,
+            "pending": False,
+            "alert": alert,
+        }
+    rule, text = _FORWARD_RULES[decision.reason]
+    return {
+        "outcome": "forwarded",
+        "reason": decision.reason.value,
+        "rule": rule,
+        "text": text.format(chf=chf_id, at=iso_utc(at_ms)),
+        "pending": False,
+        "alert": alert,
+    }

@@ -1,0 +1,80 @@
+"""Explanations asked over HTTP, answered by the worker loop (contract 7, "Explanations").
+
+The filter state is written by the worker's loop thread alone and is not safe to read from another thread.
+So the HTTP thread does not read it: it queues the question and waits, a bounded time, for the loop thread
+to answer it between two steps (`serve`), from the same state, staged changes included, that the loop
+decides alerts with. A question the loop does not reach in time is answered "worker busy".
+"""
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+
+from pipeline.core.explanation import Json, explain
+from pipeline.core.filter_state import FilterState
+
+log = logging.getLogger(__name__)
+
+WAIT_S = 5.0  # how long an HTTP request waits for the loop thread
+MAX_WAITING = 16  # questions waiting at once; more are refused at once rather than tie up HTTP threads
+
+
+class WorkerBusy(Exception):
+    """The loop thread did not answer in time, or too many questions are already waiting."""
+
+
+class ExplainFailed(Exception):
+    """The explanation raised; the loop logged it and carried on deciding alerts."""
+
+
+@dataclass
+class _Question:
+    device_id: str
+    at_ms: int
+    answered: threading.Event = field(default_factory=threading.Event)
+    answer: Json | None = None
+    failed: bool = False
+    abandoned: bool = False
+
+
+class ExplainRequests:
+    """The bridge: `ask` from HTTP threads, `serve` once per step from the worker loop thread."""
+
+    def __init__(self, wait_s: float = WAIT_S, max_waiting: int = MAX_WAITING) -> None:
+        self._questions: queue.Queue[_Question] = queue.Queue(max_waiting)
+        self._wait_s = wait_s
+
+    def ask(self, device_id: str, at_ms: int) -> Json:
+        """The explanation of a valid device ID at an event time, from the loop thread; WorkerBusy if it does not
+        answer within the wait, ExplainFailed if explaining raised."""
+        question = _Question(device_id, at_ms)
+        try:
+            self._questions.put_nowait(question)
+        except queue.Full:
+            raise WorkerBusy(f"{self._questions.maxsize} explanations are already waiting for the worker") from None
+        if not question.answered.wait(self._wait_s):
+            question.abandoned = True
+            raise WorkerBusy(f"the worker did not answer within {self._wait_s:g} s")
+        if question.failed or question.answer is None:
+            raise ExplainFailed("the explanation failed; see the worker's log")
+        return question.answer
+
+    def serve(self, state: FilterState) -> int:
+        """Answer every waiting question from `state` (loop thread only); how many were answered. Never raises:
+        a failing explanation is logged and answered as failed, and the worker goes on."""
+        served = 0
+        while True:
+            try:
+                question = self._questions.get_nowait()
+            except queue.Empty:
+                return served
+            if question.abandoned:
+                continue
+            try:
+                question.answer = explain(state, question.device_id, question.at_ms)
+            except Exception:  # the worker must not stop for an explanation
+                log.exception("an explanation failed")
+                question.failed = True
+            question.answered.set()
+            served += 1

@@ -1,0 +1,233 @@
+"""The explanation of a device at a time, against FilterState on the in-memory store: the decision it reports
+is the state's own (each rule outcome of 5.5), and what it shows of the HAN and its activations is what the
+records said, cancellations, withdrawals and replacements included."""
+
+from typing import Any
+
+import pytest
+
+from pipeline.core.activation_windows import WindowPolicy
+from pipeline.core.alert_decisions import Forward, Suppress
+from pipeline.core.bad_input import BadInput
+from pipeline.core.event_time import MINUTE_MS
+from pipeline.core.explanation import MAX_LISTED_ESMES, explain, iso_utc, parse_time
+from pipeline.core.filter_state import FilterState
+from pipeline.core.key_value import MemoryBackend, StagedStore
+from pipeline.core.records import ActivationOutcome, DeviceAlert, Outcome, ServiceRequest
+
+BASE = 1_772_323_200_000  # 2026-03-01T00:00:00Z
+MIN = MINUTE_MS
+CANCEL_X = 32_535_129_600_000  # 3000-12-31: the DUIS cancellation convention
+
+CHF = "00-DB-12-34-56-78-90-C0"
+ESME = "00-DB-12-34-56-78-90-A0"
+ESME_B = "00-DB-12-34-56-78-90-B0"
+LONE_CHF = "00-DB-12-34-56-78-90-EE"
+
+
+def at(minutes: float) -> int:
+    return BASE + round(minutes * MIN)
+
+
+def rid(n: int, esme: str = ESME) -> str:
+    return f"90-B3-D5-1F-30-01-00-00:{esme}:{n}"
+
+
+def new_state() -> FilterState:
+    return FilterState(StagedStore(MemoryBackend()), WindowPolicy())
+
+
+def han(state: FilterState, *esmes: tuple[str, bool], chf: str = CHF) -> None:
+    for esme, tracked in esmes:
+        state.put_esme_han(esme, chf)
+        state.put_tracked(esme, tracked)
+
+
+def request(state: FilterState, request_id: str, received: int, execution: int | None, esme: str = ESME) -> None:
+    state.apply_service_request(ServiceRequest(request_id, "11.3", esme, execution, None, received))
+
+
+def worker_decision(state: FilterState, chf: str, t: int) -> Forward | Suppress:
+    return state.decide(DeviceAlert("a-1", "AD1", chf, None, None, t, None))
+
+
+def esme_of(answer: dict[str, Any], esme: str) -> dict[str, Any]:
+    (found,) = [e for e in answer["han"]["esmes"] if e["device_id"] == esme]
+    return found
+
+
+def test_suppressed_by_an_activation_names_the_esme_request_window_and_rule() -> None:
+    state = new_state()
+    han(state, (ESME, True), (ESME_B, False))
+    request(state, rid(1), at(0), at(60))
+    answer = explain(state, CHF.lower(), at(75))
+    assert answer["device_id"] == CHF
+    assert answer["role"] == "ch_function"
+    assert answer["at"] == {"iso": "2026-03-01T01:15:00.000Z", "epoch_ms": at(75)}
+    assert [(e["device_id"], e["tracked"]) for e in answer["han"]["esmes"]] == [(ESME, True), (ESME_B, False)]
+    (activation,) = esme_of(answer, ESME)["activations"]
+    assert activation["request_id"] == rid(1)
+    assert activation["received_at"]["epoch_ms"] == at(0)
+    assert activation["activation_time"]["epoch_ms"] == at(60)
+    assert activation["window"] == {
+        "start": {"iso": iso_utc(at(60)), "epoch_ms": at(60)},
+        "end": {"iso": iso_utc(at(90)), "epoch_ms": at(90)},
+    }
+    assert (activation["replaced"], activation["cancelled"], activation["withdrawn"]) == (None, None, None)
+    assert activation["in_force"] is True
+    decision = answer["decision"]
+    assert decision["outcome"] == "suppressed" and decision["rule"] == "5.5"
+    assert (decision["esme_id"], decision["request_id"]) == (ESME, rid(1))
+    assert decision["window"] == activation["window"]
+    assert f"activation {rid(1)} of ESME {ESME}" in decision["text"]
+    assert decision["alert"] == {"alert_code": "AD1", "device_id": CHF, "received_at": answer["at"]}
+    expected = worker_decision(state, CHF, at(75))
+    assert isinstance(expected, Suppress) and expected.activation.version.request_id == decision["request_id"]
+
+
+def test_the_evidence_section_says_rule_9_is_not_evaluated() -> None:
+    state = new_state()
+    han(state, (ESME, True))
+    answer = explain(state, CHF, at(0))
+    assert answer["evidence"]["evaluated"] is False
+    assert "rule 9" in answer["evidence"]["note"]
+    assert answer["decision"]["pending"] is False
+
+
+@pytest.mark.parametrize(
+    ("setup", "t", "reason", "words"),
+    [
+        ("no esme", at(10), "no_esme_on_han", "no ESME is associated"),
+        ("untracked", at(10), "no_tracked_esme", "tracked list"),
+        ("tracked, outside the window", at(31), "no_activation_window", "no tracked ESME"),
+        ("tracked, before the request", at(-1), "no_activation_window", "no tracked ESME"),
+    ],
+)
+def test_each_forward_reason_of_rule_5_5_is_the_states_own(setup: str, t: int, reason: str, words: str) -> None:
+    state = new_state()
+    if setup == "untracked":
+        han(state, (ESME, False))
+    elif setup.startswith("tracked"):
+        han(state, (ESME, True))
+    if setup != "no esme":
+        request(state, rid(1), at(0), None)
+    answer = explain(state, CHF, t)
+    decision = answer["decision"]
+    expected = worker_decision(state, CHF, t)
+    assert isinstance(expected, Forward) and expected.reason.value == reason
+    assert (decision["outcome"], decision["reason"], decision["rule"]) == ("forwarded", reason, "5.5")
+    assert words in decision["text"]
+    assert "esme_id" not in decision
+
+
+def test_an_esme_is_explained_from_its_side_with_the_decision_for_its_chf() -> None:
+    state = new_state()
+    han(state, (ESME, True), (ESME_B, True))
+    request(state, rid(1, ESME_B), at(0), None, esme=ESME_B)
+    answer = explain(state, ESME, at(5))
+    assert answer["role"] == "esme"
+    assert answer["han"]["chf_id"] == CHF
+    assert esme_of(answer, ESME) == {"device_id": ESME, "tracked": True, "activations": [], "cancellations": []}
+    assert answer["decision"]["alert"]["device_id"] == CHF
+    assert (answer["decision"]["outcome"], answer["decision"]["esme_id"]) == ("suppressed", ESME_B)
+
+
+def test_an_unknown_device_is_said_to_be_unknown_and_an_ad1_from_it_forwarded() -> None:
+    answer = explain(new_state(), LONE_CHF, at(0))
+    assert answer["role"] == "unknown"
+    assert answer["in_inventory"] is False
+    assert answer["han"] == {"chf_id": LONE_CHF, "esmes": [], "more_esmes": False}
+    assert "unplaced_esme" not in answer
+    assert (answer["decision"]["outcome"], answer["decision"]["reason"]) == ("forwarded", "no_esme_on_han")
+
+
+def test_a_tracked_esme_on_no_han_is_shown_as_suppressing_nothing() -> None:
+    state = new_state()
+    state.put_esme_han(ESME, None)
+    state.put_tracked(ESME, True)
+    request(state, rid(1), at(0), None)
+    answer = explain(state, ESME, at(5))
+    assert (answer["role"], answer["in_inventory"]) == ("unknown", True)
+    assert answer["unplaced_esme"]["tracked"] is True
+    assert [a["request_id"] for a in answer["unplaced_esme"]["activations"]] == [rid(1)]
+    assert answer["decision"]["reason"] == "no_esme_on_han"
+
+
+def test_a_cancelled_activation_shows_from_when_and_is_not_in_force() -> None:
+    state = new_state()
+    han(state, (ESME, True))
+    request(state, rid(1), at(0), at(120))
+    request(state, rid(2), at(60), CANCEL_X)  # the DUIS cancellation, received before the activation starts
+    answer = explain(state, CHF, at(130))
+    esme = esme_of(answer, ESME)
+    (activation,) = esme["activations"]  # the cancellation itself opens no activation
+    assert activation["cancelled"] == {"from": {"iso": iso_utc(at(60)), "epoch_ms": at(60)}, "request_id": None}
+    assert activation["in_force"] is False
+    assert esme["cancellations"] == [{"iso": iso_utc(at(60)), "epoch_ms": at(60)}]
+    assert answer["decision"]["reason"] == "no_activation_window"
+    # before the cancellation was received, the activation was pending, not cancelled, and it stays listed
+    earlier = explain(state, CHF, at(30))
+    assert esme_of(earlier, ESME)["activations"][0]["cancelled"]["from"]["epoch_ms"] == at(60)
+
+
+def test_a_withdrawn_activation_shows_from_when_and_counts_until_then() -> None:
+    state = new_state()
+    han(state, (ESME, True))
+    request(state, rid(1), at(0), None)
+    state.apply_outcome(ActivationOutcome(rid(1), ESME, Outcome.HASH_MISMATCH, at(10)))
+    after = explain(state, CHF, at(15))
+    (activation,) = esme_of(after, ESME)["activations"]
+    assert activation["withdrawn"] == {"from": {"iso": iso_utc(at(10)), "epoch_ms": at(10)}}
+    assert activation["in_force"] is False
+    assert after["decision"]["outcome"] == "forwarded"
+    before = explain(state, CHF, at(5))
+    assert esme_of(before, ESME)["activations"][0]["in_force"] is True
+    assert before["decision"]["outcome"] == "suppressed"
+
+
+def test_a_replaced_sighting_shows_its_replacement_and_the_decision_follows_the_new_window() -> None:
+    state = new_state()
+    han(state, (ESME, True))
+    request(state, rid(1), at(0), at(60))
+    request(state, rid(1), at(30), at(300))  # the signed command, same request ID, later execution
+    answer = explain(state, CHF, at(70))
+    first, second = esme_of(answer, ESME)["activations"]
+    assert first["replaced"] == {"from": {"iso": iso_utc(at(30)), "epoch_ms": at(30)}}
+    assert (first["in_force"], second["replaced"], second["in_force"]) == (False, None, False)
+    assert answer["decision"]["reason"] == "no_activation_window"
+    assert explain(state, CHF, at(310))["decision"]["request_id"] == rid(1)
+
+
+def test_a_crowded_han_is_listed_up_to_the_limit_and_says_there_are_more() -> None:
+    state = new_state()
+    esmes = [f"00-DB-12-34-56-78-{i // 256:02X}-{i % 256:02X}" for i in range(MAX_LISTED_ESMES + 1)]
+    han(state, *[(e, False) for e in esmes])
+    answer = explain(state, CHF, at(0))
+    assert len(answer["han"]["esmes"]) == MAX_LISTED_ESMES
+    assert answer["han"]["more_esmes"] is True
+
+
+def test_explaining_writes_nothing() -> None:
+    state = new_state()
+    han(state, (ESME, True))
+    request(state, rid(1), at(0), None)
+    state.commit()
+    explain(state, CHF, at(5))
+    explain(state, ESME, at(5))
+    assert state.pending_changes == 0
+
+
+@pytest.mark.parametrize("bad", ["", "00-DB-12-34-56-78-90", "00:DB:12:34:56:78:90:A0", "not a device"])
+def test_a_malformed_device_id_is_bad_input_naming_the_device(bad: str) -> None:
+    with pytest.raises(BadInput, match="device"):
+        explain(new_state(), bad, at(0))
+
+
+def test_times_are_iso_8601_or_epoch_ms_within_the_valid_range() -> None:
+    assert parse_time(str(at(0))) == at(0)
+    assert parse_time("2026-03-01T00:00:00Z") == at(0)
+    assert parse_time("2026-03-01T01:00:00+01:00") == at(0)
+    assert parse_time("2026-03-01T00:00:00.250") == at(0) + 250  # no offset: UTC
+    for bad in ["yesterday", "1999-12-31T23:59:59Z", "3000-01-01T00:00:00Z", "-5", "１２３"]:
+        with pytest.raises(BadInput, match="time"):
+            parse_time(bad)
