@@ -17,6 +17,7 @@ from confluent_kafka import KafkaException
 
 from pipeline.log_format import configure_logging
 from pipeline.settings import TOPIC_ENV, Bounds, Settings, SettingsError, Topics, bounds_of, choices_of, env_var
+from pipeline.tools import alert_audit, explain_client, mode_control
 from pipeline.tools import estate_simulator as sim
 from pipeline.tools import release as release_tool
 from pipeline.tools.bulk_producer import DeliveryFailed, TopicMissing
@@ -57,6 +58,9 @@ _EXPECTED_ERRORS = (
     sim.SimulationError,
     ExpectedFileError,
     release_tool.ReleaseError,
+    mode_control.ModeControlError,
+    alert_audit.AuditError,
+    explain_client.ExplainError,
 )
 
 
@@ -183,6 +187,20 @@ def _release(args: argparse.Namespace) -> int:
     return release_tool.run(args, settings, codec_for(settings))
 
 
+def _mode(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    return mode_control.run(args, settings, codec_for(settings))
+
+
+def _audit(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    return alert_audit.run(args, settings, codec_for(settings))
+
+
+def _explain(args: argparse.Namespace) -> int:
+    return explain_client.run(args, settings_from_args(args))
+
+
 def _demo_summary(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     return summarise(settings, codec_for(settings), Path(args.expected), args.timeout)
@@ -291,6 +309,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     release_tool.add_arguments(released)
     released.set_defaults(run=_release)
+
+    mode = commands.add_parser(
+        "mode",
+        parents=[common],
+        help="set the operator mode (filter, shadow, pass-through) from a time on, or show it",
+        description=mode_control.DESCRIPTION,
+    )
+    mode_control.add_arguments(mode)
+    mode.set_defaults(run=_mode)
+
+    audit = commands.add_parser(
+        "audit",
+        parents=[common],
+        help="what happened to one alert: where it ended, when and why (reads the output topics)",
+        description=alert_audit.DESCRIPTION,
+    )
+    alert_audit.add_arguments(audit)
+    audit.set_defaults(run=_audit)
+
+    explain = commands.add_parser(
+        "explain",
+        parents=[common],
+        help="ask a running worker why an AD1 from a device's HAN would be suppressed or forwarded",
+        description=explain_client.DESCRIPTION,
+    )
+    explain_client.add_arguments(explain)
+    explain.set_defaults(run=_explain)
     return parser
 
 

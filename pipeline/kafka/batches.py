@@ -1,4 +1,4 @@
-"""Batch reads and writes shared by every Kafka client of the project.
+"""Batch reads and writes shared by every Kafka client of the project, and where a consumed message came from.
 
 Reading a batch from a consumer without waiting for a full batch:
 
@@ -34,3 +34,10 @@ def produce_when_room(
             return
         except BufferError:
             producer.poll(poll_s)
+
+
+def coordinates(msg: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed message (always set on those, whatever the stubs say)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset

@@ -1,12 +1,13 @@
-"""Alerts between being read and being decided: decoded once, queued per partition in offset order.
+"""Alerts between being read and being decided: decoded once, held per alert partition in offset order.
 
 Decisions (and so commits) go strictly in offset order within a partition: an AD1 that must wait for
 the activation inputs (contract 5.7) holds the alerts behind it, which keeps exactly-once offsets simple.
 """
 
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from pipeline.core.bad_input import BadInput
 from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
@@ -45,30 +46,79 @@ def read_alert(
     return item
 
 
-@dataclass
-class PartitionQueue:
-    items: deque[ReadAlert] = field(default_factory=deque)
-    paused: bool = False
+class HeldAlerts(Protocol):
+    """Where the triage keeps the alerts of this worker's partitions that it could not decide when read.
+
+    The held alerts move with their partitions: `assigned` and `revoked` follow the consumer group. Today's
+    store, `AlertQueues`, keeps them in memory in offset order: a waiting AD1 blocks the alerts behind it,
+    and a revoked partition's alerts are dropped, to be read again by the next owner from the committed
+    offset, which never passes a held alert. The outage-evidence feature (contract rule 7) holds some AD1s
+    for minutes, across rebalances and crashes, without blocking the alerts behind them: its store keeps
+    those AD1s durably (a changelog written in the transaction whose offsets pass them, restored for a
+    partition on assignment), while the alerts behind them are decided and committed as they come.
+    """
+
+    def assigned(self, partitions: Iterable[int]) -> None: ...
+    def revoked(self, partitions: Iterable[int]) -> None: ...
+
+    def waiting(self, partition: int) -> deque[ReadAlert] | None:
+        """The partition's undecided alerts in offset order, to hold one more behind them; None when the
+        partition is not assigned here."""
+        ...
+
+    def release(self, decide: Callable[[ReadAlert], bool]) -> None:
+        """Offer each partition's held alerts to `decide` in order, up to the first it keeps (False)."""
+        ...
+
+    def first_waiting_for_inputs(self) -> ReadAlert | None:
+        """The earliest read of the held AD1s that block their partitions."""
+        ...
+
+    def restart_holds(self, now: float) -> None:
+        """Count every hold from `now` (a broker outage ended)."""
+        ...
+
+    def clear(self) -> None:
+        """Forget every held alert (a transaction failed: all are read again)."""
+        ...
+
+    def sizes(self) -> dict[int, int]: ...
 
 
 class AlertQueues:
+    """The in-memory `HeldAlerts`: one queue per assigned partition, decided strictly in offset order."""
+
     def __init__(self) -> None:
-        self._queues: dict[int, PartitionQueue] = {}
+        self._queues: dict[int, deque[ReadAlert]] = {}
 
-    def add_partitions(self, partitions: list[int]) -> None:
+    def assigned(self, partitions: Iterable[int]) -> None:
         for p in partitions:
-            self._queues.setdefault(p, PartitionQueue())
+            self._queues.setdefault(p, deque())
 
-    def drop_partitions(self, partitions: list[int]) -> None:
+    def revoked(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             self._queues.pop(p, None)
 
+    def waiting(self, partition: int) -> deque[ReadAlert] | None:
+        return self._queues.get(partition)
+
+    def release(self, decide: Callable[[ReadAlert], bool]) -> None:
+        for items in self._queues.values():
+            while items and decide(items[0]):
+                items.popleft()
+
+    def first_waiting_for_inputs(self) -> ReadAlert | None:
+        heads = [items[0] for items in self._queues.values() if items and items[0].waits_for_inputs]
+        return min(heads, key=lambda i: i.read_seq, default=None)
+
+    def restart_holds(self, now: float) -> None:
+        for items in self._queues.values():
+            for item in items:
+                item.read_at = max(item.read_at, now)
+
     def clear(self) -> None:
-        for queue in self._queues.values():
-            queue.items.clear()
+        for items in self._queues.values():
+            items.clear()
 
-    def queues(self) -> dict[int, PartitionQueue]:
-        return self._queues
-
-    def held(self) -> int:
-        return sum(len(q.items) for q in self._queues.values())
+    def sizes(self) -> dict[int, int]:
+        return {p: len(items) for p, items in self._queues.items()}

@@ -1,0 +1,139 @@
+"""The alert consumer: this worker's membership of the consumer group that spreads the alert partitions.
+
+It reads batches of alerts, follows the group's assignments (the worker's hooks are told which partitions
+come and go), pauses a partition whose held alerts pile up, seeks back to the committed offsets after a
+failed transaction, and is replaced after a fatal error. Offsets are never committed here: they go in
+the output transaction (`TransactionalOutput`), with the decisions they stand for.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from pipeline.kafka.batches import next_batch
+from pipeline.worker.broker_watch import BrokerWatch
+from pipeline.worker.metrics import WorkerMetrics
+from pipeline.worker.transactions import TXN_TIMEOUT_S
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_PER_PARTITION = 20_000  # pause a partition's fetching beyond this many undecided alerts
+
+PartitionsHook = Callable[[list[int]], None]
+
+
+class AlertReader:
+    def __init__(
+        self,
+        topic: str,
+        new_consumer: Callable[[], Consumer],
+        watch: BrokerWatch,
+        metrics: WorkerMetrics,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._topic = topic
+        self._new_consumer = new_consumer
+        self._watch = watch
+        self._metrics = metrics
+        self._stopping = stopping
+        self._consumer: Consumer | None = None
+        self._hooks: tuple[PartitionsHook, PartitionsHook] | None = None  # assigned, revoked
+        self._paused: set[int] = set()
+
+    @property
+    def consumer(self) -> Consumer:
+        assert self._consumer is not None, "the alert consumer is made by open()"
+        return self._consumer
+
+    def open(self) -> None:
+        self._consumer = self._new_consumer()
+
+    def subscribe(self, assigned: PartitionsHook, revoked: PartitionsHook) -> None:
+        """Join the group; `revoked` runs before partitions move away (inside a poll of this consumer)."""
+        self._hooks = (assigned, revoked)
+        self.consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)  # fmt: skip
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assert self._hooks is not None
+        self._hooks[0]([tp.partition for tp in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assert self._hooks is not None
+        revoked = [tp.partition for tp in partitions]
+        self._paused.difference_update(revoked)
+        self._hooks[1](revoked)
+
+    def read(self, max_records: int, wait_s: float) -> list[Message]:
+        """The alerts of one batch (read errors and events left out); waits at most `wait_s` for the first."""
+        try:
+            messages = next_batch(self.consumer, max_records, wait_s)
+        except KafkaException as exc:
+            log.warning("reading alerts: %s", exc)
+            return []
+        records = [msg for msg in messages if msg.error() is None]
+        if len(records) < len(messages):
+            for msg in messages:
+                err = msg.error()
+                if err is None:
+                    continue
+                if err.fatal():
+                    self._watch.fatal_error = True
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("alert read error: %s", err)
+        if records:
+            self._metrics.input_records.labels(self._topic).inc(len(records))
+        return records
+
+    def offsets_to_commit(self, next_offsets: Mapping[int, int]) -> tuple[list[TopicPartition], Any]:
+        """The offsets to commit in a transaction, and the group metadata that fences them (None if none)."""
+        offsets = [TopicPartition(self._topic, p, o) for p, o in next_offsets.items()]
+        return offsets, self.consumer.consumer_group_metadata() if offsets else None
+
+    def rewind(self) -> None:
+        """Seek every assigned alert partition back to its committed offset."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        while True:
+            try:
+                committed = self.consumer.committed(assignment, timeout=TXN_TIMEOUT_S)
+                break
+            except KafkaException as exc:
+                if self._stopping():
+                    return
+                log.warning("reading committed offsets: %s", exc)
+                time.sleep(0.5)
+        for tp in committed:
+            tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(tp)
+
+    def pause_or_resume(self, waiting: Mapping[int, int]) -> None:
+        """Stop fetching a partition with too many undecided alerts (`waiting`), resume at half as many."""
+        for partition, size in waiting.items():
+            tp = [TopicPartition(self._topic, partition)]
+            if partition not in self._paused and size >= MAX_QUEUED_PER_PARTITION:
+                self.consumer.pause(tp)
+                self._paused.add(partition)
+            elif partition in self._paused and size < MAX_QUEUED_PER_PARTITION // 2:
+                self.consumer.resume(tp)
+                self._paused.discard(partition)
+
+    def replace(self) -> None:
+        """A fatal consumer error ends that consumer for good; a new one rejoins the group."""
+        self._paused.clear()
+        self.close()
+        self._consumer = self._new_consumer()
+        assert self._hooks is not None
+        self.subscribe(*self._hooks)
+
+    def close(self) -> None:
+        if self._consumer is None:
+            return
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the alert consumer: %s", exc)

@@ -1,0 +1,158 @@
+"""The state reader: every partition of the four state topics, read into FilterState, like Kafka Streams'
+global state consumer (GlobalStreamThread.StateConsumer), so any worker can decide any alert on its own.
+
+Read positions live in the local state beside what they produced (`pos/` meta keys) and are committed
+with it, so a restarted worker resumes where its state ends. Each record read moves the read frontier;
+a record that cannot be used becomes a dead letter, which the output transaction carries: state is never
+committed past a record whose dead letter is not written (the loop's `_settle` and `_flush_state`).
+"""
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from pipeline.core.filter_state import FilterState
+from pipeline.core.read_frontier import Partition, ReadFrontier
+from pipeline.kafka.batches import coordinates
+from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.output_records import Output
+from pipeline.worker.dead_letters import dead_letter_record
+from pipeline.worker.metrics import WorkerMetrics
+from pipeline.worker.state_feed import StateFeed
+
+log = logging.getLogger(__name__)
+
+STATE_COMMIT_INTERVAL_S = 0.2
+POSITION = "pos/"  # meta key prefix: pos/<topic>/<partition> -> next offset to read
+
+
+class StateReader:
+    def __init__(
+        self,
+        new_consumer: Callable[[], Consumer],
+        feed: StateFeed,
+        state: FilterState,
+        frontier: ReadFrontier,
+        metrics: WorkerMetrics,
+        codec: AvroCodec,
+        dead_letter_topic: str,
+        write_dead_letter: Callable[[Output], None],
+        broker_answered: Callable[[], None],
+    ) -> None:
+        """`write_dead_letter` takes a dead letter to the next transaction; `broker_answered` runs when
+        records arrive, before they are applied."""
+        self._new_consumer = new_consumer
+        self._feed = feed
+        self._state = state
+        self._frontier = frontier
+        self._metrics = metrics
+        self._codec = codec
+        self._dead_letter_topic = dead_letter_topic
+        self._write_dead_letter = write_dead_letter
+        self._broker_answered = broker_answered
+        self._consumer: Consumer | None = None
+        self._partition_counts: dict[str, int] = {}
+        self.dirty = False  # read (or swept) since the last commit
+        self._last_commit = 0.0
+
+    @property
+    def consumer(self) -> Consumer:
+        assert self._consumer is not None, "the state consumer is made by start()"
+        return self._consumer
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._partition_counts)
+
+    def start(self, partition_counts: Mapping[str, int]) -> None:
+        """Read every partition of the state topics (name -> partition count) from its stored position."""
+        self._partition_counts = dict(partition_counts)
+        partitions = [(t, p) for t, count in partition_counts.items() for p in range(count)]
+        stored = self._stored_positions()
+        self._frontier.track(partitions, stored)
+        self._consumer = self._new_consumer()
+        self._consumer.assign([TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING)) for t, p in partitions])
+
+    def read(self, max_records: int) -> int:
+        """Apply what is already fetched, at most `max_records`; returns how many messages were read."""
+        try:
+            messages = self.consumer.consume(max_records, 0)
+        except KafkaException as exc:
+            log.warning("reading state topics: %s", exc)
+            return 0
+        if not messages:
+            return 0
+        self._broker_answered()
+        apply, observe = self._feed.apply, self._frontier.observe
+        records: Counter[str] = Counter()
+        for msg in messages:
+            err = msg.error()
+            topic, partition, offset = coordinates(msg)
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self._frontier.observe_position((topic, partition), offset)
+                else:
+                    log.warning("state topic read error: %s", err)
+                continue
+            records[topic] += 1
+            applied = apply(topic, msg.key(), msg.value())
+            if applied.error is not None:
+                self._write_dead_letter(dead_letter_record(
+                    self._codec, self._dead_letter_topic, (topic, partition, offset), msg.key(), msg.value(),
+                    applied.error,
+                ))  # fmt: skip
+                self._metrics.dead_letters.labels(topic).inc()
+            observe((topic, partition), offset, applied.event_time)
+        for topic, count in records.items():
+            self._metrics.input_records.labels(topic).inc(count)
+        self.dirty = True
+        return len(messages)
+
+    def read_to(self, end_offsets: Mapping[Partition, int]) -> bool:
+        """Whether every partition named is read up to its end offset."""
+        positions = self._frontier.next_offsets()
+        return all(positions.get(p, 0) >= end for p, end in end_offsets.items())
+
+    def commit(self) -> None:
+        """Staged state and the positions it was read up to become durable together."""
+        for (topic, partition), offset in self._frontier.next_offsets().items():
+            self._state.put_meta(f"{POSITION}{topic}/{partition}", str(offset).encode())
+        self._state.commit()
+        self.dirty = False
+        self._last_commit = time.monotonic()
+
+    def commit_due(self) -> bool:
+        return self.dirty and time.monotonic() - self._last_commit > STATE_COMMIT_INTERVAL_S
+
+    def read_added_partitions(self, partition_counts: Mapping[str, int]) -> None:
+        """Partitions the DSP added to a state topic while the worker runs are read from their start, and
+        join the read frontier, so AD1s wait for them like any other."""
+        added: list[TopicPartition] = []
+        for topic, known in self._partition_counts.items():
+            count = partition_counts.get(topic, known)
+            if count > known:
+                added += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(known, count)]
+                self._partition_counts[topic] = count
+        if added:
+            log.info("reading partitions added to the state topics: %s",
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in added))  # fmt: skip
+            self._frontier.track([(tp.topic, tp.partition) for tp in added], {})
+            self.consumer.incremental_assign(added)
+
+    def close(self) -> None:
+        if self._consumer is None:
+            return
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the state consumer: %s", exc)
+
+    def _stored_positions(self) -> dict[Partition, int]:
+        positions = {}
+        for name, value in self._state.meta_items(POSITION):
+            _, topic, partition = name.rsplit("/", 2)
+            positions[(topic, int(partition))] = int(value)
+        return positions

@@ -1,0 +1,258 @@
+"""Stand-ins for the few confluent-kafka calls the worker makes, over one in-memory cluster, so the real
+worker loop can be driven without a broker (in the spirit of Kafka Streams' TopologyTestDriver).
+
+The cluster keeps what a read_committed reader of a real one would see: records written in a transaction
+appear when it commits, and not at all when it aborts; consumer-group offsets move with the transaction
+that carries them. A test can hold a partition back from the state reader (a slow fetch), hold back or
+fail transaction commits, and hold back the answers to end-offset look-ups.
+"""
+
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+from types import SimpleNamespace
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+
+TP = tuple[str, int]
+NO_OFFSET = -1001  # what librdkafka reports for a partition with no committed offset
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logs: dict[str, list[list[tuple[bytes | None, bytes | None]]]] = {}
+        self._group_offsets: dict[tuple[str, str, int], int] = {}
+        self.slow: set[TP] = set()  # partitions the consumers get nothing from for now
+        self.lookups_answer = True  # end-offset look-ups complete at once; False: when `answer_lookups` is called
+        self._unanswered: list[tuple[TopicPartition, Future[Any]]] = []
+        self.commit_gate = threading.Event()  # transaction commits wait for it
+        self.commit_gate.set()
+        self.commit_failures: list[KafkaException] = []  # raised by the next commits, in turn
+
+    def create(self, topic: str, partitions: int) -> None:
+        with self._lock:
+            self._logs.setdefault(topic, [[] for _ in range(partitions)])
+
+    def partitions(self, topic: str) -> int:
+        return len(self._logs.get(topic, []))
+
+    def topics(self) -> dict[str, int]:
+        return {name: len(parts) for name, parts in self._logs.items()}
+
+    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> int:
+        """A committed write (the DSP's); returns its offset."""
+        with self._lock:
+            log = self._logs[topic][partition]
+            log.append((key, value))
+            return len(log) - 1
+
+    def records(self, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+        with self._lock:
+            return [record for log in self._logs.get(topic, []) for record in log]
+
+    def end(self, topic: str, partition: int) -> int:
+        with self._lock:
+            return len(self._logs[topic][partition])
+
+    def read(self, tp: TP, offset: int, limit: int) -> list[tuple[bytes | None, bytes | None]]:
+        with self._lock:
+            return self._logs[tp[0]][tp[1]][offset : offset + limit]
+
+    def unanswered(self, tp: TopicPartition, future: Future[Any]) -> None:
+        with self._lock:
+            self._unanswered.append((tp, future))
+
+    def answer_lookups(self) -> None:
+        """Answer the look-ups waiting so far with today's end offsets, and the next ones at once."""
+        self.lookups_answer = True
+        with self._lock:
+            waiting, self._unanswered = self._unanswered, []
+        for tp, future in waiting:
+            future.set_result(SimpleNamespace(offset=self.end(tp.topic, tp.partition)))
+
+    def committed_offset(self, group: str, tp: TP) -> int:
+        with self._lock:
+            return self._group_offsets.get((group, *tp), NO_OFFSET)
+
+    def commit(self, records: list[tuple[str, bytes | None, bytes | None]], offsets: list[TopicPartition],
+               group: str | None) -> None:  # fmt: skip
+        with self._lock:
+            for topic, key, value in records:
+                self._logs[topic][0].append((key, value))
+            for tp in offsets:
+                assert group is not None
+                self._group_offsets[(group, tp.topic, tp.partition)] = tp.offset
+
+
+class StandInConsumer:
+    """Assigned partitions (`assign`) or the whole of the subscribed topics (`subscribe`: this member is the
+    group's only one, given every partition at its first poll)."""
+
+    def __init__(self, cluster: Cluster, group_id: str, config: dict[str, Any]) -> None:
+        self._cluster = cluster
+        self._group = group_id
+        self._eof_events = bool(config.get("enable.partition.eof"))
+        self._positions: dict[TP, int] = {}
+        self._eof_at: dict[TP, int] = {}
+        self._paused: set[TP] = set()
+        self._subscription: tuple[list[str], Any] | None = None
+        self.closed = False
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._positions[(tp.topic, tp.partition)] = max(tp.offset, 0)
+
+    incremental_assign = assign
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t, p in self._positions]
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None, on_lost: Any = None) -> None:
+        self._subscription = (topics, on_assign)
+
+    def _join(self) -> None:
+        if self._subscription is None or self._positions:
+            return
+        topics, on_assign = self._subscription
+        given = []
+        for topic in topics:
+            for p in range(self._cluster.partitions(topic)):
+                committed = self._cluster.committed_offset(self._group, (topic, p))
+                given.append(TopicPartition(topic, p, committed if committed >= 0 else OFFSET_BEGINNING))
+        self.assign(given)
+        on_assign(self, given)
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        self._join()
+        messages: list[Message] = []
+        for tp, position in sorted(self._positions.items()):
+            if tp in self._paused or tp in self._cluster.slow:
+                continue
+            records = self._cluster.read(tp, position, num_messages - len(messages))
+            for i, (key, value) in enumerate(records):
+                messages.append(Message(topic=tp[0], partition=tp[1], offset=position + i, key=key, value=value))
+            self._positions[tp] = position = position + len(records)
+            if self._eof_events and position == self._cluster.end(*tp) and self._eof_at.get(tp) != position:
+                self._eof_at[tp] = position
+                eof = KafkaError(KafkaError._PARTITION_EOF)
+                messages.append(Message(topic=tp[0], partition=tp[1], offset=position, error=eof))
+        return messages
+
+    def poll(self, timeout: float | None = None) -> Message | None:
+        messages = self.consume(1, 0)
+        return messages[0] if messages else None
+
+    def committed(self, partitions: list[TopicPartition], timeout: float | None = None) -> list[TopicPartition]:
+        group, cluster = self._group, self._cluster
+        return [TopicPartition(tp.topic, tp.partition, cluster.committed_offset(group, (tp.topic, tp.partition)))
+                for tp in partitions]  # fmt: skip
+
+    def seek(self, tp: TopicPartition) -> None:
+        self._positions[(tp.topic, tp.partition)] = max(tp.offset, 0)
+        self._eof_at.pop((tp.topic, tp.partition), None)
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self._paused.update((tp.topic, tp.partition) for tp in partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self._paused.difference_update((tp.topic, tp.partition) for tp in partitions)
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self._positions[(tp.topic, tp.partition)]) for tp in partitions]
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float | None = None,
+                              cached: bool = False) -> tuple[int, int]:  # fmt: skip
+        return 0, self._cluster.end(tp.topic, tp.partition)
+
+    def consumer_group_metadata(self) -> str:
+        return self._group
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class StandInProducer:
+    """A transactional producer: records and offsets of a transaction reach the cluster when it commits."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._records: list[tuple[str, bytes | None, bytes | None]] | None = None
+        self._offsets: list[TopicPartition] = []
+        self._group: str | None = None
+
+    def init_transactions(self, timeout: float | None = None) -> None:
+        pass
+
+    def begin_transaction(self) -> None:
+        assert self._records is None, "a transaction is already open"
+        self._records, self._offsets, self._group = [], [], None
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **extra: Any) -> None:
+        assert self._records is not None, "produce outside a transaction"
+        self._records.append((topic, key, value))
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: str, timeout: float | None = None
+                                    ) -> None:  # fmt: skip
+        self._offsets, self._group = offsets, metadata
+
+    def commit_transaction(self, timeout: float | None = None) -> None:
+        self._cluster.commit_gate.wait()
+        if self._cluster.commit_failures:
+            raise self._cluster.commit_failures.pop(0)
+        assert self._records is not None
+        self._cluster.commit(self._records, self._offsets, self._group)
+        self._records = None
+
+    def abort_transaction(self, timeout: float | None = None) -> None:
+        self._records = None
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+class StandInAdmin:
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> SimpleNamespace:
+        topics = {
+            name: SimpleNamespace(error=None, partitions=dict.fromkeys(range(count)))
+            for name, count in self._cluster.topics().items()
+        }
+        return SimpleNamespace(topics=topics)
+
+    def create_topics(self, new_topics: Iterable[Any], **options: Any) -> dict[str, Future[None]]:
+        futures: dict[str, Future[None]] = {}
+        for new in new_topics:
+            self._cluster.create(new.topic, new.num_partitions)
+            futures[new.topic] = Future()
+            futures[new.topic].set_result(None)
+        return futures
+
+    def list_offsets(self, request: dict[TopicPartition, Any], **options: Any) -> dict[TopicPartition, Future[Any]]:
+        futures: dict[TopicPartition, Future[Any]] = {}
+        for tp in request:
+            futures[tp] = Future()
+            if self._cluster.lookups_answer:
+                futures[tp].set_result(SimpleNamespace(offset=self._cluster.end(tp.topic, tp.partition)))
+            else:
+                self._cluster.unanswered(tp, futures[tp])
+        return futures
+
+
+class StandInClients:
+    """Takes the place of `pipeline.kafka.clients` for the worker: every client it makes uses `cluster`."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def admin_client(self, settings: Any, **extra: Any) -> StandInAdmin:
+        return StandInAdmin(self._cluster)
+
+    def consumer(self, settings: Any, group_id: str, tuning: dict[str, Any], **extra: Any) -> StandInConsumer:
+        return StandInConsumer(self._cluster, group_id, {**tuning, **extra})
+
+    def producer(self, settings: Any, tuning: dict[str, Any], **extra: Any) -> StandInProducer:
+        return StandInProducer(self._cluster)
