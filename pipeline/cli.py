@@ -23,8 +23,8 @@ from pipeline.tools import release as release_tool
 from pipeline.tools.bulk_producer import DeliveryFailed, TopicMissing
 from pipeline.tools.csv_loaders import INVENTORY, TRACKED, CsvFileError, CsvKind, LoadReport, load_csv
 from pipeline.tools.demo_summary import ExpectedFileError, summarise
-from pipeline.wire.avro_codec import AvroCodec
-from pipeline.wire.schema_registry import SchemaRegistryClient
+from pipeline.wire.avro_codec import AvroCodec, codec_for_registry
+from pipeline.wire.schema_registry import RegistryAuthFileError
 
 
 def bounded(bounds: Bounds, flag: str) -> Callable[[str], Any]:
@@ -61,6 +61,7 @@ _EXPECTED_ERRORS = (
     mode_control.ModeControlError,
     alert_audit.AuditError,
     explain_client.ExplainError,
+    RegistryAuthFileError,
 )
 
 
@@ -105,8 +106,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def codec_for(settings: Settings) -> AvroCodec:
     """The Avro codec, with Confluent framing when a schema registry is configured (contract 4)."""
-    registry = SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
-    return AvroCodec(registry=registry)
+    return codec_for_registry(settings.schema_registry_url, settings.schema_registry_auth_file)
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -113,6 +113,7 @@ class Topics:
     dead_letter: str = "poa-filter.dead-letter"
     released: str = "dsp.alerts.released"  # written by `poa-filter release` only, not a worker output
     control: str = "poa-filter.control"  # the operator's mode schedule (contract 8), written by `poa-filter mode`
+    shadow: str = "dsp.alerts.shadow"  # shadow mode's would-be suppressions (contract 8), written by the worker
 
     @property
     def activation_inputs(self) -> tuple[str, str]:
@@ -139,6 +140,8 @@ class Settings:
     data_dir: str = _setting(".state/poa-filter", "POA_DATA_DIR")
     metrics_port: int = _setting(9108, "POA_METRICS_PORT", Bounds(int, 0, 65535, "a TCP port; 0 picks a free one"))
     schema_registry_url: str | None = _setting(None, "POA_SCHEMA_REGISTRY_URL")
+    # A file holding `user:password` for the registry's HTTP basic authentication (a Kubernetes Secret).
+    schema_registry_auth_file: str | None = _setting(None, "POA_SCHEMA_REGISTRY_AUTH_FILE", readable_file=True)
     # pipeline/kafka/client_config.py reads it
     client_config_file: str | None = _setting(None, "KAFKA_CLIENT_CONFIG")
     topics: Topics = field(default_factory=Topics)

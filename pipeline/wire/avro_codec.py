@@ -29,7 +29,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from pipeline.core.bad_input import BadInput
 from pipeline.wire.avro_scan import CorruptBody, ScanFunction, compile_scan
-from pipeline.wire.schema_registry import NoSuchAvroSchema, SchemaRegistryClient
+from pipeline.wire.schema_registry import NoSuchAvroSchema, RegistryAuthFileError, SchemaRegistryClient
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = 0
@@ -649,3 +649,20 @@ def _map_check(values: Check) -> Check:
         return None
 
     return check
+
+
+def codec_for_registry(url: str | None, auth_file: str | None = None) -> "AvroCodec":
+    """The codec every command uses: Confluent framing when a schema registry is configured (contract 4),
+    with basic authentication from `auth_file` (`user:password` on its first line; never shown)."""
+    if url is None:
+        return AvroCodec()
+    user_password = None
+    if auth_file is not None:
+        lines = Path(auth_file).read_text(encoding="utf-8").splitlines()
+        user_password = lines[0].strip() if lines else ""
+        if ":" not in user_password:
+            raise RegistryAuthFileError(
+                f"POA_SCHEMA_REGISTRY_AUTH_FILE {auth_file}: the first line must be user:password "
+                "(the file's content is not shown)"
+            )
+    return AvroCodec(registry=SchemaRegistryClient(url, user_password=user_password))

@@ -35,20 +35,26 @@ class RegistryUnavailable(SchemaRegistryError):
     ...) or an answer that is not the API's. Not the input's fault: wait and retry; never dead-letter for it."""
 
 
+class RegistryAuthFileError(Exception):
+    """POA_SCHEMA_REGISTRY_AUTH_FILE is not `user:password` (the message never shows the file's content)."""
+
+
 class SchemaRegistryClient:
     """register() and get_schema() against one registry URL, with a timeout and a cache.
 
-    Credentials in the URL (`https://user:password@host`) are sent as HTTP basic authentication and kept
-    out of `url`, which every error message names.
+    Credentials (`user:password`, from POA_SCHEMA_REGISTRY_AUTH_FILE or in the URL as
+    `https://user:password@host`) are sent as HTTP basic authentication and kept out of `url`, which every
+    error message names.
     """
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, user_password: str | None = None) -> None:
         parts = urllib.parse.urlsplit(url.rstrip("/"))
         self.url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self.timeout = timeout
         self._headers = {"Content-Type": _CONTENT_TYPE, "Accept": f"{_CONTENT_TYPE}, application/json"}
-        if parts.username is not None:
+        if user_password is None and parts.username is not None:
             user_password = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        if user_password is not None:
             self._headers["Authorization"] = "Basic " + base64.b64encode(user_password.encode()).decode()
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, str] = {}

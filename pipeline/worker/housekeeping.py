@@ -1,8 +1,13 @@
 """Work the loop does between decisions, a slice at a time so that it never stalls them: purging
-activation windows that ended long before every alert partition's decided time, and the gauges."""
+activation data that a rebuild from the topics could no longer restore, and the gauges.
+
+The sweep's horizon comes from the wall clock less the inputs' retention (FilterState.start_sweep), never
+from record times: no outlying record can move it, and every worker sweeps the same way whatever alert
+partitions it owns (contract 6: housekeeping never changes a decision, state stays bounded)."""
 
 import logging
 import time
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException
 
@@ -14,22 +19,16 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 60.0
 SWEEP_SLICE = 200  # keys per loop iteration, so housekeeping never stalls decisions
-SWEEP_RETENTION_MS = 2 * 86_400_000  # keep expired windows two days past their end, for late alerts
 GAUGE_INTERVAL_S = 2.0
 
 
 class Housekeeping:
-    def __init__(self, state: FilterState, metrics: WorkerMetrics) -> None:
+    def __init__(self, state: FilterState, metrics: WorkerMetrics, state_size: Callable[[], tuple[int, int]]) -> None:
         self._state = state
         self._metrics = metrics
-        self.alert_partitions = 0  # of the alert topic: every one counts for the sweep's horizon
+        self._state_size = state_size  # RocksDB's estimated keys and bytes
         self._sweep: SweepPass | None = None
         self._last_sweep = self._last_gauges = 0.0
-
-    def alert_topic_has(self, partitions: int) -> None:
-        if partitions > self.alert_partitions:
-            log.info("the alert topic grew from %d to %d partitions", self.alert_partitions, partitions)
-            self.alert_partitions = partitions
 
     def tick(self, triage: AlertTriage, consumers: list[Consumer]) -> bool:
         """One slice of housekeeping; True when a sweep pass finished, leaving staged state changes."""
@@ -38,22 +37,25 @@ class Housekeeping:
             self._last_gauges = now
             self._update_gauges(triage, consumers)
         if self._sweep is None:
-            slowest = triage.decided_up_to(self.alert_partitions)
-            if now - self._last_sweep >= SWEEP_INTERVAL_S and slowest is not None:
+            if now - self._last_sweep >= SWEEP_INTERVAL_S:
                 self._last_sweep = now
-                self._sweep = SweepPass(slowest, SWEEP_RETENTION_MS)
+                self._sweep = self._state.start_sweep(int(time.time() * 1000))
             return False
         if not self._state.sweep_some(self._sweep, SWEEP_SLICE):
             return False
         counts, self._sweep = self._sweep.counts, None
         self._metrics.activation_windows.labels("pending").set(counts.pending)
         self._metrics.activation_windows.labels("active").set(counts.active)
+        self._metrics.swept(counts.purged)
         if counts.purged:
             log.info("purged %d expired activation versions", counts.purged)
         return True
 
     def _update_gauges(self, triage: AlertTriage, consumers: list[Consumer]) -> None:
-        self._metrics.held_alerts.set(sum(triage.holds.sizes().values()))
+        self._metrics.set_held(inputs=sum(triage.holds.sizes().values()))
+        self._metrics.set_state_size(*self._state_size())
+        for partition in triage.holds.sizes():
+            self._metrics.set_event_time_lag(partition, *triage.event_times(partition))
         self._metrics.tracked_devices.set(self._state.tracked_count())
         for consumer in consumers:
             try:

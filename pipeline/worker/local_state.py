@@ -6,6 +6,7 @@ same folder fences its predecessor's unfinished transaction.
 """
 
 import hashlib
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,17 @@ class LocalState:
     backend: RocksBackend
     path: Path
     instance_id: str  # stable per state folder and host
+
+    def discarded(self) -> "LocalState":
+        """The same slot, emptied: for state in an older format, which the worker rebuilds from the topics
+        (contract 6: upgrades need no manual step)."""
+        self.backend.close()
+        shutil.rmtree(self.path)
+        try:
+            backend = RocksBackend(self.path)
+        except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception
+            raise LocalStateUnavailable(f"cannot reopen local state at {self.path}: {exc}") from exc
+        return LocalState(backend, self.path, self.instance_id)
 
 
 def open_local_state(data_dir: str, app_id: str) -> LocalState:

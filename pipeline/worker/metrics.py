@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,6 +146,13 @@ class WorkerMetrics:
             registry=r,
         )
         self.mode = Gauge("poa_mode", "1 for the mode in force (filter, shadow, pass-through)", ["mode"], registry=r)
+        self.cluster_findings = Gauge(
+            "poa_cluster_findings",
+            "Findings of the last cluster check (retention, compaction, replication the filter relies on), "
+            "by severity (problem, info)",
+            ["severity"],
+            registry=r,
+        )
         self._create_known_series()
 
     def _create_known_series(self) -> None:
@@ -156,6 +163,8 @@ class WorkerMetrics:
             self.rebalances.labels(event)
         for reason in HOLD_REASONS:
             self.held_alerts_by_reason.labels(reason)
+        for severity in ("problem", "info"):
+            self.cluster_findings.labels(severity)
         for reason in ForwardReason:
             if reason is not ForwardReason.NOT_AD1:
                 self.alerts.labels("forwarded", OUTAGE_ALERT_CODE, reason.value)
@@ -201,6 +210,11 @@ class WorkerMetrics:
             raise ValueError(f"unknown rebalance event {event!r}; expected one of {', '.join(REBALANCE_EVENTS)}")
         self.rebalances.labels(event).inc()
 
+    def set_cluster_findings(self, counts: Mapping[str, int]) -> None:
+        """The last cluster check's findings by severity (pipeline/kafka/cluster_checks.py)."""
+        for severity, count in counts.items():
+            self.cluster_findings.labels(severity).set(count)
+
     def set_state_size(self, keys: int, size_bytes: int) -> None:
         self.state_keys.set(keys)
         self.state_bytes.set(size_bytes)
@@ -218,6 +232,8 @@ class Readiness:
     def __init__(self, gauge: Gauge | None = None) -> None:
         self._lock = threading.Lock()
         self._reason = "starting"
+        self._notes: dict[str, str] = {}  # lines under the status, by what sets them (cluster check, mode)
+        self._holds: dict[str, str] = {}  # reasons that keep the worker unready whatever the loop says
         self._gauge = gauge
         if gauge is not None:
             gauge.set(0)
@@ -226,12 +242,36 @@ class Readiness:
         """None means ready; otherwise a short reason why not."""
         with self._lock:
             self._reason = reason or ""
-            if self._gauge is not None:
-                self._gauge.set(0 if reason else 1)
+            self._update_gauge()
+
+    def hold(self, topic: str, reason: str) -> None:
+        """A reason to be unready that stands until lifted (a missing permission), whatever `set` says
+        meanwhile; an empty reason lifts the topic's hold."""
+        with self._lock:
+            if reason:
+                self._holds[topic] = reason
+            else:
+                self._holds.pop(topic, None)
+            self._update_gauge()
+
+    def _update_gauge(self) -> None:
+        if self._gauge is not None:
+            self._gauge.set(0 if self._reason or self._holds else 1)
+
+    def note(self, topic: str, text: str) -> None:
+        """Lines shown under the status on /ready (the cluster check's problems, the mode in force); they
+        never make the worker unready. An empty text removes the topic's lines."""
+        with self._lock:
+            if text:
+                self._notes[topic] = text
+            else:
+                self._notes.pop(topic, None)
 
     def status(self) -> tuple[bool, str]:
         with self._lock:
-            return (self._reason == "", self._reason or "ready")
+            reasons = [*self._holds.values(), *([self._reason] if self._reason else [])]
+            lines = ["; ".join(reasons) or "ready", *self._notes.values()]
+            return (not reasons, "\n".join(lines))
 
 
 def serve_metrics(

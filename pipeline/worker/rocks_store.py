@@ -18,6 +18,14 @@ class RocksBackend:
         options.increase_parallelism(max(os.cpu_count() or 1, 2))
         self._db = Rdict(str(path), options)
 
+    def size(self) -> tuple[int, int]:
+        """Estimated keys, and bytes on disk and in memtables (the state-size gauges)."""
+        db = self._db
+        keys = db.property_int_value("rocksdb.estimate-num-keys") or 0
+        files, memtables = ("rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables")
+        size = (db.property_int_value(files) or 0) + (db.property_int_value(memtables) or 0)
+        return keys, size
+
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
         return None if value is None else bytes(value)

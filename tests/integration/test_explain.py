@@ -15,10 +15,7 @@ from tests.integration.scenario import Scenario, campaign
 from tests.integration.test_worker_decisions import write_live, write_reference
 from tests.integration.worker_harness import CODEC, POA_FILTER, DspProducer, OutputReader, Outputs, WorkerProcess
 
-pytestmark = [
-    pytest.mark.broker,
-    pytest.mark.xfail(strict=True, reason="explain bridge not yet wired into the worker loop"),
-]
+pytestmark = pytest.mark.broker
 
 LONE_CHF = "00-DB-12-34-56-78-90-EE"  # a CH Function with no ESME on its HAN
 

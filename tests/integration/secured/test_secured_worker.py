@@ -34,8 +34,10 @@ def worker_acls(principal: str, settings: Settings) -> list[list[str]]:
     allow = ["--add", "--allow-principal", principal]
     inputs = [t.service_requests, t.activation_outcomes, t.alerts, t.inventory, t.tracked_devices]
     return [
-        [*allow, "--operation", "Read", "--operation", "Describe", *[a for n in inputs for a in ("--topic", n)]],
-        [*allow, "--operation", "Write", "--operation", "Describe", *[a for n in t.outputs for a in ("--topic", n)]],
+        [*allow, "--operation", "Read", "--operation", "Describe", "--operation", "DescribeConfigs",
+         *[a for n in inputs for a in ("--topic", n)]],
+        [*allow, "--operation", "Write", "--operation", "Describe", "--operation", "DescribeConfigs",
+         *[a for n in t.outputs for a in ("--topic", n)]],
         [*allow, "--operation", "Read", "--group", settings.app_id],
         # The state reader never commits, but librdkafka looks up the coordinator of any consumer's group.
         [*allow, "--operation", "Describe", "--group", f"{settings.app_id}.state-reader"],
