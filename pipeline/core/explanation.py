@@ -28,6 +28,7 @@ from pipeline.core.bad_input import BadInput
 from pipeline.core.device_ids import canonical_device_id
 from pipeline.core.event_time import EARLIEST_MS, LATEST_MS
 from pipeline.core.filter_state import FilterState, RequestHistory
+from pipeline.core.operating_mode import Mode
 from pipeline.core.records import OUTAGE_ALERT_CODE, DeviceAlert
 
 Json = dict[str, Any]
@@ -53,6 +54,13 @@ _FORWARD_RULES: dict[ForwardReason, tuple[str, str]] = {
         "and that is neither replaced, cancelled nor withdrawn by then",
     ),
     ForwardReason.HOLD_EXPIRED: ("5.8", "forwarded: held too long for its inputs"),
+}
+
+# What each operator mode (contract 8) does to the rules' decision.
+_MODE_EFFECTS: dict[Mode, str] = {
+    Mode.FILTER: "the rules decide",
+    Mode.SHADOW: "every alert is forwarded; an AD1 the rules would suppress is also recorded on the shadow topic",
+    Mode.PASS_THROUGH: "every alert that can be decoded is forwarded; nothing is suppressed",
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -89,9 +97,9 @@ def parse_time(text: str) -> int:
     return ms
 
 
-def explain(state: FilterState, device: str, at_ms: int) -> Json:
+def explain(state: FilterState, device: str, at_ms: int, mode: Mode = Mode.FILTER) -> Json:
     """What the state holds about `device` (any letter case; BadInput if malformed) and the decision an AD1
-    from its HAN's CH Function received at `at_ms` gets."""
+    from its HAN's CH Function received at `at_ms` gets in `mode`, the operator mode in force at `at_ms`."""
     device_id = canonical_device_id(device, "device")
     listed = list(islice(state.esmes_on_han(device_id), MAX_LISTED_ESMES + 1))
     own_chf = state.chf_of(device_id)
@@ -118,7 +126,8 @@ def explain(state: FilterState, device: str, at_ms: int) -> Json:
         unplaced = _esme(state, device_id, at_ms)
         if unplaced["tracked"] or unplaced["activations"] or unplaced["cancellations"]:
             answer["unplaced_esme"] = unplaced  # tracked or activated, but on no HAN: it suppresses nothing
-    answer["decision"] = _decision(decision, chf_id, at_ms)
+    answer["decision"] = _in_mode(_decision(decision, chf_id, at_ms), mode)
+    answer["mode"] = {"in_force": mode.value, "text": _MODE_EFFECTS[mode]}
     answer["evidence"] = dict(EVIDENCE_NOT_IN_FORCE)
     return answer
 
@@ -162,6 +171,19 @@ def _activation(
 
 def _window(window: Window) -> Json:
     return {"start": moment(window.start), "end": moment(window.end)}
+
+
+def _in_mode(decided: Json, mode: Mode) -> Json:
+    """The rules' decision as the mode applies it: outside filter mode, a suppression becomes a forward."""
+    if mode is Mode.FILTER or decided["outcome"] != "suppressed":
+        return decided
+    return {
+        **decided,
+        "outcome": "forwarded",
+        "reason": mode.value.replace("-", "_"),
+        "rule": "8",
+        "text": f"forwarded in {mode.value} mode ({_MODE_EFFECTS[mode]}); the rules would have {decided['text']}",
+    }
 
 
 def _decision(decision: Decision, chf_id: str, at_ms: int) -> Json:

@@ -249,7 +249,7 @@ def topic_roles(settings: Settings) -> dict[str, Role]:
     """The filter's topics by role, and Kafka's internal topics it relies on."""
     t = settings.topics
     roles = {name: Role.INTERNAL for name in INTERNAL_TOPICS}
-    roles |= {name: Role.STREAM for name in (t.alerts, *t.outputs)}
+    roles |= {name: Role.STREAM for name in (t.alerts, *t.outputs, t.shadow)}
     roles |= {name: Role.TABLE for name in (*t.reference_inputs, t.control)}
     roles |= {name: Role.REBUILD_INPUT for name in t.activation_inputs}
     return roles
@@ -366,7 +366,7 @@ def counts_by_severity(findings: Iterable[Finding]) -> dict[str, int]:
 class ClusterWatch:
     """Runs `check_cluster` on a daemon thread, at once and then every `interval_s`, so the decision loop never
     waits on a slow broker. Each problem is logged at WARNING the first time it is found (information at
-    INFO), and every pass's findings go to `report` (the worker's gauge and /ready text)."""
+    DEBUG: a development broker's replication notes are no news), and every pass's findings go to `report` (the worker's gauge and /ready text)."""
 
     def __init__(
         self,
@@ -398,7 +398,7 @@ class ClusterWatch:
         for f in findings:
             if f.line not in self._logged:
                 self._logged.add(f.line)
-                log.log(logging.WARNING if f.severity is Severity.PROBLEM else logging.INFO, "cluster: %s", f.line)
+                log.log(logging.WARNING if f.severity is Severity.PROBLEM else logging.DEBUG, "cluster: %s", f.line)
         self._report(findings)
         return findings
 

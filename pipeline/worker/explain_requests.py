@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pipeline.core.explanation import Json, explain
 from pipeline.core.filter_state import FilterState
+from pipeline.core.operating_mode import Mode, ModeSchedule
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,10 @@ class ExplainRequests:
             raise ExplainFailed("the explanation failed; see the worker's log")
         return question.answer
 
-    def serve(self, state: FilterState) -> int:
-        """Answer every waiting question from `state` (loop thread only); how many were answered. Never raises:
-        a failing explanation is logged and answered as failed, and the worker goes on."""
+    def serve(self, state: FilterState, schedule: ModeSchedule | None = None) -> int:
+        """Answer every waiting question from `state`, in the operator mode `schedule` has in force at the time
+        asked about (loop thread only); how many were answered. Never raises: a failing explanation is logged
+        and answered as failed, and the worker goes on."""
         served = 0
         while True:
             try:
@@ -72,7 +74,8 @@ class ExplainRequests:
             if question.abandoned:
                 continue
             try:
-                question.answer = explain(state, question.device_id, question.at_ms)
+                mode = Mode.FILTER if schedule is None else schedule.mode_at(question.at_ms)
+                question.answer = explain(state, question.device_id, question.at_ms, mode)
             except Exception:  # the worker must not stop for an explanation
                 log.exception("an explanation failed")
                 question.failed = True

@@ -13,6 +13,7 @@ from pipeline.core.bad_input import BadInput
 from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
 from pipeline.wire import validation
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.schema_registry import RegistryUnavailable
 
 
 @dataclass(slots=True)
@@ -28,6 +29,9 @@ class ReadAlert:
     datum: dict[str, Any] | None = None  # decoded by the generic path; None when read by alert_wire
     alert: AlertFacts | None = None
     error: str | None = None
+    # Why it waits for the schema registry (contract 6: a dependency outage), None when it does not: its
+    # value could not be decoded, or its audit or dead-letter record not encoded, for want of the registry.
+    registry_error: str | None = None
 
     @property
     def waits_for_inputs(self) -> bool:
@@ -37,12 +41,21 @@ class ReadAlert:
 def read_alert(
     codec: AvroCodec, partition: int, offset: int, key: bytes | None, value: bytes | None, read_seq: int, read_at: float
 ) -> ReadAlert:
-    item = ReadAlert(partition, offset, key, value, read_seq, read_at)
+    """The alert at `offset` decoded and validated by the generic reader: its facts, or why it is bad input,
+    or why it waits for the schema registry."""
+    return decode_again(codec, ReadAlert(partition, offset, key, value, read_seq, read_at))
+
+
+def decode_again(codec: AvroCodec, item: ReadAlert) -> ReadAlert:
+    """Decode `item`'s value (again, when the registry failed it before); returns the item."""
+    item.registry_error = None
     try:
-        item.datum = codec.decode("DeviceAlert", value)
+        item.datum = codec.decode("DeviceAlert", item.value)
         item.alert = validation.device_alert(item.datum)
     except BadInput as exc:
         item.error = str(exc)
+    except RegistryUnavailable as exc:
+        item.registry_error = str(exc)
     return item
 
 

@@ -39,6 +39,14 @@ OTHER_CODE = "other"
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
 HOLD_REASONS = ("inputs", "evidence")
 MODES = ("filter", "shadow", "pass-through")
+# Reasons of forwarded AD1s beyond the rules' own (ForwardReason): forwarded in shadow mode though the rules
+# would suppress them, forwarded in pass-through mode (contract 8), forwarded after waiting max-hold for the
+# schema registry (contract 6).
+SHADOW_REASON = "shadow"
+PASS_THROUGH_REASON = "pass_through"
+REGISTRY_UNAVAILABLE_REASON = "registry_unavailable"
+DEPENDENCIES = ("schema_registry",)
+WAITING_INPUTS = ("state_partitions", "alert_partitions")  # what waits for a dependency
 _KNOWN_CODES = frozenset(KNOWN_ALERT_CODES)
 CLIENT_TIMEOUT_S = 10.0
 
@@ -146,6 +154,13 @@ class WorkerMetrics:
             registry=r,
         )
         self.mode = Gauge("poa_mode", "1 for the mode in force (filter, shadow, pass-through)", ["mode"], registry=r)
+        self.dependency_waits = Gauge(
+            "poa_dependency_waits",
+            "Input partitions stopped at a record that waits for a dependency that is down (schema_registry), "
+            "by dependency and input (state_partitions, alert_partitions)",
+            ["dependency", "input"],
+            registry=r,
+        )
         self.cluster_findings = Gauge(
             "poa_cluster_findings",
             "Findings of the last cluster check (retention, compaction, replication the filter relies on), "
@@ -172,6 +187,11 @@ class WorkerMetrics:
             self.alerts.labels("forwarded", code, ForwardReason.NOT_AD1.value)
         self.alerts.labels("suppressed", OUTAGE_ALERT_CODE, "activation_window")
         self.alerts.labels("dead_letter", "", "bad_input")
+        for reason in (SHADOW_REASON, PASS_THROUGH_REASON, REGISTRY_UNAVAILABLE_REASON):
+            self.alerts.labels("forwarded", OUTAGE_ALERT_CODE, reason)
+        for dependency in DEPENDENCIES:
+            for waiting in WAITING_INPUTS:
+                self.dependency_waits.labels(dependency, waiting)
 
     def describe_topics(self, topics: Topics) -> None:
         """At start: name each configured topic by its role, and create the per-topic input series at zero."""
@@ -272,6 +292,24 @@ class Readiness:
             reasons = [*self._holds.values(), *([self._reason] if self._reason else [])]
             lines = ["; ".join(reasons) or "ready", *self._notes.values()]
             return (not reasons, "\n".join(lines))
+
+
+class DependencyWaits:
+    """Says on /ready (a note: the worker goes on deciding what it can) and in `poa_dependency_waits` how
+    many input partitions wait for a dependency that is down (contract 6)."""
+
+    def __init__(self, metrics: WorkerMetrics, readiness: Readiness, dependency: str, unreachable: str) -> None:
+        """`unreachable` says what is wrong, for /ready: "schema registry unreachable"."""
+        self._metrics, self._readiness = metrics, readiness
+        self._dependency, self._unreachable = dependency, unreachable
+        self._counts = dict.fromkeys(WAITING_INPUTS, 0)
+
+    def waiting(self, waiting_input: str, partitions: int) -> None:
+        """`partitions` of `waiting_input` (one of WAITING_INPUTS) wait for the dependency now."""
+        self._counts[waiting_input] = partitions
+        self._metrics.dependency_waits.labels(self._dependency, waiting_input).set(partitions)
+        waits = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in self._counts.items() if n)
+        self._readiness.note(self._dependency, f"{self._unreachable}: waiting with {waits}" if waits else "")
 
 
 def serve_metrics(

@@ -1,24 +1,37 @@
-"""Applies the four state topics (service requests, outcomes, inventory, tracked list) to FilterState.
+"""Applies the four state topics (service requests, outcomes, inventory, tracked list) to FilterState, and the
+control topic's mode schedule (contract 8) to the worker's `schedule`.
 
 Every worker reads every partition of these topics (like a Kafka Streams global table), so no
 co-partitioning with the alerts is needed and each worker can decide any alert on its own. Records of the
 compacted topics are applied under their key as written, in any letter case (contract 6); each record
 goes with where and when it was written (`Written`), which housekeeping and the compacted topics' write
 order go by.
+
+The mode schedule is read like the reference topics, and kept in the local state (as its Avro datum in
+JSON, readable without a schema registry) beside the control topic's read position, so a restarted worker
+that resumes past the schedule's record still has it.
 """
 
+import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
 from pipeline.core.bad_input import BadInput
 from pipeline.core.device_ids import canonical_device_id
 from pipeline.core.filter_state import FilterState
+from pipeline.core.operating_mode import Mode, ModeSchedule
 from pipeline.core.written import UNKNOWN, Written
 from pipeline.settings import Topics
 from pipeline.wire import validation
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.control_records import CONTROL_KEY, decode_schedule, schedule_datum, schedule_from_datum
 from pipeline.wire.reference_bytes import read_inventory_record, read_tracked_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +43,7 @@ class Applied:
 
 
 NO_CLOCK = Applied()  # a reference record: applied, no event time (shared: millions are read in a rebuild)
+SCHEDULE = "mode/schedule"  # meta key: the latest good mode schedule read from the control topic, as JSON
 
 
 def written(timestamp: tuple[int, int], partition: int, offset: int) -> Written:
@@ -39,9 +53,28 @@ def written(timestamp: tuple[int, int], partition: int, offset: int) -> Written:
 
 
 class StateFeed:
-    def __init__(self, topics: Topics, codec: AvroCodec, state: FilterState) -> None:
+    def __init__(
+        self,
+        topics: Topics,
+        codec: AvroCodec,
+        state: FilterState,
+        initial_mode: Mode = Mode.FILTER,
+        on_schedule: Callable[[ModeSchedule], None] = lambda schedule: None,
+        on_registry_wait: Callable[[int], None] = lambda partitions: None,
+    ) -> None:
+        """`initial_mode` applies while the control topic holds no schedule; `on_schedule` hears of every
+        schedule taken, the stored one included (once, here); `on_registry_wait` of how many partitions wait
+        for the schema registry (`RegistryWaits`)."""
+        self.registry_waits = RegistryWaits(on_registry_wait)
         self._state = state
         self._codec = codec
+        self._initial_mode = initial_mode
+        self._on_schedule = on_schedule
+        stored = state.get_meta(SCHEDULE)
+        self.schedule = ModeSchedule(initial_mode) if stored is None else schedule_from_datum(
+            json.loads(stored), initial_mode
+        )  # fmt: skip
+        on_schedule(self.schedule)
         # Reference records in the usual shape are read by reference_wire, the rest by the generic path.
         self._inventory_header = codec.single_object_header("InventoryRecord")
         self._tracked_header = codec.single_object_header("TrackedDevice")
@@ -50,6 +83,7 @@ class StateFeed:
             topics.activation_outcomes: self._outcome,
             topics.inventory: self._inventory,
             topics.tracked_devices: self._tracked,
+            topics.control: self._control,
         }
 
     def apply(self, topic: str, key: bytes | None, value: bytes | None, at: Written = UNKNOWN) -> Applied:
@@ -69,6 +103,16 @@ class StateFeed:
         outcome = validation.activation_outcome(self._codec.decode("ActivationOutcome", value))
         self._state.apply_outcome(outcome, at)
         return Applied(event_time=outcome.received_at)
+
+    def _control(self, key: bytes | None, value: bytes | None, at: Written) -> Applied:
+        """The operator's whole schedule, under key `mode` (other keys are not the filter's and are passed
+        over, as `poa-filter mode` does); a value that is not a schedule leaves the last good one in force."""
+        if key != CONTROL_KEY:
+            return NO_CLOCK
+        self.schedule = decode_schedule(self._codec, value, self._initial_mode)
+        self._state.put_meta(SCHEDULE, json.dumps(schedule_datum(self.schedule)).encode())
+        self._on_schedule(self.schedule)
+        return NO_CLOCK
 
     def _reference_key(self, key: bytes | None, role: str) -> str:
         """The key as written (a valid device ID in any case): the record's identity on a compacted topic."""
@@ -117,3 +161,54 @@ def _same_device(key: str, record_id: str) -> None:
     same device (in any letter case)."""
     if key.upper() != record_id:
         raise BadInput(f"key {key} does not match the record's device_id {record_id}")
+
+
+REGISTRY_RETRY_S = 1.0  # how often a state partition stopped for the schema registry tries its record again
+
+
+class RegistryWaits:
+    """State partitions stopped at a record that waits for the schema registry (contract 6: a state record
+    the worker cannot judge because a dependency is down waits as long as it takes, is never lost and never
+    dead-lettered for it).
+
+    The partition is paused and its position set back to that record, which is tried again every
+    REGISTRY_RETRY_S; nothing behind it is applied meanwhile, so the partition's state and read position
+    stay in order, and the read frontier holds the AD1s that need it (rule 8 then forwards them).
+    """
+
+    def __init__(self, report: Callable[[int], None]) -> None:
+        """`report` hears how many partitions wait, whenever that changes."""
+        self._report = report
+        self.stopped: dict[tuple[str, int], float | None] = {}  # -> monotonic retry time; None: retrying now
+
+    def skips(self, topic: str | None, partition: int | None) -> bool:
+        """Whether a record or event read from this partition is to be passed over: its partition is stopped
+        (the rest of a batch fetched before the stop, its end of partition included, is read again after it)."""
+        return topic is not None and partition is not None and self.stopped.get((topic, partition)) is not None
+
+    def stop(self, consumer: Consumer, topic: str, partition: int, offset: int, reason: Exception) -> None:
+        """The record at `offset` waits for the registry: pause its partition there until the next retry."""
+        position = TopicPartition(topic, partition, offset)
+        consumer.pause([position])
+        consumer.seek(position)
+        newly = (topic, partition) not in self.stopped
+        self.stopped[(topic, partition)] = time.monotonic() + REGISTRY_RETRY_S
+        if newly:
+            log.warning("%s[%d]@%d waits for the schema registry (retrying every %.0fs): %s",
+                        topic, partition, offset, REGISTRY_RETRY_S, reason)  # fmt: skip
+            self._report(len(self.stopped))
+
+    def passed(self, topic: str, partition: int) -> None:
+        """A record of this partition was applied: if it had stopped, it goes on."""
+        if self.stopped.pop((topic, partition), 0) is None:
+            log.info("%s[%d]: the schema registry answered; reading on", topic, partition)
+            self._report(len(self.stopped))
+
+    def resume_due(self, consumer: Consumer) -> None:
+        """Resume the stopped partitions whose retry is due."""
+        now = time.monotonic()
+        due = [p for p, retry_at in self.stopped.items() if retry_at is not None and retry_at <= now]
+        if due:
+            consumer.resume([TopicPartition(topic, partition) for topic, partition in due])
+            for p in due:
+                self.stopped[p] = None

@@ -4,10 +4,21 @@ An alert with nothing held ahead of it in its partition is decided as it is read
 is not an AD1 (the fast reader does not even decode it), decided against the filter state if it is an
 AD1 the read frontier allows (contract 5.7). The rest are held (`HeldAlerts`) and decided in offset order
 once the frontier allows them, or forwarded once held `max_hold_s` of broker-up time.
+
+Each AD1 is decided in the operator's mode in force at its own event time (contract 8): `filter` the
+rules; `shadow` forwards it, and when the rules would suppress it writes the audit record, its reason
+prefixed `shadow:`, to the shadow topic instead; `pass-through` forwards it. The mode schedule is read
+like the reference topics, so the read frontier has it before an AD1 is decided.
+
+An alert that cannot be decoded, or whose audit or dead-letter record cannot be encoded, because the
+schema registry is unreachable waits for it (tried again every REGISTRY_RETRY_S), blocking its partition
+like an AD1 waiting for inputs, and is forwarded as it came once held `max_hold_s` (contract 6, rule 8).
+A bad alert whose dead letter cannot be encoded is not forwarded: it waits until it can be dead-lettered.
 """
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,18 +26,28 @@ from confluent_kafka import Message
 
 from pipeline.core.alert_decisions import ForwardReason, Suppress
 from pipeline.core.filter_state import FilterState
+from pipeline.core.operating_mode import Mode, ModeSchedule
 from pipeline.core.read_frontier import ReadFrontier
 from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
 from pipeline.kafka.batches import coordinates
 from pipeline.settings import Topics
 from pipeline.wire.alert_bytes import RawAlertFields, alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
-from pipeline.wire.output_records import Outgoing, audit_fields, suppressed_alert
+from pipeline.wire.output_records import Outgoing, audit_fields
+from pipeline.wire.schema_registry import RegistryUnavailable
 from pipeline.worker.dead_letters import dead_letter_record
-from pipeline.worker.hold_queues import HeldAlerts, ReadAlert, read_alert
-from pipeline.worker.metrics import code_label
+from pipeline.worker.hold_queues import HeldAlerts, ReadAlert, decode_again, read_alert
+from pipeline.worker.metrics import (
+    PASS_THROUGH_REASON,
+    REGISTRY_UNAVAILABLE_REASON,
+    SHADOW_REASON,
+    code_label,
+)
 
 log = logging.getLogger(__name__)
+
+SHADOW_PREFIX = "shadow: "  # the reason of a shadow record: this, then the reason the rules would suppress for
+REGISTRY_RETRY_S = 1.0  # how often alerts that wait for the schema registry try it again
 
 
 @dataclass(slots=True)
@@ -53,8 +74,16 @@ class AlertTriage:
         frontier: ReadFrontier,
         holds: HeldAlerts,
         max_hold_s: float,
+        schedule: Callable[[], ModeSchedule] = lambda: ModeSchedule(Mode.FILTER),
+        on_registry_wait: Callable[[int], None] = lambda partitions: None,
     ) -> None:
+        """`schedule` gives the operator's mode schedule as last read; `on_registry_wait` hears how many alert
+        partitions wait for the schema registry, whenever that changes."""
         self._topics = topics
+        self._schedule = schedule
+        self._on_registry_wait = on_registry_wait
+        self._registry_retry_at = 0.0  # monotonic: alerts that wait for the registry are not tried before
+        self._registry_waits = 0  # alert partitions blocked by an alert that waits for the registry
         self._codec = codec
         self._alert_header = codec.single_object_header("DeviceAlert")
         self._state = state
@@ -64,6 +93,7 @@ class AlertTriage:
         self.decided = Decided()
         self.read_seq = 0  # numbers the batches read, for the read frontier
         self._decided_time: dict[int, int] = {}  # alert partition -> latest event time decided there
+        self._newest_read: dict[int, int] = {}  # alert partition -> newest event time read there (lag gauge)
 
     def next_read(self) -> int:
         self.read_seq += 1
@@ -87,6 +117,7 @@ class AlertTriage:
         decided = self.decided
         outputs, next_offsets, decided_time = decided.records, decided.next_offsets, self._decided_time
         forwarded_codes: list[str] = []
+        newest_read = self._newest_read
         count = 0
         for msg in records:
             partition: int = msg.partition()  # type: ignore[assignment]  # always set on a consumed message
@@ -95,6 +126,8 @@ class AlertTriage:
                 continue
             value = msg.value()
             raw = None if value is None else read_alert_fields(value, header)
+            if raw is not None and raw[3] > newest_read.get(partition, 0):
+                newest_read[partition] = raw[3]
             if value is None or raw is None or waiting:
                 waiting.append(self._held(msg, raw, seq, now))
                 continue
@@ -108,7 +141,13 @@ class AlertTriage:
                 if not may_decide(alert.received_at, seq):
                     waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert))  # type: ignore[arg-type]
                     continue
-                outputs.append(self._decide_alert(partition, msg.key(), value, alert, None))
+                try:
+                    outputs.extend(self._decide_alert(partition, msg.key(), value, alert, None))
+                except RegistryUnavailable as exc:  # its audit record cannot be encoded now: it waits
+                    self._registry_failed(now)
+                    waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert,  # type: ignore[arg-type]
+                                             registry_error=str(exc)))  # fmt: skip
+                    continue
             next_offsets[partition] = msg.offset() + 1  # type: ignore[operator]
             count += 1
         if count:
@@ -119,20 +158,50 @@ class AlertTriage:
     def _held(self, msg: Message, raw: RawAlertFields | None, seq: int, now: float) -> ReadAlert:
         _, partition, offset = coordinates(msg)
         if raw is None:  # not the common shape: the generic reader gives the verdict and the error
-            return read_alert(self._codec, partition, offset, msg.key(), msg.value(), seq, now)
+            item = read_alert(self._codec, partition, offset, msg.key(), msg.value(), seq, now)
+            if item.registry_error is not None:
+                self._registry_failed(now)
+            return item
         return ReadAlert(partition, offset, msg.key(), msg.value(), seq, now, alert=alert_fields(raw))
 
     def drain(self, now: float, hold_clock_stopped: bool) -> None:
         """Decide held alerts in offset order, each partition up to its first AD1 that must still wait. The
         hold bound counts broker-up time only: while no broker answers (`hold_clock_stopped`), AD1s wait."""
         decided = self.decided
+        registry_waits = 0
+
+        def held_over(item: ReadAlert) -> bool:
+            return not hold_clock_stopped and now - item.read_at >= self._max_hold_s
 
         def decide(item: ReadAlert) -> bool:
+            nonlocal registry_waits
+            if item.registry_error is not None:
+                if now < self._registry_retry_at:
+                    if item.error is None and held_over(item):
+                        return self._give_up_on_registry(item, now)
+                    registry_waits += 1
+                    return False
+                if item.alert is None and item.error is None:
+                    decode_again(self._codec, item)
+            try:
+                return decide_now(item)
+            except RegistryUnavailable as exc:
+                item.registry_error = str(exc)
+            self._registry_failed(now)
+            if item.error is None and held_over(item):
+                return self._give_up_on_registry(item, now)
+            registry_waits += 1
+            return False
+
+        def decide_now(item: ReadAlert) -> bool:
+            if item.registry_error is not None and item.alert is None and item.error is None:
+                raise RegistryUnavailable(item.registry_error)  # decoding it failed again
+            item.registry_error = None
             if item.waits_for_inputs:
                 assert item.alert is not None
                 t = item.alert.received_at
                 if not self._frontier.may_decide(t, item.read_seq):
-                    if hold_clock_stopped or now - item.read_at < self._max_hold_s:
+                    if not held_over(item):
                         return False
                     decided.records.append(self._forward(item, ForwardReason.HOLD_EXPIRED))
                     log.warning(
@@ -140,63 +209,93 @@ class AlertTriage:
                         item.alert.alert_id, now - item.read_at, self._frontier.lagging(t, item.read_seq),
                     )
                 else:
-                    decided.records.append(self._route(item))
+                    decided.records.extend(self._route(item))
             else:
-                decided.records.append(self._route(item))
+                decided.records.extend(self._route(item))
             decided.latencies[item.read_at] += 1
             decided.next_offsets[item.partition] = item.offset + 1
             return True
 
         self.holds.release(decide)
+        if registry_waits != self._registry_waits:
+            self._registry_waits = registry_waits
+            self._on_registry_wait(registry_waits)
+
+    def _registry_failed(self, now: float) -> None:
+        """The registry failed a call: alerts waiting for it are tried again in REGISTRY_RETRY_S."""
+        self._registry_retry_at = now + REGISTRY_RETRY_S
+
+    def _give_up_on_registry(self, item: ReadAlert, now: float) -> bool:
+        """Forward an alert held `max_hold_s` for the schema registry as it came (contract 6, rule 8)."""
+        self.decided.records.append(self._forward(item, REGISTRY_UNAVAILABLE_REASON))
+        log.warning("forwarding alert at %s[%d]@%d after holding it %.0fs: %s", self._topics.alerts, item.partition,
+                    item.offset, now - item.read_at, item.registry_error)  # fmt: skip
+        self.decided.latencies[item.read_at] += 1
+        self.decided.next_offsets[item.partition] = item.offset + 1
+        return True
 
     def first_waiting_seq(self) -> int | None:
         """The batch number of the earliest-read AD1 that blocks its partition, if any."""
         first = self.holds.first_waiting_for_inputs()
         return None if first is None else first.read_seq
 
-    def decided_up_to(self, partitions: int) -> int | None:
-        """An event time that every partition of the alert topic (`partitions` of them) is known to have
-        been decided up to, so that only windows that ended well before it are purged. Every partition
-        counts, not only those assigned now: a partition assigned later may lag far behind (a backlog, a
-        dead worker's share). A partition's time is kept after it is revoked; it can only have moved on
-        since. None until this worker has decided something on every partition."""
-        times = [self._decided_time.get(p) for p in range(partitions)]
-        return None if not times or None in times else min(t for t in times if t is not None)
+    def event_times(self, partition: int) -> tuple[int, int]:
+        """The newest event time read on an alert partition and the latest decided there (ms): how far
+        decisions trail the input, in event time (the lag gauge)."""
+        decided = self._decided_time.get(partition, 0)
+        return max(self._newest_read.get(partition, 0), decided), decided
 
-    def _route(self, item: ReadAlert) -> Outgoing:
+    def _route(self, item: ReadAlert) -> list[Outgoing]:
+        """The records an alert read by the generic path ends in; RegistryUnavailable when one cannot be
+        encoded now (nothing is counted then)."""
         if item.error is not None or item.alert is None:
-            self.decided.tally["dead_letter", "", "bad_input"] += 1
             source = (self._topics.alerts, item.partition, item.offset)
-            return dead_letter_record(
+            record = dead_letter_record(
                 self._codec, self._topics.dead_letter, source, item.key, item.value, item.error or "undecodable"
             )
+            self.decided.tally["dead_letter", "", "bad_input"] += 1
+            return [record]
         assert item.value is not None
         return self._decide_alert(item.partition, item.key, item.value, item.alert, item.datum)
 
     def _decide_alert(
         self, partition: int, key: bytes | None, value: bytes, alert: AlertFacts, datum: dict[str, Any] | None
-    ) -> Outgoing:
-        """A valid alert's decision, as the record to write. `datum` is the decoded alert when the generic
-        path read it, None when alert_wire did."""
+    ) -> list[Outgoing]:
+        """A valid alert's decision in the mode in force at its time, as the records to write. `datum` is the
+        decoded alert when the generic path read it, None when alert_wire did. RegistryUnavailable when its
+        audit record cannot be encoded now (nothing is counted then)."""
+        mode = self._schedule().mode_at(alert.received_at)
+        code = code_label(alert.alert_code)
+        forward = (self._topics.dno_alerts, key, value)
+        if mode is Mode.PASS_THROUGH and alert.alert_code == OUTAGE_ALERT_CODE:
+            outputs, label = [forward], ("forwarded", code, PASS_THROUGH_REASON)
+        else:
+            decision = self._state.decide(alert)
+            if not isinstance(decision, Suppress):
+                outputs, label = [forward], ("forwarded", code, decision.reason.value)
+            elif mode is Mode.SHADOW:
+                shadow = self._topics.shadow, key, self._audit_value(value, datum, decision, self._topics.shadow)
+                outputs, label = [forward, shadow], ("forwarded", code, SHADOW_REASON)
+            else:
+                audit = self._audit_value(value, datum, decision, self._topics.suppressed)
+                outputs, label = [(self._topics.suppressed, key, audit)], ("suppressed", code, "activation_window")
+        self.decided.tally[label] += 1
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at
-        decision = self._state.decide(alert)
-        code = code_label(alert.alert_code)
-        if isinstance(decision, Suppress):
-            self.decided.tally["suppressed", code, "activation_window"] += 1
-            return self._topics.suppressed, key, self._suppressed_value(value, datum, decision)
-        self.decided.tally["forwarded", code, decision.reason.value] += 1
-        return self._topics.dno_alerts, key, value
+        return outputs
 
-    def _suppressed_value(self, value: bytes, datum: dict[str, Any] | None, decision: Suppress) -> bytes:
-        topic = self._topics.suppressed
+    def _audit_value(self, value: bytes, datum: dict[str, Any] | None, decision: Suppress, topic: str) -> bytes:
+        """The SuppressedAlert for `topic`: the audit topic, or the shadow topic, where its reason says so."""
+        audit = audit_fields(decision)
+        if topic == self._topics.shadow:
+            audit["reason"] = SHADOW_PREFIX + audit["reason"]
         if datum is not None:  # read by the generic path: encode the decoded alert again
-            return self._codec.encode("SuppressedAlert", suppressed_alert(datum, decision), topic)
+            return self._codec.encode("SuppressedAlert", {"alert": datum, **audit}, topic)
         body = value[len(self._alert_header) :]  # read by alert_wire: single-object bytes of our DeviceAlert
-        return suppressed_alert_bytes(self._codec.header("SuppressedAlert", topic), body, audit_fields(decision))
+        return suppressed_alert_bytes(self._codec.header("SuppressedAlert", topic), body, audit)
 
-    def _forward(self, item: ReadAlert, reason: ForwardReason) -> Outgoing:
+    def _forward(self, item: ReadAlert, reason: str) -> Outgoing:
         code = code_label(item.alert.alert_code) if item.alert is not None else ""
-        self.decided.tally["forwarded", code, reason.value] += 1
+        self.decided.tally["forwarded", code, str(reason)] += 1
         assert item.value is not None
         return self._topics.dno_alerts, item.key, item.value

@@ -199,6 +199,6 @@ def test_a_worker_with_json_logs_writes_only_json_lines_naming_itself(settings, 
         worker.wait_ready()
     finally:
         worker.stop()
-    lines = [json.loads(line) for line in worker.log().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.strip()]
     assert lines and all(line["app_id"] == settings.app_id and line["level"] in LEVELS for line in lines)
     assert any(line["logger"].startswith("pipeline.") and line["message"] for line in lines)

@@ -45,6 +45,8 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
             "POA_TOPIC_DNO_ALERTS": t.dno_alerts,
             "POA_TOPIC_SUPPRESSED": t.suppressed,
             "POA_TOPIC_DEAD_LETTER": t.dead_letter,
+            "POA_TOPIC_CONTROL": t.control,
+            "POA_TOPIC_SHADOW": t.shadow,
         }
     )
     env.update(overrides)

@@ -32,12 +32,13 @@ def worker_acls(principal: str, settings: Settings) -> list[list[str]]:
     """The minimum ACLs of a worker, as deploy/README.md gives them (output topics pre-created by the DSP)."""
     t = settings.topics
     allow = ["--add", "--allow-principal", principal]
-    inputs = [t.service_requests, t.activation_outcomes, t.alerts, t.inventory, t.tracked_devices]
+    # The control topic (the operator's mode schedule) is read like an input; the shadow topic written like an output.
+    inputs = [t.service_requests, t.activation_outcomes, t.alerts, t.inventory, t.tracked_devices, t.control]
     return [
         [*allow, "--operation", "Read", "--operation", "Describe", "--operation", "DescribeConfigs",
          *[a for n in inputs for a in ("--topic", n)]],
         [*allow, "--operation", "Write", "--operation", "Describe", "--operation", "DescribeConfigs",
-         *[a for n in t.outputs for a in ("--topic", n)]],
+         *[a for n in (*t.outputs, t.shadow) for a in ("--topic", n)]],
         [*allow, "--operation", "Read", "--group", settings.app_id],
         # The state reader never commits, but librdkafka looks up the coordinator of any consumer's group.
         [*allow, "--operation", "Describe", "--group", f"{settings.app_id}.state-reader"],
@@ -65,8 +66,9 @@ def app(secure_kafka: SecureBroker, tmp_path: Path) -> Settings:
                        data_dir=str(tmp_path / "state"), metrics_port=0)
     t = settings.topics
     create_topics(settings, {t.service_requests: 3, t.activation_outcomes: 2, t.alerts: 3, t.inventory: 3,
-                             t.tracked_devices: 2, t.dno_alerts: 3, t.suppressed: 3, t.dead_letter: 3},
-                  compacted=t.reference_inputs)
+                             t.tracked_devices: 2, t.dno_alerts: 3, t.suppressed: 3, t.dead_letter: 3,
+                             t.shadow: 3, t.control: 1},
+                  compacted=(*t.reference_inputs, t.control))
     return settings
 
 

@@ -13,6 +13,7 @@ from pipeline.core.event_time import MINUTE_MS
 from pipeline.core.explanation import MAX_LISTED_ESMES, explain, iso_utc, parse_time
 from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import MemoryBackend, StagedStore
+from pipeline.core.operating_mode import Mode
 from pipeline.core.records import ActivationOutcome, DeviceAlert, Outcome, ServiceRequest
 
 BASE = 1_772_323_200_000  # 2026-03-01T00:00:00Z
@@ -231,3 +232,20 @@ def test_times_are_iso_8601_or_epoch_ms_within_the_valid_range() -> None:
     for bad in ["yesterday", "1999-12-31T23:59:59Z", "3000-01-01T00:00:00Z", "-5", "１２３"]:
         with pytest.raises(BadInput, match="time"):
             parse_time(bad)
+
+
+@pytest.mark.parametrize(
+    ("mode", "outcome", "reason"),
+    [(Mode.FILTER, "suppressed", "activation_window"), (Mode.SHADOW, "forwarded", "shadow"),
+     (Mode.PASS_THROUGH, "forwarded", "pass_through")],
+)  # fmt: skip
+def test_the_decision_is_the_one_of_the_operator_mode_at_the_time(mode: Mode, outcome: str, reason: str) -> None:
+    state = new_state()
+    han(state, (ESME, True))
+    request(state, rid(1), at(0), at(60))
+    answer = explain(state, CHF, at(75), mode)
+    assert answer["mode"]["in_force"] == mode.value
+    decision = answer["decision"]
+    assert (decision["outcome"], decision["reason"]) == (outcome, reason)
+    assert decision["request_id"] == rid(1), "the activation the rules would suppress it for is still named"
+    assert (mode is Mode.FILTER) == decision["text"].startswith("suppressed by activation")
