@@ -366,6 +366,9 @@ class FilterState:
     def put_meta(self, name: str, value: bytes) -> None:
         self._store.put(META + name.encode(), value)
 
+    def delete_meta(self, name: str) -> None:
+        self._store.delete(META + name.encode())
+
     def meta_items(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         full = META + prefix.encode()
         for key, value in self._store.scan(full):

@@ -16,6 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from pipeline.kafka.batches import next_batch
 from pipeline.worker.broker_watch import BrokerWatch
 from pipeline.worker.metrics import WorkerMetrics
+from pipeline.worker.permissions import PermissionWatch
 from pipeline.worker.transactions import TXN_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,14 @@ class AlertReader:
         watch: BrokerWatch,
         metrics: WorkerMetrics,
         stopping: Callable[[], bool],
+        permissions: PermissionWatch,
     ) -> None:
         self._topic = topic
         self._new_consumer = new_consumer
         self._watch = watch
         self._metrics = metrics
         self._stopping = stopping
+        self._permissions = permissions
         self._consumer: Consumer | None = None
         self._hooks: tuple[PartitionsHook, PartitionsHook] | None = None  # assigned, revoked
         self._paused: set[int] = set()
@@ -59,6 +62,7 @@ class AlertReader:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._hooks is not None
+        self._permissions.alerts_read()
         self._hooks[0]([tp.partition for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -82,15 +86,22 @@ class AlertReader:
                     continue
                 if err.fatal():
                     self._watch.fatal_error = True
-                elif err.code() != KafkaError._PARTITION_EOF:
+                elif err.code() != KafkaError._PARTITION_EOF and not self._permissions.alert_read_error(
+                    err, msg.topic()
+                ):
                     log.warning("alert read error: %s", err)
         if records:
             self._metrics.input_records.labels(self._topic).inc(len(records))
+            if self._permissions.denied:
+                self._permissions.alerts_read()
         return records
 
-    def offsets_to_commit(self, next_offsets: Mapping[int, int]) -> tuple[list[TopicPartition], Any]:
-        """The offsets to commit in a transaction, and the group metadata that fences them (None if none)."""
-        offsets = [TopicPartition(self._topic, p, o) for p, o in next_offsets.items()]
+    def offsets_to_commit(
+        self, next_offsets: Mapping[int, int], also: list[TopicPartition]
+    ) -> tuple[list[TopicPartition], Any]:
+        """The offsets to commit in a transaction (the alerts' next offsets, and `also` others in this group),
+        and the group metadata that fences them (None if none)."""
+        offsets = [TopicPartition(self._topic, p, o) for p, o in next_offsets.items()] + also
         return offsets, self.consumer.consumer_group_metadata() if offsets else None
 
     def rewind(self) -> None:
@@ -105,7 +116,8 @@ class AlertReader:
             except KafkaException as exc:
                 if self._stopping():
                     return
-                log.warning("reading committed offsets: %s", exc)
+                if not self._permissions.alert_read_error(exc.args[0], None):
+                    log.warning("reading committed offsets: %s", exc)
                 time.sleep(0.5)
         for tp in committed:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING

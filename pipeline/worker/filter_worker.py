@@ -1,7 +1,8 @@
 """`poa-filter worker`: the Kafka transport around the decision core, assembled from parts with one concern each.
 
 - `StateReader`: every partition of the four state topics into FilterState (a global table), positions
-  stored beside the state; dead letters for records it cannot use.
+  stored beside the state, and the bad records it met; `DeadLetterOwnership`: which worker dead-letters
+  them (once, whatever the number of workers).
 - `AlertReader`: the alert consumer in its group; `AlertTriage`: decides alerts as read, or holds them
   (`HeldAlerts`) until the read frontier allows; `EndOffsetWatch`: the end offsets the frontier needs.
 - `TransactionalOutput`: outputs, dead letters and alert offsets in one transaction (exactly once).
@@ -13,7 +14,7 @@ The loop (`step`) runs on one thread, plus a helper thread that waits for each t
 2. once that commit is settled, commit the state read before it began, then read the state topics;
 3. decide held alerts in offset order; an AD1 waits until the ReadFrontier says the activation and
    reference inputs are read past its event time (contract 5.7), at most `max_hold_seconds`;
-4. begin the transaction that writes the outputs and the alert offsets.
+4. begin the transaction that writes the outputs, the owned state partitions' dead letters and the offsets.
 Decisions never read the wall clock; it only bounds the hold and stamps audit records.
 """
 
@@ -28,25 +29,34 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from pipeline.core.activation_windows import WindowPolicy
+from pipeline.core.explanation import iso_utc
 from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import StagedStore
+from pipeline.core.operating_mode import Mode, ModeSchedule
 from pipeline.core.read_frontier import Partition, ReadFrontier
 from pipeline.kafka import clients
-from pipeline.kafka.admin import EndOffsetLookup, ensure_output_topics, topic_partitions, wait_for_topics
+from pipeline.kafka.admin import EndOffsetLookup, topic_partitions
+from pipeline.kafka.cluster_checks import ClusterWatch, Finding, counts_by_severity, summary
+from pipeline.kafka.topics import create_topics
+from pipeline.log_format import identify_instance
 from pipeline.settings import Settings
-from pipeline.wire.avro_codec import AvroCodec
-from pipeline.wire.schema_registry import SchemaRegistryClient
+from pipeline.wire.avro_codec import codec_for_registry
 from pipeline.worker.alert_reader import AlertReader
 from pipeline.worker.broker_watch import BrokerWatch
+from pipeline.worker.dead_letter_ownership import DeadLetterOwnership
 from pipeline.worker.end_offsets import EndOffsetWatch
+from pipeline.worker.explain_requests import ExplainRequests
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.housekeeping import Housekeeping
+from pipeline.worker.http_access import HttpAccess
 from pipeline.worker.local_state import open_local_state
-from pipeline.worker.metrics import Readiness, WorkerMetrics, serve_metrics
+from pipeline.worker.metrics import DependencyWaits, Readiness, WorkerMetrics, serve_metrics
+from pipeline.worker.permissions import PermissionWatch
+from pipeline.worker.startup import StartupSteps
 from pipeline.worker.state_feed import StateFeed
 from pipeline.worker.state_reader import StateReader
 from pipeline.worker.transactional_output import TransactionalOutput
-from pipeline.worker.triage import AlertTriage, Decided
+from pipeline.worker.triage import AlertTriage
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +79,8 @@ class FilterWorker:
         transactional producer, the consumers) are made by `connect`."""
         s, t = self.settings, self.topics = settings, settings.topics
         self.metrics = WorkerMetrics()
-        self.readiness = Readiness()
+        self.readiness = Readiness(self.metrics.ready)
+        self.metrics.describe_topics(t)
         self.watch = BrokerWatch(self.readiness)
         self._stopping = False
         self._bootstrapped = False
@@ -78,23 +89,41 @@ class FilterWorker:
         self._bootstrap_ends: dict[Partition, int] = {}
         self._last_partition_check = time.monotonic()
         self._http: ThreadingHTTPServer | None = None
+        self.explanations = ExplainRequests()
+        self.http_access = HttpAccess.from_settings(s)  # the token and TLS files, read once at start
         local = open_local_state(s.data_dir, s.app_id)
+        identify_instance(local.instance_id)
         log.info("local state in %s (instance %s)", local.path, local.instance_id)
+        policy = WindowPolicy(s.window_ms, s.lead_in_ms, s.max_future_ms)
+        self.state = FilterState(StagedStore(local.backend), policy)
+        if not self.state.format_version_ok():
+            log.warning("local state in %s is in an older format: discarding it, rebuilding it from the topics",
+                        local.path)  # fmt: skip
+            local = local.discarded()
+            self.state = FilterState(StagedStore(local.backend), policy)
+        self.state.mark_format()
+        self.state.commit()
         self.backend = local.backend
-        self.state = FilterState(StagedStore(local.backend), WindowPolicy(s.window_ms, s.lead_in_ms, s.max_future_ms))
-        codec = AvroCodec(registry=SchemaRegistryClient(s.schema_registry_url) if s.schema_registry_url else None)
+        codec = codec_for_registry(s.schema_registry_url, s.schema_registry_auth_file)
         self.frontier = ReadFrontier()
         on_error = self.watch.on_client_error
         self.admin = kafka.admin_client(s)
+        transactional_id = f"{local.instance_id}-tx"
+        self.permissions = PermissionWatch(self.readiness, s, self.admin, transactional_id)
         self.output = TransactionalOutput(
-            lambda: kafka.producer(s, clients.TRANSACTIONAL_PRODUCER_TUNING,
-                                   **{"transactional.id": f"{local.instance_id}-tx"}),
-            self.metrics, t.alerts, self._is_stopping,
+            lambda: kafka.producer(s, clients.TRANSACTIONAL_PRODUCER_TUNING, **{"transactional.id": transactional_id}),
+            self.metrics, t.alerts, self._is_stopping, self.permissions,
+        )  # fmt: skip
+        self.registry_waits = DependencyWaits(self.metrics, self.readiness, "schema_registry",
+                                              "schema registry unreachable")  # fmt: skip
+        self.state_feed = feed = StateFeed(
+            t, codec, self.state, Mode(s.initial_mode), self._mode_changed,
+            lambda partitions: self.registry_waits.waiting("state_partitions", partitions),
         )  # fmt: skip
         self.state_reader = StateReader(
             lambda: kafka.consumer(s, f"{s.app_id}.state-reader", clients.STATE_READER_TUNING, error_cb=on_error),
-            StateFeed(t, codec, self.state), self.state, self.frontier, self.metrics,
-            codec, t.dead_letter, self.output.add_dead_letter, self._broker_back,
+            feed, self.state, self.frontier, self.metrics, self._broker_back,
+            self.permissions,
         )  # fmt: skip
         # Partitions added to the alert topic are noticed (and handed out by the group) this often.
         refresh_ms = int(s.partition_check_seconds * 1000) or 1000
@@ -102,23 +131,34 @@ class FilterWorker:
             t.alerts,
             lambda: kafka.consumer(s, s.app_id, {**clients.ALERT_CONSUMER_TUNING, **clients.ALERT_GROUP_MEMBERSHIP},
                                    **{"topic.metadata.refresh.interval.ms": refresh_ms}, error_cb=on_error),
-            self.watch, self.metrics, self._is_stopping,
+            self.watch, self.metrics, self._is_stopping, self.permissions,
         )  # fmt: skip
-        self.triage = AlertTriage(t, codec, self.state, self.frontier, AlertQueues(), s.max_hold_seconds)
+        self.triage = AlertTriage(
+            t, codec, self.state, self.frontier, AlertQueues(), s.max_hold_seconds, lambda: feed.schedule,
+            lambda partitions: self.registry_waits.waiting("alert_partitions", partitions),
+        )  # fmt: skip
+        self.dead_letter_owner = DeadLetterOwnership(
+            self.state, codec, t.dead_letter, self.metrics,
+            lambda partitions, timeout: self.alerts.consumer.committed(partitions, timeout=timeout),
+        )  # fmt: skip
         self.ends = EndOffsetWatch(EndOffsetLookup(lambda: kafka.admin_client(s)), self.frontier, self._broker_back)
-        self.housekeeping = Housekeeping(self.state, self.metrics)
+        self.housekeeping = Housekeeping(self.state, self.metrics, local.backend.size)
+        self.cluster_watch = ClusterWatch(s, self._cluster_checked, new_admin=lambda: kafka.admin_client(s))
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        self._http = serve_metrics(self.settings.metrics_port, self.metrics, self.readiness)
-        log.info("metrics and readiness on port %d (/metrics, /ready)", self._http.server_port)
+        self._http = serve_metrics(self.settings.metrics_port, self.metrics, self.readiness,
+                                   explain=self.explanations, access=self.http_access)  # fmt: skip
+        log.info("metrics, readiness and explanations on port %d (/metrics, /ready, /explain)", self._http.server_port)
         try:
             self.connect()
             while not self._stopping:
                 self.step()
+                # questions from the HTTP thread, answered on this one
+                self.explanations.serve(self.state, self.state_feed.schedule)
         except InterruptedError:
             pass
         finally:
@@ -137,26 +177,28 @@ class FilterWorker:
         reference topics end: they are read that far before the worker joins the group."""
         t = self.topics
         state_topics = [*t.activation_inputs, *t.reference_inputs]
-        counts = wait_for_topics(self.admin, [*state_topics, t.alerts], self._is_stopping, self.readiness.set)
-        ensure_output_topics(self.admin, t.outputs, counts[t.alerts])
-        self.housekeeping.alert_partitions = counts[t.alerts]
+        steps = StartupSteps(self.admin, self.readiness, self.permissions, self._is_stopping)
+        counts = steps.input_topics([*state_topics, t.alerts])
+        steps.output_topics([*t.outputs, t.shadow], counts[t.alerts])
+        counts[t.control] = self._control_topic(steps)
+        state_topics.append(t.control)  # the mode schedule is read like the reference topics (contract 8)
+        self.cluster_watch.start()
         self.state_reader.start({topic: counts[topic] for topic in state_topics})
-        self._bootstrap_ends = self.ends.lookup.wait([(r, p) for r in t.reference_inputs for p in range(counts[r])])
-        self.readiness.set("reading the reference topics (inventory, tracked list) to their end")
-        log.info("reading inventory and tracked list to their end offsets before deciding alerts")
+        reference = [(r, p) for r in (*t.reference_inputs, t.control) for p in range(counts[r])]
+        self._bootstrap_ends = steps.end_offsets(self.ends.lookup, reference)
+        self.readiness.set("reading the reference topics (inventory, tracked list, mode) to their end")
+        log.info("reading inventory, tracked list and mode schedule to their end offsets before deciding alerts")
         self.output.open()
         self.alerts.open()
 
     def close(self) -> None:
         self.readiness.set("stopping")
+        self.cluster_watch.stop()
         if self.output.opened:
             self._settle()  # the last transaction, before the group is left
         self.alerts.close()
         self.state_reader.close()
-        # State and positions are committed only if the dead letters they imply were written; otherwise the
-        # records are simply read again at the next start.
-        if not self.output.has_dead_letters or (self.output.opened and self._write_dead_letters()):
-            self.state_reader.commit()
+        self.state_reader.commit()
         self.backend.close()
         if self._http is not None:
             self._http.shutdown()
@@ -167,7 +209,7 @@ class FilterWorker:
     def step(self) -> None:
         """One pass of the loop. While the previous step's transaction commits (on a helper thread), this
         step reads and triages the next alerts; state is read and decisions that need it are taken only
-        once that transaction is settled, so committed state never runs ahead of its dead letters."""
+        once that transaction is settled."""
         if not self._bootstrapped:
             self._bootstrap_step()
             return
@@ -188,10 +230,13 @@ class FilterWorker:
         self.triage.drain(time.monotonic(), hold_clock_stopped=self.watch.down_since is not None)
         self.ends.request_if_held(self.triage.first_waiting_seq(), self.triage.read_seq)
         decided = self.triage.take()
-        if decided or self.output.has_dead_letters:
-            self.output.start(decided, *self.alerts.offsets_to_commit(decided.next_offsets))
+        dead_letters, dead_lettered = self.dead_letter_owner.due(self.frontier.next_offsets(), bool(decided))
+        if decided or dead_letters:
+            offsets, group_metadata = self.alerts.offsets_to_commit(decided.next_offsets, dead_lettered)
+            self.output.start(decided, dead_letters, offsets, group_metadata)
         elif self.state_reader.commit_due():
             self.state_reader.commit()
+        self.dead_letter_owner.prune_if_due(self.frontier.next_offsets())
         self._housekeeping()
         if not (read_state or read_alerts or decided.latencies or in_flight):
             time.sleep(0.001)
@@ -202,7 +247,7 @@ class FilterWorker:
         read_state = self._read_state()
         if self.state_reader.read_to(self._bootstrap_ends):
             self._bootstrapped = True
-            self._flush_state()
+            self.state_reader.commit()
             log.info("reference topics read (%d tracked devices); joining group %s", self.state.tracked_count(),
                      self.settings.app_id)  # fmt: skip
             self.readiness.set("waiting for alert partitions")
@@ -225,7 +270,7 @@ class FilterWorker:
     def _read_state(self) -> int:
         read = self.state_reader.read(READ_BATCH)
         if self.state.pending_changes >= MAX_STAGED_CHANGES:
-            self._flush_state()
+            self.state_reader.commit()
         return read
 
     def _housekeeping(self) -> None:
@@ -243,6 +288,7 @@ class FilterWorker:
         """Wait for the transaction in flight, if any. Committed: commit the state read before it began.
         Failed: every alert not committed (held, or read since) is to be read again."""
         committed = self.output.settle()
+        self.dead_letter_owner.settled(committed)
         if committed is False:
             self._rewind_pending = True  # the seek itself waits for the loop: this may run in a rebalance callback
             self.triage.forget_undecided()
@@ -250,18 +296,6 @@ class FilterWorker:
         if committed:
             self.state_reader.commit()
         return True
-
-    def _write_dead_letters(self) -> bool:
-        """A transaction of the pending state-topic dead letters alone, waited for; False if it failed."""
-        self.output.start(Decided(), [], None)
-        return self._settle()
-
-    def _flush_state(self) -> None:
-        """Commit staged state between transactions; pending dead letters go out first, so a crash cannot
-        leave state committed past a record whose dead letter was never written."""
-        if self.output.has_dead_letters and not self._write_dead_letters():
-            return
-        self.state_reader.commit()
 
     def _rewind(self) -> None:
         """Seek every assigned alert partition back to its committed offset."""
@@ -273,19 +307,22 @@ class FilterWorker:
 
     def _assigned(self, partitions: list[int]) -> None:
         self.triage.holds.assigned(partitions)
+        self.dead_letter_owner.assigned(partitions)
         log.info("assigned alert partitions %s", sorted(partitions))
         self._rebalancing = False
         self.readiness.set(None)
-        self.metrics.ready.set(1)
+        self.metrics.rebalanced("assigned")
 
     def _revoked(self, partitions: list[int]) -> None:
         self._rebalancing = True
         self.readiness.set("rebalancing")
-        self.metrics.ready.set(0)
+        self.metrics.rebalanced("revoked")
+        self.metrics.forget_alert_partitions(self.topics.alerts, partitions)
         # The transaction in flight carries offsets of these partitions: it is settled before they move.
         # Undecided alerts are dropped and will be read again, from the committed offset, by the new owner.
         self._settle()
         self.triage.holds.revoked(partitions)
+        self.dead_letter_owner.revoked(partitions)
         log.info("revoked alert partitions %s", sorted(partitions))
 
     def _replace_alert_consumer(self) -> None:
@@ -298,7 +335,31 @@ class FilterWorker:
         self.readiness.set("rejoining the consumer group")
         self.triage.forget_undecided()
         self.triage.holds.revoked(list(self.triage.holds.sizes()))  # the new member is assigned afresh
+        self.dead_letter_owner.revoked_all()
         self.alerts.replace()
+
+    def _control_topic(self, steps: StartupSteps) -> int:
+        """The control topic's partition count, created compacted with one partition when missing (like the
+        outputs: the worker's own topic; `poa-filter mode` creates it the same way)."""
+        topic = self.topics.control
+        try:
+            create_topics(self.admin, {topic: 1}, {topic: {"cleanup.policy": "compact"}})
+        except KafkaException as exc:
+            log.warning("creating the control topic %s: %s; waiting for it", topic, exc)
+        return steps.input_topics([topic])[topic]
+
+    def _mode_changed(self, schedule: ModeSchedule) -> None:
+        """The mode in force for the newest alerts, on /ready and in `poa_mode` (contract 8)."""
+        latest = schedule.latest()
+        mode = schedule.initial if latest is None else latest.mode
+        self.metrics.set_mode(mode.value)
+        since = "" if latest is None else f" since {iso_utc(latest.effective_from)} (set by {latest.changed_by})"
+        self.readiness.note("mode", f"mode: {mode.value}{since}")
+
+    def _cluster_checked(self, findings: list[Finding]) -> None:
+        """On the cluster-check thread (the gauge and Readiness are thread-safe)."""
+        self.metrics.set_cluster_findings(counts_by_severity(findings))
+        self.readiness.note("cluster", summary(findings))
 
     def _broker_back(self) -> None:
         """Forwarding during an outage gets no alert out sooner and would make decisions depend on its
@@ -320,17 +381,16 @@ class FilterWorker:
         self.triage.holds.restart_holds(now)
 
     def _read_added_partitions(self) -> None:
-        """Partitions the DSP added to an input topic while the worker runs: a new state partition is read
-        from its start; the group hands out new alert partitions by itself, and they join the sweep's horizon."""
+        """Partitions the DSP added to a state topic while the worker runs are read from their start (the
+        group hands out new alert partitions by itself)."""
         try:
-            counts = topic_partitions(self.admin, [*self.state_reader.topics, self.topics.alerts], timeout=5)
+            counts = topic_partitions(self.admin, self.state_reader.topics, timeout=5)
         except KafkaException as exc:
             log.warning("looking for added partitions: %s", exc)
             return
         self.state_reader.read_added_partitions(counts)
-        self.housekeeping.alert_topic_has(counts.get(self.topics.alerts, 0))
 
 
 def run_worker(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """The CLI has configured logging (pipeline.log_format) before this runs."""
     FilterWorker(settings).run()

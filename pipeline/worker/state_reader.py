@@ -3,8 +3,8 @@ global state consumer (GlobalStreamThread.StateConsumer), so any worker can deci
 
 Read positions live in the local state beside what they produced (`pos/` meta keys) and are committed
 with it, so a restarted worker resumes where its state ends. Each record read moves the read frontier;
-a record that cannot be used becomes a dead letter, which the output transaction carries: state is never
-committed past a record whose dead letter is not written (the loop's `_settle` and `_flush_state`).
+a record that cannot be used is recorded in the same write batch, for the one worker that dead-letters
+its partition (`dead_letter_ownership`).
 """
 
 import logging
@@ -12,16 +12,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.core.filter_state import FilterState
 from pipeline.core.read_frontier import Partition, ReadFrontier
 from pipeline.kafka.batches import coordinates
-from pipeline.wire.avro_codec import AvroCodec
-from pipeline.wire.output_records import Output
-from pipeline.worker.dead_letters import dead_letter_record
+from pipeline.wire.schema_registry import RegistryUnavailable
+from pipeline.worker.dead_letter_ownership import record_bad
 from pipeline.worker.metrics import WorkerMetrics
-from pipeline.worker.state_feed import StateFeed
+from pipeline.worker.permissions import PermissionWatch
+from pipeline.worker.state_feed import StateFeed, written
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +37,17 @@ class StateReader:
         state: FilterState,
         frontier: ReadFrontier,
         metrics: WorkerMetrics,
-        codec: AvroCodec,
-        dead_letter_topic: str,
-        write_dead_letter: Callable[[Output], None],
         broker_answered: Callable[[], None],
+        permissions: PermissionWatch,
     ) -> None:
-        """`write_dead_letter` takes a dead letter to the next transaction; `broker_answered` runs when
-        records arrive, before they are applied."""
+        """`broker_answered` runs when records arrive, before they are applied."""
         self._new_consumer = new_consumer
         self._feed = feed
         self._state = state
         self._frontier = frontier
         self._metrics = metrics
-        self._codec = codec
-        self._dead_letter_topic = dead_letter_topic
-        self._write_dead_letter = write_dead_letter
         self._broker_answered = broker_answered
+        self._permissions = permissions
         self._consumer: Consumer | None = None
         self._partition_counts: dict[str, int] = {}
         self.dirty = False  # read (or swept) since the last commit
@@ -78,38 +73,57 @@ class StateReader:
 
     def read(self, max_records: int) -> int:
         """Apply what is already fetched, at most `max_records`; returns how many messages were read."""
+        self._feed.registry_waits.resume_due(self.consumer)
         try:
             messages = self.consumer.consume(max_records, 0)
         except KafkaException as exc:
             log.warning("reading state topics: %s", exc)
             return 0
+        if self._permissions.denied:
+            self._permissions.state_group_quiet()
         if not messages:
             return 0
         self._broker_answered()
-        apply, observe = self._feed.apply, self._frontier.observe
+        apply, observe, waits = self._feed.apply, self._frontier.observe, self._feed.registry_waits
+        # Read time: a record far ahead of it moves no clock of the read frontier (an outlier, contract 6).
+        wall_ms = int(time.time() * 1000)
         records: Counter[str] = Counter()
         for msg in messages:
+            if waits.stopped and waits.skips(msg.topic(), msg.partition()):
+                continue  # stopped for the schema registry: nothing of it counts, its end included
             err = msg.error()
-            topic, partition, offset = coordinates(msg)
             if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    self._frontier.observe_position((topic, partition), offset)
-                else:
-                    log.warning("state topic read error: %s", err)
+                self._read_error(err, msg)
                 continue
+            topic, partition, offset = coordinates(msg)
+            try:
+                applied = apply(topic, msg.key(), msg.value(), written(msg.timestamp(), partition, offset))
+            except RegistryUnavailable as exc:  # not the record's fault: it waits (state_feed.RegistryWaits)
+                waits.stop(self.consumer, topic, partition, offset, exc)
+                continue
+            if waits.stopped:
+                waits.passed(topic, partition)
             records[topic] += 1
-            applied = apply(topic, msg.key(), msg.value())
             if applied.error is not None:
-                self._write_dead_letter(dead_letter_record(
-                    self._codec, self._dead_letter_topic, (topic, partition, offset), msg.key(), msg.value(),
-                    applied.error,
-                ))  # fmt: skip
-                self._metrics.dead_letters.labels(topic).inc()
-            observe((topic, partition), offset, applied.event_time)
+                record_bad(self._state, (topic, partition, offset), msg.key(), msg.value(), applied.error)
+            observe((topic, partition), offset, applied.event_time, wall_ms)
         for topic, count in records.items():
             self._metrics.input_records.labels(topic).inc(count)
+        if records and self._permissions.denied:
+            self._permissions.state_read(records)
         self.dirty = True
         return len(messages)
+
+    def _read_error(self, err: KafkaError, msg: Message) -> None:
+        """The end of a partition moves the read frontier; a missing permission is reported by name; the rest
+        is logged. Checked before the coordinates: a consumer-level error (the group's coordinator) has none."""
+        if err.code() == KafkaError._PARTITION_EOF:
+            topic, partition, offset = coordinates(msg)
+            self._frontier.observe_position((topic, partition), offset)
+            if self._permissions.denied:
+                self._permissions.state_read([topic])
+        elif not self._permissions.state_read_error(err, msg.topic()):
+            log.warning("state topic read error: %s", err)
 
     def read_to(self, end_offsets: Mapping[Partition, int]) -> bool:
         """Whether every partition named is read up to its end offset."""

@@ -16,8 +16,6 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from pipeline.wire.output_records import Output
-
 log = logging.getLogger(__name__)
 
 TXN_TIMEOUT_S = 20.0  # librdkafka's own timeout for each transactional call
@@ -29,18 +27,15 @@ class TransactionStuck(Exception):
 
 
 class PendingCommit:
-    """One transaction from `start` to the end of its commit, with what it carries for after the commit:
-    the state-topic dead letters it wrote (written again if it fails), and its decisions for the metrics
-    (counted only once it is committed)."""
+    """One transaction from `start` to the end of its commit, with its decisions for the metrics (counted
+    only once it is committed)."""
 
     def __init__(
         self,
-        dead_letters: list[Output],
         tally: Counter[tuple[str, str, str]],
         latencies: Counter[float],
         deadline_s: float = TXN_DEADLINE_S,
     ) -> None:
-        self.dead_letters = dead_letters
         self.tally = tally
         self.latencies = latencies
         self._deadline_s = deadline_s

@@ -1,8 +1,9 @@
 """Helpers for the fault tests: a DSP that keeps writing while faults happen, and the exactly-once check.
 
 The decision check itself is `check_decisions` of the decision tests; this module adds what faults need
-on top: bad alerts mixed into the stream (they must reach the dead-letter topic exactly once too),
-reference-data deletions (tombstones a rebuilt state must apply), and a writer thread.
+on top: bad alerts and bad state records mixed into the stream (each must reach the dead-letter topic
+exactly once too, whatever the number of workers and however often state is rebuilt), reference-data
+deletions (tombstones a rebuilt state must apply), and a writer thread.
 """
 
 import threading
@@ -31,18 +32,26 @@ class Stream:
     records: list[Record] = field(default_factory=list)
     sent: dict[str, bytes] = field(default_factory=dict)  # alert_id -> value bytes as written
     bad: list[bytes] = field(default_factory=list)  # values of alerts that must be dead-lettered
+    bad_state: list[bytes] = field(default_factory=list)  # values of state records that must be dead-lettered
 
     @property
     def alert_count(self) -> int:
         return len(self.sent) + len(self.bad)
 
 
-def build_stream(topics: Topics, sc: Scenario, bad_every: int = 0) -> Stream:
+def build_stream(topics: Topics, sc: Scenario, bad_every: int = 0, bad_state_every: int = 0) -> Stream:
     """Activation inputs and alerts in received_at order (requests and outcomes first at a tie), with an
-    undecodable alert after every `bad_every`-th alert when `bad_every` > 0."""
+    undecodable alert after every `bad_every`-th alert when `bad_every` > 0, and an undecodable record on
+    each state topic in turn after every `bad_state_every`-th event when `bad_state_every` > 0."""
     stream = Stream(sc, topics.alerts)
     alerts = 0
-    for _, _, kind, d in sc.events():
+    state_topics = [topics.service_requests, topics.activation_outcomes, topics.inventory, topics.tracked_devices]
+    for n, (_, _, kind, d) in enumerate(sc.events(), 1):
+        if bad_state_every and n % bad_state_every == 0:
+            topic = state_topics[len(stream.bad_state) % len(state_topics)]
+            bad = f"not a record of {topic} #{len(stream.bad_state)}".encode()
+            stream.bad_state.append(bad)
+            stream.records.append((topic, f"bad-{len(stream.bad_state)}".encode(), bad))
         if kind == "request":
             stream.records.append((topics.service_requests, d["target_device_id"].encode(),
                                    CODEC.encode("ServiceRequest", d)))
@@ -172,16 +181,22 @@ class _Settled:
 
 def check_exactly_once(reader: OutputReader, stream: Stream, worker: WorkerProcess, timeout: float = 180) -> Outputs:
     """Every alert written ends in exactly one output topic exactly once (read_committed), with the decision
-    of an undisturbed run and, when forwarded, its bytes; bad alerts are each dead-lettered once."""
+    of an undisturbed run and, when forwarded, its bytes; every bad record, alert or state, is dead-lettered
+    exactly once (no two dead letters name the same topic, partition and offset)."""
     alerts_topic = reader.topics.alerts
     outputs = reader.wait_for(
-        lambda o: o.alert_outputs + len(o.alert_dead_letters(alerts_topic)) >= stream.alert_count,
-        timeout, f"all {stream.alert_count} alerts decided", worker,
+        lambda o: o.alert_outputs + len(o.alert_dead_letters(alerts_topic)) >= stream.alert_count
+        and len(o.dead_letters) >= len(stream.bad) + len(stream.bad_state),
+        timeout, f"all {stream.alert_count} alerts decided and every bad record dead-lettered", worker,
     )
+    sources = Counter((d["source_topic"], d["partition"], d["offset"]) for _, d in outputs.dead_letters)
+    repeated = {c: n for c, n in sources.items() if n != 1}
+    assert repeated == {}, f"{len(repeated)} of {len(sources)} records dead-lettered more than once"
     letters = Counter(d["value"] for d in outputs.alert_dead_letters(alerts_topic))
     assert {v: n for v, n in letters.items() if n != 1} == {}, "an alert was dead-lettered more than once"
     assert set(letters) == set(stream.bad), "bad alerts missing from, or valid ones in, the dead-letter topic"
-    assert len(outputs.dead_letters) == len(stream.bad), "dead letters from a state topic"
+    state_letters = Counter(d["value"] for _, d in outputs.dead_letters if d["source_topic"] != alerts_topic)
+    assert state_letters == Counter(stream.bad_state), "bad state records not dead-lettered exactly once"
     check_decisions(cast(OutputReader, _Settled(replace(outputs, dead_letters=[]))), stream.scenario, stream.sent,
                     worker)
     return outputs

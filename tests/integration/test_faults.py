@@ -4,7 +4,7 @@ restarts and rebalances; state survives restarts and is rebuilt from Kafka when 
 Each test drives real `poa-filter worker` processes while a DSP keeps writing, disturbs them, and then
 checks the read_committed outputs against an undisturbed run: the decisions of the pure core on the whole
 input (`Scenario.reference_decisions`) and of the scenario's construction (`intent`), forwarded bytes
-identical to the input, bad alerts dead-lettered once.
+identical to the input, bad alerts and bad state records dead-lettered exactly once.
 
 All of them run on a broker of their own (`private_broker`), not on the shared one: one of them stops the
 broker, and the others' fault timing (kills at random points, session time-outs) should not depend on what
@@ -49,7 +49,8 @@ def broker(private_kafka: PrivateBroker) -> str:
     return private_kafka.bootstrap
 
 
-def prepare(settings: Settings, homes: int, seed: int, bad_every: int, drop_every: int = 0) -> Stream:
+def prepare(settings: Settings, homes: int, seed: int, bad_every: int, drop_every: int = 0,
+            bad_state_every: int = 0) -> Stream:  # fmt: skip
     """A campaign's reference data written; its activation inputs and alerts built, not yet written."""
     sc = campaign(homes=homes, seed=seed)
     if drop_every:
@@ -57,7 +58,7 @@ def prepare(settings: Settings, homes: int, seed: int, bad_every: int, drop_ever
     dsp = DspProducer(settings)
     write_reference(dsp, sc)
     dsp.flush()
-    return build_stream(settings.topics, sc, bad_every=bad_every)
+    return build_stream(settings.topics, sc, bad_every=bad_every, bad_state_every=bad_state_every)
 
 
 def started(settings: Settings, tmp_path: Path) -> WorkerProcess:
@@ -76,7 +77,7 @@ def test_sigkill_at_random_points_while_alerts_flow(settings: Settings, tmp_path
     during its start-up) and restarted at once, at least 12 times and for as long as the DSP writes.
     (Each kill costs a session timeout, 6 s, before the group hands the partitions to the new process.)"""
     rng = random.Random(20260301)
-    stream = prepare(settings, homes=7000, seed=5, bad_every=1000)
+    stream = prepare(settings, homes=7000, seed=5, bad_every=1000, bad_state_every=250)
     worker, reader = started(settings, tmp_path), OutputReader(settings)
     writer = StreamWriter(settings, stream.records, seconds=90)
     kills: list[tuple[str, int]] = []  # (where, alerts decided by then)
@@ -106,7 +107,7 @@ def test_sigterm_in_the_middle_of_a_batch(settings: Settings, tmp_path: Path) ->
     """A backlog of ~45k alerts; SIGTERM as soon as a worker has committed its first alerts, up to four
     times. Each stop must be clean (exit 0, after the batch under way) and lose or double nothing."""
     rng = random.Random(5)
-    stream = prepare(settings, homes=15000, seed=23, bad_every=700)
+    stream = prepare(settings, homes=15000, seed=23, bad_every=700, bad_state_every=500)
     StreamWriter(settings, stream.records, seconds=0).start().finish()  # a backlog: every read is a full batch
     worker, reader = WorkerProcess(settings, tmp_path), OutputReader(settings)
     interrupted = 0
@@ -133,14 +134,16 @@ def test_sigterm_while_reading_the_reference_topics_keeps_their_dead_letters(set
                                                                              tmp_path: Path) -> None:
     """Contract 6: a bad record on any input topic goes to the dead-letter topic; a graceful stop must not lose
     it. The bad tracked-list records come first, then a long valid list, so that the worker is still reading
-    the reference topics (start-up) when it is stopped."""
+    the reference topics (start-up) when it is stopped. (Bad state records are written once the worker owns
+    them, after start-up: those met before the stop are recorded in its local state, or read again.)"""
     topics = settings.topics
     bad = [(topics.tracked_devices, f"AA-00-00-00-00-00-00-{i:02X}".encode(), f"not a tracked device #{i}".encode())
            for i in range(3)]
     StreamWriter(settings, [*bad, *tracked_list(topics, 100_000)], seconds=0).start().finish()
     worker, reader = WorkerProcess(settings, tmp_path).start(), OutputReader(settings)
     try:
-        wait_until(lambda: metric(worker, "poa_dead_letters_total") >= len(bad), 60, "the bad records read", worker)
+        read = f'poa_input_records_total{{topic="{topics.tracked_devices}"}}'
+        wait_until(lambda: metric(worker, read) >= 20_000, 60, "a fifth of the tracked list read", worker)
         assert not worker.ready(), "the worker read the whole tracked list before the SIGTERM: make it longer"
         assert worker.stop(signal.SIGTERM) == 0
         worker.start().wait_ready(120)
@@ -155,7 +158,7 @@ def test_second_worker_joins_and_leaves_under_load(settings: Settings, tmp_path:
     """A second worker (same POA_APP_ID and POA_DATA_DIR) joins while alerts flow, takes partitions, decides
     some, and leaves with SIGTERM; its partitions go back to the first worker (after the session time-out:
     static members do not leave the group on close)."""
-    stream = prepare(settings, homes=3000, seed=17, bad_every=500)
+    stream = prepare(settings, homes=3000, seed=17, bad_every=500, bad_state_every=60)
     first, reader = started(settings, tmp_path), OutputReader(settings)
     second = WorkerProcess(settings, tmp_path)  # the same POA_DATA_DIR: it claims the next free state slot
     writer = StreamWriter(settings, stream.records, seconds=25)
@@ -181,15 +184,17 @@ def test_second_worker_joins_and_leaves_under_load(settings: Settings, tmp_path:
 def test_lost_local_state_is_rebuilt_from_kafka(settings: Settings, tmp_path: Path) -> None:
     """All requests, outcomes and reference data (with tombstones) and half the alerts are decided; the worker
     is SIGKILLed and its state folder deleted; the other half of the alerts, written after the restart, must
-    be decided on state rebuilt from the topics."""
+    be decided on state rebuilt from the topics. The rebuild reads the bad state records again: each is
+    still dead-lettered exactly once."""
     topics = settings.topics
-    stream = prepare(settings, homes=1500, seed=19, bad_every=300, drop_every=5)
+    stream = prepare(settings, homes=1500, seed=19, bad_every=300, drop_every=5, bad_state_every=40)
     before, after = split_after_alerts(stream, len(stream.sent) // 2)
     worker, reader = started(settings, tmp_path), OutputReader(settings)
     try:
         StreamWriter(settings, before, seconds=0).start().finish()
         first_half = sum(1 for topic, _, _ in before if topic == topics.alerts)
-        wait_until(lambda: decided(reader) >= first_half, 60, "the first half decided", worker)
+        wait_until(lambda: decided(reader) >= first_half + len(stream.bad_state), 60,
+                   "the first half decided, the bad state records dead-lettered", worker)  # fmt: skip
         worker.stop(signal.SIGKILL)
         shutil.rmtree(settings.data_dir)
         worker.start()
@@ -206,7 +211,7 @@ def test_lost_local_state_is_rebuilt_from_kafka(settings: Settings, tmp_path: Pa
 def test_broker_restart_under_load(private_kafka: PrivateBroker, settings: Settings, tmp_path: Path) -> None:
     """The broker is stopped cleanly while alerts flow and started again OUTAGE_PAUSE_S later (the outage is
     that plus its start-up, 15-30 s); the same worker process must ride it out and resume."""
-    stream = prepare(settings, homes=2500, seed=13, bad_every=400)
+    stream = prepare(settings, homes=2500, seed=13, bad_every=400, bad_state_every=60)
     worker, reader = started(settings, tmp_path), OutputReader(settings)
     writer = StreamWriter(settings, stream.records, seconds=20)
     try:

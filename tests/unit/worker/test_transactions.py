@@ -33,7 +33,7 @@ class ScriptedProducer:
 
 
 def pending(deadline_s: float = 5) -> PendingCommit:
-    return PendingCommit([], Counter(), Counter(), deadline_s=deadline_s)
+    return PendingCommit(Counter(), Counter(), deadline_s=deadline_s)
 
 
 def retriable() -> KafkaException:

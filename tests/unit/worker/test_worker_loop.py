@@ -1,7 +1,7 @@
 """The worker's loop without a broker: the real FilterWorker and its parts, driven step by step over
 stand-in clients (kafka_stand_ins), in the spirit of Kafka Streams' TopologyTestDriver. The real-broker
 behaviour is held by tests/integration; here each mechanism of the loop is pinned down on its own:
-triage, the read frontier, the order of transaction and state commits, and the rewind after a failed
+triage, the read frontier, state-topic dead letters written once, and the rewind after a failed
 transaction."""
 
 from collections.abc import Callable, Iterator
@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from pipeline.core.filter_state import META
 from pipeline.settings import Settings, Topics
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.worker.dead_letter_ownership import BAD_RECORD
 from pipeline.worker.filter_worker import FilterWorker
-from pipeline.worker.state_reader import POSITION
 from tests.unit.worker.kafka_stand_ins import NO_OFFSET, Cluster, StandInClients
 
 CODEC = AvroCodec()
@@ -91,10 +90,9 @@ class Driver:
     def alert_offset(self, partition: int) -> int:
         return self.cluster.committed_offset("loop-test", (T.alerts, partition))
 
-    def stored_position(self, topic: str, partition: int) -> int | None:
-        """The read position in the committed local state (what a restarted worker resumes from)."""
-        raw = self.worker.backend.get(META + f"{POSITION}{topic}/{partition}".encode())
-        return None if raw is None else int(raw)
+    def dead_lettered(self, topic: str, partition: int) -> int:
+        """How far the alert group has dead-lettered a state partition."""
+        return self.cluster.committed_offset("loop-test", (topic, partition))
 
     def metric(self, name: str, **labels: str) -> float:
         return self.worker.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -148,21 +146,35 @@ def test_an_ad1_waits_for_end_offsets_looked_up_after_it_was_read(driver: Driver
     driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 decided")
 
 
-def test_state_is_committed_only_after_the_transaction_that_carries_its_dead_letters(driver: Driver) -> None:
-    bad = driver.cluster.append(T.service_requests, 1, None, b"not a service request")
-    before = driver.stored_position(T.service_requests, 1)
-    driver.cluster.commit_gate.clear()  # the transaction's commit waits
-    driver.cluster.commit_failures.append(KafkaException(KafkaError(KafkaError._FAIL, "injected failure")))
+def test_a_bad_state_record_is_dead_lettered_once_across_a_failed_transaction_and_a_lost_state_folder(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The dead letter and its partition's offset in the alert group go in one transaction; a worker that
+    rebuilds its state from the topics meets the bad record again and writes only what the group has not."""
+    bad = cluster.append(T.service_requests, 1, None, b"not a service request")
+    cluster.commit_failures.append(KafkaException(KafkaError(KafkaError._FAIL, "injected failure")))
+    driver = Driver(cluster, tmp_path / "first")
+    try:
+        driver.until(lambda: driver.metric("poa_transactions_total", result="aborted") == 1, "the failed transaction")
+        assert driver.dead_letters() == [] and driver.dead_lettered(T.service_requests, 1) == NO_OFFSET
+        driver.until(lambda: driver.dead_letters() != [], "the dead letter written again")
+        driver.steps(5)
+        assert driver.dead_letters() == [(T.service_requests, 1, bad)]
+        assert driver.dead_lettered(T.service_requests, 1) == bad + 1
+        assert driver.metric("poa_dead_letters_total", topic=T.service_requests) == 1
+        assert list(driver.worker.state.meta_items(BAD_RECORD)) == []  # pruned once written
+    finally:
+        driver.worker.close()
 
-    driver.until(lambda: driver.worker.output.in_flight, "a transaction carrying the dead letter")
-    assert driver.stored_position(T.service_requests, 1) == before != bad + 1
-    driver.cluster.commit_gate.set()
-    driver.steps(1)  # that transaction fails: aborted, its dead letter kept for the next one
-    assert driver.metric("poa_transactions_total", result="aborted") == 1
-    assert driver.dead_letters() == [] and driver.stored_position(T.service_requests, 1) == before
-
-    driver.until(lambda: driver.stored_position(T.service_requests, 1) == bad + 1, "the read position stored")
-    assert driver.dead_letters() == [(T.service_requests, 1, bad)]
+    rebuilt = Driver(cluster, tmp_path / "lost")  # a new state folder: every state partition read from 0
+    try:
+        again = cluster.append(T.service_requests, 1, b"k", b"\x00 still not a service request")
+        rebuilt.until(lambda: len(rebuilt.dead_letters()) == 2, "the new bad record dead-lettered")
+        rebuilt.steps(5)
+        assert rebuilt.dead_letters() == [(T.service_requests, 1, bad), (T.service_requests, 1, again)]
+        assert rebuilt.dead_lettered(T.service_requests, 1) == again + 1
+    finally:
+        rebuilt.worker.close()
 
 
 def test_after_a_failed_commit_alerts_are_read_again_from_the_committed_offset_and_decided_once(
