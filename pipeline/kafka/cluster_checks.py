@@ -366,7 +366,8 @@ def counts_by_severity(findings: Iterable[Finding]) -> dict[str, int]:
 class ClusterWatch:
     """Runs `check_cluster` on a daemon thread, at once and then every `interval_s`, so the decision loop never
     waits on a slow broker. Each problem is logged at WARNING the first time it is found (information at
-    DEBUG: a development broker's replication notes are no news), and every pass's findings go to `report` (the worker's gauge and /ready text)."""
+    DEBUG: a development broker's replication notes are no news), and every pass's findings go to `report`
+    (the worker's gauge and /ready text)."""
 
     def __init__(
         self,
