@@ -26,6 +26,7 @@ UID = "poa-filter"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "[5m]"
 AD1_DECIDED = 'alert_code="AD1", decision=~"forwarded|suppressed"'
+FORWARDED_UNFILTERED = "shadow|pass_through|registry_unavailable"  # reasons beyond the rules' own
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,25 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                   (q(f"sum by (instance) (rate(poa_sweeps_total{RATE}))", "{{instance}} sweeps"),
                    q(f"sum by (instance) (rate(poa_purged_versions_total{RATE}))", "{{instance}} purged")),
                   unit="ops"),
+        ),
+    ),
+    (
+        "Modes and dependencies",
+        (
+            Panel("Mode per worker", "The mode each worker applies to the newest alerts (contract 8): one line per "
+                  "worker, named by its mode. Shadow or pass-through for long: see the runbook, Operator modes.",
+                  (q("max by (instance, mode) (poa_mode) == 1", "{{instance}} {{mode}}"),)),
+            Panel("Alerts forwarded by mode and dependency", "AD1s forwarded per second because of the mode "
+                  "(shadow: the rules would have suppressed them; pass_through) or after waiting for the schema "
+                  "registry (registry_unavailable).",
+                  (q(f"sum by (reason) (rate(poa_alerts_total{{decision=\"forwarded\", "
+                     f"reason=~\"{FORWARDED_UNFILTERED}\"}}{RATE}))", "{{reason}}"),), unit="ops"),
+            Panel("Dependency waits", "Input partitions stopped at a record that waits for a dependency that is "
+                  "down (schema registry), by input.",
+                  (q("sum by (dependency, input) (poa_dependency_waits)", "{{dependency}} {{input}}"),)),
+            Panel("Cluster findings", "Findings of each worker's last check of the Kafka topics' settings "
+                  "(docs/cluster-requirements.md): problems to fix, and information.",
+                  (q("max by (instance, severity) (poa_cluster_findings)", "{{instance}} {{severity}}"),)),
         ),
     ),
     (

@@ -40,6 +40,12 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in rule_groups() for rule in group["rules"] if "alert" in rule]
 
 
+def runbook_anchors() -> set[str]:
+    """The anchors of docs/runbook.md's sections, as GitHub makes them from the `## ` headings."""
+    return {re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
+            for line in RUNBOOK.read_text().splitlines() if line.startswith("## ")}
+
+
 def _depths(expr: str) -> list[int]:
     """Bracket depth at each character, quoted strings counted as nested."""
     depths, depth, quote = [], 0, ""

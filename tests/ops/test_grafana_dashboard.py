@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.worker.metrics import PASS_THROUGH_REASON, REGISTRY_UNAVAILABLE_REASON, SHADOW_REASON
 from tests.ops.dashboard import DASHBOARD, GRAFANA_DIR, checked_in, generator, panel_queries, query_panels
 from tests.ops.prometheus_tools import RUNBOOK
 
@@ -51,8 +52,11 @@ def test_the_asked_for_views_are_there() -> None:
     for metric in ("poa_alerts_total", "poa_dead_letters_total", "poa_held_alerts", "poa_held_alerts_by_reason",
                    "poa_decision_latency_seconds_bucket", "poa_consumer_lag", "poa_event_time_lag_seconds",
                    "poa_activation_windows", "poa_tracked_devices", "poa_transactions_total",
-                   "poa_rebalances_total", "poa_state_bytes", "poa_ready", "poa_sweeps_total", "poa_mode"):
+                   "poa_rebalances_total", "poa_state_bytes", "poa_ready", "poa_sweeps_total", "poa_mode",
+                   "poa_dependency_waits", "poa_cluster_findings"):
         assert metric in exprs, metric
+    for reason in (SHADOW_REASON, PASS_THROUGH_REASON, REGISTRY_UNAVAILABLE_REASON):
+        assert reason in exprs, f"alerts forwarded with reason {reason}"
 
 
 def test_provisioning_files_point_at_prometheus_and_the_dashboard_folder() -> None:

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ops.prometheus_tools import RULE_TESTS, RULES, RUNBOOK, alert_rules, promtool, rule_groups, signals
+from tests.ops.prometheus_tools import (
+    RULE_TESTS,
+    RULES,
+    RUNBOOK,
+    alert_rules,
+    promtool,
+    rule_groups,
+    runbook_anchors,
+    signals,
+)
 
 
 def test_rules_pass_promtool_check() -> None:
@@ -61,12 +70,16 @@ def test_the_unit_tests_fail_for_a_rule_that_never_fires_or_ignores_its_threshol
 
 
 def test_every_alert_links_to_its_runbook_section() -> None:
-    anchors = {re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
-               for line in RUNBOOK.read_text().splitlines() if line.startswith("## ")}
+    anchors = runbook_anchors()
     for rule in alert_rules():
         url = rule["annotations"]["runbook_url"]
         assert url == f"docs/runbook.md#{rule['alert'].lower()}"
         assert rule["alert"].lower() in anchors, f"no '## {rule['alert']}' section in docs/runbook.md"
+
+
+def test_the_runbooks_links_to_its_own_sections_resolve() -> None:
+    links = set(re.findall(r"\]\(#([^)]+)\)", RUNBOOK.read_text()))
+    assert links and links <= runbook_anchors(), sorted(links - runbook_anchors())
 
 
 @pytest.mark.parametrize(
