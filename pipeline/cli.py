@@ -182,23 +182,31 @@ def _simulate(args: argparse.Namespace) -> int:
     return status
 
 
-def _release(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    return release_tool.run(args, settings, codec_for(settings))
+def _with_codec(tool: Any) -> Callable[[argparse.Namespace], int]:
+    """A tool's `run(args, settings, codec)` as a subcommand."""
 
+    def run(args: argparse.Namespace) -> int:
+        settings = settings_from_args(args)
+        return int(tool.run(args, settings, codec_for(settings)))
 
-def _mode(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    return mode_control.run(args, settings, codec_for(settings))
-
-
-def _audit(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    return alert_audit.run(args, settings, codec_for(settings))
+    return run
 
 
 def _explain(args: argparse.Namespace) -> int:
     return explain_client.run(args, settings_from_args(args))
+
+
+# The operators' tools: (subcommand, module with DESCRIPTION and add_arguments, run, one-line help).
+_TOOLS: tuple[tuple[str, Any, Callable[[argparse.Namespace], int], str], ...] = (
+    ("release", release_tool, _with_codec(release_tool),
+     "send wrongly suppressed alerts to the DNOs after all, each at most once"),
+    ("mode", mode_control, _with_codec(mode_control),
+     "set the operator mode (filter, shadow, pass-through) from a time on, or show it"),
+    ("audit", alert_audit, _with_codec(alert_audit),
+     "what happened to one alert: where it ended, when and why (reads the output topics)"),
+    ("explain", explain_client, _explain,
+     "ask a running worker why an AD1 from a device's HAN would be suppressed or forwarded"),
+)  # fmt: skip
 
 
 def _demo_summary(args: argparse.Namespace) -> int:
@@ -301,41 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.set_defaults(run=_demo_summary)
 
-    released = commands.add_parser(
-        "release",
-        parents=[common],
-        help="send wrongly suppressed alerts to the DNOs after all, each at most once",
-        description=release_tool.DESCRIPTION,
-    )
-    release_tool.add_arguments(released)
-    released.set_defaults(run=_release)
-
-    mode = commands.add_parser(
-        "mode",
-        parents=[common],
-        help="set the operator mode (filter, shadow, pass-through) from a time on, or show it",
-        description=mode_control.DESCRIPTION,
-    )
-    mode_control.add_arguments(mode)
-    mode.set_defaults(run=_mode)
-
-    audit = commands.add_parser(
-        "audit",
-        parents=[common],
-        help="what happened to one alert: where it ended, when and why (reads the output topics)",
-        description=alert_audit.DESCRIPTION,
-    )
-    alert_audit.add_arguments(audit)
-    audit.set_defaults(run=_audit)
-
-    explain = commands.add_parser(
-        "explain",
-        parents=[common],
-        help="ask a running worker why an AD1 from a device's HAN would be suppressed or forwarded",
-        description=explain_client.DESCRIPTION,
-    )
-    explain_client.add_arguments(explain)
-    explain.set_defaults(run=_explain)
+    for name, tool, run, help_text in _TOOLS:
+        sub = commands.add_parser(name, parents=[common], help=help_text, description=tool.DESCRIPTION)
+        tool.add_arguments(sub)
+        sub.set_defaults(run=run)
     return parser
 
 
