@@ -1,11 +1,12 @@
-"""Topic administration: create the filter's own output topics, find input partitions, look up end offsets."""
+"""Topic administration, one attempt each: create the filter's own output topics, find input partitions (and
+those the worker may not see), look up end offsets. The worker's start-up retries them (`worker.startup`)."""
 
 import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, wait
 
-from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from pipeline.core.read_frontier import Partition
@@ -24,32 +25,24 @@ def topic_partitions(admin: AdminClient, topics: Iterable[str], timeout: float =
     return counts
 
 
-def wait_for_topics(
-    admin: AdminClient, topics: Iterable[str], should_stop: Callable[[], bool], report: Callable[[str], None]
-) -> dict[str, int]:
-    """Block until every input topic exists; the DSP owns them, so the worker waits rather than creating them."""
-    wanted = list(topics)
-    announced = False
-    while True:
+def refused_topics(admin: AdminClient, names: Iterable[str], timeout: float = 10) -> list[tuple[str, KafkaError]]:
+    """The topics among `names` this principal may not Describe, with the broker's error: a listing of all
+    topics leaves them out silently, as if they did not exist, so they are looked up by name."""
+    futures = admin.describe_topics(TopicCollection(list(names)), request_timeout=timeout)
+    refused = []
+    for name, future in futures.items():
         try:
-            counts = topic_partitions(admin, wanted)
+            future.result()
         except KafkaException as exc:
-            counts = {}
-            report(f"waiting for the broker: {exc}")
-        missing = [t for t in wanted if t not in counts]
-        if not missing:
-            return counts
-        if not announced:
-            log.warning("waiting for input topics to be created: %s", ", ".join(missing))
-            announced = True
-        report("waiting for input topics: " + ", ".join(missing))
-        if should_stop():
-            raise InterruptedError("stopped while waiting for input topics")
-        time.sleep(1)
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                refused.append((name, error))
+    return refused
 
 
-def ensure_output_topics(admin: AdminClient, names: Iterable[str], partitions: int) -> None:
-    existing = admin.list_topics(timeout=10).topics
+def ensure_output_topics(admin: AdminClient, names: Iterable[str], partitions: int, timeout: float = 10) -> None:
+    """Create those of the output topics that do not exist (one attempt; KafkaException if refused)."""
+    existing = admin.list_topics(timeout=timeout).topics
     new = [NewTopic(n, num_partitions=partitions, replication_factor=-1) for n in names if n not in existing]
     if not new:
         return
@@ -78,6 +71,7 @@ class EndOffsetLookup:
         self._tag = 0
         self._failures = 0
         self._retry_at = 0.0
+        self.last_error: tuple[KafkaError, str | None] | None = None  # of the last failed look-up, and its topic
 
     def can_start(self) -> bool:
         return self._futures is None and time.monotonic() >= self._retry_at
@@ -103,12 +97,17 @@ class EndOffsetLookup:
         if self._futures is None or not all(f.done() for f in self._futures.values()):
             return None
         futures, self._futures = self._futures, None
-        try:
-            ends = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
-        except KafkaException as exc:
-            self._failed(exc)
-            return None
+        ends = {}
+        for tp, future in futures.items():
+            try:
+                ends[(tp.topic, tp.partition)] = future.result().offset
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                self.last_error = (error or KafkaError(KafkaError._FAIL), tp.topic)
+                self._failed(exc)
+                return None
         self._failures = 0
+        self.last_error = None
         return ends, self._tag
 
     def _failed(self, exc: KafkaException) -> None:
@@ -120,7 +119,8 @@ class EndOffsetLookup:
             self._admin = self._new_admin()
 
     def wait(self, partitions: Iterable[Partition], timeout: float = 30) -> dict[Partition, int]:
-        """Blocking form, for start-up."""
+        """Blocking form with a deadline, for the tools (the worker's start-up waits as long as it takes:
+        `worker.startup`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.can_start():
