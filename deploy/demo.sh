@@ -17,7 +17,8 @@ export POA_DATA_DIR=".state/$RUN"
 export POA_METRICS_PORT="$PORT"
 for pair in SERVICE_REQUESTS:dsp.service-requests ACTIVATION_OUTCOMES:dsp.activation-outcomes \
             ALERTS:dsp.alerts INVENTORY:dsp.inventory TRACKED_DEVICES:dsp.tracked-devices \
-            DNO_ALERTS:dno.alerts SUPPRESSED:dsp.alerts.suppressed DEAD_LETTER:poa-filter.dead-letter; do
+            DNO_ALERTS:dno.alerts SUPPRESSED:dsp.alerts.suppressed DEAD_LETTER:poa-filter.dead-letter \
+            CONTROL:poa-filter.control SHADOW:dsp.alerts.shadow RELEASED:dsp.alerts.released; do
   export "POA_TOPIC_${pair%%:*}=$RUN.${pair#*:}"
 done
 
@@ -60,3 +61,41 @@ echo "== 4. what the filter did"
 echo
 echo "metrics: http://127.0.0.1:$PORT/metrics (poa_alerts_total, poa_dead_letters_total, poa_held_alerts, ...):"
 curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^poa_(alerts_total|dead_letters_total|tracked_devices|activation_windows)' || true
+
+# One suppressed alert of the campaign, and its HAN, to show the operators' tools on.
+read -r ALERT_ID CHF < <("$BIN/python" - "$OUT/expected.json" <<'PY'
+import json, sys
+alerts = json.load(open(sys.argv[1]))["alerts"]
+first = next(a for a in alerts if a["expected"] == "suppress")
+print(first["alert_id"], first["key"])
+PY
+)
+echo
+echo "== 5. why was alert $ALERT_ID not sent to the DNO? (poa-filter audit, then poa-filter explain)"
+"$BIN/poa-filter" audit "$ALERT_ID" || true
+AT=$("$BIN/poa-filter" audit "$ALERT_ID" --json | "$BIN/python" -c '
+import json, sys
+def received_at(node):
+    if isinstance(node, dict):
+        return node.get("received_at") or next(filter(None, map(received_at, node.values())), None)
+    if isinstance(node, list):
+        return next(filter(None, map(received_at, node)), None)
+    return None
+print(received_at(json.load(sys.stdin)) or "")')
+echo
+"$BIN/poa-filter" explain "$CHF" ${AT:+--at "$AT"} || true
+
+echo
+echo "== 6. rollout: the operator's mode switch (every worker, from a time on; see README 'Rollout and recovery')"
+"$BIN/poa-filter" mode show || true
+cat <<TXT
+A new deployment would run in shadow first, forwarding everything and recording on $POA_TOPIC_SHADOW
+what it would have suppressed:
+  $BIN/poa-filter mode shadow --reason "first weeks: compare with what DNOs find on site"
+and filter once trusted (the kill switch is 'mode pass-through'):
+  $BIN/poa-filter mode filter --reason "shadow results reviewed"
+Alerts wrongly suppressed can be sent after the fact, each at most once:
+  $BIN/poa-filter release --from TIME --to TIME --esme ID --reason "..." --dry-run
+(these commands use this run's topics when run with the variables exported above; KEEP_RUNNING=1 make demo
+keeps the worker up to try them).
+TXT
