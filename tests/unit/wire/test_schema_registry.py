@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.bad_input import BadInput
-from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.avro_codec import AvroCodec, codec_for_registry
 from pipeline.wire.schema_registry import (
     NoSuchAvroSchema,
+    RegistryAuthFileError,
     RegistryUnavailable,
     SchemaRegistryClient,
 )
@@ -284,6 +285,32 @@ def test_credentials_in_the_url_are_sent_and_never_shown(registry: tuple[FakeReg
     with pytest.raises(RegistryUnavailable) as caught:
         client.get_schema(7)
     assert "s3cr" not in str(caught.value) and "poa" not in str(caught.value)
+
+
+def test_credentials_from_the_auth_file_are_sent_and_never_shown(
+    registry: tuple[FakeRegistry, str], tmp_path: Path
+) -> None:
+    """POA_SCHEMA_REGISTRY_AUTH_FILE (contract 7): `user:password` on the file's first line."""
+    fake, url = registry
+    auth = tmp_path / "registry-auth"
+    auth.write_text("poa-worker:pa55:word\n")
+    codec = codec_for_registry(url, str(auth))
+    codec.encode("DeviceAlert", ALERT, topic="dsp.alerts")
+    assert fake.authorizations and set(fake.authorizations) == {
+        "Basic " + base64.b64encode(b"poa-worker:pa55:word").decode()
+    }
+    fake.fail_with = (503, b"")
+    with pytest.raises(RegistryUnavailable) as caught:
+        codec.decode("DeviceAlert", confluent(42, b"\x00"))
+    assert "pa55" not in str(caught.value)
+
+
+def test_an_auth_file_without_user_and_password_is_refused_without_showing_it(tmp_path: Path) -> None:
+    auth = tmp_path / "registry-auth"
+    auth.write_text("just-a-secret-token\n")
+    with pytest.raises(RegistryAuthFileError, match="user:password") as caught:
+        codec_for_registry("http://127.0.0.1:9", str(auth))
+    assert "just-a-secret-token" not in str(caught.value)
 
 
 class CountingClient(SchemaRegistryClient):
