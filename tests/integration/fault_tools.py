@@ -17,7 +17,7 @@ from pipeline.kafka import clients
 from pipeline.kafka.batches import produce_when_room
 from pipeline.settings import Settings, Topics
 from tests.integration.scenario import BASE, Scenario
-from tests.integration.test_worker_decisions import check_decisions
+from tests.integration.scenario_play import check_decisions
 from tests.integration.worker_harness import CODEC, DSP_PRODUCER_TUNING, OutputReader, Outputs, WorkerProcess
 
 Record = tuple[str, bytes | None, bytes | None]  # topic, key, value

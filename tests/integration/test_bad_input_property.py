@@ -16,7 +16,7 @@ from pipeline.kafka import clients
 from pipeline.settings import Settings, Topics
 from tests.conftest import BOOTSTRAP, create_topics
 from tests.integration.scenario import BASE, campaign
-from tests.integration.test_worker_decisions import write_live, write_reference
+from tests.integration.scenario_play import write_live, write_reference
 from tests.integration.worker_harness import CODEC, DspProducer, OutputReader, WorkerProcess
 
 pytestmark = pytest.mark.broker

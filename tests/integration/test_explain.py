@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.settings import Settings
 from tests.integration.scenario import Scenario, campaign
-from tests.integration.test_worker_decisions import write_live, write_reference
+from tests.integration.scenario_play import write_live, write_reference
 from tests.integration.worker_harness import CODEC, POA_FILTER, DspProducer, OutputReader, Outputs, WorkerProcess
 
 pytestmark = pytest.mark.broker

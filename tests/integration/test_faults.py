@@ -33,7 +33,7 @@ from tests.integration.fault_tools import (
 )
 from tests.integration.private_broker import PrivateBroker, private_kafka_fixture  # noqa: F401 - a fixture
 from tests.integration.scenario import campaign
-from tests.integration.test_worker_decisions import write_reference
+from tests.integration.scenario_play import write_reference
 from tests.integration.worker_harness import DspProducer, OutputReader, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.broker

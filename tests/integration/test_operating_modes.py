@@ -21,7 +21,13 @@ from pipeline.kafka.topics import read_to_end
 from pipeline.settings import Settings, Topics
 from tests.conftest import create_topics
 from tests.integration.scenario import Scenario, campaign
-from tests.integration.test_worker_decisions import write_activation_inputs, write_alerts, write_live, write_reference
+from tests.integration.scenario_play import (
+    ready_worker,
+    write_activation_inputs,
+    write_alerts,
+    write_live,
+    write_reference,
+)
 from tests.integration.worker_harness import CODEC, DspProducer, OutputReader, Outputs, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.broker
@@ -109,13 +115,7 @@ def ready_body(worker: WorkerProcess) -> str:
 def test_mode_changes_written_mid_stream_apply_from_their_time_live(settings: Settings, tmp_path: Path) -> None:
     sc = campaign(homes=18, seed=3)
     changes = mode_changes(sc)
-    dsp = DspProducer(settings)
-    write_reference(dsp, sc)
-    dsp.flush()
-    worker = WorkerProcess(settings, tmp_path).start()
-    reader = OutputReader(settings)
-    try:
-        worker.wait_ready()
+    with ready_worker(settings, tmp_path, sc) as (dsp, worker, reader):
         assert "mode: filter" in ready_body(worker)
         assert 'poa_mode{mode="filter"} 1.0' in worker.metrics()
         events = sc.events()
@@ -133,9 +133,6 @@ def test_mode_changes_written_mid_stream_apply_from_their_time_live(settings: Se
         metrics = worker.metrics()
         assert 'poa_alerts_total{alert_code="AD1",decision="forwarded",reason="shadow"}' in metrics
         assert 'poa_alerts_total{alert_code="AD1",decision="forwarded",reason="pass_through"}' in metrics
-    finally:
-        worker.stop()
-        reader.close()
 
 
 def test_a_backlog_is_decided_in_the_modes_of_its_alerts_times_as_live(settings: Settings, tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.settings import Settings, Topics
 from pipeline.worker.metrics import KNOWN_ALERT_CODES, OTHER_CODE, WorkerMetrics
 from tests.conftest import create_topics
-from tests.integration.scenario import campaign
-from tests.integration.test_worker_decisions import write_live, write_reference
+from tests.integration.scenario import Scenario, campaign
+from tests.integration.scenario_play import ready_worker, write_live
 from tests.integration.worker_harness import CODEC, DspProducer, OutputReader, WorkerProcess, free_port, wait_until
 from tests.ops.dashboard import checked_in, panel_queries
 from tests.ops.prometheus_tools import RULES, bin_dir, rule_groups, signals
@@ -133,34 +133,32 @@ def scraped(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     folder = tmp_path_factory.mktemp("prometheus-scrape")
     settings = fresh_settings(broker, folder / "state")
     sc = campaign(homes=30)
-    dsp = DspProducer(settings)
-    write_reference(dsp, sc)
-    dsp.flush()
-    worker = WorkerProcess(settings, folder).start()
-    reader = OutputReader(settings)
-    prometheus: PrometheusServer | None = None
-    try:
-        worker.wait_ready()
+    with ready_worker(settings, folder, sc) as (dsp, worker, reader):
         prometheus = PrometheusServer(folder, worker.port)
-        write_live(dsp, sc)
-        last = sc.alerts[-1]
-        for n in range(DISTINCT_CODES):
-            datum = {**last, "alert_id": f"coded-{n}", "alert_code": f"Z{n:04X}", "mpxn": f"{2000000000000 + n}"}
-            dsp.send(settings.topics.alerts, f"{n:016X}", CODEC.encode("DeviceAlert", datum))
-        dsp.send(settings.topics.alerts, "bad", b"not an Avro alert")
-        dsp.flush()
-        decided = len(sc.alerts) + DISTINCT_CODES
-        reader.wait_for(lambda o: o.alert_outputs >= decided and len(o.dead_letters) >= 1, 180,
-                        "every alert decided and the bad one dead-lettered", worker)
-        wait_until(lambda: prometheus is not None and prometheus.value("sum(poa_alerts_total)") >= decided + 1, 60,
-                   "Prometheus scraping the decisions")
-        time.sleep(3)  # a few more scrapes and rule evaluations, so every rate has samples to work on
-        yield prometheus, worker
-    finally:
-        if prometheus is not None:
+        try:
+            decide_and_scrape(settings, sc, dsp, worker, reader, prometheus)
+            yield prometheus, worker
+        finally:
             prometheus.stop()
-        worker.stop()
-        reader.close()
+
+
+def decide_and_scrape(
+    settings: Settings, sc: Scenario, dsp: DspProducer, worker: WorkerProcess, reader: OutputReader,
+    prometheus: PrometheusServer,
+) -> None:
+    """The scenario and DISTINCT_CODES alerts with codes of their own decided, and Prometheus scraping them."""
+    write_live(dsp, sc)
+    last = sc.alerts[-1]
+    for n in range(DISTINCT_CODES):
+        datum = {**last, "alert_id": f"coded-{n}", "alert_code": f"Z{n:04X}", "mpxn": f"{2000000000000 + n}"}
+        dsp.send(settings.topics.alerts, f"{n:016X}", CODEC.encode("DeviceAlert", datum))
+    dsp.send(settings.topics.alerts, "bad", b"not an Avro alert")
+    dsp.flush()
+    decided = len(sc.alerts) + DISTINCT_CODES
+    reader.wait_for(lambda o: o.alert_outputs >= decided and len(o.dead_letters) >= 1, 180,
+                    "every alert decided and the bad one dead-lettered", worker)  # fmt: skip
+    wait_until(lambda: prometheus.value("sum(poa_alerts_total)") >= decided + 1, 60, "Prometheus scraping decisions")
+    time.sleep(3)  # a few more scrapes and rule evaluations, so every rate has samples to work on
 
 
 @pytest.mark.parametrize("expr", [until_wired(name, expr, unless_exported=True) for name, expr in expressions()])

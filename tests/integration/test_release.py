@@ -26,8 +26,8 @@ from pipeline.tools.release import Selection
 from pipeline.wire.alert_bytes import suppressed_alert_bytes
 from tests.conftest import create_topics
 from tests.integration.scenario import BASE, MIN, campaign
-from tests.integration.test_worker_decisions import write_live, write_reference
-from tests.integration.worker_harness import CODEC, POA_FILTER, DspProducer, OutputReader, WorkerProcess, wait_until
+from tests.integration.scenario_play import ready_worker, write_live
+from tests.integration.worker_harness import CODEC, POA_FILTER, DspProducer, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -76,18 +76,9 @@ def test_release_sends_the_suppressed_alerts_original_bytes_once(
     settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sc = campaign(homes=18)
-    dsp = DspProducer(settings)
-    write_reference(dsp, sc)
-    dsp.flush()
-    worker = WorkerProcess(settings, tmp_path).start()
-    reader = OutputReader(settings)
-    try:
-        worker.wait_ready()
+    with ready_worker(settings, tmp_path, sc) as (dsp, worker, reader):
         sent = write_live(dsp, sc)
         reader.wait_for(lambda o: o.alert_outputs >= len(sc.alerts), 120, "every alert decided", worker)
-    finally:
-        worker.stop()
-        reader.close()
     keys = {d["alert_id"]: d["device_id"].encode() for d in sc.alerts}
     suppressed = records(settings, settings.topics.suppressed)
     audits = {CODEC.decode("SuppressedAlert", v)["alert"]["alert_id"]: (p, o) for _, v, p, o in suppressed}

@@ -22,7 +22,7 @@ from pipeline.worker.permissions import PermissionWatch
 from pipeline.worker.startup import StartupSteps
 from tests.integration.private_broker import PrivateBroker, private_kafka_fixture  # noqa: F401 - a fixture
 from tests.integration.scenario import campaign
-from tests.integration.test_worker_decisions import check_decisions, write_live, write_reference
+from tests.integration.scenario_play import check_decisions, write_live, write_reference
 from tests.integration.worker_harness import DspProducer, OutputReader, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.broker

@@ -14,7 +14,7 @@ import pytest
 from pipeline.settings import Settings
 from tests.integration.fault_tools import StreamWriter, build_stream, check_exactly_once, metric
 from tests.integration.scenario import campaign
-from tests.integration.test_worker_decisions import write_reference
+from tests.integration.scenario_play import write_reference
 from tests.integration.worker_harness import DspProducer, OutputReader, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.broker

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.settings import Settings
 from tests.integration.scenario import campaign
+from tests.integration.scenario_play import check_decisions, write_live, write_reference
 from tests.integration.secured.secure_broker import SecureBroker, secure_kafka_fixture  # noqa: F401 - a fixture
 from tests.integration.secured.test_secured_worker import (  # noqa: F401 - `app` is a fixture
     app,
@@ -21,7 +22,6 @@ from tests.integration.secured.test_secured_worker import (  # noqa: F401 - `app
     secured_worker,
     worker_acls,
 )
-from tests.integration.test_worker_decisions import check_decisions, write_live, write_reference
 from tests.integration.worker_harness import DspProducer, OutputReader, wait_until
 
 pytestmark = pytest.mark.secured

@@ -16,13 +16,13 @@ import pytest
 
 from pipeline.settings import Settings
 from tests.integration.scenario import campaign
+from tests.integration.scenario_play import check_decisions, write_live, write_reference
 from tests.integration.secured.secure_broker import (
     SecureBroker,
     create_topics,
     fresh_topics,
     secure_kafka_fixture,  # noqa: F401 - a fixture
 )
-from tests.integration.test_worker_decisions import check_decisions, write_live, write_reference
 from tests.integration.worker_harness import POA_FILTER, DspProducer, OutputReader, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.secured
