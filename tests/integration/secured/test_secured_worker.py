@@ -111,7 +111,8 @@ def test_live_scenario_with_only_the_documented_acls(
         sent = write_live(dsp, sc)
         check_decisions(reader, sc, sent, worker)
         metrics, ready = worker.metrics(), ready_text(worker)
-        assert ready == "ready\n"
+        assert ready.startswith("ready\n") and "mode: filter" in ready
+        assert "cluster check" not in ready, "with only the documented ACLs the cluster check found a problem"
     finally:
         worker.stop()
         reader.close()
