@@ -99,6 +99,7 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
     handler.setFormatter(JsonFormatter(settings.app_id) if json_lines else logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # a library's warning is a log line too, in the same format
 
 
 def identify_instance(instance_id: str) -> None:

@@ -89,6 +89,9 @@ BULK_PRODUCER_TUNING: dict[str, Any] = {
 }
 
 
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+
+
 def connection(settings: Settings) -> dict[str, Any]:
     """What every client needs to reach the cluster: the brokers, and the client-configuration file's
     properties (TLS, SASL) when KAFKA_CLIENT_CONFIG names one. Read at each call, so a client made after
@@ -99,7 +102,9 @@ def connection(settings: Settings) -> dict[str, Any]:
         _announced.add(path)
         shown = ", ".join(f"{key}={value}" for key, value in redacted(properties).items())
         log.info("Kafka client configuration from %s: %s", path, shown)
-    return {**properties, "bootstrap.servers": settings.bootstrap_servers}
+    # librdkafka's own log lines go through Python logging (the configured format, JSON included), not
+    # straight to stderr, where they would break a log shipper's one-object-a-line.
+    return {**properties, "bootstrap.servers": settings.bootstrap_servers, "logger": LIBRDKAFKA_LOG}
 
 
 def _made(kind: Callable[[dict[str, Any]], Client], config: dict[str, Any]) -> Client:

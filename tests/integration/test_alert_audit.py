@@ -185,7 +185,7 @@ def check_unknown(decided: Decided, capsys: pytest.CaptureFixture[str]) -> None:
     assert answer["found"] is False and answer["findings"] == []
     assert answer["records_scanned"] == total_records(decided.outputs)
     read = {s["topic"]: s["records_scanned"] for s in answer["topics"] if s["skipped"] is None}
-    assert read == {t.dno_alerts: 2, t.suppressed: 1, t.dead_letter: 3}
+    assert read == {t.dno_alerts: 2, t.suppressed: 1, t.dead_letter: 3, t.shadow: 0}  # the worker made shadow
     skipped = {s["outcome"]: s["skipped"] for s in answer["topics"] if s["skipped"]}
     assert skipped["released"] == "the topic does not exist"
 

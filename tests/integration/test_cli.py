@@ -199,6 +199,9 @@ def test_a_worker_with_json_logs_writes_only_json_lines_naming_itself(settings, 
         worker.wait_ready()
     finally:
         worker.stop()
-    lines = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.strip()]
+    text = worker.log_path.read_text()
+    not_json = [line for line in text.splitlines() if line.strip() and not line.startswith("{")]
+    assert not_json == [], "every line a JSON object, librdkafka's own included"
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert lines and all(line["app_id"] == settings.app_id and line["level"] in LEVELS for line in lines)
     assert any(line["logger"].startswith("pipeline.") and line["message"] for line in lines)

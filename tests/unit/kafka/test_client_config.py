@@ -1,6 +1,7 @@
 """The client-configuration file (KAFKA_CLIENT_CONFIG): parsed as kcat reads it, guarantees refused by line,
 secrets never in a message."""
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -148,8 +149,10 @@ def test_connection_logs_the_file_once_without_its_secrets(tmp_path: Path, caplo
     assert SECRET not in caplog.text
 
 
-def test_connection_without_a_file_is_the_brokers_alone() -> None:
-    assert clients.connection(replace(Settings(), bootstrap_servers="b:1")) == {"bootstrap.servers": "b:1"}
+def test_connection_without_a_file_is_the_brokers_alone_with_librdkafkas_log_lines_through_python() -> None:
+    assert clients.connection(replace(Settings(), bootstrap_servers="b:1")) == {
+        "bootstrap.servers": "b:1", "logger": clients.LIBRDKAFKA_LOG
+    }
 
 
 def test_settings_take_the_file_from_the_environment() -> None:
@@ -178,3 +181,14 @@ def test_every_client_factory_applies_the_file(tmp_path: Path) -> None:
     ):
         with pytest.raises(KafkaException, match="no.such.property"):
             make()
+
+
+def test_librdkafkas_own_log_lines_reach_python_logging(caplog: pytest.LogCaptureFixture) -> None:
+    """Not stderr: a JSON log must stay one object a line (POA_LOG_FORMAT=json)."""
+    producer = clients.producer(replace(Settings(), bootstrap_servers="127.0.0.1:1"), {})  # nothing listens there
+    with caplog.at_level(logging.DEBUG, logger="librdkafka"):
+        for _ in range(20):
+            producer.poll(0.1)
+            if any(r.name == "librdkafka" for r in caplog.records):
+                break
+    assert any(r.name == "librdkafka" and "127.0.0.1:1" in r.getMessage() for r in caplog.records)
