@@ -106,7 +106,7 @@ class FilterWorker:
         )  # fmt: skip
         self.triage = AlertTriage(t, codec, self.state, self.frontier, AlertQueues(), s.max_hold_seconds)
         self.ends = EndOffsetWatch(EndOffsetLookup(lambda: kafka.admin_client(s)), self.frontier, self._broker_back)
-        self.housekeeping = Housekeeping(self.state, self.metrics)
+        self.housekeeping = Housekeeping(self.state, self.metrics, local.backend.size)
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class AlertTriage:
         self.decided = Decided()
         self.read_seq = 0  # numbers the batches read, for the read frontier
         self._decided_time: dict[int, int] = {}  # alert partition -> latest event time decided there
+        self._newest_read: dict[int, int] = {}  # alert partition -> newest event time read there
 
     def next_read(self) -> int:
         self.read_seq += 1
@@ -86,6 +87,7 @@ class AlertTriage:
         header, dno = self._alert_header, self._topics.dno_alerts
         decided = self.decided
         outputs, next_offsets, decided_time = decided.records, decided.next_offsets, self._decided_time
+        newest_read = self._newest_read
         forwarded_codes: list[str] = []
         count = 0
         for msg in records:
@@ -95,6 +97,8 @@ class AlertTriage:
                 continue
             value = msg.value()
             raw = None if value is None else read_alert_fields(value, header)
+            if raw is not None and raw[3] > newest_read.get(partition, 0):
+                newest_read[partition] = raw[3]
             if value is None or raw is None or waiting:
                 waiting.append(self._held(msg, raw, seq, now))
                 continue
@@ -153,6 +157,12 @@ class AlertTriage:
         """The batch number of the earliest-read AD1 that blocks its partition, if any."""
         first = self.holds.first_waiting_for_inputs()
         return None if first is None else first.read_seq
+
+    def event_times(self, partition: int) -> tuple[int, int]:
+        """The newest event time read on an alert partition and the latest decided there (ms): how far
+        decisions trail the input, in event time (the lag gauge)."""
+        decided = self._decided_time.get(partition, 0)
+        return max(self._newest_read.get(partition, 0), decided), decided
 
     def decided_up_to(self, partitions: int) -> int | None:
         """An event time that every partition of the alert topic (`partitions` of them) is known to have
