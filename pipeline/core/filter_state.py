@@ -29,6 +29,13 @@ from pipeline.core.activation_windows import (
 )
 from pipeline.core.alert_decisions import Decision, Forward, ForwardReason, Suppress
 from pipeline.core.key_value import StagedStore
+from pipeline.core.outage_evidence import (
+    SUPPLY_RESTORED_CODES,
+    Evidence,
+    EvidenceAlert,
+    EvidencePolicy,
+    supply_evidence,
+)
 from pipeline.core.records import (
     OUTAGE_ALERT_CODE,
     WITHDRAWING_OUTCOMES,
@@ -43,11 +50,15 @@ from pipeline.core.written import UNKNOWN, Written
 VERSIONS = b"req/"  # request id -> JSON {"sightings": [[esme, received_at, activation_time], ...], "written": ts}
 WITHDRAWN = b"wdr/"  # request id -> JSON [withdrawal time, written]
 ESME_ACTIVITY = b"esm/"  # ESME id -> JSON {"requests": [...], "cancellations": [[time, written], ...]}
+# ESME ID b"/" received_at (15 digits) b"/" alert ID -> b"<alert code> <Kafka write time or ->"
+SUPPLY_EVIDENCE = b"sup/"
 META = b"meta/"  # worker bookkeeping (read positions, format), see `put_meta`
 FORMAT = "format"
 # The layout of the keys above; a store in another layout is rebuilt from the topics (contract 6, upgrades).
 # 2: reference records per raw key, the HAN index per (CHF, ESME), Kafka write times beside activations.
-STATE_FORMAT_VERSION = 2
+# 3: supply evidence (rule 9) beside the alert topic's read positions.
+STATE_FORMAT_VERSION = 3
+_TIME_DIGITS = 15  # event times in keys, zero-padded so that key order is time order
 
 
 def _dump(value: object) -> bytes:
@@ -59,7 +70,7 @@ def _latest_write(stored: int | None, new: int | None) -> int | None:
     return None if stored is None or new is None else max(stored, new)
 
 
-_SWEEP_PHASES = (VERSIONS, WITHDRAWN, ESME_ACTIVITY)
+_SWEEP_PHASES = (VERSIONS, WITHDRAWN, ESME_ACTIVITY, SUPPLY_EVIDENCE)
 
 
 @dataclass
@@ -247,6 +258,37 @@ class FilterState:
                 if activation is not None:
                     yield activation
 
+    # --- evidence of a genuine outage (rule 9) ------------------------------------------------------
+
+    def put_evidence_alert(self, alert: AlertFacts, written: int | None = None) -> bool:
+        """Keep a valid alert that may be evidence: a Supply Outage Restored alert, by its device and time,
+        with when it was written to Kafka (None: unknown, never purged). Other alerts are not kept; True when
+        this one was."""
+        if alert.alert_code not in SUPPLY_RESTORED_CODES:
+            return False
+        at = f"{alert.received_at:0{_TIME_DIGITS}d}".encode()
+        key = SUPPLY_EVIDENCE + alert.device_id.encode() + b"/" + at + b"/" + alert.alert_id.encode()
+        self._store.put(key, f"{alert.alert_code} {'-' if written is None else written}".encode())
+        return True
+
+    def supply_alerts(self, device_id: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
+        """The Supply Outage Restored alerts kept for this device, received in [lo, hi], in time order."""
+        prefix = SUPPLY_EVIDENCE + device_id.encode() + b"/"
+        after = prefix + f"{lo - 1:0{_TIME_DIGITS}d}/".encode() + b"\xff" if lo > 0 else None  # \xff: no UTF-8
+        for key, value in self._store.scan(prefix, after):
+            at, alert_id = key[len(prefix) :].split(b"/", 1)
+            received_at = int(at)
+            if received_at > hi:
+                return
+            yield EvidenceAlert(device_id, value.split(b" ")[0].decode(), alert_id.decode(), received_at)
+
+    def evidence_for(self, alert: AlertFacts, policy: EvidencePolicy) -> Evidence | None:
+        """Evidence of a genuine outage for an AD1 that rule 5 suppresses, among the alerts kept so far:
+        a Supply Outage Restored alert from an ESME associated with its CH Function now."""
+        lo, hi = policy.span(alert.received_at)
+        candidates = (a for esme in self.esmes_on_han(alert.device_id) for a in self.supply_alerts(esme, lo, hi))
+        return supply_evidence(alert.received_at, policy, candidates)
+
     # --- read-only queries (explanations) ---------------------------------------------------------
 
     def esmes_on_han(self, chf_id: str) -> Iterator[str]:
@@ -294,6 +336,10 @@ class FilterState:
             name = key[len(prefix) :].decode()
             if prefix == VERSIONS:
                 self._sweep_versions(name, sweep)
+            elif prefix == SUPPLY_EVIDENCE:
+                written = raw.split(b" ")[1]
+                if self._purgeable(int(name.split("/")[1]), None if written == b"-" else int(written), sweep):
+                    self._store.delete(key)
             elif prefix == WITHDRAWN:
                 withdrawn_at, written = json.loads(raw)
                 if self._purgeable(withdrawn_at, written, sweep) and not self._versions(name):

@@ -5,6 +5,9 @@
 - `AlertReader`: the alert consumer in its group; `AlertTriage`: decides alerts as read, or holds them
   (`HeldAlerts`) until the read frontier allows; `EndOffsetWatch`: the end offsets the frontier needs.
 - `TransactionalOutput`: outputs, dead letters and alert offsets in one transaction (exactly once).
+- `EvidenceReader`: every partition of the alert topic, for rule 9's evidence (a global table of the alerts
+  that may be evidence); AD1s waiting for evidence leave their partition for the held topic
+  (`EvidenceHolds`), read in the alert consumer's group and decided by `AlertTriage.drain_held`.
 - `Housekeeping`: sweeps of expired activation windows, gauges. `BrokerWatch`: what the clients report.
 
 The loop (`step`) runs on one thread, plus a helper thread that waits for each transaction's commit:
@@ -12,7 +15,8 @@ The loop (`step`) runs on one thread, plus a helper thread that waits for each t
    previous transaction's commit;
 2. once that commit is settled, commit the state read before it began, then read the state topics;
 3. decide held alerts in offset order; an AD1 waits until the ReadFrontier says the activation and
-   reference inputs are read past its event time (contract 5.7), at most `max_hold_seconds`;
+   reference inputs are read past its event time (contract 5.7), at most `max_hold_seconds`; an AD1 in a
+   window waits on the held topic until its evidence is complete (rules 7 and 9);
 4. begin the transaction that writes the outputs and the alert offsets.
 Decisions never read the wall clock; it only bounds the hold and stamps audit records.
 """
@@ -24,7 +28,7 @@ from http.server import ThreadingHTTPServer
 from types import FrameType
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline.core.activation_windows import WindowPolicy
@@ -39,6 +43,8 @@ from pipeline.wire.schema_registry import SchemaRegistryClient
 from pipeline.worker.alert_reader import AlertReader
 from pipeline.worker.broker_watch import BrokerWatch
 from pipeline.worker.end_offsets import EndOffsetWatch
+from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_topic
+from pipeline.worker.evidence_reader import EvidenceReader, wall_clock_ms
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.housekeeping import Housekeeping
 from pipeline.worker.local_state import open_local_state
@@ -104,7 +110,18 @@ class FilterWorker:
                                    **{"topic.metadata.refresh.interval.ms": refresh_ms}, error_cb=on_error),
             self.watch, self.metrics, self._is_stopping,
         )  # fmt: skip
-        self.triage = AlertTriage(t, codec, self.state, self.frontier, AlertQueues(), s.max_hold_seconds)
+        self.held_topic = held_topic(s.app_id)
+        grace_ms = int(s.evidence_grace_seconds * 1000)
+        self.evidence = EvidenceReader(
+            t.alerts,
+            lambda: kafka.consumer(s, f"{s.app_id}.evidence-reader", clients.STATE_READER_TUNING, error_cb=on_error),
+            EndOffsetLookup(lambda: kafka.admin_client(s)), self.state, codec, s.evidence_policy, grace_ms,
+        )  # fmt: skip
+        max_wait_ms = s.evidence_policy.after_ms + grace_ms + int(s.max_hold_seconds * 1000)
+        self.triage = AlertTriage(
+            t, codec, self.state, self.frontier, AlertQueues(), s.max_hold_seconds,
+            EvidenceWait(self.evidence, EvidenceHolds(codec), self.held_topic, max_wait_ms),
+        )  # fmt: skip
         self.ends = EndOffsetWatch(EndOffsetLookup(lambda: kafka.admin_client(s)), self.frontier, self._broker_back)
         self.housekeeping = Housekeeping(self.state, self.metrics, local.backend.size)
 
@@ -139,7 +156,8 @@ class FilterWorker:
         state_topics = [*t.activation_inputs, *t.reference_inputs]
         counts = wait_for_topics(self.admin, [*state_topics, t.alerts], self._is_stopping, self.readiness.set)
         ensure_output_topics(self.admin, t.outputs, counts[t.alerts])
-        self.housekeeping.alert_partitions = counts[t.alerts]
+        ensure_output_topics(self.admin, [self.held_topic], counts[t.alerts])
+        self.evidence.start(counts[t.alerts])
         self.state_reader.start({topic: counts[topic] for topic in state_topics})
         self._bootstrap_ends = self.ends.lookup.wait([(r, p) for r in t.reference_inputs for p in range(counts[r])])
         self.readiness.set("reading the reference topics (inventory, tracked list) to their end")
@@ -152,6 +170,7 @@ class FilterWorker:
         if self.output.opened:
             self._settle()  # the last transaction, before the group is left
         self.alerts.close()
+        self.evidence.close()
         self.state_reader.close()
         # State and positions are committed only if the dead letters they imply were written; otherwise the
         # records are simply read again at the next start.
@@ -183,13 +202,16 @@ class FilterWorker:
         if self.watch.fatal_error:
             self._replace_alert_consumer()
             return
-        read_state = self._read_state()
+        read_state = self._read_state() + self._read_evidence()
         self.ends.poll()
         self.triage.drain(time.monotonic(), hold_clock_stopped=self.watch.down_since is not None)
+        self.evidence.refresh_end_offsets(needed=self.triage.held_for_evidence() > 0)
+        self.triage.drain_held(wall_clock_ms())
         self.ends.request_if_held(self.triage.first_waiting_seq(), self.triage.read_seq)
         decided = self.triage.take()
         if decided or self.output.has_dead_letters:
-            self.output.start(decided, *self.alerts.offsets_to_commit(decided.next_offsets))
+            held = [TopicPartition(self.held_topic, p, o) for p, o in decided.held_offsets.items()]
+            self.output.start(decided, *self.alerts.offsets_to_commit(decided.next_offsets, held))
         elif self.state_reader.commit_due():
             self.state_reader.commit()
         self._housekeeping()
@@ -206,6 +228,7 @@ class FilterWorker:
             log.info("reference topics read (%d tracked devices); joining group %s", self.state.tracked_count(),
                      self.settings.app_id)  # fmt: skip
             self.readiness.set("waiting for alert partitions")
+            self.alerts.also_subscribe(self.held_topic, self._held_assigned, self._held_revoked)
             self.alerts.subscribe(self._assigned, self._revoked)
         if not read_state:
             time.sleep(0.01)
@@ -219,8 +242,21 @@ class FilterWorker:
         seq, now = self.triage.next_read(), time.monotonic()
         self.ends.poll()
         self.ends.await_covering(seq)
-        self.triage.triage(records, seq, now)
+        alerts = [msg for msg in records if msg.topic() != self.held_topic]
+        if len(alerts) < len(records):  # AD1s read back from the held topic
+            holds = self.triage.evidence_holds
+            for msg in records:
+                if msg.topic() == self.held_topic:
+                    holds.add(msg, seq, now)
+        self.triage.triage(alerts, seq, now)
         return len(records)
+
+    def _read_evidence(self) -> int:
+        """Keep the evidence among the alerts read on every partition; its positions commit with the state."""
+        read = self.evidence.read(READ_BATCH)
+        if read:
+            self.state_reader.dirty = True
+        return read
 
     def _read_state(self) -> int:
         read = self.state_reader.read(READ_BATCH)
@@ -278,6 +314,17 @@ class FilterWorker:
         self.readiness.set(None)
         self.metrics.ready.set(1)
 
+    def _held_assigned(self, partitions: list[int]) -> None:
+        self.triage.evidence_holds.assigned(partitions)
+        log.info("assigned held-AD1 partitions %s", sorted(partitions))
+
+    def _held_revoked(self, partitions: list[int]) -> None:
+        # As for alert partitions: the transaction in flight is settled before they move; the new owner
+        # reads their undecided AD1s again from the committed offset.
+        self._settle()
+        self.triage.evidence_holds.revoked(partitions)
+        log.info("revoked held-AD1 partitions %s", sorted(partitions))
+
     def _revoked(self, partitions: list[int]) -> None:
         self._rebalancing = True
         self.readiness.set("rebalancing")
@@ -298,6 +345,7 @@ class FilterWorker:
         self.readiness.set("rejoining the consumer group")
         self.triage.forget_undecided()
         self.triage.holds.revoked(list(self.triage.holds.sizes()))  # the new member is assigned afresh
+        self.triage.evidence_holds.clear()
         self.alerts.replace()
 
     def _broker_back(self) -> None:
@@ -328,7 +376,7 @@ class FilterWorker:
             log.warning("looking for added partitions: %s", exc)
             return
         self.state_reader.read_added_partitions(counts)
-        self.housekeeping.alert_topic_has(counts.get(self.topics.alerts, 0))
+        self.evidence.read_added_partitions(counts.get(self.topics.alerts, 0))
 
 
 def run_worker(settings: Settings) -> None:

@@ -4,6 +4,10 @@ An alert with nothing held ahead of it in its partition is decided as it is read
 is not an AD1 (the fast reader does not even decode it), decided against the filter state if it is an
 AD1 the read frontier allows (contract 5.7). The rest are held (`HeldAlerts`) and decided in offset order
 once the frontier allows them, or forwarded once held `max_hold_s` of broker-up time.
+
+An AD1 that rule 5 suppresses is forwarded instead when there is evidence of a genuine outage (rule 9).
+While evidence may still come, it leaves its partition for the held topic (`EvidenceWait`), so the alerts
+behind it are not delayed; the held AD1s read back are decided here too (`drain_held`).
 """
 
 import logging
@@ -13,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from pipeline.core.alert_decisions import ForwardReason, Suppress
+from pipeline.core.alert_decisions import Decision, Forward, ForwardReason, Suppress
 from pipeline.core.filter_state import FilterState
 from pipeline.core.read_frontier import ReadFrontier
 from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
@@ -21,8 +25,9 @@ from pipeline.kafka.batches import coordinates
 from pipeline.settings import Topics
 from pipeline.wire.alert_bytes import RawAlertFields, alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
-from pipeline.wire.output_records import Outgoing, audit_fields, suppressed_alert
+from pipeline.wire.output_records import Outgoing, audit_fields, now_ms, suppressed_alert
 from pipeline.worker.dead_letters import dead_letter_record
+from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, HeldAD1, held_record
 from pipeline.worker.hold_queues import HeldAlerts, ReadAlert, read_alert
 from pipeline.worker.metrics import code_label
 
@@ -32,16 +37,18 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class Decided:
     """What was decided since the last transaction began: the records to write, the next offset of each
-    alert partition (committed with them), the decided alerts by the time they were read (for the latency
-    histogram), and the decisions by metric labels (counted once the transaction commits)."""
+    alert partition and of each held partition (committed with them), the decided alerts by the time they
+    were read (for the latency histogram), and the decisions by metric labels (counted once the
+    transaction commits)."""
 
     records: list[Outgoing] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
     latencies: Counter[float] = field(default_factory=Counter)
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    held_offsets: dict[int, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.next_offsets)
+        return bool(self.records or self.next_offsets or self.held_offsets)
 
 
 class AlertTriage:
@@ -53,7 +60,9 @@ class AlertTriage:
         frontier: ReadFrontier,
         holds: HeldAlerts,
         max_hold_s: float,
+        evidence: EvidenceWait | None = None,
     ) -> None:
+        """Without `evidence`, rule 9 is not applied (tests of the other rules alone)."""
         self._topics = topics
         self._codec = codec
         self._alert_header = codec.single_object_header("DeviceAlert")
@@ -61,6 +70,7 @@ class AlertTriage:
         self._frontier = frontier
         self.holds = holds
         self._max_hold_s = max_hold_s
+        self._evidence = evidence
         self.decided = Decided()
         self.read_seq = 0  # numbers the batches read, for the read frontier
         self._decided_time: dict[int, int] = {}  # alert partition -> latest event time decided there
@@ -78,6 +88,8 @@ class AlertTriage:
     def forget_undecided(self) -> None:
         """Drop the held alerts and what was decided but not yet written: all are read again."""
         self.holds.clear()
+        if self._evidence is not None:
+            self._evidence.holds.clear()
         self.decided = Decided()
 
     def triage(self, records: list[Message], seq: int, now: float) -> None:
@@ -112,7 +124,7 @@ class AlertTriage:
                 if not may_decide(alert.received_at, seq):
                     waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert))  # type: ignore[arg-type]
                     continue
-                outputs.append(self._decide_alert(partition, msg.key(), value, alert, None))
+                outputs.append(self._decide_alert(partition, msg.offset(), msg.key(), value, alert, None))  # type: ignore[arg-type]
             next_offsets[partition] = msg.offset() + 1  # type: ignore[operator]
             count += 1
         if count:
@@ -153,10 +165,51 @@ class AlertTriage:
 
         self.holds.release(decide)
 
+    def drain_held(self, wall_ms: int) -> None:
+        """Decide the AD1s held for evidence, each held partition in order up to the first that must still
+        wait: for the activation inputs (rule 7, as when read), then for evidence. An AD1 still undecided
+        A + grace + POA_MAX_HOLD_SECONDS of wall-clock time (`wall_ms`) after it was first read is forwarded."""
+        if self._evidence is None:
+            return
+        decided, max_wait_ms = self.decided, self._evidence.max_wait_ms
+
+        def decide(held: HeldAD1) -> bool:
+            item = held.alert
+            record: Outgoing | None
+            if item.alert is None or item.value is None:  # cannot be for records this filter wrote
+                record = self._route(item)
+            else:
+                record = None
+                if self._frontier.may_decide(item.alert.received_at, item.read_seq):
+                    record = self._decision_record(item.key, item.value, item.alert, item.datum)
+                if record is None:
+                    if wall_ms - held.first_read_ms <= max_wait_ms:
+                        return False
+                    record = self._forward(item, ForwardReason.HOLD_EXPIRED)
+                    log.warning(
+                        "forwarding AD1 %s %.0fs after it was read: its inputs or evidence are not complete",
+                        item.alert.alert_id, (wall_ms - held.first_read_ms) / 1000,
+                    )  # fmt: skip
+            decided.records.append(record)
+            decided.held_offsets[held.held_partition] = held.held_offset + 1
+            return True
+
+        self._evidence.holds.release(decide)
+
+    @property
+    def evidence_holds(self) -> EvidenceHolds:
+        assert self._evidence is not None, "rule 9 is applied"
+        return self._evidence.holds
+
+    def held_for_evidence(self) -> int:
+        return 0 if self._evidence is None else self._evidence.holds.count()
+
     def first_waiting_seq(self) -> int | None:
-        """The batch number of the earliest-read AD1 that blocks its partition, if any."""
+        """The batch number of the earliest-read AD1 that waits for the activation inputs, if any."""
         first = self.holds.first_waiting_for_inputs()
-        return None if first is None else first.read_seq
+        seqs = [first.read_seq] if first is not None else []
+        held = None if self._evidence is None else self._evidence.holds.first_read_seq()
+        return min([*seqs, held] if held is not None else seqs, default=None)
 
     def event_times(self, partition: int) -> tuple[int, int]:
         """The newest event time read on an alert partition and the latest decided there (ms): how far
@@ -181,22 +234,54 @@ class AlertTriage:
                 self._codec, self._topics.dead_letter, source, item.key, item.value, item.error or "undecodable"
             )
         assert item.value is not None
-        return self._decide_alert(item.partition, item.key, item.value, item.alert, item.datum)
+        return self._decide_alert(item.partition, item.offset, item.key, item.value, item.alert, item.datum)
 
     def _decide_alert(
-        self, partition: int, key: bytes | None, value: bytes, alert: AlertFacts, datum: dict[str, Any] | None
+        self,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        alert: AlertFacts,
+        datum: dict[str, Any] | None,
     ) -> Outgoing:
-        """A valid alert's decision, as the record to write. `datum` is the decoded alert when the generic
-        path read it, None when alert_wire did."""
+        """A valid alert's decision, as the record to write: its output, or, while evidence for it may still
+        come, its record on the held topic. `datum` is the decoded alert when the generic path read it,
+        None when alert_wire did."""
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at
-        decision = self._state.decide(alert)
+        record = self._decision_record(key, value, alert, datum)
+        if record is None:
+            assert self._evidence is not None
+            return held_record(self._evidence.topic, key, value, partition, offset, now_ms())
+        return record
+
+    def _decision_record(
+        self, key: bytes | None, value: bytes, alert: AlertFacts, datum: dict[str, Any] | None
+    ) -> Outgoing | None:
+        """The output of a valid alert's decision (rules 5 and 9), counted; None while evidence may come."""
+        decision = self._with_evidence(alert, self._state.decide(alert))
+        if decision is None:
+            return None
         code = code_label(alert.alert_code)
         if isinstance(decision, Suppress):
             self.decided.tally["suppressed", code, "activation_window"] += 1
             return self._topics.suppressed, key, self._suppressed_value(value, datum, decision)
         self.decided.tally["forwarded", code, decision.reason.value] += 1
         return self._topics.dno_alerts, key, value
+
+    def _with_evidence(self, alert: AlertFacts, decision: Decision) -> Decision | None:
+        """Rule 9: a suppression stands once no evidence can come; evidence found releases the AD1 at once
+        (evidence only accumulates, so that is final). None while evidence may still come."""
+        if not isinstance(decision, Suppress) or self._evidence is None:
+            return decision
+        completeness = self._evidence.completeness
+        evidence = self._state.evidence_for(alert, completeness.policy)
+        if evidence is not None:
+            log.info("forwarding AD1 %s from CH Function %s inside an activation window: %s",
+                     alert.alert_id, alert.device_id, evidence.describe())  # fmt: skip
+            return Forward(ForwardReason.OUTAGE_EVIDENCE)
+        return decision if completeness.complete(alert.received_at) else None
 
     def _suppressed_value(self, value: bytes, datum: dict[str, Any] | None, decision: Suppress) -> bytes:
         topic = self._topics.suppressed
