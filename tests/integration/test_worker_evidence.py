@@ -4,6 +4,7 @@ live, on a backlog, and with two workers, each held to the reference decisions o
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,15 +18,16 @@ pytestmark = pytest.mark.broker
 AD1_PARTITION = 0  # every AD1 on one partition, every other alert on the others: evidence on another partition
 ALERT_PARTITIONS = 3
 RELEASED_METRIC = 'poa_alerts_total{alert_code="AD1",decision="forwarded",reason="outage_evidence"}'
+Event = tuple[int, int, str, dict[str, Any]]  # as Scenario.events gives them
 SOME_ASSIGNED = re.compile(r"assigned (alert|held-AD1) partitions \[\d")
 HELD_METRIC = 'poa_held_alerts_by_reason{reason="evidence"}'
 
 
-def partition_of(alert: dict[str, object], i: int) -> int:
+def partition_of(alert: dict[str, Any], i: int) -> int:
     return AD1_PARTITION if alert["alert_code"] == "AD1" else 1 + i % (ALERT_PARTITIONS - 1)
 
 
-def write_events(dsp: DspProducer, sc: Scenario, events: list[tuple[int, int, str, dict]]) -> dict[str, bytes]:
+def write_events(dsp: DspProducer, events: list[Event]) -> dict[str, bytes]:
     """Events in order as the DSP writes them: each request acknowledged before any later alert."""
     t = dsp.topics
     sent = {}
@@ -43,12 +45,12 @@ def write_events(dsp: DspProducer, sc: Scenario, events: list[tuple[int, int, st
     return sent
 
 
-def tail_alerts(sc: Scenario, after: int) -> list[tuple[int, int, str, dict]]:
+def tail_alerts(sc: Scenario, after: int) -> list[Event]:
     """The DSP moving on: four alerts (not AD1s) on every alert partition, received after `after`, so every
     partition is read past it (four: the read frontier corroborates a time by four records)."""
     events = []
     for n in range(4 * ALERT_PARTITIONS):
-        d = {"alert_id": f"tail-{n:03d}", "alert_code": "8F01", "device_id": "00-00-00-00-00-00-00-01",
+        d: dict[str, Any] = {"alert_id": f"tail-{n:03d}", "alert_code": "8F01", "device_id": "00-00-00-00-00-00-00-01",
              "mpxn": None, "raised_at": None, "received_at": after + 1 + n, "payload": None}  # fmt: skip
         sc.alerts.append(d)
         sc.intent[d["alert_id"]] = "forward"
@@ -56,7 +58,7 @@ def tail_alerts(sc: Scenario, after: int) -> list[tuple[int, int, str, dict]]:
     return events
 
 
-def written_with_partitions(dsp: DspProducer, events: list[tuple[int, int, str, dict]]) -> dict[str, bytes]:
+def written_with_partitions(dsp: DspProducer, events: list[Event]) -> dict[str, bytes]:
     """Tail alerts spread over every partition in turn."""
     sent = {}
     for i, (_, _, _, d) in enumerate(events):
@@ -87,7 +89,7 @@ def live_run(settings: Settings, workers: list[WorkerProcess]) -> None:
         worker.wait_ready()
     reader = OutputReader(settings)
     try:
-        sent = write_events(dsp, sc, sc.events())
+        sent = write_events(dsp, sc.events())
         waiting = {h.ad1_id for h in homes if sc.intent[h.ad1_id] == "suppress"}
         others = len(sc.alerts) - len(waiting)
         outputs = reader.wait_for(lambda o: o.alert_outputs >= others, 60, "every alert but those waiting", workers[0])
