@@ -2,6 +2,7 @@
 live, on a backlog, and with two workers, each held to the reference decisions of rules 5 and 9."""
 
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,10 @@ def metric_value(worker: WorkerProcess, name: str) -> float:
     raise AssertionError(f"{name} not exported")
 
 
-def live_run(settings: Settings, workers: list[WorkerProcess]) -> None:
+def live_run(settings: Settings, workers: list[WorkerProcess], crash_while_held: bool = False) -> None:
     """The scenario live, event times around the wall clock: AD1s in windows wait for evidence while the rest
-    go through; once every partition has been read past t + A, the waiting ones are decided."""
+    go through; once every partition has been read past t + A, the waiting ones are decided. With
+    `crash_while_held`, the workers are killed (SIGKILL) while AD1s wait, and started again."""
     now = int(time.time() * 1000)
     sc = Scenario()
     homes = with_supply_evidence(sc, start=now - 6 * MIN)
@@ -99,11 +101,18 @@ def live_run(settings: Settings, workers: list[WorkerProcess]) -> None:
         assert {h.ad1_id for h in homes if h.kind in ("after", "before")} <= set(outputs.forwarded_ids())
         wait_until(lambda: sum(metric_value(w, HELD_METRIC) for w in workers) == len(waiting), 10, "held gauge")
 
+        if crash_while_held:
+            for worker in workers:
+                worker.stop(signal.SIGKILL)
+                worker.start()
+            for worker in workers:
+                worker.wait_ready()
         tail = tail_alerts(sc, max(d["received_at"] for d in sc.alerts))
         sent |= written_with_partitions(dsp, tail)
         check_decisions(reader, sc, sent, workers[0])
-        assert sum(metric_value(w, RELEASED_METRIC) for w in workers) == len(sc.released_on_evidence())
-        assert any("supply evidence: 8F35" in w.log_path.read_text() for w in workers)
+        if not crash_while_held:  # after a crash, what was counted before it is gone with the process
+            assert sum(metric_value(w, RELEASED_METRIC) for w in workers) == len(sc.released_on_evidence())
+            assert any("supply evidence: 8F35" in w.log_path.read_text() for w in workers)
     finally:
         reader.close()
 
@@ -112,6 +121,16 @@ def test_live_ad1s_in_windows_wait_for_evidence_without_delaying_the_rest(settin
     worker = WorkerProcess(settings, tmp_path).start()
     try:
         live_run(settings, [worker])
+    finally:
+        worker.stop()
+
+
+def test_ad1s_waiting_for_evidence_survive_a_crash_and_are_decided_once(settings: Settings, tmp_path: Path) -> None:
+    """Held AD1s are on the held topic, committed with the offsets that passed them: a worker killed while
+    they wait reads them again after its restart, with the evidence positions its state committed."""
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        live_run(settings, [worker], crash_while_held=True)
     finally:
         worker.stop()
 
