@@ -3,7 +3,8 @@
 The consumer group splits the alert topic between workers, but the evidence for an AD1 (a Supply Outage
 Restored alert from an ESME on its HAN) may be on any partition, read by any worker. So, like the state
 reader, each worker also reads every alert partition with an assigned consumer of its own (no group
-commits), and keeps in its local state only the alerts that may be evidence (`FilterState.put_evidence_alert`);
+commits), and keeps in its local state only the alerts that may be evidence (`FilterState.put_evidence_alert`: Supply
+Outage Restored alerts by ESME, AD1s by CH Function);
 the read positions are staged beside them, so they become durable together. A separate read frontier over
 the alert partitions says when every partition has been read past an event time: an AD1's evidence is
 complete once every partition is read past t + A, or, caught up, once the wall clock is past t + A + grace.
@@ -27,6 +28,7 @@ from pipeline.core.bad_input import BadInput
 from pipeline.core.filter_state import FilterState
 from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
 from pipeline.core.read_frontier import ReadFrontier
+from pipeline.core.records import OUTAGE_ALERT_CODE
 from pipeline.kafka.admin import EndOffsetLookup
 from pipeline.kafka.batches import coordinates
 from pipeline.wire import validation
@@ -36,6 +38,7 @@ from pipeline.wire.avro_codec import AvroCodec
 log = logging.getLogger(__name__)
 
 POSITION = "evpos/"  # meta key prefix: evpos/<partition> -> next offset of the alert topic to read
+EVIDENCE_CODES = SUPPLY_RESTORED_CODES | {OUTAGE_ALERT_CODE}  # supply evidence (9.a), AD1s for storms (9.b)
 END_OFFSET_INTERVAL_S = 0.5  # while AD1s wait for evidence, look up the alert topic's end offsets this often
 
 
@@ -122,7 +125,7 @@ class EvidenceReader:
             raw = None if value is None else read_alert_fields(value, header)
             if raw is not None:
                 event_time: int | None = raw[3]
-                if raw[1] in SUPPLY_RESTORED_CODES:  # the cheap check: most alerts are no evidence
+                if raw[1] in EVIDENCE_CODES:  # the cheap check: most alerts are no evidence
                     self._state.put_evidence_alert(alert_fields(raw), written_ms(msg))
             else:  # not the common shape: the generic reader's verdict; bad input is no evidence, moves no clock
                 event_time = self._generic(value, written_ms(msg))

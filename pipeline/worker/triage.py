@@ -124,7 +124,7 @@ class AlertTriage:
                 if not may_decide(alert.received_at, seq):
                     waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert))  # type: ignore[arg-type]
                     continue
-                outputs.append(self._decide_alert(partition, msg.offset(), msg.key(), value, alert, None))  # type: ignore[arg-type]
+                outputs.append(self._decide_alert(partition, msg.offset(), msg.key(), value, alert, None, seq))  # type: ignore[arg-type]
             next_offsets[partition] = msg.offset() + 1  # type: ignore[operator]
             count += 1
         if count:
@@ -181,7 +181,7 @@ class AlertTriage:
             else:
                 record = None
                 if self._frontier.may_decide(item.alert.received_at, item.read_seq):
-                    record = self._decision_record(item.key, item.value, item.alert, item.datum)
+                    record = self._decision_record(item.key, item.value, item.alert, item.datum, item.read_seq)
                 if record is None:
                     if wall_ms - held.first_read_ms <= max_wait_ms:
                         return False
@@ -234,7 +234,9 @@ class AlertTriage:
                 self._codec, self._topics.dead_letter, source, item.key, item.value, item.error or "undecodable"
             )
         assert item.value is not None
-        return self._decide_alert(item.partition, item.offset, item.key, item.value, item.alert, item.datum)
+        return self._decide_alert(
+            item.partition, item.offset, item.key, item.value, item.alert, item.datum, item.read_seq
+        )
 
     def _decide_alert(
         self,
@@ -244,23 +246,24 @@ class AlertTriage:
         value: bytes,
         alert: AlertFacts,
         datum: dict[str, Any] | None,
+        read_seq: int,
     ) -> Outgoing:
         """A valid alert's decision, as the record to write: its output, or, while evidence for it may still
         come, its record on the held topic. `datum` is the decoded alert when the generic path read it,
-        None when alert_wire did."""
+        None when alert_wire did; `read_seq` the batch it was read in."""
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at
-        record = self._decision_record(key, value, alert, datum)
+        record = self._decision_record(key, value, alert, datum, read_seq)
         if record is None:
             assert self._evidence is not None
             return held_record(self._evidence.topic, key, value, partition, offset, now_ms())
         return record
 
     def _decision_record(
-        self, key: bytes | None, value: bytes, alert: AlertFacts, datum: dict[str, Any] | None
+        self, key: bytes | None, value: bytes, alert: AlertFacts, datum: dict[str, Any] | None, read_seq: int
     ) -> Outgoing | None:
         """The output of a valid alert's decision (rules 5 and 9), counted; None while evidence may come."""
-        decision = self._with_evidence(alert, self._state.decide(alert))
+        decision = self._with_evidence(alert, self._state.decide(alert), read_seq)
         if decision is None:
             return None
         code = code_label(alert.alert_code)
@@ -270,18 +273,23 @@ class AlertTriage:
         self.decided.tally["forwarded", code, decision.reason.value] += 1
         return self._topics.dno_alerts, key, value
 
-    def _with_evidence(self, alert: AlertFacts, decision: Decision) -> Decision | None:
+    def _with_evidence(self, alert: AlertFacts, decision: Decision, read_seq: int) -> Decision | None:
         """Rule 9: a suppression stands once no evidence can come; evidence found releases the AD1 at once
-        (evidence only accumulates, so that is final). None while evidence may still come."""
+        (evidence only accumulates, so that is final). None while evidence may still come.
+
+        Storm evidence rests on rule 5 forwarding the sector's AD1s up to t + A, which is final only once
+        the activation inputs are read past t + A (rule 7, as for any AD1): until then it is not looked for."""
         if not isinstance(decision, Suppress) or self._evidence is None:
             return decision
         completeness = self._evidence.completeness
-        evidence = self._state.evidence_for(alert, completeness.policy)
+        policy = completeness.policy
+        inputs_past = self._frontier.may_decide(policy.complete_after(alert.received_at), read_seq)
+        evidence = self._state.evidence_for(alert, policy, storm=inputs_past)
         if evidence is not None:
             log.info("forwarding AD1 %s from CH Function %s inside an activation window: %s",
                      alert.alert_id, alert.device_id, evidence.describe())  # fmt: skip
             return Forward(ForwardReason.OUTAGE_EVIDENCE)
-        return decision if completeness.complete(alert.received_at) else None
+        return decision if inputs_past and completeness.complete(alert.received_at) else None
 
     def _suppressed_value(self, value: bytes, datum: dict[str, Any] | None, decision: Suppress) -> bytes:
         topic = self._topics.suppressed

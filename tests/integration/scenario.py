@@ -241,3 +241,53 @@ def with_supply_evidence(
     inventory(untracked_chf, "CHF", None)
     alert(untracked_chf, t, "forward", "AD1")  # no window covers it: never waits for evidence
     return added
+
+
+def with_storms(sc: Scenario, start: int, seed: int = 4, evidence: EvidencePolicy | None = None) -> list[str]:
+    """Adds two postcode sectors with an AD1 in an activation window at start + 5 min (rule 9.b), and
+    returns those AD1s' IDs. In sector ST1 1, K other HANs raise AD1s in the span that no window covers
+    (one HAN's postcode only on its ESME; one of them before, one at t, one at t + A), and a further HAN in
+    a window raises one too (it does not count, and is itself released by the storm): the AD1s in windows
+    are forwarded. In sector ST2 2 only K - 1 other HANs do: its AD1 in a window is suppressed."""
+    policy = evidence or EvidencePolicy()
+    k = policy.storm_min_hans
+    rng = random.Random(seed)
+    t = start + 5 * MIN
+    lo, hi = policy.span(t)
+    targets = []
+
+    def add_home(postcode: str, in_window: bool, esme_postcode: bool = False) -> str:
+        chf, esme = eui(rng), eui(rng)
+        on_chf, on_esme = (None, postcode) if esme_postcode else (postcode, None)
+        sc.inventory += [
+            (chf, {"device_id": chf, "device_type": "CHF", "chf_id": None, "mpxn": None,
+                   "updated_at": start - HOUR, "postcode": on_chf}),
+            (esme, {"device_id": esme, "device_type": "ESME", "chf_id": chf, "mpxn": None,
+                    "updated_at": start - HOUR, "postcode": on_esme}),
+        ]  # fmt: skip
+        if in_window:
+            sc.tracked.append((esme, {"device_id": esme, "manufacturer": "L+G", "model": "E470",
+                                      "firmware_version": "1.0", "list_version": "2026-02",
+                                      "added_at": start - HOUR}))  # fmt: skip
+            sc.requests.append(
+                {"request_id": f"storm-request-{esme}", "service_reference_variant": "11.3",
+                 "target_device_id": esme, "execution_datetime": None, "firmware_hash": "ab" * 32,
+                 "received_at": start}
+            )  # fmt: skip
+        return chf
+
+    def ad1(chf: str, at: int, intent: str) -> str:
+        alert_id = f"storm-alert-{len(sc.alerts):05d}"
+        sc.alerts.append({"alert_id": alert_id, "alert_code": "AD1", "device_id": chf, "mpxn": None,
+                          "raised_at": None, "received_at": at, "payload": None})  # fmt: skip
+        sc.intent[alert_id] = intent
+        return alert_id
+
+    for sector, others, intent in (("ST1 1", k, "forward"), ("ST2 2", k - 1, "suppress")):
+        targets.append(ad1(add_home(f"{sector}AA", in_window=True), t, intent))
+        times = [lo, t, hi] + [t + MIN] * k
+        for n in range(others):
+            ad1(add_home(f"{sector}B{chr(65 + n)}", in_window=False, esme_postcode=n == 0), times[n], "forward")
+        ad1(add_home(f"{sector}ZZ", in_window=True), t + MIN, intent)  # in a window: never counts
+    ad1(add_home("ST1 1XX", in_window=False), hi + 1, "forward")  # just after the span: does not count
+    return targets

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.settings import Settings
-from tests.integration.scenario import BASE, HOUR, MIN, Scenario, campaign, with_supply_evidence
+from tests.integration.scenario import BASE, HOUR, MIN, Scenario, campaign, with_storms, with_supply_evidence
 from tests.integration.test_worker_decisions import check_decisions, write_activation_inputs, write_reference
 from tests.integration.worker_harness import CODEC, DspProducer, OutputReader, WorkerProcess, wait_until
 
@@ -47,8 +48,9 @@ def write_events(dsp: DspProducer, events: list[Event]) -> dict[str, bytes]:
 
 
 def tail_alerts(sc: Scenario, after: int) -> list[Event]:
-    """The DSP moving on: four alerts (not AD1s) on every alert partition, received after `after`, so every
-    partition is read past it (four: the read frontier corroborates a time by four records)."""
+    """The DSP moving on: four alerts (not AD1s) on every alert partition, received after `after` (the last
+    AD1's t + A), so every partition is read past it (four: the read frontier corroborates a time by four
+    records)."""
     events = []
     for n in range(4 * ALERT_PARTITIONS):
         d: dict[str, Any] = {"alert_id": f"tail-{n:03d}", "alert_code": "8F01", "device_id": "00-00-00-00-00-00-00-01",
@@ -84,6 +86,7 @@ def live_run(settings: Settings, workers: list[WorkerProcess], crash_while_held:
     now = int(time.time() * 1000)
     sc = Scenario()
     homes = with_supply_evidence(sc, start=now - 6 * MIN)
+    with_storms(sc, start=now - 6 * MIN)
     dsp = DspProducer(settings)
     write_reference(dsp, sc)
     dsp.flush()
@@ -92,7 +95,7 @@ def live_run(settings: Settings, workers: list[WorkerProcess], crash_while_held:
     reader = OutputReader(settings)
     try:
         sent = write_events(dsp, sc.events())
-        waiting = {h.ad1_id for h in homes if sc.intent[h.ad1_id] == "suppress"}
+        waiting = {a["alert_id"] for a in sc.alerts if sc.intent[a["alert_id"]] == "suppress"}
         others = len(sc.alerts) - len(waiting)
         outputs = reader.wait_for(lambda o: o.alert_outputs >= others, 60, "every alert but those waiting", workers[0])
         # Not delayed: everything else, the AD1 of no window and the AD1s released on evidence included, is out
@@ -107,12 +110,14 @@ def live_run(settings: Settings, workers: list[WorkerProcess], crash_while_held:
                 worker.start()
             for worker in workers:
                 worker.wait_ready()
-        tail = tail_alerts(sc, max(d["received_at"] for d in sc.alerts))
+        tail = tail_alerts(sc, max(d["received_at"] for d in sc.alerts) + EvidencePolicy().after_ms)
         sent |= written_with_partitions(dsp, tail)
         check_decisions(reader, sc, sent, workers[0])
         if not crash_while_held:  # after a crash, what was counted before it is gone with the process
             assert sum(metric_value(w, RELEASED_METRIC) for w in workers) == len(sc.released_on_evidence())
             assert any("supply evidence: 8F35" in w.log_path.read_text() for w in workers)
+            assert any("storm evidence: AD1s from 3 other HANs in postcode sector ST1 1" in w.log_path.read_text()
+                       for w in workers)  # fmt: skip
     finally:
         reader.close()
 
@@ -157,6 +162,7 @@ def test_two_workers_release_on_evidence_read_by_either(settings: Settings, tmp_
 def test_backlog_with_alerts_before_requests_decides_evidence_as_live(settings: Settings, tmp_path: Path) -> None:
     sc = campaign(homes=12, seed=5)
     with_supply_evidence(sc, start=BASE + 3 * HOUR)
+    with_storms(sc, start=BASE + 4 * HOUR)
     dsp = DspProducer(settings)
     write_reference(dsp, sc)
     sent = {}
@@ -172,7 +178,7 @@ def test_backlog_with_alerts_before_requests_decides_evidence_as_live(settings: 
     try:
         check_decisions(reader, sc, sent, worker)
         released = sc.released_on_evidence()
-        assert len(released) == 4  # the "after" and "before" homes of ten
+        assert len(released) == 6  # the "after" and "before" homes of ten, two AD1s of the storm sector
         wait_until(lambda: metric_value(worker, RELEASED_METRIC) == len(released), 10, "counted", alive=worker)
     finally:
         worker.stop()

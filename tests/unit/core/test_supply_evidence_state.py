@@ -42,10 +42,11 @@ def test_supply_alert_counts_within_t_minus_b_and_t_plus_a_inclusive(at: int, co
     assert (evidence(s) is not None) is counts
 
 
-@pytest.mark.parametrize("code", ["AD1", "8F34", "8f35", "8F37", " 8F35"])
-def test_only_supply_restored_codes_are_kept(code: str) -> None:
+@pytest.mark.parametrize("code", ["8F34", "8f35", "8F37", " 8F35"])
+def test_only_supply_restored_codes_and_ad1s_are_kept(code: str) -> None:
     s = state((ESME, "ESME", CHF))
     assert not s.put_evidence_alert(alert(ESME, code, T))
+    assert s.put_evidence_alert(alert(ESME, "AD1", T, "ad1"))  # kept for storms, but no supply evidence
     assert evidence(s) is None
 
 
