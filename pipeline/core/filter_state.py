@@ -314,23 +314,24 @@ class FilterState:
         return self.storm_evidence_for(alert, policy)
 
     def storm_evidence_for(self, alert: AlertFacts, policy: EvidencePolicy) -> Evidence | None:
-        """AD1s in the span from other CH Functions of the AD1's postcode sector that rule 5 alone forwards:
-        for each of them, its earliest such AD1."""
+        """Storm evidence for the AD1 (9.b), among the AD1s kept so far."""
         chf_id = alert.device_id
         sector = self.reference.sector_of(chf_id)
         if sector is None:
             return None
-        lo, hi = policy.span(alert.received_at)
+        candidates = self.storm_candidates(chf_id, sector, *policy.span(alert.received_at))
+        return storm_evidence(chf_id, sector, alert.received_at, policy, candidates)
 
-        def first_forwarded(other: str) -> Iterator[EvidenceAlert]:
+    def storm_candidates(self, chf_id: str, sector: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
+        """For each other CH Function of the sector, its earliest AD1 received in [lo, hi] that rule 5 alone
+        forwards (no window covers it), in device-ID order."""
+        for other in self.reference.chfs_in_sector(sector):
+            if other == chf_id:
+                continue
             for ad1 in self.ad1s(other, lo, hi):
                 if isinstance(self.decide(ad1), Forward):
                     yield ad1
-                    return
-
-        candidates = (a for other in self.reference.chfs_in_sector(sector) if other != chf_id
-                      for a in first_forwarded(other))  # fmt: skip
-        return storm_evidence(chf_id, sector, alert.received_at, policy, candidates)
+                    break
 
     def han_postcode(self, chf_id: str) -> str | None:
         return self.reference.han_postcode(chf_id)
