@@ -153,8 +153,9 @@ class EvidenceReader:
         after = self.policy.complete_after(t)
         return [p for _, p in self.frontier.lagging(after, after + self._grace_ms)]
 
-    def refresh_end_offsets(self, needed: bool) -> None:
-        """Take a finished end-offset look-up; start another if AD1s wait for evidence (`needed`)."""
+    def refresh_end_offsets(self, needed: bool) -> bool:
+        """Take a finished end-offset look-up; start another if AD1s wait for evidence (`needed`). True when
+        a look-up finished."""
         result = self._lookup.poll()
         if result is not None:
             ends, started_ms = result
@@ -163,6 +164,7 @@ class EvidenceReader:
         if needed and self._lookup.can_start() and now - self._last_lookup >= END_OFFSET_INTERVAL_S:
             self._last_lookup = now
             self._lookup.start(self.frontier.partitions, tag=wall_clock_ms())
+        return result is not None
 
     def close(self) -> None:
         if self._consumer is None:

@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 READ_BATCH = 5000
 ALERT_WAIT_S = 0.005  # with nothing queued, wait at most this long for the next alert
 MAX_STAGED_CHANGES = 50_000  # bound on uncommitted state changes (memory during a state rebuild)
+# AD1s held for evidence wait minutes; looking at them again (a storm look-up reads a sector) this often is
+# soon enough, and keeps them from costing every pass of the loop. They are looked at at once when some were
+# just read back, or the alert topic's end offsets were just looked up.
+HELD_FOR_EVIDENCE_INTERVAL_S = 0.1
 
 
 class KafkaClients(Protocol):
@@ -83,6 +87,8 @@ class FilterWorker:
         self._rewind_pending = False  # a transaction failed: seek back to the committed offsets
         self._bootstrap_ends: dict[Partition, int] = {}
         self._last_partition_check = time.monotonic()
+        self._last_held_drain = 0.0
+        self._held_read = False  # AD1s were read back from the held topic since the last look at them
         self._http: ThreadingHTTPServer | None = None
         local = open_local_state(s.data_dir, s.app_id)
         log.info("local state in %s (instance %s)", local.path, local.instance_id)
@@ -205,8 +211,7 @@ class FilterWorker:
         read_state = self._read_state() + self._read_evidence()
         self.ends.poll()
         self.triage.drain(time.monotonic(), hold_clock_stopped=self.watch.down_since is not None)
-        self.evidence.refresh_end_offsets(needed=self.triage.held_for_evidence() > 0)
-        self.triage.drain_held(wall_clock_ms())
+        self._drain_held_for_evidence()
         self.ends.request_if_held(self.triage.first_waiting_seq(), self.triage.read_seq)
         decided = self.triage.take()
         if decided or self.output.has_dead_letters:
@@ -244,12 +249,21 @@ class FilterWorker:
         self.ends.await_covering(seq)
         alerts = [msg for msg in records if msg.topic() != self.held_topic]
         if len(alerts) < len(records):  # AD1s read back from the held topic
+            self._held_read = True
             holds = self.triage.evidence_holds
             for msg in records:
                 if msg.topic() == self.held_topic:
                     holds.add(msg, seq, now)
         self.triage.triage(alerts, seq, now)
         return len(records)
+
+    def _drain_held_for_evidence(self) -> None:
+        """Decide the AD1s held for evidence that can be, at most every HELD_FOR_EVIDENCE_INTERVAL_S."""
+        new_ends = self.evidence.refresh_end_offsets(needed=self.triage.held_for_evidence() > 0)
+        now = time.monotonic()
+        if self._held_read or new_ends or now - self._last_held_drain >= HELD_FOR_EVIDENCE_INTERVAL_S:
+            self._last_held_drain, self._held_read = now, False
+            self.triage.drain_held(wall_clock_ms())
 
     def _read_evidence(self) -> int:
         """Keep the evidence among the alerts read on every partition; its positions commit with the state."""
