@@ -11,6 +11,7 @@ behind it are not delayed; the held AD1s read back are decided here too (`drain_
 """
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,7 +125,7 @@ class AlertTriage:
                 if not may_decide(alert.received_at, seq):
                     waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert))  # type: ignore[arg-type]
                     continue
-                outputs.append(self._decide_alert(partition, msg.offset(), msg.key(), value, alert, None, seq))  # type: ignore[arg-type]
+                outputs.append(self._decide_alert(partition, msg.offset(), msg.key(), value, alert, None, seq, now))  # type: ignore[arg-type]
             next_offsets[partition] = msg.offset() + 1  # type: ignore[operator]
             count += 1
         if count:
@@ -235,7 +236,7 @@ class AlertTriage:
             )
         assert item.value is not None
         return self._decide_alert(
-            item.partition, item.offset, item.key, item.value, item.alert, item.datum, item.read_seq
+            item.partition, item.offset, item.key, item.value, item.alert, item.datum, item.read_seq, item.read_at
         )
 
     def _decide_alert(
@@ -247,16 +248,18 @@ class AlertTriage:
         alert: AlertFacts,
         datum: dict[str, Any] | None,
         read_seq: int,
+        read_at: float,
     ) -> Outgoing:
         """A valid alert's decision, as the record to write: its output, or, while evidence for it may still
         come, its record on the held topic. `datum` is the decoded alert when the generic path read it,
-        None when alert_wire did; `read_seq` the batch it was read in."""
+        None when alert_wire did; `read_seq` the batch it was read in, `read_at` when (monotonic seconds)."""
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at
         record = self._decision_record(key, value, alert, datum, read_seq)
         if record is None:
             assert self._evidence is not None
-            return held_record(self._evidence.topic, key, value, partition, offset, now_ms())
+            read_ms = now_ms() - int((time.monotonic() - read_at) * 1000)  # rule 7's bound runs from the read
+            return held_record(self._evidence.topic, key, value, partition, offset, read_ms)
         return record
 
     def _decision_record(
