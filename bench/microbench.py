@@ -20,9 +20,11 @@ from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.alert_decisions import Suppress
 from pipeline.core.filter_state import FilterState, SweepPass
 from pipeline.core.key_value import StagedStore
+from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
+from pipeline.core.read_frontier import ReadFrontier
 from pipeline.settings import Topics
 from pipeline.wire import validation
-from pipeline.wire.alert_bytes import read_alert_fields, suppressed_alert_bytes
+from pipeline.wire.alert_bytes import alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.output_records import audit_fields, suppressed_alert
 from pipeline.worker.hold_queues import read_alert
@@ -139,12 +141,25 @@ def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
         us["alert: alert_wire.read_alert_fields (the worker's path)"] = per_op(
             lambda i: read_alert_fields(raw[i], header), n
         )
+        # Every worker reads every alert for rule 9's evidence (EvidenceReader.read's per-record path).
+        evidence_frontier = ReadFrontier()
+
+        def read_for_evidence(i: int) -> None:
+            fields = read_alert_fields(raw[i], header)
+            if fields is not None and fields[1] in SUPPLY_RESTORED_CODES:
+                state.put_evidence_alert(alert_fields(fields), now)
+            evidence_frontier.observe(("alerts", i % 12), i, None if fields is None else fields[3], now)
+
+        us["evidence: read an alert for evidence (every worker, every alert)"] = per_op(read_for_evidence, n)
         us["decide: not AD1"] = per_op(lambda i: state.decide(other[i % len(other)]), n)
         us["decide: AD1 outside any window (RocksDB)"] = per_op(
             lambda i: state.decide(ad1_out[i % len(ad1_out)]), len(ad1_out)
         )
         us["decide: AD1 inside a window (RocksDB)"] = per_op(
             lambda i: state.decide(ad1_hit[i % len(ad1_hit)]), len(ad1_hit)
+        )
+        us["evidence: look for supply evidence for an AD1 in a window (RocksDB)"] = per_op(
+            lambda i: state.evidence_for(ad1_hit[i % len(ad1_hit)], EvidencePolicy()), len(ad1_hit)
         )
         decisions = [state.decide(a) for a in ad1_hit]
         hit_datums = [codec.decode("DeviceAlert", v) for v in ad1_in]

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pipeline.core.event_time import DAY_MS, MINUTE_MS
 from pipeline.core.operating_mode import Mode
+from pipeline.core.outage_evidence import EvidencePolicy
 
 
 class SettingsError(ValueError):
@@ -154,6 +155,21 @@ class Settings:
     max_hold_seconds: float = _setting(
         30.0, "POA_MAX_HOLD_SECONDS", Bounds(float, 0, 3600, "seconds; 0 forwards at once, at most an hour")
     )
+    # Contract rule 9: evidence of a genuine outage is looked for in [t - B, t + A] around an AD1 at t that
+    # rule 5 would suppress; K other HANs of its postcode sector make a storm (0: no storm evidence); the
+    # grace is the DSP's promise of the longest it takes to write a record after receiving it (rule 7).
+    evidence_before_minutes: int = _setting(
+        10, "POA_EVIDENCE_BEFORE_MINUTES", Bounds(int, 0, 1440, "minutes, at most a day")
+    )
+    evidence_after_minutes: int = _setting(
+        3, "POA_EVIDENCE_AFTER_MINUTES", Bounds(int, 0, 60, "minutes, at most an hour: AD1s in windows wait this long")
+    )
+    storm_min_hans: int = _setting(
+        3, "POA_STORM_MIN_HANS", Bounds(int, 0, 10_000, "CH Functions; 0 turns storm evidence off")
+    )
+    evidence_grace_seconds: float = _setting(
+        30.0, "POA_EVIDENCE_GRACE_SECONDS", Bounds(float, 0, 3600, "seconds, at most an hour")
+    )
     # How often the worker looks for partitions the DSP added to an input topic: each look is a blocking
     # metadata request, so not more often than twice a second.
     partition_check_seconds: float = _setting(
@@ -193,6 +209,12 @@ class Settings:
     @property
     def max_future_ms(self) -> int:
         return self.max_future_days * DAY_MS
+
+    @property
+    def evidence_policy(self) -> EvidencePolicy:
+        return EvidencePolicy(
+            self.evidence_before_minutes * MINUTE_MS, self.evidence_after_minutes * MINUTE_MS, self.storm_min_hans
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

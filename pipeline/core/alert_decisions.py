@@ -12,6 +12,7 @@ class ForwardReason(StrEnum):
     NO_TRACKED_ESME = "no_tracked_esme"
     NO_ACTIVATION_WINDOW = "no_activation_window"
     HOLD_EXPIRED = "hold_expired"
+    OUTAGE_EVIDENCE = "outage_evidence"  # rule 9: in a window, but with evidence of a genuine outage
 
 
 @dataclass(frozen=True, slots=True)

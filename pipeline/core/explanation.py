@@ -8,13 +8,15 @@ decision the worker gives such an alert; the per-activation details only describ
 functions (`activation_windows`), never decide.
 
 The state keeps a cancellation's time, not the request ID that carried it, so a cancellation is named by
-its time. Rule 9 (outage evidence) is not in force in this version: the `evidence` section says so, in the
-place where the evidence will be shown once it is.
+its time. The `evidence` section lists rule 9's evidence in [TIME - B, TIME + A] as the state holds it: the
+supply alerts of the HAN's ESMEs and, per other CH Function of the sector, its first AD1 that no window
+covers. An AD1 that rule 5 suppresses is shown forwarded when that evidence releases it, and its decision
+is marked pending while evidence may still come (the worker says when it is complete).
 """
 
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.core.activation_windows import (
     RequestVersion,
@@ -23,22 +25,20 @@ from pipeline.core.activation_windows import (
     is_cancelled,
     window_of,
 )
-from pipeline.core.alert_decisions import Decision, ForwardReason, Suppress
+from pipeline.core.alert_decisions import Decision, Forward, ForwardReason, Suppress
 from pipeline.core.bad_input import BadInput
 from pipeline.core.device_ids import canonical_device_id
 from pipeline.core.event_time import EARLIEST_MS, LATEST_MS
 from pipeline.core.filter_state import FilterState, RequestHistory
 from pipeline.core.operating_mode import Mode
+from pipeline.core.outage_evidence import Evidence, EvidencePolicy
 from pipeline.core.records import OUTAGE_ALERT_CODE, DeviceAlert
 
 Json = dict[str, Any]
 
 EXPLAIN_ALERT_ID = "explain"  # the alert ID of the AD1 made up for the question; never written anywhere
 MAX_LISTED_ESMES = 100  # a crowded HAN is listed this far; `more_esmes` says when there are more
-EVIDENCE_NOT_IN_FORCE: Json = {
-    "evaluated": False,
-    "note": "rule 9 (outage evidence) is not in force in this version: no AD1 is released by evidence",
-}
+MAX_LISTED_EVIDENCE = 100  # supply alerts and storm HANs are listed this far
 ROLE_CH_FUNCTION = "ch_function"
 ROLE_ESME = "esme"
 ROLE_UNKNOWN = "unknown"
@@ -62,6 +62,16 @@ _MODE_EFFECTS: dict[Mode, str] = {
     Mode.SHADOW: "every alert is forwarded; an AD1 the rules would suppress is also recorded on the shadow topic",
     Mode.PASS_THROUGH: "every alert that can be decoded is forwarded; nothing is suppressed",
 }
+
+
+class EvidenceStatus(Protocol):
+    """What the worker knows of rule 9's evidence: its policy, and whether the evidence for an AD1 at t is
+    complete (every alert partition read past t + A, or caught up past t + A + grace)."""
+
+    policy: EvidencePolicy
+
+    def complete(self, t: int) -> bool: ...
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -97,9 +107,13 @@ def parse_time(text: str) -> int:
     return ms
 
 
-def explain(state: FilterState, device: str, at_ms: int, mode: Mode = Mode.FILTER) -> Json:
+def explain(
+    state: FilterState, device: str, at_ms: int, mode: Mode = Mode.FILTER, evidence: EvidenceStatus | None = None
+) -> Json:
     """What the state holds about `device` (any letter case; BadInput if malformed) and the decision an AD1
-    from its HAN's CH Function received at `at_ms` gets in `mode`, the operator mode in force at `at_ms`."""
+    from its HAN's CH Function received at `at_ms` gets in `mode`, the operator mode in force at `at_ms`.
+    Without `evidence`, rule 9 is evaluated with the default policy over a state taken to hold every input
+    (nothing pending)."""
     device_id = canonical_device_id(device, "device")
     listed = list(islice(state.esmes_on_han(device_id), MAX_LISTED_ESMES + 1))
     own_chf = state.chf_of(device_id)
@@ -110,7 +124,11 @@ def explain(state: FilterState, device: str, at_ms: int, mode: Mode = Mode.FILTE
         listed = list(islice(state.esmes_on_han(chf_id), MAX_LISTED_ESMES + 1))
     else:
         role, chf_id = ROLE_UNKNOWN, device_id  # an AD1 from it is decided against its (empty) HAN
-    decision = state.decide(DeviceAlert(EXPLAIN_ALERT_ID, OUTAGE_ALERT_CODE, chf_id, None, None, at_ms, None))
+    alert = DeviceAlert(EXPLAIN_ALERT_ID, OUTAGE_ALERT_CODE, chf_id, None, None, at_ms, None)
+    decision = state.decide(alert)
+    policy = EvidencePolicy() if evidence is None else evidence.policy
+    found = state.evidence_for(alert, policy) if isinstance(decision, Suppress) else None
+    pending = isinstance(decision, Suppress) and found is None and evidence is not None and not evidence.complete(at_ms)
     answer: Json = {
         "device_id": device_id,
         "at": moment(at_ms),
@@ -126,10 +144,41 @@ def explain(state: FilterState, device: str, at_ms: int, mode: Mode = Mode.FILTE
         unplaced = _esme(state, device_id, at_ms)
         if unplaced["tracked"] or unplaced["activations"] or unplaced["cancellations"]:
             answer["unplaced_esme"] = unplaced  # tracked or activated, but on no HAN: it suppresses nothing
-    answer["decision"] = _in_mode(_decision(decision, chf_id, at_ms), mode)
+    answer["decision"] = _in_mode(_decision(decision, chf_id, at_ms, found, pending), mode)
     answer["mode"] = {"in_force": mode.value, "text": _MODE_EFFECTS[mode]}
-    answer["evidence"] = dict(EVIDENCE_NOT_IN_FORCE)
+    answer["evidence"] = _evidence(state, chf_id, at_ms, policy, found)
     return answer
+
+
+def _evidence(state: FilterState, chf_id: str, at_ms: int, policy: EvidencePolicy, found: Evidence | None) -> Json:
+    """Rule 9's evidence for an AD1 from `chf_id` at `at_ms`, as the state holds it now."""
+    lo, hi = policy.span(at_ms)
+    supply = (a for esme in state.esmes_on_han(chf_id) for a in state.supply_alerts(esme, lo, hi))
+    sector = state.sector_of(chf_id)
+    storm = [] if sector is None else state.storm_candidates(chf_id, sector, lo, hi)
+    return {
+        "evaluated": True,
+        "span": {"from": moment(lo), "to": moment(hi)},
+        "supply": [
+            {
+                "esme_id": a.device_id,
+                "alert_id": a.alert_id,
+                "alert_code": a.alert_code,
+                "received_at": moment(a.received_at),
+            }
+            for a in islice(supply, MAX_LISTED_EVIDENCE)
+        ],
+        "storm": {
+            "postcode": state.han_postcode(chf_id),
+            "sector": sector,
+            "min_other_hans": policy.storm_min_hans,
+            "hans": [
+                {"chf_id": a.device_id, "alert_id": a.alert_id, "received_at": moment(a.received_at)}
+                for a in islice(storm, MAX_LISTED_EVIDENCE)
+            ],
+        },
+        "releases": None if found is None else found.describe(),
+    }
 
 
 def _esme(state: FilterState, esme_id: str, at_ms: int) -> Json:
@@ -182,12 +231,23 @@ def _in_mode(decided: Json, mode: Mode) -> Json:
         "outcome": "forwarded",
         "reason": mode.value.replace("-", "_"),
         "rule": "8",
+        "pending": decided["pending"] and mode is Mode.SHADOW,  # shadow: whether a shadow record is written
         "text": f"forwarded in {mode.value} mode ({_MODE_EFFECTS[mode]}); the rules would have {decided['text']}",
     }
 
 
-def _decision(decision: Decision, chf_id: str, at_ms: int) -> Json:
+def _decision(decision: Decision, chf_id: str, at_ms: int, found: Evidence | None, pending: bool) -> Json:
+    """The decision as rules 5 and 9 give it; `pending` when it suppresses but evidence may still come."""
     alert = {"alert_code": OUTAGE_ALERT_CODE, "device_id": chf_id, "received_at": moment(at_ms)}
+    if found is not None:
+        return {
+            "outcome": "forwarded",
+            "reason": ForwardReason.OUTAGE_EVIDENCE.value,
+            "rule": "9",
+            "text": f"forwarded inside an activation window on evidence of a genuine outage: {found.describe()}",
+            "pending": False,
+            "alert": alert,
+        }
     if isinstance(decision, Suppress):
         v = decision.activation.version
         window = _window(decision.activation.window)
@@ -200,9 +260,10 @@ def _decision(decision: Decision, chf_id: str, at_ms: int) -> Json:
             "esme_id": v.esme_id,
             "request_id": v.request_id,
             "window": window,
-            "pending": False,
+            "pending": pending,
             "alert": alert,
         }
+    assert isinstance(decision, Forward)
     rule, text = _FORWARD_RULES[decision.reason]
     return {
         "outcome": "forwarded",

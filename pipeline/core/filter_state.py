@@ -29,6 +29,14 @@ from pipeline.core.activation_windows import (
 )
 from pipeline.core.alert_decisions import Decision, Forward, ForwardReason, Suppress
 from pipeline.core.key_value import StagedStore
+from pipeline.core.outage_evidence import (
+    SUPPLY_RESTORED_CODES,
+    Evidence,
+    EvidenceAlert,
+    EvidencePolicy,
+    storm_evidence,
+    supply_evidence,
+)
 from pipeline.core.records import (
     OUTAGE_ALERT_CODE,
     WITHDRAWING_OUTCOMES,
@@ -43,11 +51,16 @@ from pipeline.core.written import UNKNOWN, Written
 VERSIONS = b"req/"  # request id -> JSON {"sightings": [[esme, received_at, activation_time], ...], "written": ts}
 WITHDRAWN = b"wdr/"  # request id -> JSON [withdrawal time, written]
 ESME_ACTIVITY = b"esm/"  # ESME id -> JSON {"requests": [...], "cancellations": [[time, written], ...]}
+# ESME ID b"/" received_at (15 digits) b"/" alert ID -> b"<alert code> <Kafka write time or ->"
+SUPPLY_EVIDENCE = b"sup/"
+AD1S = b"ad1/"  # CHF ID b"/" received_at (15 digits) b"/" alert ID -> b"<Kafka write time or ->": storm evidence
 META = b"meta/"  # worker bookkeeping (read positions, format), see `put_meta`
 FORMAT = "format"
 # The layout of the keys above; a store in another layout is rebuilt from the topics (contract 6, upgrades).
 # 2: reference records per raw key, the HAN index per (CHF, ESME), Kafka write times beside activations.
-STATE_FORMAT_VERSION = 2
+# 3: supply evidence and AD1s by CHF (rule 9) beside the alert topic's read positions; postcodes and sectors.
+STATE_FORMAT_VERSION = 3
+_TIME_DIGITS = 15  # event times in keys, zero-padded so that key order is time order
 
 
 def _dump(value: object) -> bytes:
@@ -59,7 +72,7 @@ def _latest_write(stored: int | None, new: int | None) -> int | None:
     return None if stored is None or new is None else max(stored, new)
 
 
-_SWEEP_PHASES = (VERSIONS, WITHDRAWN, ESME_ACTIVITY)
+_SWEEP_PHASES = (VERSIONS, WITHDRAWN, ESME_ACTIVITY, SUPPLY_EVIDENCE, AD1S)
 
 
 @dataclass
@@ -122,12 +135,14 @@ class FilterState:
         if record is None:
             self.reference.remove_inventory(key)
         else:
-            self.put_esme_han(key, record.chf_id if record.is_esme else None, written)
+            self.put_esme_han(key, record.chf_id if record.is_esme else None, written, record.postcode)
 
-    def put_esme_han(self, key: str, chf_id: str | None, written: Written = UNKNOWN) -> None:
+    def put_esme_han(
+        self, key: str, chf_id: str | None, written: Written = UNKNOWN, postcode: str | None = None
+    ) -> None:
         """An inventory record under this raw key: the device is an ESME on the HAN of this CHF, or (None)
-        not an ESME on any HAN."""
-        self.reference.put_inventory(key, chf_id or None, written)
+        not an ESME on any HAN; `postcode` is its premises' postcode (None: none)."""
+        self.reference.put_inventory(key, chf_id or None, written, postcode)
 
     def put_tracked(self, key: str, listed: bool) -> None:
         """A tracked-devices record (listed) or tombstone under this raw key."""
@@ -247,6 +262,83 @@ class FilterState:
                 if activation is not None:
                     yield activation
 
+    # --- evidence of a genuine outage (rule 9) ------------------------------------------------------
+
+    def put_evidence_alert(self, alert: AlertFacts, written: int | None = None) -> bool:
+        """Keep a valid alert that may be evidence, by its device and time, with when it was written to Kafka
+        (None: unknown, never purged): a Supply Outage Restored alert (9.a) or an AD1 (9.b). Other alerts
+        are not kept; True when this one was."""
+        code = alert.alert_code
+        if code == OUTAGE_ALERT_CODE:
+            prefix, value = AD1S, "-" if written is None else str(written)
+        elif code in SUPPLY_RESTORED_CODES:
+            prefix, value = SUPPLY_EVIDENCE, f"{code} {'-' if written is None else written}"
+        else:
+            return False
+        at = f"{alert.received_at:0{_TIME_DIGITS}d}".encode()
+        self._store.put(prefix + alert.device_id.encode() + b"/" + at + b"/" + alert.alert_id.encode(), value.encode())
+        return True
+
+    def _kept_alerts(self, prefix: bytes, device_id: str, lo: int, hi: int) -> Iterator[tuple[int, str, bytes]]:
+        """(received_at, alert ID, stored value) of the alerts kept under `prefix` for this device, received
+        in [lo, hi], in time order."""
+        full = prefix + device_id.encode() + b"/"
+        after = full + f"{lo - 1:0{_TIME_DIGITS}d}/".encode() + b"\xff" if lo > 0 else None  # \xff: no UTF-8
+        for key, value in self._store.scan(full, after):
+            at, alert_id = key[len(full) :].split(b"/", 1)
+            received_at = int(at)
+            if received_at > hi:
+                return
+            yield received_at, alert_id.decode(), value
+
+    def supply_alerts(self, device_id: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
+        """The Supply Outage Restored alerts kept for this device, received in [lo, hi], in time order."""
+        for at, alert_id, value in self._kept_alerts(SUPPLY_EVIDENCE, device_id, lo, hi):
+            yield EvidenceAlert(device_id, value.split(b" ")[0].decode(), alert_id, at)
+
+    def ad1s(self, chf_id: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
+        """The AD1s kept for this CH Function, received in [lo, hi], in time order."""
+        for at, alert_id, _ in self._kept_alerts(AD1S, chf_id, lo, hi):
+            yield EvidenceAlert(chf_id, OUTAGE_ALERT_CODE, alert_id, at)
+
+    def evidence_for(self, alert: AlertFacts, policy: EvidencePolicy, storm: bool = True) -> Evidence | None:
+        """Evidence of a genuine outage for an AD1 that rule 5 suppresses, among the alerts kept so far, with
+        the inventory as it stands: supply evidence (9.a), else, with `storm`, storm evidence (9.b). The
+        caller asks for storm evidence only once the activation inputs are read past t + A, as rule 5 then
+        decides the sector's AD1s for good."""
+        lo, hi = policy.span(alert.received_at)
+        candidates = (a for esme in self.esmes_on_han(alert.device_id) for a in self.supply_alerts(esme, lo, hi))
+        supply = supply_evidence(alert.received_at, policy, candidates)
+        if supply is not None or not storm or policy.storm_min_hans <= 0:
+            return supply
+        return self.storm_evidence_for(alert, policy)
+
+    def storm_evidence_for(self, alert: AlertFacts, policy: EvidencePolicy) -> Evidence | None:
+        """Storm evidence for the AD1 (9.b), among the AD1s kept so far."""
+        chf_id = alert.device_id
+        sector = self.reference.sector_of(chf_id)
+        if sector is None:
+            return None
+        candidates = self.storm_candidates(chf_id, sector, *policy.span(alert.received_at))
+        return storm_evidence(chf_id, sector, alert.received_at, policy, candidates)
+
+    def storm_candidates(self, chf_id: str, sector: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
+        """For each other CH Function of the sector, its earliest AD1 received in [lo, hi] that rule 5 alone
+        forwards (no window covers it), in device-ID order."""
+        for other in self.reference.chfs_in_sector(sector):
+            if other == chf_id:
+                continue
+            for ad1 in self.ad1s(other, lo, hi):
+                if isinstance(self.decide(ad1), Forward):
+                    yield ad1
+                    break
+
+    def han_postcode(self, chf_id: str) -> str | None:
+        return self.reference.han_postcode(chf_id)
+
+    def sector_of(self, chf_id: str) -> str | None:
+        return self.reference.sector_of(chf_id)
+
     # --- read-only queries (explanations) ---------------------------------------------------------
 
     def esmes_on_han(self, chf_id: str) -> Iterator[str]:
@@ -294,6 +386,10 @@ class FilterState:
             name = key[len(prefix) :].decode()
             if prefix == VERSIONS:
                 self._sweep_versions(name, sweep)
+            elif prefix in (SUPPLY_EVIDENCE, AD1S):
+                written = raw.split(b" ")[-1]
+                if self._purgeable(int(name.split("/")[1]), None if written == b"-" else int(written), sweep):
+                    self._store.delete(key)
             elif prefix == WITHDRAWN:
                 withdrawn_at, written = json.loads(raw)
                 if self._purgeable(withdrawn_at, written, sweep) and not self._versions(name):

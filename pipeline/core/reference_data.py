@@ -6,25 +6,35 @@ key, and a device (its canonical ID) stands while any of its keys does, with the
 those that stand. Live processing and a rebuild after compaction then agree: per key both see the last
 value written, and the choice among keys depends only on where each was written (`Written.order`).
 
-The inventory is reduced to what rule 5.5 needs: whether the device is an ESME and its CHF. The CHF ->
-ESMEs index is one key per (CHF, ESME) pair, so an inventory update costs the same on a HAN of 20,000
-ESMEs as on a HAN of one, and a decision reads the HAN's ESMEs by a prefix scan, in device-ID order.
+The inventory is reduced to what rules 5.5 and 9 need: whether the device is an ESME, its CHF, and its
+postcode. The CHF -> ESMEs index is one key per (CHF, ESME) pair, so an inventory update costs the same on
+a HAN of 20,000 ESMEs as on a HAN of one, and a decision reads the HAN's ESMEs by a prefix scan, in
+device-ID order. So are the indexes of rule 9's postcode sectors: the ESMEs of a HAN that have a postcode
+(the first in device-ID order gives a CH Function without one its postcode), and sector -> CH Functions,
+updated for the CH Functions an inventory change concerns, so a storm look-up reads one sector's HANs.
 """
 
 from collections.abc import Iterator
+from itertools import islice
 
 from pipeline.core.key_value import StagedStore
+from pipeline.core.outage_evidence import han_postcode, postcode_sector
 from pipeline.core.written import Written
 
 # Values are space-separated fields (device IDs hold no spaces), one line per raw key: a rebuild applies
 # millions of these, and JSON would cost it a third more.
-INVENTORY = b"inv/"  # device ID -> lines "raw-key timestamp partition offset CHF" ("-": none), in order applied
+# device ID -> lines "raw-key timestamp partition offset CHF postcode" ("-": none; the postcode in hex, as it
+# may hold spaces), in order applied
+INVENTORY = b"inv/"
 HAN = b"han/"  # CHF ID b"/" ESME ID -> b"": the ESMEs whose inventory record puts them on this HAN
+HAN_POSTCODES = b"hpc/"  # CHF ID b"/" ESME ID -> postcode: the ESMEs of this HAN that have a postcode
+SECTOR_OF = b"hsc/"  # CHF ID -> its postcode sector (rule 9.b), for the CH Functions with a known one
+SECTOR = b"sec/"  # sector b"/" CHF ID -> b"": the CH Functions of each postcode sector
 TRACKED = b"trk/"  # device ID -> the raw keys under which it is on the tracked list, space-separated
 TRACKED_COUNT = b"trk-count"  # how many devices are on the tracked list
 NONE = b"-"
 
-_Entry = tuple[tuple[int, int, int], bytes]  # write order, CHF (NONE: not an ESME on a HAN)
+_Entry = tuple[tuple[int, int, int], bytes, bytes]  # write order, CHF (NONE: not an ESME on a HAN), postcode
 
 
 def _han_key(chf_id: bytes, esme_id: bytes) -> bytes:
@@ -34,25 +44,41 @@ def _han_key(chf_id: bytes, esme_id: bytes) -> bytes:
 def _entries(raw: bytes | None) -> dict[bytes, _Entry]:
     entries = {}
     for line in raw.split(b"\n") if raw else ():
-        key, timestamp, partition, offset, chf = line.split(b" ")
-        entries[key] = ((-1 if timestamp == NONE else int(timestamp), int(partition), int(offset)), chf)
+        key, timestamp, partition, offset, chf, postcode = line.split(b" ")
+        order = (-1 if timestamp == NONE else int(timestamp), int(partition), int(offset))
+        entries[key] = (order, chf, postcode if postcode == NONE else bytes.fromhex(postcode.decode()))
     return entries
 
 
 def _encoded(entries: dict[bytes, _Entry]) -> bytes:
     return b"\n".join(
-        b"%s %s %d %d %s" % (key, NONE if ts < 0 else str(ts).encode(), partition, offset, chf)
-        for key, ((ts, partition, offset), chf) in entries.items()
+        b"%s %s %d %d %s %s"
+        % (key, NONE if ts < 0 else str(ts).encode(), partition, offset, chf, pc if pc == NONE else pc.hex().encode())
+        for key, ((ts, partition, offset), chf, pc) in entries.items()
     )
 
 
-def _placement(entries: dict[bytes, _Entry]) -> bytes | None:
-    """The CHF of the record written last among those standing (a tie goes to the one applied last)."""
+def _latest(entries: dict[bytes, _Entry]) -> _Entry | None:
+    """The record written last among those standing (a tie goes to the one applied last)."""
     latest: _Entry | None = None
     for entry in entries.values():  # in the order applied: a key written again moves to the end
         if latest is None or entry[0] >= latest[0]:
             latest = entry
+    return latest
+
+
+def _placement(entries: dict[bytes, _Entry]) -> bytes | None:
+    """The CHF of the record written last among those standing."""
+    latest = _latest(entries)
     return None if latest is None or latest[1] == NONE else latest[1]
+
+
+def _place(entries: dict[bytes, _Entry]) -> tuple[bytes | None, bytes | None]:
+    """(CHF, postcode) of the record written last among those standing; None for none."""
+    latest = _latest(entries)
+    if latest is None:
+        return None, None
+    return (None if latest[1] == NONE else latest[1]), (None if latest[2] == NONE else latest[2])
 
 
 class ReferenceData:
@@ -62,10 +88,11 @@ class ReferenceData:
 
     # --- inventory ------------------------------------------------------------------------------
 
-    def put_inventory(self, key: str, chf_id: str | None, written: Written) -> None:
+    def put_inventory(self, key: str, chf_id: str | None, written: Written, postcode: str | None = None) -> None:
         """A record under this raw key (a valid device ID, any case) stands: the device is an ESME on the HAN
-        of `chf_id`, or (None) not an ESME on any HAN."""
-        self._update_inventory(key, (written.order, chf_id.encode() if chf_id else NONE))
+        of `chf_id`, or (None) not an ESME on any HAN; `postcode` is its premises' (None: none)."""
+        place = postcode.encode() if postcode else NONE
+        self._update_inventory(key, (written.order, chf_id.encode() if chf_id else NONE, place))
 
     def remove_inventory(self, key: str) -> None:
         """A tombstone under this raw key: removes the record written under the same key only."""
@@ -77,7 +104,7 @@ class ReferenceData:
         store_key = INVENTORY + device_id
         raw = self._store.get(store_key)
         entries = _entries(raw)
-        before = _placement(entries)
+        before, postcode_before = _place(entries)
         entries.pop(raw_key, None)
         if entry is not None:
             entries[raw_key] = entry
@@ -85,12 +112,68 @@ class ReferenceData:
             self._store.put(store_key, _encoded(entries))
         elif raw is not None:
             self._store.delete(store_key)
-        after = _placement(entries)
+        after, postcode_after = _place(entries)
         if before != after:
             if before is not None:
                 self._store.delete(_han_key(before, device_id))
             if after is not None:
                 self._store.put(_han_key(after, device_id), b"")
+        if (before, postcode_before) != (after, postcode_after):
+            self._update_postcodes(device_id, (before, postcode_before), (after, postcode_after))
+
+    # --- postcode sectors (rule 9.b) --------------------------------------------------------------
+
+    def _update_postcodes(
+        self, device_id: bytes, before: tuple[bytes | None, bytes | None], after: tuple[bytes | None, bytes | None]
+    ) -> None:
+        """A device's (CHF, postcode) changed: the HAN postcode index, and the sectors of the CH Functions
+        concerned (the HANs it left and joined as an ESME, and itself as a CH Function)."""
+        (chf_before, postcode_before), (chf_after, postcode_after) = before, after
+        if chf_before is not None and postcode_before is not None:
+            self._store.delete(HAN_POSTCODES + chf_before + b"/" + device_id)
+        if chf_after is not None and postcode_after is not None:
+            self._store.put(HAN_POSTCODES + chf_after + b"/" + device_id, postcode_after)
+        for chf in {device_id, chf_before, chf_after} - {None}:
+            assert chf is not None
+            self._update_sector(chf)
+
+    def _own_postcode(self, chf_id: bytes) -> bytes | None:
+        """The postcode of this device's own inventory record, unless it is an ESME on a HAN."""
+        placement, postcode = _place(_entries(self._store.get(INVENTORY + chf_id)))
+        return postcode if placement is None else None
+
+    def han_postcode(self, chf_id: str) -> str | None:
+        """A CH Function's postcode (rule 9.b): its own, else that of the first ESME on its HAN, in device-ID
+        order, that has one."""
+        chf = chf_id.encode()
+        prefix = HAN_POSTCODES + chf + b"/"
+        first_esme = [(k[len(prefix) :].decode(), v.decode()) for k, v in islice(self._store.scan(prefix), 1)]
+        own = self._own_postcode(chf)
+        return han_postcode(None if own is None else own.decode(), first_esme)
+
+    def sector_of(self, chf_id: str) -> str | None:
+        raw = self._store.get(SECTOR_OF + chf_id.encode())
+        return None if raw is None else raw.decode()
+
+    def chfs_in_sector(self, sector: str) -> Iterator[str]:
+        """The CH Functions whose postcode is in this sector, in device-ID order."""
+        prefix = SECTOR + sector.encode() + b"/"
+        for key, _ in self._store.scan(prefix):
+            yield key[len(prefix) :].decode()
+
+    def _update_sector(self, chf: bytes) -> None:
+        sector = postcode_sector(self.han_postcode(chf.decode()))
+        stored = self._store.get(SECTOR_OF + chf)
+        new = None if sector is None else sector.encode()
+        if stored == new:
+            return
+        if stored is not None:
+            self._store.delete(SECTOR + stored + b"/" + chf)
+        if new is None:
+            self._store.delete(SECTOR_OF + chf)
+        else:
+            self._store.put(SECTOR_OF + chf, new)
+            self._store.put(SECTOR + new + b"/" + chf, b"")
 
     def esmes_on_han(self, chf_id: str) -> Iterator[str]:
         """The ESMEs associated with this CHF, in device-ID order, read as they are needed."""

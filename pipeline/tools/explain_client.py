@@ -116,9 +116,24 @@ def describe(answer: Json) -> list[str]:
     outcome = decision["outcome"].upper()
     lines.append(f"decision for an AD1 from {chf} at {decision['alert']['received_at']['iso']}: {outcome}")
     lines.append(f"  {decision['text']} (rule {decision['rule']})")
-    evidence = answer["evidence"]
-    if not evidence.get("evaluated"):
-        lines.append(f"outage evidence: not evaluated: {evidence.get('note', '')}")
+    if decision.get("pending"):
+        lines.append("  pending: evidence of a genuine outage may still come (rule 7)")
+    lines += _evidence_lines(answer["evidence"])
+    return lines
+
+
+def _evidence_lines(evidence: Json) -> list[str]:
+    span = evidence["span"]
+    storm = evidence["storm"]
+    lines = [f"outage evidence from {span['from']['iso']} to {span['to']['iso']} (rule 9):"]
+    for a in evidence["supply"]:
+        lines.append(
+            f"  supply: {a['alert_code']} {a['alert_id']} from ESME {a['esme_id']} at {a['received_at']['iso']}"
+        )
+    sector = storm["sector"] or "unknown (no valid postcode)"
+    hans, k = len(storm["hans"]), storm["min_other_hans"]
+    lines.append(f"  postcode sector {sector}: AD1s outside windows from {hans} other HAN(s); {k} make a storm")
+    lines.append(f"  {evidence['releases'] or 'no evidence releases it'}")
     return lines
 
 

@@ -44,10 +44,11 @@ def read_tracked_device(data: bytes, header: bytes) -> str | None:
         return None
 
 
-def read_inventory_record(data: bytes, header: bytes) -> tuple[str, str | None] | None:
-    """(canonical device ID, its CHF if it is an ESME with one) of a valid single-object InventoryRecord of
-    the current version (2: with `postcode`) with this header, else None: what `FilterState.put_esme_han`
-    needs. Older versions have another header and are left to the generic path, which resolves them."""
+def read_inventory_record(data: bytes, header: bytes) -> tuple[str, str | None, str | None] | None:
+    """(canonical device ID, its CHF if it is an ESME with one, its postcode: None when absent or blank) of a
+    valid single-object InventoryRecord of the current version (2: with `postcode`) with this header, else
+    None: what `FilterState.put_esme_han` needs. Older versions have another header and are left to the
+    generic path, which resolves them."""
     if not data.startswith(header):
         return None
     try:
@@ -60,13 +61,17 @@ def read_inventory_record(data: bytes, header: bytes) -> tuple[str, str | None] 
         if pos != len(data):
             return None
         kind = device_type.decode()
-        for text in (mpxn, postcode):
-            if text is not None:
-                text.decode()  # UnicodeDecodeError is a ValueError
+        if mpxn is not None:
+            mpxn.decode()  # UnicodeDecodeError is a ValueError
+        place = None if postcode is None else postcode.decode()
         if not kind.strip():
             return None
         chf = None if not chf_id else _device_id(chf_id)
-        return _device_id(device_id), chf if kind.upper() == "ESME" else None
+        return (
+            _device_id(device_id),
+            chf if kind.upper() == "ESME" else None,
+            place if place and place.strip() else None,
+        )
     except (Unusual, IndexError, ValueError):
         return None
 

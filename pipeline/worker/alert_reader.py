@@ -44,6 +44,8 @@ class AlertReader:
         self._permissions = permissions
         self._consumer: Consumer | None = None
         self._hooks: tuple[PartitionsHook, PartitionsHook] | None = None  # assigned, revoked
+        # Topics of the filter's own read in the same group (the held AD1s), with their hooks.
+        self._also: dict[str, tuple[PartitionsHook, PartitionsHook]] = {}
         self._paused: set[int] = set()
 
     @property
@@ -54,22 +56,33 @@ class AlertReader:
     def open(self) -> None:
         self._consumer = self._new_consumer()
 
+    def also_subscribe(self, topic: str, assigned: PartitionsHook, revoked: PartitionsHook) -> None:
+        """Read `topic` in the same group too (before `subscribe`): its partitions go to these hooks, its
+        records come out of `read` with the alerts, and its offsets commit in the same transactions."""
+        self._also[topic] = (assigned, revoked)
+
     def subscribe(self, assigned: PartitionsHook, revoked: PartitionsHook) -> None:
         """Join the group; `revoked` runs before partitions move away (inside a poll of this consumer)."""
         self._hooks = (assigned, revoked)
-        self.consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+        self.consumer.subscribe([self._topic, *self._also], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)  # fmt: skip
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._hooks is not None
         self._permissions.alerts_read()
-        self._hooks[0]([tp.partition for tp in partitions])
+        for topic, (assigned, _) in self._also.items():
+            if mine := [tp.partition for tp in partitions if tp.topic == topic]:
+                assigned(mine)
+        self._hooks[0]([tp.partition for tp in partitions if tp.topic == self._topic])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._hooks is not None
-        revoked = [tp.partition for tp in partitions]
+        revoked = [tp.partition for tp in partitions if tp.topic == self._topic]
         self._paused.difference_update(revoked)
         self._hooks[1](revoked)
+        for topic, (_, revoked_hook) in self._also.items():
+            if mine := [tp.partition for tp in partitions if tp.topic == topic]:
+                revoked_hook(mine)
 
     def read(self, max_records: int, wait_s: float) -> list[Message]:
         """The alerts of one batch (read errors and events left out); waits at most `wait_s` for the first."""

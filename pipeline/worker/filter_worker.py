@@ -6,6 +6,9 @@
 - `AlertReader`: the alert consumer in its group; `AlertTriage`: decides alerts as read, or holds them
   (`HeldAlerts`) until the read frontier allows; `EndOffsetWatch`: the end offsets the frontier needs.
 - `TransactionalOutput`: outputs, dead letters and alert offsets in one transaction (exactly once).
+- `EvidenceReader`: every partition of the alert topic, for rule 9's evidence (a global table of the alerts
+  that may be evidence); AD1s waiting for evidence leave their partition for the held topic
+  (`EvidenceHolds`), read in the alert consumer's group and decided by `AlertTriage.drain_held`.
 - `Housekeeping`: sweeps of expired activation windows, gauges. `BrokerWatch`: what the clients report.
 
 The loop (`step`) runs on one thread, plus a helper thread that waits for each transaction's commit:
@@ -13,8 +16,10 @@ The loop (`step`) runs on one thread, plus a helper thread that waits for each t
    previous transaction's commit;
 2. once that commit is settled, commit the state read before it began, then read the state topics;
 3. decide held alerts in offset order; an AD1 waits until the ReadFrontier says the activation and
-   reference inputs are read past its event time (contract 5.7), at most `max_hold_seconds`;
-4. begin the transaction that writes the outputs, the owned state partitions' dead letters and the offsets.
+   reference inputs are read past its event time (contract 5.7), at most `max_hold_seconds`; an AD1 in a
+   window waits on the held topic until its evidence is complete (rules 7 and 9);
+4. begin the transaction that writes the outputs, the owned state partitions' dead letters and the offsets
+   (alert and held partitions).
 Decisions never read the wall clock; it only bounds the hold and stamps audit records.
 """
 
@@ -25,7 +30,7 @@ from http.server import ThreadingHTTPServer
 from types import FrameType
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline.core.activation_windows import WindowPolicy
@@ -45,6 +50,8 @@ from pipeline.worker.alert_reader import AlertReader
 from pipeline.worker.broker_watch import BrokerWatch
 from pipeline.worker.dead_letter_ownership import DeadLetterOwnership
 from pipeline.worker.end_offsets import EndOffsetWatch
+from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_topic
+from pipeline.worker.evidence_reader import EvidenceReader, wall_clock_ms
 from pipeline.worker.explain_requests import ExplainRequests
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.housekeeping import Housekeeping
@@ -63,6 +70,10 @@ log = logging.getLogger(__name__)
 READ_BATCH = 5000
 ALERT_WAIT_S = 0.005  # with nothing queued, wait at most this long for the next alert
 MAX_STAGED_CHANGES = 50_000  # bound on uncommitted state changes (memory during a state rebuild)
+# AD1s held for evidence wait minutes; looking at them again (a storm look-up reads a sector) this often is
+# soon enough, and keeps them from costing every pass of the loop. They are looked at at once when some were
+# just read back, or the alert topic's end offsets were just looked up.
+HELD_FOR_EVIDENCE_INTERVAL_S = 0.1
 
 
 class KafkaClients(Protocol):
@@ -88,6 +99,8 @@ class FilterWorker:
         self._rewind_pending = False  # a transaction failed: seek back to the committed offsets
         self._bootstrap_ends: dict[Partition, int] = {}
         self._last_partition_check = time.monotonic()
+        self._last_held_drain = 0.0
+        self._held_read = False  # AD1s were read back from the held topic since the last look at them
         self._http: ThreadingHTTPServer | None = None
         self.explanations = ExplainRequests()
         self.http_access = HttpAccess.from_settings(s)  # the token and TLS files, read once at start
@@ -133,9 +146,18 @@ class FilterWorker:
                                    **{"topic.metadata.refresh.interval.ms": refresh_ms}, error_cb=on_error),
             self.watch, self.metrics, self._is_stopping, self.permissions,
         )  # fmt: skip
+        self.held_topic = held_topic(s.app_id)
+        grace_ms = int(s.evidence_grace_seconds * 1000)
+        self.evidence = EvidenceReader(
+            t.alerts,
+            lambda: kafka.consumer(s, f"{s.app_id}.evidence-reader", clients.STATE_READER_TUNING, error_cb=on_error),
+            EndOffsetLookup(lambda: kafka.admin_client(s)), self.state, codec, s.evidence_policy, grace_ms,
+        )  # fmt: skip
+        max_wait_ms = s.evidence_policy.after_ms + grace_ms + int(s.max_hold_seconds * 1000)
         self.triage = AlertTriage(
             t, codec, self.state, self.frontier, AlertQueues(), s.max_hold_seconds, lambda: feed.schedule,
             lambda partitions: self.registry_waits.waiting("alert_partitions", partitions),
+            EvidenceWait(self.evidence, EvidenceHolds(codec), self.held_topic, max_wait_ms),
         )  # fmt: skip
         self.dead_letter_owner = DeadLetterOwnership(
             self.state, codec, t.dead_letter, self.metrics,
@@ -179,10 +201,12 @@ class FilterWorker:
         state_topics = [*t.activation_inputs, *t.reference_inputs]
         steps = StartupSteps(self.admin, self.readiness, self.permissions, self._is_stopping)
         counts = steps.input_topics([*state_topics, t.alerts])
-        steps.output_topics([*t.outputs, t.shadow], counts[t.alerts])
+        # The held-AD1 topic is the worker's own, like the outputs: created with the alert topic's partitions.
+        steps.output_topics([*t.outputs, t.shadow, self.held_topic], counts[t.alerts])
         counts[t.control] = self._control_topic(steps)
         state_topics.append(t.control)  # the mode schedule is read like the reference topics (contract 8)
         self.cluster_watch.start()
+        self.evidence.start(counts[t.alerts])
         self.state_reader.start({topic: counts[topic] for topic in state_topics})
         reference = [(r, p) for r in (*t.reference_inputs, t.control) for p in range(counts[r])]
         self._bootstrap_ends = steps.end_offsets(self.ends.lookup, reference)
@@ -197,6 +221,7 @@ class FilterWorker:
         if self.output.opened:
             self._settle()  # the last transaction, before the group is left
         self.alerts.close()
+        self.evidence.close()
         self.state_reader.close()
         self.state_reader.commit()
         self.backend.close()
@@ -225,14 +250,16 @@ class FilterWorker:
         if self.watch.fatal_error:
             self._replace_alert_consumer()
             return
-        read_state = self._read_state()
+        read_state = self._read_state() + self._read_evidence()
         self.ends.poll()
         self.triage.drain(time.monotonic(), hold_clock_stopped=self.watch.down_since is not None)
+        self._drain_held_for_evidence()
         self.ends.request_if_held(self.triage.first_waiting_seq(), self.triage.read_seq)
         decided = self.triage.take()
         dead_letters, dead_lettered = self.dead_letter_owner.due(self.frontier.next_offsets(), bool(decided))
         if decided or dead_letters:
-            offsets, group_metadata = self.alerts.offsets_to_commit(decided.next_offsets, dead_lettered)
+            held = [TopicPartition(self.held_topic, p, o) for p, o in decided.held_offsets.items()]
+            offsets, group_metadata = self.alerts.offsets_to_commit(decided.next_offsets, [*dead_lettered, *held])
             self.output.start(decided, dead_letters, offsets, group_metadata)
         elif self.state_reader.commit_due():
             self.state_reader.commit()
@@ -251,6 +278,7 @@ class FilterWorker:
             log.info("reference topics read (%d tracked devices); joining group %s", self.state.tracked_count(),
                      self.settings.app_id)  # fmt: skip
             self.readiness.set("waiting for alert partitions")
+            self.alerts.also_subscribe(self.held_topic, self._held_assigned, self._held_revoked)
             self.alerts.subscribe(self._assigned, self._revoked)
         if not read_state:
             time.sleep(0.01)
@@ -264,8 +292,30 @@ class FilterWorker:
         seq, now = self.triage.next_read(), time.monotonic()
         self.ends.poll()
         self.ends.await_covering(seq)
-        self.triage.triage(records, seq, now)
+        alerts = [msg for msg in records if msg.topic() != self.held_topic]
+        if len(alerts) < len(records):  # AD1s read back from the held topic
+            self._held_read = True
+            holds = self.triage.evidence_holds
+            for msg in records:
+                if msg.topic() == self.held_topic:
+                    holds.add(msg, seq, now)
+        self.triage.triage(alerts, seq, now)
         return len(records)
+
+    def _drain_held_for_evidence(self) -> None:
+        """Decide the AD1s held for evidence that can be, at most every HELD_FOR_EVIDENCE_INTERVAL_S."""
+        new_ends = self.evidence.refresh_end_offsets(needed=self.triage.held_for_evidence() > 0)
+        now = time.monotonic()
+        if self._held_read or new_ends or now - self._last_held_drain >= HELD_FOR_EVIDENCE_INTERVAL_S:
+            self._last_held_drain, self._held_read = now, False
+            self.triage.drain_held(wall_clock_ms())
+
+    def _read_evidence(self) -> int:
+        """Keep the evidence among the alerts read on every partition; its positions commit with the state."""
+        read = self.evidence.read(READ_BATCH)
+        if read:
+            self.state_reader.dirty = True
+        return read
 
     def _read_state(self) -> int:
         read = self.state_reader.read(READ_BATCH)
@@ -313,6 +363,17 @@ class FilterWorker:
         self.readiness.set(None)
         self.metrics.rebalanced("assigned")
 
+    def _held_assigned(self, partitions: list[int]) -> None:
+        self.triage.evidence_holds.assigned(partitions)
+        log.info("assigned held-AD1 partitions %s", sorted(partitions))
+
+    def _held_revoked(self, partitions: list[int]) -> None:
+        # As for alert partitions: the transaction in flight is settled before they move; the new owner
+        # reads their undecided AD1s again from the committed offset.
+        self._settle()
+        self.triage.evidence_holds.revoked(partitions)
+        log.info("revoked held-AD1 partitions %s", sorted(partitions))
+
     def _revoked(self, partitions: list[int]) -> None:
         self._rebalancing = True
         self.readiness.set("rebalancing")
@@ -336,6 +397,7 @@ class FilterWorker:
         self.triage.forget_undecided()
         self.triage.holds.revoked(list(self.triage.holds.sizes()))  # the new member is assigned afresh
         self.dead_letter_owner.revoked_all()
+        self.triage.evidence_holds.clear()
         self.alerts.replace()
 
     def _control_topic(self, steps: StartupSteps) -> int:
@@ -381,14 +443,16 @@ class FilterWorker:
         self.triage.holds.restart_holds(now)
 
     def _read_added_partitions(self) -> None:
-        """Partitions the DSP added to a state topic while the worker runs are read from their start (the
-        group hands out new alert partitions by itself)."""
+        """Partitions the DSP added to an input topic while the worker runs: a new state partition is read
+        from its start, a new alert partition by the evidence reader too (the group hands out new alert
+        partitions by itself)."""
         try:
-            counts = topic_partitions(self.admin, self.state_reader.topics, timeout=5)
+            counts = topic_partitions(self.admin, [*self.state_reader.topics, self.topics.alerts], timeout=5)
         except KafkaException as exc:
             log.warning("looking for added partitions: %s", exc)
             return
         self.state_reader.read_added_partitions(counts)
+        self.evidence.read_added_partitions(counts.get(self.topics.alerts, 0))
 
 
 def run_worker(settings: Settings) -> None:

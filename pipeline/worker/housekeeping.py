@@ -52,7 +52,7 @@ class Housekeeping:
         return True
 
     def _update_gauges(self, triage: AlertTriage, consumers: list[Consumer]) -> None:
-        self._metrics.set_held(inputs=sum(triage.holds.sizes().values()))
+        self._metrics.set_held(inputs=sum(triage.holds.sizes().values()), evidence=triage.held_for_evidence())
         self._metrics.set_state_size(*self._state_size())
         for partition in triage.holds.sizes():
             self._metrics.set_event_time_lag(partition, *triage.event_times(partition))

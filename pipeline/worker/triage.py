@@ -14,9 +14,14 @@ An alert that cannot be decoded, or whose audit or dead-letter record cannot be 
 schema registry is unreachable waits for it (tried again every REGISTRY_RETRY_S), blocking its partition
 like an AD1 waiting for inputs, and is forwarded as it came once held `max_hold_s` (contract 6, rule 8).
 A bad alert whose dead letter cannot be encoded is not forwarded: it waits until it can be dead-lettered.
+
+An AD1 that rule 5 suppresses is forwarded instead when there is evidence of a genuine outage (rule 9).
+While evidence may still come, it leaves its partition for the held topic (`EvidenceWait`), so the alerts
+behind it are not delayed; the held AD1s read back are decided here too (`drain_held`).
 """
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +29,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from pipeline.core.alert_decisions import ForwardReason, Suppress
+from pipeline.core.alert_decisions import Decision, Forward, ForwardReason, Suppress
 from pipeline.core.filter_state import FilterState
 from pipeline.core.operating_mode import Mode, ModeSchedule
 from pipeline.core.read_frontier import ReadFrontier
@@ -33,9 +38,10 @@ from pipeline.kafka.batches import coordinates
 from pipeline.settings import Topics
 from pipeline.wire.alert_bytes import RawAlertFields, alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
-from pipeline.wire.output_records import Outgoing, audit_fields
+from pipeline.wire.output_records import Outgoing, audit_fields, now_ms
 from pipeline.wire.schema_registry import RegistryUnavailable
 from pipeline.worker.dead_letters import dead_letter_record
+from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, HeldAD1, held_record
 from pipeline.worker.hold_queues import HeldAlerts, ReadAlert, decode_again, read_alert
 from pipeline.worker.metrics import (
     PASS_THROUGH_REASON,
@@ -53,16 +59,18 @@ REGISTRY_RETRY_S = 1.0  # how often alerts that wait for the schema registry try
 @dataclass(slots=True)
 class Decided:
     """What was decided since the last transaction began: the records to write, the next offset of each
-    alert partition (committed with them), the decided alerts by the time they were read (for the latency
-    histogram), and the decisions by metric labels (counted once the transaction commits)."""
+    alert partition and of each held partition (committed with them), the decided alerts by the time they
+    were read (for the latency histogram), and the decisions by metric labels (counted once the
+    transaction commits)."""
 
     records: list[Outgoing] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
     latencies: Counter[float] = field(default_factory=Counter)
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    held_offsets: dict[int, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.next_offsets)
+        return bool(self.records or self.next_offsets or self.held_offsets)
 
 
 class AlertTriage:
@@ -76,9 +84,11 @@ class AlertTriage:
         max_hold_s: float,
         schedule: Callable[[], ModeSchedule] = lambda: ModeSchedule(Mode.FILTER),
         on_registry_wait: Callable[[int], None] = lambda partitions: None,
+        evidence: EvidenceWait | None = None,
     ) -> None:
         """`schedule` gives the operator's mode schedule as last read; `on_registry_wait` hears how many alert
-        partitions wait for the schema registry, whenever that changes."""
+        partitions wait for the schema registry, whenever that changes. Without `evidence`, rule 9 is not
+        applied (tests of the other rules alone)."""
         self._topics = topics
         self._schedule = schedule
         self._on_registry_wait = on_registry_wait
@@ -90,6 +100,7 @@ class AlertTriage:
         self._frontier = frontier
         self.holds = holds
         self._max_hold_s = max_hold_s
+        self._evidence = evidence
         self.decided = Decided()
         self.read_seq = 0  # numbers the batches read, for the read frontier
         self._decided_time: dict[int, int] = {}  # alert partition -> latest event time decided there
@@ -107,6 +118,8 @@ class AlertTriage:
     def forget_undecided(self) -> None:
         """Drop the held alerts and what was decided but not yet written: all are read again."""
         self.holds.clear()
+        if self._evidence is not None:
+            self._evidence.holds.clear()
         self.decided = Decided()
 
     def triage(self, records: list[Message], seq: int, now: float) -> None:
@@ -116,6 +129,7 @@ class AlertTriage:
         header, dno = self._alert_header, self._topics.dno_alerts
         decided = self.decided
         outputs, next_offsets, decided_time = decided.records, decided.next_offsets, self._decided_time
+        newest_read = self._newest_read
         forwarded_codes: list[str] = []
         newest_read = self._newest_read
         count = 0
@@ -142,7 +156,7 @@ class AlertTriage:
                     waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert))  # type: ignore[arg-type]
                     continue
                 try:
-                    outputs.extend(self._decide_alert(partition, msg.key(), value, alert, None))
+                    outputs.extend(self._decide_alert(partition, msg.offset(), msg.key(), value, alert, None, seq, now))  # type: ignore[arg-type]
                 except RegistryUnavailable as exc:  # its audit record cannot be encoded now: it waits
                     self._registry_failed(now)
                     waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert,  # type: ignore[arg-type]
@@ -234,10 +248,71 @@ class AlertTriage:
         self.decided.next_offsets[item.partition] = item.offset + 1
         return True
 
+    def drain_held(self, wall_ms: int) -> None:
+        """Decide the AD1s held for evidence, each held partition in order up to the first that must still
+        wait: for the activation inputs (rule 7, as when read), then for evidence. An AD1 still undecided
+        A + grace + POA_MAX_HOLD_SECONDS of wall-clock time (`wall_ms`) after it was first read is forwarded."""
+        if self._evidence is None:
+            return
+        decided, max_wait_ms = self.decided, self._evidence.max_wait_ms
+
+        def decide(held: HeldAD1) -> bool:
+            item = held.alert
+            waited_ms = wall_ms - held.first_read_ms
+            over = waited_ms > max_wait_ms
+            try:
+                records = decide_now(item, over, waited_ms)
+            except RegistryUnavailable as exc:  # an output cannot be encoded now: it waits, like a held alert
+                item.registry_error = str(exc)
+                self._registry_failed(time.monotonic())
+                if item.error is not None or not over:
+                    return False
+                records = [self._forward(item, REGISTRY_UNAVAILABLE_REASON)]
+                log.warning("forwarding held AD1 at %s[%d]@%d after %.0fs: %s", self._topics.alerts, item.partition,
+                            item.offset, waited_ms / 1000, item.registry_error)  # fmt: skip
+            if records is None:
+                return False
+            decided.records.extend(records)
+            decided.held_offsets[held.held_partition] = held.held_offset + 1
+            return True
+
+        def decide_now(item: ReadAlert, over: bool, waited_ms: int) -> list[Outgoing] | None:
+            if item.registry_error is not None and item.alert is None and item.error is None:
+                decode_again(self._codec, item)
+                if item.registry_error is not None:
+                    raise RegistryUnavailable(item.registry_error)
+            item.registry_error = None
+            if item.alert is None or item.value is None:  # cannot be for records this filter wrote
+                return self._route(item)
+            records = None
+            if self._frontier.may_decide(item.alert.received_at, item.read_seq):
+                records = self._decision_records(item.key, item.value, item.alert, item.datum, item.read_seq)
+            if records is None:
+                if not over:
+                    return None
+                log.warning(
+                    "forwarding AD1 %s %.0fs after it was read: its inputs or evidence are not complete",
+                    item.alert.alert_id, waited_ms / 1000,
+                )  # fmt: skip
+                records = [self._forward(item, ForwardReason.HOLD_EXPIRED)]
+            return records
+
+        self._evidence.holds.release(decide)
+
+    @property
+    def evidence_holds(self) -> EvidenceHolds:
+        assert self._evidence is not None, "rule 9 is applied"
+        return self._evidence.holds
+
+    def held_for_evidence(self) -> int:
+        return 0 if self._evidence is None else self._evidence.holds.count()
+
     def first_waiting_seq(self) -> int | None:
-        """The batch number of the earliest-read AD1 that blocks its partition, if any."""
+        """The batch number of the earliest-read AD1 that waits for the activation inputs, if any."""
         first = self.holds.first_waiting_for_inputs()
-        return None if first is None else first.read_seq
+        seqs = [first.read_seq] if first is not None else []
+        held = None if self._evidence is None else self._evidence.holds.first_read_seq()
+        return min([*seqs, held] if held is not None else seqs, default=None)
 
     def event_times(self, partition: int) -> tuple[int, int]:
         """The newest event time read on an alert partition and the latest decided there (ms): how far
@@ -256,21 +331,50 @@ class AlertTriage:
             self.decided.tally["dead_letter", "", "bad_input"] += 1
             return [record]
         assert item.value is not None
-        return self._decide_alert(item.partition, item.key, item.value, item.alert, item.datum)
+        return self._decide_alert(
+            item.partition, item.offset, item.key, item.value, item.alert, item.datum, item.read_seq, item.read_at
+        )
 
     def _decide_alert(
-        self, partition: int, key: bytes | None, value: bytes, alert: AlertFacts, datum: dict[str, Any] | None
+        self,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        alert: AlertFacts,
+        datum: dict[str, Any] | None,
+        read_seq: int,
+        read_at: float,
     ) -> list[Outgoing]:
-        """A valid alert's decision in the mode in force at its time, as the records to write. `datum` is the
-        decoded alert when the generic path read it, None when alert_wire did. RegistryUnavailable when its
-        audit record cannot be encoded now (nothing is counted then)."""
+        """A valid alert's decision, as the records to write: its outputs, or, while evidence for it may still
+        come, its record on the held topic. `datum` is the decoded alert when the generic path read it,
+        None when alert_wire did; `read_seq` the batch it was read in, `read_at` when (monotonic seconds).
+        RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
+        records = self._decision_records(key, value, alert, datum, read_seq)
+        if records is None:
+            assert self._evidence is not None
+            read_ms = now_ms() - int((time.monotonic() - read_at) * 1000)  # rule 7's bound runs from the read
+            records = [held_record(self._evidence.topic, key, value, partition, offset, read_ms)]
+        if alert.received_at > self._decided_time.get(partition, 0):
+            self._decided_time[partition] = alert.received_at
+        return records
+
+    def _decision_records(
+        self, key: bytes | None, value: bytes, alert: AlertFacts, datum: dict[str, Any] | None, read_seq: int
+    ) -> list[Outgoing] | None:
+        """The outputs of a valid alert's decision (rules 5 and 9) in the mode in force at its time, counted;
+        None while evidence may still come. In pass-through mode nothing waits; in shadow mode an AD1 waits
+        for evidence like in filter mode, and is recorded on the shadow topic only if rules 5 and 9 suppress
+        it. RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
         mode = self._schedule().mode_at(alert.received_at)
         code = code_label(alert.alert_code)
         forward = (self._topics.dno_alerts, key, value)
         if mode is Mode.PASS_THROUGH and alert.alert_code == OUTAGE_ALERT_CODE:
             outputs, label = [forward], ("forwarded", code, PASS_THROUGH_REASON)
         else:
-            decision = self._state.decide(alert)
+            decision = self._with_evidence(alert, self._state.decide(alert), read_seq)
+            if decision is None:
+                return None
             if not isinstance(decision, Suppress):
                 outputs, label = [forward], ("forwarded", code, decision.reason.value)
             elif mode is Mode.SHADOW:
@@ -280,9 +384,25 @@ class AlertTriage:
                 audit = self._audit_value(value, datum, decision, self._topics.suppressed)
                 outputs, label = [(self._topics.suppressed, key, audit)], ("suppressed", code, "activation_window")
         self.decided.tally[label] += 1
-        if alert.received_at > self._decided_time.get(partition, 0):
-            self._decided_time[partition] = alert.received_at
         return outputs
+
+    def _with_evidence(self, alert: AlertFacts, decision: Decision, read_seq: int) -> Decision | None:
+        """Rule 9: a suppression stands once no evidence can come; evidence found releases the AD1 at once
+        (evidence only accumulates, so that is final). None while evidence may still come.
+
+        Storm evidence rests on rule 5 forwarding the sector's AD1s up to t + A, which is final only once
+        the activation inputs are read past t + A (rule 7, as for any AD1): until then it is not looked for."""
+        if not isinstance(decision, Suppress) or self._evidence is None:
+            return decision
+        completeness = self._evidence.completeness
+        policy = completeness.policy
+        inputs_past = self._frontier.may_decide(policy.complete_after(alert.received_at), read_seq)
+        evidence = self._state.evidence_for(alert, policy, storm=inputs_past)
+        if evidence is not None:
+            log.info("forwarding AD1 %s from CH Function %s inside an activation window: %s",
+                     alert.alert_id, alert.device_id, evidence.describe())  # fmt: skip
+            return Forward(ForwardReason.OUTAGE_EVIDENCE)
+        return decision if inputs_past and completeness.complete(alert.received_at) else None
 
     def _audit_value(self, value: bytes, datum: dict[str, Any] | None, decision: Suppress, topic: str) -> bytes:
         """The SuppressedAlert for `topic`: the audit topic, or the shadow topic, where its reason says so."""

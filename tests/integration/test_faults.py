@@ -32,7 +32,7 @@ from tests.integration.fault_tools import (
     tracked_list,
 )
 from tests.integration.private_broker import PrivateBroker, private_kafka_fixture  # noqa: F401 - a fixture
-from tests.integration.scenario import campaign
+from tests.integration.scenario import BASE, HOUR, campaign
 from tests.integration.scenario_play import write_reference
 from tests.integration.worker_harness import DspProducer, OutputReader, WorkerProcess, wait_until
 
@@ -52,7 +52,9 @@ def broker(private_kafka: PrivateBroker) -> str:
 def prepare(settings: Settings, homes: int, seed: int, bad_every: int, drop_every: int = 0,
             bad_state_every: int = 0) -> Stream:  # fmt: skip
     """A campaign's reference data written; its activation inputs and alerts built, not yet written."""
-    sc = campaign(homes=homes, seed=seed)
+    # A home every hour from `start`: the campaign ends a month before BASE, well before the wall clock, so its
+    # AD1s in windows do not wait the wall-clock bound of rule 7 (decision record 5).
+    sc = campaign(homes=homes, seed=seed, start=BASE - homes * HOUR - 30 * 24 * HOUR)
     if drop_every:
         drop_from_reference(sc, drop_every)
     dsp = DspProducer(settings)

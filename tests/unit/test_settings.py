@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.settings import Settings, SettingsError, Topics, bounds_of, env_var
 
 
@@ -32,6 +33,10 @@ def test_every_variable_is_read():
         "POA_MAX_FUTURE_DAYS": "7",
         "POA_MAX_HOLD_SECONDS": "1.5e1",
         "POA_PARTITION_CHECK_SECONDS": "0.5",
+        "POA_EVIDENCE_BEFORE_MINUTES": "15",
+        "POA_EVIDENCE_AFTER_MINUTES": "5",
+        "POA_STORM_MIN_HANS": "0",
+        "POA_EVIDENCE_GRACE_SECONDS": "12.5",
         "POA_LOG_FORMAT": "json",
         "POA_TOPIC_ALERTS": "a",
     }
@@ -48,6 +53,10 @@ def test_every_variable_is_read():
         max_future_days=7,
         max_hold_seconds=15.0,
         partition_check_seconds=0.5,
+        evidence_before_minutes=15,
+        evidence_after_minutes=5,
+        storm_min_hans=0,
+        evidence_grace_seconds=12.5,
         log_format="json",
     )
 
@@ -139,3 +148,19 @@ def test_the_documented_defaults_are_within_their_own_bounds():
         bounds = bounds_of(setting)
         if bounds is not None:
             bounds.check(setting.default, setting.name)
+
+
+def test_the_evidence_policy_of_rule_9_comes_from_its_settings():
+    assert Settings().evidence_policy == EvidencePolicy()  # the contract's defaults: B 10 min, A 3 min, K 3
+    policy = Settings(evidence_before_minutes=1, evidence_after_minutes=2, storm_min_hans=0).evidence_policy
+    assert policy == EvidencePolicy(before_ms=60_000, after_ms=120_000, storm_min_hans=0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [("POA_EVIDENCE_AFTER_MINUTES", "61"), ("POA_EVIDENCE_BEFORE_MINUTES", "-1"), ("POA_STORM_MIN_HANS", "1.5"),
+     ("POA_EVIDENCE_GRACE_SECONDS", "nan")],
+)  # fmt: skip
+def test_evidence_settings_out_of_bounds_are_refused_by_name(variable, raw):
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: raw})

@@ -42,6 +42,9 @@ def worker_acls(principal: str, settings: Settings) -> list[list[str]]:
         [*allow, "--operation", "Read", "--group", settings.app_id],
         # The state reader never commits, but librdkafka looks up the coordinator of any consumer's group.
         [*allow, "--operation", "Describe", "--group", f"{settings.app_id}.state-reader"],
+        [*allow, "--operation", "Describe", "--group", f"{settings.app_id}.evidence-reader"],
+        [*allow, "--operation", "Create", "--operation", "Read", "--operation", "Write", "--operation", "Describe",
+         "--operation", "DescribeConfigs", "--topic", f"{settings.app_id}.held-ad1s"],
         [*allow, "--operation", "Write", "--operation", "Describe", "--transactional-id", settings.app_id,
          "--resource-pattern-type", "prefixed"],
     ]

@@ -14,7 +14,8 @@ from pipeline.core.explanation import MAX_LISTED_ESMES, explain, iso_utc, parse_
 from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import MemoryBackend, StagedStore
 from pipeline.core.operating_mode import Mode
-from pipeline.core.records import ActivationOutcome, DeviceAlert, Outcome, ServiceRequest
+from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.core.records import ActivationOutcome, DeviceAlert, InventoryRecord, Outcome, ServiceRequest
 
 BASE = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 MIN = MINUTE_MS
@@ -86,13 +87,61 @@ def test_suppressed_by_an_activation_names_the_esme_request_window_and_rule() ->
     assert isinstance(expected, Suppress) and expected.activation.version.request_id == decision["request_id"]
 
 
-def test_the_evidence_section_says_rule_9_is_not_evaluated() -> None:
+def test_the_evidence_section_is_empty_without_evidence_and_the_suppression_stands() -> None:
     state = new_state()
     han(state, (ESME, True))
-    answer = explain(state, CHF, at(0))
-    assert answer["evidence"]["evaluated"] is False
-    assert "rule 9" in answer["evidence"]["note"]
-    assert answer["decision"]["pending"] is False
+    request(state, rid(1), at(0), None)
+    answer = explain(state, CHF, at(5))
+    evidence = answer["evidence"]
+    assert evidence["evaluated"] is True
+    assert (evidence["span"]["from"]["epoch_ms"], evidence["span"]["to"]["epoch_ms"]) == (at(-5), at(8))
+    assert evidence["supply"] == [] and evidence["releases"] is None
+    assert evidence["storm"] == {"postcode": None, "sector": None, "min_other_hans": 3, "hans": []}
+    assert (answer["decision"]["outcome"], answer["decision"]["pending"]) == ("suppressed", False)
+
+
+def test_supply_evidence_in_the_span_is_listed_and_releases_the_ad1() -> None:
+    state = new_state()
+    han(state, (ESME, True))
+    request(state, rid(1), at(0), None)
+    state.put_evidence_alert(DeviceAlert("restored", "8F35", ESME, None, None, at(7), None))
+    state.put_evidence_alert(DeviceAlert("too-late", "8F36", ESME, None, None, at(8) + 1, None))
+    answer = explain(state, CHF, at(5))
+    assert [a["alert_id"] for a in answer["evidence"]["supply"]] == ["restored"]
+    decision = answer["decision"]
+    assert (decision["outcome"], decision["reason"], decision["rule"]) == ("forwarded", "outage_evidence", "9")
+    assert "supply evidence: 8F35 restored from ESME" in decision["text"]
+    assert answer["evidence"]["releases"] == decision["text"].split(": ", 1)[1]
+
+
+class Incomplete:
+    """The worker's evidence status while alert partitions are not yet read past t + A."""
+
+    policy = EvidencePolicy()
+
+    def complete(self, t: int) -> bool:
+        return False
+
+
+def test_a_suppression_is_pending_while_evidence_may_still_come() -> None:
+    state = new_state()
+    han(state, (ESME, True))
+    request(state, rid(1), at(0), None)
+    assert explain(state, CHF, at(5), evidence=Incomplete())["decision"]["pending"] is True
+    forwarded = explain(state, CHF, at(45), evidence=Incomplete())
+    assert forwarded["decision"]["pending"] is False  # forwarded: nothing to wait for
+
+
+def test_storm_hans_of_the_sector_are_listed_with_the_sector() -> None:
+    state = new_state()
+    state.put_inventory(CHF, InventoryRecord(CHF, "CHF", None, None, at(-60), "SW1A 1AA"))
+    for n in range(2):
+        other = f"00-DB-12-34-56-78-9{n}-C1"
+        state.put_inventory(other, InventoryRecord(other, "CHF", None, None, at(-60), "sw1a 1ab"))
+        state.put_evidence_alert(DeviceAlert(f"storm-{n}", "AD1", other, None, None, at(n), None))
+    storm = explain(state, CHF, at(0))["evidence"]["storm"]
+    assert (storm["postcode"], storm["sector"]) == ("SW1A 1AA", "SW1A 1")
+    assert [h["alert_id"] for h in storm["hans"]] == ["storm-0", "storm-1"]
 
 
 @pytest.mark.parametrize(

@@ -59,12 +59,12 @@ def generic_tracked(value: bytes) -> str | None:
         return None
 
 
-def generic_inventory(value: bytes) -> tuple[str, str | None] | None:
+def generic_inventory(value: bytes) -> tuple[str, str | None, str | None] | None:
     try:
         record = validation.inventory_record(CODEC.decode("InventoryRecord", value))
     except BadInput:
         return None
-    return record.device_id, record.chf_id if record.is_esme else None
+    return record.device_id, record.chf_id if record.is_esme else None, record.postcode
 
 
 def mutate(value: bytes, data: Any) -> bytes:
@@ -110,7 +110,7 @@ USUAL_ROW = {
 @pytest.mark.parametrize(
     ("datum", "expected"),
     [
-        (USUAL_ROW, ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1")),
+        (USUAL_ROW, ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1", None)),
         (
             {
                 "device_id": "00-DB-12-34-56-78-90-A1",
@@ -119,7 +119,7 @@ USUAL_ROW = {
                 "mpxn": None,
                 "updated_at": T0,
             },
-            ("00-DB-12-34-56-78-90-A1", None),
+            ("00-DB-12-34-56-78-90-A1", None, None),
         ),
         (
             {
@@ -129,7 +129,7 @@ USUAL_ROW = {
                 "mpxn": None,
                 "updated_at": T0,
             },
-            ("00-DB-12-34-56-78-90-A2", None),
+            ("00-DB-12-34-56-78-90-A2", None, None),
         ),
         (
             {
@@ -139,12 +139,12 @@ USUAL_ROW = {
                 "mpxn": None,
                 "updated_at": T0,
             },
-            ("00-DB-12-34-56-78-90-A3", None),
+            ("00-DB-12-34-56-78-90-A3", None, None),
         ),
     ],
 )
 def test_usual_inventory_rows_are_read_by_the_fast_path(
-    datum: dict[str, Any], expected: tuple[str, str | None]
+    datum: dict[str, Any], expected: tuple[str, str | None, str | None]
 ) -> None:
     value = CODEC.encode("InventoryRecord", datum)
     assert read_inventory_record(value, INVENTORY) == expected == generic_inventory(value)
@@ -190,9 +190,11 @@ def test_version_1_inventory_bytes_are_left_to_the_generic_path() -> None:
     current = CODEC.encode("InventoryRecord", {**USUAL_ROW, "postcode": None})
     old = b"\xc3\x01" + v1 + current[10:-1]  # version 1: the same fields without postcode
     assert read_inventory_record(old, INVENTORY) is None
-    assert generic_inventory(old) == ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1")
+    assert generic_inventory(old) == ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1", None)
 
 
-def test_a_postcode_is_read_past_by_the_fast_path() -> None:
-    value = CODEC.encode("InventoryRecord", {**USUAL_ROW, "postcode": "SW1A 1AA"})
-    assert read_inventory_record(value, INVENTORY) == ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1")
+@pytest.mark.parametrize(("postcode", "read"), [("SW1A 1AA", "SW1A 1AA"), (" ", None), ("", None), (None, None)])
+def test_a_postcode_is_read_by_the_fast_path_blank_as_none(postcode: str | None, read: str | None) -> None:
+    value = CODEC.encode("InventoryRecord", {**USUAL_ROW, "postcode": postcode})
+    expected = ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1", read)
+    assert read_inventory_record(value, INVENTORY) == expected == generic_inventory(value)

@@ -361,7 +361,8 @@ def test_poa_filter_explain_prints_the_han_activations_decision_and_rule_for_a_p
     ) in lines
     assert f"decision for an AD1 from {CHF} at 2026-03-01T00:05:00.000Z: SUPPRESSED" in lines
     assert f"  suppressed by activation {REQUEST_ID} of ESME {ESME} " in "\n".join(lines)
-    assert any(line.startswith("outage evidence: not evaluated") for line in lines)
+    assert "outage evidence from 2026-02-28T23:55:00.000Z to 2026-03-01T00:08:00.000Z (rule 9):" in lines
+    assert "  no evidence releases it" in lines
     assert cli.main(["explain", CHF, "--at", str(BASE + 300_000), "--url", f"http://127.0.0.1:{port}", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == {**explain(campaign_state(), CHF, BASE + 300_000), "worker": {"ready": True, "status": "ready"}}

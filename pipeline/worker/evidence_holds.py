@@ -1,0 +1,121 @@
+"""AD1s waiting for rule 9's evidence, out of their partition, on the filter's own topic `<app id>.held-ad1s`.
+
+An AD1 that rule 5 suppresses and that no evidence releases yet must wait until evidence up to t + A can
+no longer appear (rule 7), minutes live; it must not hold the alerts behind it. Offsets are committed in
+order, so it leaves its partition: the transaction that commits its offset writes it to the held topic
+(the alert's key, and its value behind a small envelope: where it was read from, and when). The alert
+consumer group reads that topic too; the worker owning a held partition keeps its records here, in offset
+order, until they are decided, and the transaction with their outputs commits the held topic's offsets.
+An uncommitted held record is read again by whoever owns its partition next, and decided again.
+"""
+
+import logging
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from confluent_kafka import Message
+
+from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.output_records import Outgoing
+from pipeline.worker.hold_queues import ReadAlert, read_alert
+
+log = logging.getLogger(__name__)
+
+_MAGIC = b"POAH\x01"
+_ENVELOPE = struct.Struct(">iqq")  # source partition, source offset, wall-clock ms when first read
+
+
+def held_topic(app_id: str) -> str:
+    """The held topic's name: it begins with the app ID, like every topic and group the filter owns (ACLs)."""
+    return f"{app_id}.held-ad1s"
+
+
+def held_record(
+    topic: str, item_key: bytes | None, value: bytes, partition: int, offset: int, read_ms: int
+) -> Outgoing:
+    """The record that takes an AD1 out of its alert partition to the held topic."""
+    return topic, item_key, _MAGIC + _ENVELOPE.pack(partition, offset, read_ms) + value
+
+
+@dataclass(slots=True)
+class HeldAD1:
+    """An AD1 read back from the held topic: where it waits (held partition and offset), when it was first
+    read (wall-clock ms: the bound of rule 7 survives restarts), and the alert itself."""
+
+    held_partition: int
+    held_offset: int
+    first_read_ms: int
+    alert: ReadAlert
+
+
+class EvidenceHolds:
+    """The held topic's records of this worker's held partitions, in offset order per partition."""
+
+    def __init__(self, codec: AvroCodec) -> None:
+        self._codec = codec
+        self._queues: dict[int, deque[HeldAD1]] = {}
+
+    def assigned(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._queues.setdefault(p, deque())
+
+    def revoked(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._queues.pop(p, None)
+
+    def clear(self) -> None:
+        for items in self._queues.values():
+            items.clear()
+
+    def add(self, msg: Message, read_seq: int, read_at: float) -> None:
+        """A record read from the held topic in batch `read_seq` at monotonic time `read_at`; its alert is
+        read by the generic reader (held AD1s are few)."""
+        partition: int = msg.partition()  # type: ignore[assignment]  # always set on a consumed message
+        queue = self._queues.get(partition)
+        if queue is None:  # revoked meanwhile: its new owner reads it again
+            return
+        value = msg.value() or b""
+        head = len(_MAGIC) + _ENVELOPE.size
+        if not value.startswith(_MAGIC) or len(value) <= head:
+            log.error("skipping a record on the held topic that this filter did not write (offset %s)", msg.offset())
+            return
+        source_partition, source_offset, read_ms = _ENVELOPE.unpack_from(value, len(_MAGIC))
+        alert = read_alert(self._codec, source_partition, source_offset, msg.key(), value[head:], read_seq, read_at)
+        queue.append(HeldAD1(partition, msg.offset(), read_ms, alert))  # type: ignore[arg-type]
+
+    def release(self, decide: Callable[[HeldAD1], bool]) -> None:
+        """Offer each held partition's records to `decide` in order, up to the first it keeps (False)."""
+        for items in self._queues.values():
+            while items and decide(items[0]):
+                items.popleft()
+
+    def count(self) -> int:
+        return sum(len(items) for items in self._queues.values())
+
+    def first_read_seq(self) -> int | None:
+        """The batch number of the earliest-read record at the head of a held partition."""
+        return min((items[0].alert.read_seq for items in self._queues.values() if items), default=None)
+
+
+class EvidenceCompleteness(Protocol):
+    """Says when no more evidence for an AD1 can appear (`EvidenceReader`)."""
+
+    policy: EvidencePolicy
+
+    def complete(self, t: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class EvidenceWait:
+    """What the triage needs to hold AD1s for evidence: when evidence is complete, the held AD1s of this
+    worker's held partitions, the held topic, and how long an AD1 may wait at most after it was first read
+    (A + grace + POA_MAX_HOLD_SECONDS, rule 7), in wall-clock ms."""
+
+    completeness: EvidenceCompleteness
+    holds: EvidenceHolds
+    topic: str
+    max_wait_ms: int

@@ -1,0 +1,175 @@
+"""The evidence reader: every partition of the alert topic, read by every worker for rule 9's evidence.
+
+The consumer group splits the alert topic between workers, but the evidence for an AD1 (a Supply Outage
+Restored alert from an ESME on its HAN) may be on any partition, read by any worker. So, like the state
+reader, each worker also reads every alert partition with an assigned consumer of its own (no group
+commits), and keeps in its local state only the alerts that may be evidence (`FilterState.put_evidence_alert`: Supply
+Outage Restored alerts by ESME, AD1s by CH Function);
+the read positions are staged beside them, so they become durable together. A separate read frontier over
+the alert partitions says when every partition has been read past an event time: an AD1's evidence is
+complete once every partition is read past t + A, or, caught up, once the wall clock is past t + A + grace.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from pipeline.core.bad_input import BadInput
+from pipeline.core.filter_state import FilterState
+from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
+from pipeline.core.read_frontier import ReadFrontier
+from pipeline.core.records import OUTAGE_ALERT_CODE
+from pipeline.kafka.admin import EndOffsetLookup
+from pipeline.kafka.batches import coordinates
+from pipeline.wire import validation
+from pipeline.wire.alert_bytes import alert_fields, read_alert_fields
+from pipeline.wire.avro_codec import AvroCodec
+
+log = logging.getLogger(__name__)
+
+POSITION = "evpos/"  # meta key prefix: evpos/<partition> -> next offset of the alert topic to read
+EVIDENCE_CODES = SUPPLY_RESTORED_CODES | {OUTAGE_ALERT_CODE}  # supply evidence (9.a), AD1s for storms (9.b)
+END_OFFSET_INTERVAL_S = 0.5  # while AD1s wait for evidence, look up the alert topic's end offsets this often
+
+
+def wall_clock_ms() -> int:
+    """Ends waits only (rule 7: the wall clock never makes a decision)."""
+    return time.time_ns() // 1_000_000
+
+
+def written_ms(msg: Message) -> int | None:
+    """When the record was written to Kafka: housekeeping purges only what the topic no longer holds."""
+    kind, ms = msg.timestamp()
+    return None if kind == TIMESTAMP_NOT_AVAILABLE else ms
+
+
+class EvidenceReader:
+    def __init__(
+        self,
+        topic: str,
+        new_consumer: Callable[[], Consumer],
+        lookup: EndOffsetLookup,
+        state: FilterState,
+        codec: AvroCodec,
+        policy: EvidencePolicy,
+        grace_ms: int,
+    ) -> None:
+        self._topic = topic
+        self._new_consumer = new_consumer
+        self._lookup = lookup
+        self._state = state
+        self._codec = codec
+        self._header = codec.single_object_header("DeviceAlert")
+        self.policy = policy
+        self._grace_ms = grace_ms
+        # Per alert partition: read past which event time. Its end-offset snapshot is tagged with the wall
+        # clock (ms) when the look-up started, so `covers(x)` means "looked up after wall-clock time x".
+        self.frontier = ReadFrontier()
+        self._consumer: Consumer | None = None
+        self._partitions = 0
+        self._last_lookup = 0.0
+
+    def start(self, partitions: int) -> None:
+        """Read every partition of the alert topic from the stored positions (the start, the first time)."""
+        stored = {}
+        for name, value in self._state.meta_items(POSITION):
+            stored[(self._topic, int(name[len(POSITION) :]))] = int(value)
+        self._consumer = self._new_consumer()
+        self._track(range(partitions), stored)
+
+    def _track(self, partitions: range, stored: dict[tuple[str, int], int]) -> None:
+        self._partitions = max(self._partitions, partitions.stop)
+        tps = [(self._topic, p) for p in partitions]
+        self.frontier.track(tps, stored)
+        assert self._consumer is not None
+        self._consumer.incremental_assign([TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING)) for t, p in tps])
+
+    def read_added_partitions(self, count: int) -> None:
+        if count > self._partitions:
+            log.info("reading partitions %d..%d added to %s for evidence", self._partitions, count - 1, self._topic)
+            self._track(range(self._partitions, count), {})
+
+    def read(self, max_records: int) -> int:
+        """Keep the evidence among what is already fetched, at most `max_records`; stages the positions."""
+        assert self._consumer is not None
+        try:
+            messages = self._consumer.consume(max_records, 0)
+        except KafkaException as exc:
+            log.warning("reading alerts for evidence: %s", exc)
+            return 0
+        if not messages:
+            return 0
+        header, observe, now = self._header, self.frontier.observe, wall_clock_ms()
+        moved: set[int] = set()
+        for msg in messages:
+            err = msg.error()
+            topic, partition, offset = coordinates(msg)
+            moved.add(partition)
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self.frontier.observe_position((topic, partition), offset)
+                else:
+                    log.warning("alert read error (evidence): %s", err)
+                continue
+            value = msg.value()
+            raw = None if value is None else read_alert_fields(value, header)
+            if raw is not None:
+                event_time: int | None = raw[3]
+                if raw[1] in EVIDENCE_CODES:  # the cheap check: most alerts are no evidence
+                    self._state.put_evidence_alert(alert_fields(raw), written_ms(msg))
+            else:  # not the common shape: the generic reader's verdict; bad input is no evidence, moves no clock
+                event_time = self._generic(value, written_ms(msg))
+            observe((topic, partition), offset, event_time, now)
+        positions = self.frontier.next_offsets()
+        for partition in moved:
+            self._state.put_meta(f"{POSITION}{partition}", str(positions[(self._topic, partition)]).encode())
+        return len(messages)
+
+    def _generic(self, value: bytes | None, written: int | None) -> int | None:
+        try:
+            alert = validation.device_alert(self._codec.decode("DeviceAlert", value))
+        except BadInput:
+            return None
+        self._state.put_evidence_alert(alert, written)
+        return alert.received_at
+
+    def complete(self, t: int) -> bool:
+        """Whether no more evidence for an AD1 at t can appear (rule 7): every alert partition read past
+        t + A, or read to end offsets looked up once the wall clock was past t + A + grace."""
+        after = self.policy.complete_after(t)
+        return self.frontier.may_decide(after, after + self._grace_ms)
+
+    def lagging(self, t: int) -> list[int]:
+        after = self.policy.complete_after(t)
+        return [p for _, p in self.frontier.lagging(after, after + self._grace_ms)]
+
+    def refresh_end_offsets(self, needed: bool) -> bool:
+        """Take a finished end-offset look-up; start another if AD1s wait for evidence (`needed`). True when
+        a look-up finished."""
+        result = self._lookup.poll()
+        if result is not None:
+            ends, started_ms = result
+            self.frontier.set_end_offsets(ends, reads_before=started_ms)
+        now = time.monotonic()
+        if needed and self._lookup.can_start() and now - self._last_lookup >= END_OFFSET_INTERVAL_S:
+            self._last_lookup = now
+            self._lookup.start(self.frontier.partitions, tag=wall_clock_ms())
+        return result is not None
+
+    def close(self) -> None:
+        if self._consumer is None:
+            return
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the evidence consumer: %s", exc)

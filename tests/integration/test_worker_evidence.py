@@ -1,0 +1,185 @@
+"""Rule 9 (evidence of a genuine outage) and rule 7's wait for it, through real `poa-filter worker` processes:
+live, on a backlog, and with two workers, each held to the reference decisions of rules 5 and 9."""
+
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.settings import Settings
+from tests.integration.scenario import BASE, HOUR, MIN, Scenario, campaign, with_storms, with_supply_evidence
+from tests.integration.scenario_play import check_decisions, write_activation_inputs, write_reference
+from tests.integration.worker_harness import CODEC, DspProducer, OutputReader, WorkerProcess, wait_until
+
+pytestmark = pytest.mark.broker
+
+AD1_PARTITION = 0  # every AD1 on one partition, every other alert on the others: evidence on another partition
+ALERT_PARTITIONS = 3
+RELEASED_METRIC = 'poa_alerts_total{alert_code="AD1",decision="forwarded",reason="outage_evidence"}'
+Event = tuple[int, int, str, dict[str, Any]]  # as Scenario.events gives them
+SOME_ASSIGNED = re.compile(r"assigned (alert|held-AD1) partitions \[\d")
+HELD_METRIC = 'poa_held_alerts_by_reason{reason="evidence"}'
+
+
+def partition_of(alert: dict[str, Any], i: int) -> int:
+    return AD1_PARTITION if alert["alert_code"] == "AD1" else 1 + i % (ALERT_PARTITIONS - 1)
+
+
+def write_events(dsp: DspProducer, events: list[Event]) -> dict[str, bytes]:
+    """Events in order as the DSP writes them: each request acknowledged before any later alert."""
+    t = dsp.topics
+    sent = {}
+    for i, (_, _, kind, d) in enumerate(events):
+        if kind == "request":
+            dsp.record(t.service_requests, d["target_device_id"], "ServiceRequest", d)
+            dsp.flush()
+        elif kind == "outcome":
+            dsp.record(t.activation_outcomes, d["device_id"], "ActivationOutcome", d)
+            dsp.flush()
+        else:
+            sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
+            dsp.producer.produce(t.alerts, sent[d["alert_id"]], d["device_id"].encode(), partition=partition_of(d, i))
+    dsp.flush()
+    return sent
+
+
+def tail_alerts(sc: Scenario, after: int) -> list[Event]:
+    """The DSP moving on: four alerts (not AD1s) on every alert partition, received after `after` (the last
+    AD1's t + A), so every partition is read past it (four: the read frontier corroborates a time by four
+    records)."""
+    events = []
+    for n in range(4 * ALERT_PARTITIONS):
+        d: dict[str, Any] = {"alert_id": f"tail-{n:03d}", "alert_code": "8F01", "device_id": "00-00-00-00-00-00-00-01",
+             "mpxn": None, "raised_at": None, "received_at": after + 1 + n, "payload": None}  # fmt: skip
+        sc.alerts.append(d)
+        sc.intent[d["alert_id"]] = "forward"
+        events.append((d["received_at"], 1, "alert", d))
+    return events
+
+
+def written_with_partitions(dsp: DspProducer, events: list[Event]) -> dict[str, bytes]:
+    """Tail alerts spread over every partition in turn."""
+    sent = {}
+    for i, (_, _, _, d) in enumerate(events):
+        sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
+        key = d["device_id"].encode()
+        dsp.producer.produce(dsp.topics.alerts, sent[d["alert_id"]], key, partition=i % ALERT_PARTITIONS)
+    dsp.flush()
+    return sent
+
+
+def metric_value(worker: WorkerProcess, name: str) -> float:
+    for line in worker.metrics().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not exported")
+
+
+def live_run(settings: Settings, workers: list[WorkerProcess], crash_while_held: bool = False) -> None:
+    """The scenario live, event times around the wall clock: AD1s in windows wait for evidence while the rest
+    go through; once every partition has been read past t + A, the waiting ones are decided. With
+    `crash_while_held`, the workers are killed (SIGKILL) while AD1s wait, and started again."""
+    now = int(time.time() * 1000)
+    sc = Scenario()
+    homes = with_supply_evidence(sc, start=now - 6 * MIN)
+    with_storms(sc, start=now - 6 * MIN)
+    dsp = DspProducer(settings)
+    write_reference(dsp, sc)
+    dsp.flush()
+    for worker in workers:
+        worker.wait_ready()
+    reader = OutputReader(settings)
+    try:
+        sent = write_events(dsp, sc.events())
+        waiting = {a["alert_id"] for a in sc.alerts if sc.intent[a["alert_id"]] == "suppress"}
+        others = len(sc.alerts) - len(waiting)
+        outputs = reader.wait_for(lambda o: o.alert_outputs >= others, 60, "every alert but those waiting", workers[0])
+        # Not delayed: everything else, the AD1 of no window and the AD1s released on evidence included, is out
+        # while the AD1s in windows without evidence still wait (t + A is two minutes ahead).
+        assert waiting.isdisjoint(outputs.suppressed_ids() + outputs.forwarded_ids())
+        assert {h.ad1_id for h in homes if h.kind in ("after", "before")} <= set(outputs.forwarded_ids())
+        wait_until(lambda: sum(metric_value(w, HELD_METRIC) for w in workers) == len(waiting), 10, "held gauge")
+
+        if crash_while_held:
+            for worker in workers:
+                worker.stop(signal.SIGKILL)
+                worker.start()
+            for worker in workers:
+                worker.wait_ready()
+        tail = tail_alerts(sc, max(d["received_at"] for d in sc.alerts) + EvidencePolicy().after_ms)
+        sent |= written_with_partitions(dsp, tail)
+        check_decisions(reader, sc, sent, workers[0])
+        if not crash_while_held:  # after a crash, what was counted before it is gone with the process
+            assert sum(metric_value(w, RELEASED_METRIC) for w in workers) == len(sc.released_on_evidence())
+            assert any("supply evidence: 8F35" in w.log_path.read_text() for w in workers)
+            assert any("storm evidence: AD1s from 3 other HANs in postcode sector ST1 1" in w.log_path.read_text()
+                       for w in workers)  # fmt: skip
+    finally:
+        reader.close()
+
+
+def test_live_ad1s_in_windows_wait_for_evidence_without_delaying_the_rest(settings: Settings, tmp_path: Path) -> None:
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        live_run(settings, [worker])
+    finally:
+        worker.stop()
+
+
+def test_ad1s_waiting_for_evidence_survive_a_crash_and_are_decided_once(settings: Settings, tmp_path: Path) -> None:
+    """Held AD1s are on the held topic, committed with the offsets that passed them: a worker killed while
+    they wait reads them again after its restart, with the evidence positions its state committed."""
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        live_run(settings, [worker], crash_while_held=True)
+    finally:
+        worker.stop()
+
+
+def test_two_workers_release_on_evidence_read_by_either(settings: Settings, tmp_path: Path) -> None:
+    """Each worker owns part of the alert and held partitions; an AD1 read by one may wait on a held partition
+    of the other, and its evidence (on another partition than the AD1) is read by both: decided exactly once."""
+    first = WorkerProcess(settings, tmp_path).start()
+    second = WorkerProcess(settings, tmp_path, POA_DATA_DIR=settings.data_dir + "-2")
+    try:
+        first.wait_ready()
+        second.start()
+        second.wait_ready()
+        # The group splits the alert and held partitions between them: an AD1 may be read by one worker and
+        # decided by the other, its evidence read by either.
+        wait_until(lambda: SOME_ASSIGNED.search(second.log_path.read_text()) is not None, 60,
+                   "partitions assigned to the second worker", alive=second)  # fmt: skip
+        live_run(settings, [first, second])
+    finally:
+        second.stop()
+        first.stop()
+
+
+def test_backlog_with_alerts_before_requests_decides_evidence_as_live(settings: Settings, tmp_path: Path) -> None:
+    sc = campaign(homes=12, seed=5)
+    with_supply_evidence(sc, start=BASE + 3 * HOUR)
+    with_storms(sc, start=BASE + 4 * HOUR)
+    dsp = DspProducer(settings)
+    write_reference(dsp, sc)
+    sent = {}
+    for i, d in enumerate(sorted(sc.alerts, key=lambda d: d["received_at"])):  # the DSP writes in time order
+        sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
+        dsp.producer.produce(settings.topics.alerts, sent[d["alert_id"]], d["device_id"].encode(),
+                             partition=partition_of(d, i))  # fmt: skip
+    dsp.flush()
+    write_activation_inputs(dsp, sc)
+    dsp.flush()
+    worker = WorkerProcess(settings, tmp_path).start()
+    reader = OutputReader(settings)
+    try:
+        check_decisions(reader, sc, sent, worker)
+        released = sc.released_on_evidence()
+        assert len(released) == 6  # the "after" and "before" homes of ten, two AD1s of the storm sector
+        wait_until(lambda: metric_value(worker, RELEASED_METRIC) == len(released), 10, "counted", alive=worker)
+    finally:
+        worker.stop()
+        reader.close()

@@ -1,0 +1,193 @@
+"""Rule 9.b over the filter's state: postcodes from the inventory (the CH Function's own, else its first
+ESME's in device-ID order), the sector index kept up to date on inventory changes, and storm evidence:
+AD1s from at least K other CH Functions of the sector that rule 5 alone forwards."""
+
+import pytest
+
+from pipeline.core.activation_windows import WindowPolicy
+from pipeline.core.filter_state import FilterState
+from pipeline.core.key_value import MemoryBackend, StagedStore
+from pipeline.core.outage_evidence import EvidencePolicy, StormEvidence
+from pipeline.core.records import DeviceAlert, InventoryRecord, ServiceRequest
+
+MIN = 60_000
+T = 1_772_323_200_000  # the AD1 under test is received at T
+POLICY = EvidencePolicy(storm_min_hans=3)
+
+
+def chf(n: int) -> str:
+    return f"00-DB-12-34-56-78-{n:02X}-C0"
+
+
+def esme(n: int, letter: str = "A") -> str:
+    return f"00-DB-12-34-56-78-{n:02X}-{letter}0"
+
+
+def new_state() -> FilterState:
+    return FilterState(StagedStore(MemoryBackend()), WindowPolicy())
+
+
+def put(s: FilterState, device: str, kind: str, on: str | None, postcode: str | None) -> None:
+    s.put_inventory(device, InventoryRecord(device, kind, on, None, T - 60 * MIN, postcode))
+
+
+def home(s: FilterState, n: int, postcode: str | None = "SW1A 1AA", tracked_window: bool = False) -> str:
+    """A HAN: CH Function n with its postcode and one ESME; with `tracked_window`, the ESME is tracked and
+    has an activation whose window covers T."""
+    put(s, chf(n), "CHF", None, postcode)
+    put(s, esme(n), "ESME", chf(n), None)
+    if tracked_window:
+        s.put_tracked(esme(n), True)
+        s.apply_service_request(ServiceRequest(f"r{n}", "11.3", esme(n), None, None, T - 5 * MIN))
+    return chf(n)
+
+
+def ad1(device: str, at: int = T, alert_id: str | None = None) -> DeviceAlert:
+    return DeviceAlert(alert_id or f"ad1-{device}-{at}", "AD1", device, None, None, at, None)
+
+
+def storm(s: FilterState, target: str, policy: EvidencePolicy = POLICY) -> StormEvidence | None:
+    found = s.evidence_for(ad1(target), policy)
+    assert found is None or isinstance(found, StormEvidence)
+    return found
+
+
+# --- postcodes and sectors -------------------------------------------------------------------------
+
+
+def test_a_chfs_sector_is_its_own_postcodes() -> None:
+    s = new_state()
+    put(s, chf(1), "CHF", None, "sw1a1aa")
+    assert (s.han_postcode(chf(1)), s.sector_of(chf(1))) == ("sw1a1aa", "SW1A 1")
+
+
+def test_a_postcode_only_on_the_esme_gives_the_han_its_sector() -> None:
+    s = new_state()
+    put(s, chf(1), "CHF", None, None)
+    put(s, esme(1), "ESME", chf(1), "M1 1AE")
+    assert s.sector_of(chf(1)) == "M1 1"
+    assert s.sector_of(esme(1)) is None  # an ESME on a HAN has no sector of its own
+
+
+def test_the_chfs_own_postcode_comes_before_its_esmes() -> None:
+    s = new_state()
+    put(s, esme(1), "ESME", chf(1), "M1 1AE")
+    put(s, chf(1), "CHF", None, "SW1A 1AA")
+    assert s.sector_of(chf(1)) == "SW1A 1"
+
+
+def test_the_first_esme_in_device_id_order_that_has_a_postcode_gives_it() -> None:
+    s = new_state()
+    put(s, esme(1, "B"), "ESME", chf(1), "B1 1AA")
+    put(s, esme(1, "C"), "ESME", chf(1), "C1 1AA")
+    put(s, esme(1, "A"), "ESME", chf(1), None)  # first in device-ID order, without a postcode
+    assert s.sector_of(chf(1)) == "B1 1"
+    put(s, esme(1, "A"), "ESME", chf(1), "A1 1AA")
+    assert s.sector_of(chf(1)) == "A1 1"
+
+
+def test_a_malformed_first_postcode_makes_the_sector_unknown_rather_than_the_next() -> None:
+    s = new_state()
+    put(s, esme(1, "A"), "ESME", chf(1), "SW1A 1AAX")  # 8 characters
+    put(s, esme(1, "B"), "ESME", chf(1), "B1 1AA")
+    assert s.sector_of(chf(1)) is None
+
+
+def test_an_esme_moved_to_another_han_takes_its_postcode_with_it() -> None:
+    s = new_state()
+    put(s, chf(1), "CHF", None, None)
+    put(s, chf(2), "CHF", None, None)
+    put(s, esme(1), "ESME", chf(1), "M1 1AE")
+    assert list(s.reference.chfs_in_sector("M1 1")) == [chf(1)]
+    put(s, esme(1), "ESME", chf(2), "M1 1AE")
+    assert (s.sector_of(chf(1)), s.sector_of(chf(2))) == (None, "M1 1")
+    assert list(s.reference.chfs_in_sector("M1 1")) == [chf(2)]
+
+
+def test_a_changed_or_removed_postcode_moves_the_chf_out_of_its_sector() -> None:
+    s = new_state()
+    put(s, chf(1), "CHF", None, "SW1A 1AA")
+    put(s, chf(1), "CHF", None, "SW1A 2AA")
+    assert list(s.reference.chfs_in_sector("SW1A 1")) == []
+    assert list(s.reference.chfs_in_sector("SW1A 2")) == [chf(1)]
+    s.put_inventory(chf(1), None)  # a tombstone
+    assert list(s.reference.chfs_in_sector("SW1A 2")) == [] and s.sector_of(chf(1)) is None
+
+
+# --- storm evidence --------------------------------------------------------------------------------
+
+
+def sector_with_outages(s: FilterState, others: int, in_window: int = 0) -> str:
+    """The AD1 under test from CHF 0 (in a window); `others` other HANs of its sector raise AD1s in the span
+    outside any window, `in_window` more inside one."""
+    target = home(s, 0, tracked_window=True)
+    for n in range(1, others + 1):
+        s.put_evidence_alert(ad1(home(s, n), T + n * MIN))
+    for n in range(others + 1, others + in_window + 1):
+        s.put_evidence_alert(ad1(home(s, n, tracked_window=True), T))
+    return target
+
+
+def test_k_other_hans_outside_windows_are_storm_evidence() -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=3)
+    found = storm(s, target)
+    assert found is not None and found.sector == "SW1A 1"
+    assert [han for han, _, _ in found.hans] == [chf(1), chf(2), chf(3)]
+
+
+def test_k_minus_one_other_hans_are_not() -> None:
+    s = new_state()
+    assert storm(s, sector_with_outages(s, others=2)) is None
+
+
+def test_ad1s_that_are_themselves_in_windows_do_not_count() -> None:
+    s = new_state()
+    assert storm(s, sector_with_outages(s, others=2, in_window=5)) is None
+
+
+def test_the_ad1s_own_han_and_other_sectors_do_not_count() -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=2)
+    for n in range(3):
+        s.put_evidence_alert(ad1(target, T + n * MIN))  # its own HAN, again and again
+    s.put_evidence_alert(ad1(home(s, 9, postcode="M1 1AE"), T))  # another sector
+    assert storm(s, target) is None
+
+
+def test_an_ad1s_own_window_makes_it_no_evidence_though_its_neighbours_are() -> None:
+    """Each AD1 counts by rule 5 alone at its own time: an AD1 from a HAN whose window ended before it counts."""
+    s = new_state()
+    target = sector_with_outages(s, others=2)
+    late = home(s, 7, tracked_window=True)  # window [T - 5 min, T + 25 min]
+    s.put_evidence_alert(ad1(late, T - 6 * MIN))  # before its window: rule 5 forwards it
+    assert storm(s, target) is not None
+
+
+def test_no_known_postcode_no_storm_evidence() -> None:
+    s = new_state()
+    home(s, 0, postcode=None, tracked_window=True)
+    for n in range(1, 5):
+        s.put_evidence_alert(ad1(home(s, n, postcode=None), T))
+    assert storm(s, chf(0)) is None
+
+
+def test_k_zero_turns_storm_evidence_off() -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=5)
+    assert storm(s, target, EvidencePolicy(storm_min_hans=0)) is None
+
+
+@pytest.mark.parametrize(("at", "counts"), [(T - 10 * MIN - 1, False), (T - 10 * MIN, True), (T + 3 * MIN, True),
+                                            (T + 3 * MIN + 1, False)])  # fmt: skip
+def test_storm_ad1s_count_within_t_minus_b_and_t_plus_a(at: int, counts: bool) -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=2)
+    s.put_evidence_alert(ad1(home(s, 5), at))
+    assert (storm(s, target) is not None) is counts
+
+
+def test_storm_evidence_is_not_looked_for_when_the_caller_says_the_inputs_are_not_read_far_enough() -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=3)
+    assert s.evidence_for(ad1(target), POLICY, storm=False) is None

@@ -1,0 +1,114 @@
+"""Rules 7 and 9 in the worker's loop, over stand-in clients: an AD1 in a window leaves its partition for the
+held topic while evidence may still come, without holding the alerts behind it; evidence read on another
+partition releases it; and the wait is bounded (rule 8)."""
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.settings import Settings
+from pipeline.worker.evidence_holds import held_topic
+from pipeline.worker.filter_worker import FilterWorker
+from tests.unit.worker.kafka_stand_ins import NO_OFFSET, Cluster, StandInClients
+from tests.unit.worker.test_worker_loop import CHF, CODEC, ESME, MIN, Driver, T, cluster, service_request
+
+__all__ = ["cluster"]  # the fixture, shared with the loop's tests
+
+NOW = int(time.time() * 1000)  # event times around the wall clock: evidence up to t + A is still to come
+
+
+def alert(alert_id: str, code: str, device: str, received_at: int) -> bytes:
+    return CODEC.encode("DeviceAlert", {
+        "alert_id": alert_id, "alert_code": code, "device_id": device, "mpxn": None,
+        "raised_at": None, "received_at": received_at, "payload": None,
+    })  # fmt: skip
+
+
+class EvidenceDriver(Driver):
+    def __init__(self, cluster: Cluster, data_dir: Path, **settings: Any) -> None:
+        self.cluster = cluster
+        chosen = replace(Settings(), app_id="loop-test", data_dir=str(data_dir), metrics_port=0, **settings)
+        self.worker = FilterWorker(chosen, kafka=StandInClients(cluster))  # type: ignore[arg-type]
+        self.worker.connect()
+        self.until(lambda: self.worker.readiness.status()[0], "the worker ready, alert partitions assigned")
+
+    def held(self) -> list[str]:
+        held = [value or b"" for _, value in self.cluster.records(held_topic("loop-test"))]
+        envelope = len(b"POAH\x01") + 4 + 8 + 8  # magic, source partition, offset, first read (evidence_holds)
+        return [CODEC.decode("DeviceAlert", value[envelope:])["alert_id"] for value in held]
+
+
+@pytest.fixture
+def activation(cluster: Cluster) -> Cluster:
+    """ESME's immediate activation five minutes ago: its window covers now."""
+    cluster.append(T.service_requests, 0, ESME.encode(), service_request(ESME, NOW - 5 * MIN))
+    return cluster
+
+
+@pytest.fixture
+def driver(activation: Cluster, tmp_path: Path) -> Iterator[EvidenceDriver]:
+    driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=3600.0)
+    yield driver
+    driver.worker.close()
+
+
+def test_an_ad1_in_a_window_waits_on_the_held_topic_without_holding_the_alerts_behind_it(
+    driver: EvidenceDriver,
+) -> None:
+    driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW - MIN))
+    driver.cluster.append(T.alerts, 0, CHF.encode(), alert("behind", "8F01", CHF, NOW - MIN + 1))
+    driver.until(lambda: driver.forwarded() == ["behind"], "the alert behind the AD1 forwarded")
+    driver.until(lambda: driver.alert_offset(0) == 2, "both offsets committed")
+    assert driver.held() == ["ad1"] and driver.suppressed() == []
+    driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 read back from the held topic")
+    driver.steps(20)
+    assert driver.forwarded() == ["behind"] and driver.suppressed() == []
+
+    # Supply evidence from the ESME on the HAN, on the other alert partition, received after the AD1.
+    driver.cluster.append(T.alerts, 1, ESME.encode(), alert("restored", "8F35", ESME, NOW + MIN))
+    driver.until(lambda: "ad1" in driver.forwarded(), "the AD1 released by the evidence")
+    driver.steps(5)
+    assert driver.forwarded() == ["behind", "restored", "ad1"] and driver.suppressed() == []
+    assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 1
+    assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="outage_evidence") == 1
+
+
+def test_an_ad1_without_evidence_is_suppressed_once_every_partition_is_read_past_t_plus_a(
+    driver: EvidenceDriver,
+) -> None:
+    t = NOW - MIN
+    driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, t))
+    driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 held for evidence")
+    for partition in (0, 1):  # four records past t + A on every partition: the frontier corroborates them
+        for n in range(4):
+            other = alert(f"p{partition}-{n}", "8F01", CHF, t + 3 * MIN + 1 + n)
+            driver.cluster.append(T.alerts, partition, CHF.encode(), other)
+    driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed")
+    assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 1
+
+
+def test_the_wait_for_evidence_is_bounded_and_ends_in_forwarding(activation: Cluster, tmp_path: Path) -> None:
+    """A + grace + POA_MAX_HOLD_SECONDS after it was read (here 0 + 0 + 0), an AD1 whose evidence is not
+    complete is forwarded (rule 8): its t is ahead of the wall clock, so no end offset covers it yet."""
+    driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=0.0, evidence_after_minutes=0,
+                            evidence_grace_seconds=0.0)  # fmt: skip
+    try:
+        driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW + 10 * MIN))
+        driver.until(lambda: driver.forwarded() == ["ad1"], "the AD1 forwarded after its wait")
+        driver.steps(5)  # the transaction settles: its decisions are counted
+        assert driver.held() == ["ad1"]
+        assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="hold_expired") == 1
+    finally:
+        driver.worker.close()
+
+
+def test_alerts_no_window_covers_never_go_to_the_held_topic(driver: EvidenceDriver) -> None:
+    other_chf = "00-1B-C5-0C-00-00-00-09"
+    driver.cluster.append(T.alerts, 0, other_chf.encode(), alert("outage", "AD1", other_chf, NOW))
+    driver.until(lambda: driver.forwarded() == ["outage"], "the AD1 forwarded as read")
+    assert driver.held() == []
+    assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == NO_OFFSET
