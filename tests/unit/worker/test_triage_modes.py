@@ -11,15 +11,18 @@ from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import MemoryBackend, StagedStore
 from pipeline.core.operating_mode import Mode, ModeChange, ModeSchedule
+from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.core.read_frontier import ReadFrontier
+from pipeline.core.records import DeviceAlert
 from pipeline.settings import Topics
 from pipeline.wire import validation
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.control_records import CONTROL_KEY, encode_schedule
 from pipeline.wire.schema_registry import SchemaRegistryClient
+from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.state_feed import StateFeed
-from pipeline.worker.triage import AlertTriage
+from pipeline.worker.triage import AlertTriage, Decided
 from tests.unit.wire.fake_registry import FakeRegistry, Serving
 
 TOPICS = Topics()
@@ -136,3 +139,62 @@ def test_the_feed_keeps_the_last_good_schedule_and_a_restarted_worker_finds_it_i
 
     restarted = StateFeed(TOPICS, CODEC, state, Mode.FILTER)
     assert restarted.schedule == ModeSchedule(Mode.FILTER, good.changes), "its own initial mode, the same changes"
+
+
+
+HELD = "poa-filter.held-ad1s"
+
+
+class Completeness:
+    """Stands in for the evidence reader: whether every alert partition is read past t + A."""
+
+    def __init__(self, complete: bool) -> None:
+        self.policy = EvidencePolicy()
+        self.is_complete = complete
+
+    def complete(self, t: int) -> bool:
+        return self.is_complete
+
+
+def triage_with_evidence(schedule: ModeSchedule, complete: bool, state: FilterState | None = None) -> AlertTriage:
+    evidence = EvidenceWait(Completeness(complete), EvidenceHolds(CODEC), HELD, max_wait_ms=3_600_000)
+    triage = AlertTriage(TOPICS, CODEC, state or filter_state(), ReadFrontier(), AlertQueues(), 30.0,
+                         lambda: schedule, evidence=evidence)  # fmt: skip
+    triage.holds.assigned([0])
+    return triage
+
+
+def decided_ad1(triage: AlertTriage) -> tuple[bytes, Decided]:
+    """An AD1 at T + 1 min, inside the activation window, triaged: its bytes, and what was decided."""
+    value = CODEC.encode("DeviceAlert", alert_datum("a", T + MIN))
+    triage.triage([message(0, value)], triage.next_read(), 0.0)
+    triage.drain(0.0, hold_clock_stopped=False)
+    return value, triage.take()
+
+
+@pytest.mark.parametrize("mode", [Mode.FILTER, Mode.SHADOW])
+def test_in_filter_and_shadow_mode_an_ad1_in_a_window_waits_for_evidence(mode: Mode) -> None:
+    """Shadow mode records only what rules 5 and 9 would suppress, so it waits for evidence as filter does."""
+    _, decided = decided_ad1(triage_with_evidence(schedule((mode, T)), complete=False))
+    assert [topic for topic, _, _ in decided.records] == [HELD]
+    assert decided.tally == {}
+
+
+def test_in_pass_through_mode_nothing_waits_for_evidence() -> None:
+    value, decided = decided_ad1(triage_with_evidence(schedule((Mode.PASS_THROUGH, T)), complete=False))
+    assert decided.records == [(TOPICS.dno_alerts, CHF.encode(), value)]
+    assert decided.tally == {("forwarded", "AD1", "pass_through"): 1}
+
+
+def test_in_shadow_mode_evidence_forwards_the_ad1_without_a_shadow_record() -> None:
+    state = filter_state()
+    state.put_evidence_alert(DeviceAlert("restored", "8F35", ESME, None, None, T + 2 * MIN, None))
+    value, decided = decided_ad1(triage_with_evidence(schedule((Mode.SHADOW, T)), complete=False, state=state))
+    assert decided.records == [(TOPICS.dno_alerts, CHF.encode(), value)]
+    assert decided.tally == {("forwarded", "AD1", "outage_evidence"): 1}
+
+
+def test_in_shadow_mode_an_ad1_without_evidence_is_recorded_once_its_evidence_is_complete() -> None:
+    value, decided = decided_ad1(triage_with_evidence(schedule((Mode.SHADOW, T)), complete=True))
+    assert [topic for topic, _, _ in decided.records] == [TOPICS.dno_alerts, TOPICS.shadow]
+    assert decided.tally == {("forwarded", "AD1", "shadow"): 1}
