@@ -8,6 +8,11 @@ Outage Restored alerts by ESME, AD1s by CH Function);
 the read positions are staged beside them, so they become durable together. A separate read frontier over
 the alert partitions says when every partition has been read past an event time: an AD1's evidence is
 complete once every partition is read past t + A, or, caught up, once the wall clock is past t + A + grace.
+
+An alert the generic reader cannot decode because the schema registry is unreachable may be evidence: its
+partition stops at it as a state partition would (`RegistryWaits`), so the frontier does not pass it.
+A refused permission (Read on the alert topic, Describe on this reader's group) is named by the
+PermissionWatch, as for the state reader.
 """
 
 import logging
@@ -34,6 +39,9 @@ from pipeline.kafka.batches import coordinates
 from pipeline.wire import validation
 from pipeline.wire.alert_bytes import alert_fields, read_alert_fields
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.schema_registry import RegistryUnavailable
+from pipeline.worker.permissions import PermissionWatch
+from pipeline.worker.state_feed import RegistryWaits
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +71,12 @@ class EvidenceReader:
         codec: AvroCodec,
         policy: EvidencePolicy,
         grace_ms: int,
+        permissions: PermissionWatch,
+        on_registry_wait: Callable[[int], None] = lambda partitions: None,
     ) -> None:
+        """`on_registry_wait` hears how many alert partitions wait for the schema registry, whenever that changes."""
         self._topic = topic
+        self._permissions = permissions
         self._new_consumer = new_consumer
         self._lookup = lookup
         self._state = state
@@ -78,6 +90,7 @@ class EvidenceReader:
         self._consumer: Consumer | None = None
         self._partitions = 0
         self._last_lookup = 0.0
+        self._registry_waits = RegistryWaits(on_registry_wait)
 
     def start(self, partitions: int) -> None:
         """Read every partition of the alert topic from the stored positions (the start, the first time)."""
@@ -102,25 +115,32 @@ class EvidenceReader:
     def read(self, max_records: int) -> int:
         """Keep the evidence among what is already fetched, at most `max_records`; stages the positions."""
         assert self._consumer is not None
+        waits = self._registry_waits
+        waits.resume_due(self._consumer)
         try:
             messages = self._consumer.consume(max_records, 0)
         except KafkaException as exc:
-            log.warning("reading alerts for evidence: %s", exc)
+            if not self._permissions.evidence_read_error(exc.args[0], None):
+                log.warning("reading alerts for evidence: %s", exc)
             return 0
         if not messages:
             return 0
         header, observe, now = self._header, self.frontier.observe, wall_clock_ms()
         moved: set[int] = set()
+        read_any = False
         for msg in messages:
+            if waits.stopped and waits.skips(msg.topic(), msg.partition()):
+                continue  # stopped for the schema registry: read again from the alert it failed
             err = msg.error()
             topic, partition, offset = coordinates(msg)
             moved.add(partition)
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     self.frontier.observe_position((topic, partition), offset)
-                else:
+                elif not self._permissions.evidence_read_error(err, msg.topic()):
                     log.warning("alert read error (evidence): %s", err)
                 continue
+            read_any = True
             value = msg.value()
             raw = None if value is None else read_alert_fields(value, header)
             if raw is not None:
@@ -128,8 +148,16 @@ class EvidenceReader:
                 if raw[1] in EVIDENCE_CODES:  # the cheap check: most alerts are no evidence
                     self._state.put_evidence_alert(alert_fields(raw), written_ms(msg))
             else:  # not the common shape: the generic reader's verdict; bad input is no evidence, moves no clock
-                event_time = self._generic(value, written_ms(msg))
+                try:
+                    event_time = self._generic(value, written_ms(msg))
+                except RegistryUnavailable as exc:
+                    waits.stop(self._consumer, topic, partition, offset, exc)
+                    continue
+            if waits.stopped:
+                waits.passed(topic, partition)
             observe((topic, partition), offset, event_time, now)
+        if read_any and self._permissions.denied:
+            self._permissions.evidence_read()
         positions = self.frontier.next_offsets()
         for partition in moved:
             self._state.put_meta(f"{POSITION}{partition}", str(positions[(self._topic, partition)]).encode())

@@ -152,6 +152,7 @@ class FilterWorker:
             t.alerts,
             lambda: kafka.consumer(s, f"{s.app_id}.evidence-reader", clients.STATE_READER_TUNING, error_cb=on_error),
             EndOffsetLookup(lambda: kafka.admin_client(s)), self.state, codec, s.evidence_policy, grace_ms,
+            self.permissions, lambda partitions: self.registry_waits.waiting("evidence_partitions", partitions),
         )  # fmt: skip
         max_wait_ms = s.evidence_policy.after_ms + grace_ms + int(s.max_hold_seconds * 1000)
         self.triage = AlertTriage(

@@ -46,7 +46,8 @@ SHADOW_REASON = "shadow"
 PASS_THROUGH_REASON = "pass_through"
 REGISTRY_UNAVAILABLE_REASON = "registry_unavailable"
 DEPENDENCIES = ("schema_registry",)
-WAITING_INPUTS = ("state_partitions", "alert_partitions")  # what waits for a dependency
+# What waits for a dependency: state partitions, alert partitions, alert partitions read for evidence (rule 9).
+WAITING_INPUTS = ("state_partitions", "alert_partitions", "evidence_partitions")
 _KNOWN_CODES = frozenset(KNOWN_ALERT_CODES)
 CLIENT_TIMEOUT_S = 10.0
 

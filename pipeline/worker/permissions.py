@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AclOperation, AdminClient
 
 from pipeline.settings import Settings
+from pipeline.worker.evidence_holds import held_topic
 from pipeline.worker.metrics import Readiness
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,17 @@ class PermissionWatch:
         while refused, so the refusal is over once it has not been seen for a while."""
         self.permitted("state group", quiet_s=GROUP_QUIET_S)
 
+    def evidence_read_error(self, err: KafkaError, topic: str | None) -> bool:
+        """The evidence reader's error: on a partition of the alert topic (Read), or on its group (no topic)."""
+        if topic:
+            return self.report(err, f"topic {topic} (grant Read)", "evidence")
+        return self.report(err, f"group {self._settings.app_id}.evidence-reader (grant Describe)", "evidence group")
+
+    def evidence_read(self) -> None:
+        """The evidence reader read alerts: its group is only looked up, so its refusal is over once quiet."""
+        self.permitted("evidence")
+        self.permitted("evidence group", quiet_s=GROUP_QUIET_S)
+
     def alert_read_error(self, err: KafkaError, topic: str | None) -> bool:
         """The alert consumer's error: on a partition of the alert topic (Read), or on its group (no topic)."""
         if topic:
@@ -118,7 +130,8 @@ class PermissionWatch:
         elif err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
             resource = f"group {s.app_id} (grant Read)"
         elif err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            resource = "topic " + ", ".join(self._lacking(s.topics.outputs, AclOperation.WRITE)) + " (grant Write)"
+            written = (*s.topics.outputs, s.topics.shadow, held_topic(s.app_id))
+            resource = "topic " + ", ".join(self._lacking(written, AclOperation.WRITE)) + " (grant Write)"
         else:
             resource = "the cluster (grant Write on the output topics; IdempotentWrite on brokers before 3.0)"
         return self.report(err, resource, scope)

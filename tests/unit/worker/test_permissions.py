@@ -71,3 +71,13 @@ def test_a_standing_denial_is_logged_once_a_minute(monkeypatch: pytest.MonkeyPat
         now[0] += 20
         permissions.alert_read_error(denied, None)
         assert len(caplog.records) == 2
+
+
+def test_the_evidence_readers_refusals_name_the_alert_topic_and_its_own_group() -> None:
+    permissions, readiness = watch()
+    assert permissions.evidence_read_error(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED), None)
+    assert "GROUP_AUTHORIZATION_FAILED on group poa-filter.evidence-reader (grant Describe)" in readiness.status()[1]
+    assert permissions.evidence_read_error(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), "dsp.alerts")
+    assert "TOPIC_AUTHORIZATION_FAILED on topic dsp.alerts (grant Read)" in readiness.status()[1]
+    permissions.evidence_read()
+    assert permissions.denied, "the group's refusal lifts only once it has not been seen for a while"

@@ -10,11 +10,13 @@ import pytest
 from confluent_kafka import Message, TopicPartition
 
 from pipeline.core.operating_mode import Mode, ModeSchedule
+from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.core.read_frontier import ReadFrontier
 from pipeline.settings import Settings
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import RegistryUnavailable, SchemaRegistryClient
 from pipeline.worker import state_feed
+from pipeline.worker.evidence_reader import EvidenceReader
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.metrics import Readiness, WorkerMetrics
 from pipeline.worker.permissions import PermissionWatch
@@ -23,7 +25,7 @@ from pipeline.worker.state_reader import StateReader
 from pipeline.worker.triage import AlertTriage
 from tests.unit.wire.fake_registry import FakeRegistry, Serving
 from tests.unit.worker.kafka_stand_ins import Cluster, StandInConsumer
-from tests.unit.worker.test_triage_modes import ESME, MIN, TOPICS, T, alert_datum, filter_state
+from tests.unit.worker.test_triage_modes import CODEC, ESME, MIN, TOPICS, T, alert_datum, filter_state
 
 HOLD_S = 30.0
 
@@ -221,3 +223,38 @@ def test_the_state_reader_stops_a_partition_at_the_record_and_counts_nothing_of_
     assert frontier.next_offsets() == {(topic, 0): 2}
     assert reports == [1, 0]
     assert len(state.activity_of(ESME).requests) == 3
+
+
+def test_the_evidence_reader_stops_an_alert_partition_at_an_alert_the_registry_fails_and_loses_no_evidence(
+    serving: Serving, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 9 over a registry outage: a Supply Outage Restored alert in Confluent framing that cannot be decoded
+    is not passed over (it may be the evidence an AD1 waits for); nor is the alert behind it or the end of
+    the partition counted by the evidence frontier until the registry answers."""
+    monkeypatch.setattr(state_feed, "REGISTRY_RETRY_S", 0.0)
+    dsp = codec_of(serving)
+    cluster = Cluster()
+    cluster.create(TOPICS.alerts, 1)
+    restored = {**alert_datum("restored", T + MIN, "8F35"), "device_id": ESME}
+    cluster.append(TOPICS.alerts, 0, ESME.encode(), dsp.encode("DeviceAlert", restored, TOPICS.alerts))
+    behind = CODEC.encode("DeviceAlert", alert_datum("b", T + 2 * MIN, "8F01"))  # single-object: no registry needed
+    cluster.append(TOPICS.alerts, 0, ESME.encode(), behind)
+    serving.stop()
+    state, reports = filter_state(), list[int]()
+    permissions = PermissionWatch(Readiness(), Settings(), None, "tx")  # type: ignore[arg-type]  # never asked
+    reader = EvidenceReader(
+        TOPICS.alerts, lambda: StandInConsumer(cluster, "evidence", {"enable.partition.eof": True}),  # type: ignore[arg-type,return-value]
+        None, state, codec_of(serving), EvidencePolicy(), 0, permissions, reports.append,  # type: ignore[arg-type]
+    )  # fmt: skip
+    reader.start(1)
+    for _ in range(3):
+        reader.read(100)
+    assert reader.frontier.next_offsets() == {(TOPICS.alerts, 0): 0}
+    assert reports == [1] and list(state.supply_alerts(ESME, T, T + 10 * MIN)) == []
+
+    serving.start()
+    reader.read(100)
+    reader.read(100)
+    assert reader.frontier.next_offsets() == {(TOPICS.alerts, 0): 2}
+    assert reports == [1, 0]
+    assert [a.alert_id for a in state.supply_alerts(ESME, T, T + 10 * MIN)] == ["restored"]
