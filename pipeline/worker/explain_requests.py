@@ -11,7 +11,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-from pipeline.core.explanation import Json, explain
+from pipeline.core.explanation import EvidenceStatus, Json, explain
 from pipeline.core.filter_state import FilterState
 from pipeline.core.operating_mode import Mode, ModeSchedule
 
@@ -61,10 +61,13 @@ class ExplainRequests:
             raise ExplainFailed("the explanation failed; see the worker's log")
         return question.answer
 
-    def serve(self, state: FilterState, schedule: ModeSchedule | None = None) -> int:
+    def serve(
+        self, state: FilterState, schedule: ModeSchedule | None = None, evidence: EvidenceStatus | None = None
+    ) -> int:
         """Answer every waiting question from `state`, in the operator mode `schedule` has in force at the time
-        asked about (loop thread only); how many were answered. Never raises: a failing explanation is logged
-        and answered as failed, and the worker goes on."""
+        asked about, with what `evidence` (the evidence reader) says of rule 9's evidence (loop thread only);
+        how many were answered. Never raises: a failing explanation is logged and answered as failed, and the
+        worker goes on."""
         served = 0
         while True:
             try:
@@ -75,7 +78,7 @@ class ExplainRequests:
                 continue
             try:
                 mode = Mode.FILTER if schedule is None else schedule.mode_at(question.at_ms)
-                question.answer = explain(state, question.device_id, question.at_ms, mode)
+                question.answer = explain(state, question.device_id, question.at_ms, mode, evidence)
             except Exception:  # the worker must not stop for an explanation
                 log.exception("an explanation failed")
                 question.failed = True

@@ -181,7 +181,7 @@ class FilterWorker:
             while not self._stopping:
                 self.step()
                 # questions from the HTTP thread, answered on this one
-                self.explanations.serve(self.state, self.state_feed.schedule)
+                self.explanations.serve(self.state, self.state_feed.schedule, self.evidence)
         except InterruptedError:
             pass
         finally:

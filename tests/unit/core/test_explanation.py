@@ -298,3 +298,13 @@ def test_the_decision_is_the_one_of_the_operator_mode_at_the_time(mode: Mode, ou
     assert (decision["outcome"], decision["reason"]) == (outcome, reason)
     assert decision["request_id"] == rid(1), "the activation the rules would suppress it for is still named"
     assert (mode is Mode.FILTER) == decision["text"].startswith("suppressed by activation")
+
+
+@pytest.mark.parametrize(("mode", "pending"), [(Mode.FILTER, True), (Mode.SHADOW, True), (Mode.PASS_THROUGH, False)])
+def test_a_suppression_waits_for_evidence_in_filter_and_shadow_mode_only(mode: Mode, pending: bool) -> None:
+    """Shadow mode records what rules 5 and 9 would suppress, so whether it records waits for the evidence;
+    pass-through forwards at once."""
+    state = new_state()
+    han(state, (ESME, True))
+    request(state, rid(1), at(0), None)
+    assert explain(state, CHF, at(5), mode, Incomplete())["decision"]["pending"] is pending

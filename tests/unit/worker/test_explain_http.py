@@ -23,6 +23,7 @@ from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.explanation import explain
 from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import MemoryBackend, StagedStore
+from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.core.records import ServiceRequest
 from pipeline.settings import Settings, SettingsError
 from pipeline.tools import explain_client
@@ -397,3 +398,28 @@ def test_poa_filter_explain_reports_an_unreachable_worker_or_a_bad_id_in_one_lin
     with pytest.raises(SystemExit):
         cli.main(["explain", "00-DB"])
     assert "is not an EUI-64 device ID" in capsys.readouterr().err
+
+
+class EvidenceIncomplete:
+    """The evidence reader while no alert partition is read past t + A."""
+
+    policy = EvidencePolicy()
+
+    def complete(self, t: int) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(("evidence", "pending"), [(None, False), (EvidenceIncomplete(), True)])
+def test_the_loop_explains_with_what_the_evidence_reader_knows(
+    state: FilterState, evidence: EvidenceIncomplete | None, pending: bool
+) -> None:
+    """A suppression whose evidence is not complete yet is pending (rule 7): the worker decides it later."""
+    bridge = ExplainRequests(wait_s=5.0)
+    answers: list[Any] = []
+    asking = threading.Thread(target=lambda: answers.append(bridge.ask(CHF, BASE + 300_000)))
+    asking.start()
+    while not answers:
+        bridge.serve(state, None, evidence)
+        asking.join(0.005)
+    assert answers[0]["decision"]["outcome"] == "suppressed"
+    assert answers[0]["decision"]["pending"] is pending
