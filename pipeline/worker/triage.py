@@ -129,7 +129,6 @@ class AlertTriage:
         header, dno = self._alert_header, self._topics.dno_alerts
         decided = self.decided
         outputs, next_offsets, decided_time = decided.records, decided.next_offsets, self._decided_time
-        newest_read = self._newest_read
         forwarded_codes: list[str] = []
         newest_read = self._newest_read
         count = 0
@@ -260,20 +259,30 @@ class AlertTriage:
             item = held.alert
             waited_ms = wall_ms - held.first_read_ms
             over = waited_ms > max_wait_ms
+            if item.registry_error is not None and time.monotonic() < self._registry_retry_at:
+                return registry_wait(held, over, waited_ms)  # not tried again before REGISTRY_RETRY_S
             try:
                 records = decide_now(item, over, waited_ms)
             except RegistryUnavailable as exc:  # an output cannot be encoded now: it waits, like a held alert
                 item.registry_error = str(exc)
                 self._registry_failed(time.monotonic())
-                if item.error is not None or not over:
-                    return False
-                records = [self._forward(item, REGISTRY_UNAVAILABLE_REASON)]
-                log.warning("forwarding held AD1 at %s[%d]@%d after %.0fs: %s", self._topics.alerts, item.partition,
-                            item.offset, waited_ms / 1000, item.registry_error)  # fmt: skip
+                return registry_wait(held, over, waited_ms)
             if records is None:
                 return False
             decided.records.extend(records)
             decided.held_offsets[held.held_partition] = held.held_offset + 1
+            return True
+
+        def registry_wait(held: HeldAD1, over: bool, waited_ms: int) -> bool:
+            """A held AD1 waits for the registry, at most its bound; then it is forwarded as it came (a bad
+            alert whose dead letter cannot be encoded is never forwarded: it waits)."""
+            item = held.alert
+            if item.error is not None or not over:
+                return False
+            decided.records.append(self._forward(item, REGISTRY_UNAVAILABLE_REASON))
+            decided.held_offsets[held.held_partition] = held.held_offset + 1
+            log.warning("forwarding held AD1 at %s[%d]@%d after %.0fs: %s", self._topics.alerts, item.partition,
+                        item.offset, waited_ms / 1000, item.registry_error)  # fmt: skip
             return True
 
         def decide_now(item: ReadAlert, over: bool, waited_ms: int) -> list[Outgoing] | None:

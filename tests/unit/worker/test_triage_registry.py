@@ -16,6 +16,8 @@ from pipeline.settings import Settings
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import RegistryUnavailable, SchemaRegistryClient
 from pipeline.worker import state_feed
+from pipeline.worker import triage as triage_module
+from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_record
 from pipeline.worker.evidence_reader import EvidenceReader
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.metrics import Readiness, WorkerMetrics
@@ -258,3 +260,53 @@ def test_the_evidence_reader_stops_an_alert_partition_at_an_alert_the_registry_f
     assert reader.frontier.next_offsets() == {(TOPICS.alerts, 0): 2}
     assert reports == [1, 0]
     assert [a.alert_id for a in state.supply_alerts(ESME, T, T + 10 * MIN)] == ["restored"]
+
+
+class EvidenceComplete:
+    """The evidence reader once every alert partition is read past t + A: no evidence can come."""
+
+    policy = EvidencePolicy()
+
+    def complete(self, t: int) -> bool:
+        return True
+
+
+def held_triage(codec: AvroCodec, monkeypatch: pytest.MonkeyPatch) -> tuple[AlertTriage, int]:
+    """A triage with an AD1 in a window read back from the held topic (first read at `wall`): its wall time."""
+    monkeypatch.setattr(triage_module, "REGISTRY_RETRY_S", 0.0)
+    holds = EvidenceHolds(codec)
+    holds.assigned([0])
+    wait = EvidenceWait(EvidenceComplete(), holds, "poa-filter.held-ad1s", max_wait_ms=60_000)
+    triage = AlertTriage(TOPICS, codec, filter_state(), ReadFrontier(), AlertQueues(), HOLD_S,
+                         lambda: ModeSchedule(Mode.FILTER), evidence=wait)  # fmt: skip
+    wall = 1_800_000_000_000
+    topic, key, value = held_record(wait.topic, b"k", AvroCodec().encode("DeviceAlert", in_window("a")), 0, 7, wall)
+    holds.add(Message(topic=topic, partition=0, offset=3, key=key, value=value), triage.next_read(), 0.0)
+    return triage, wall
+
+
+def test_a_held_ad1_whose_audit_record_cannot_be_encoded_waits_for_the_registry(
+    serving: Serving, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serving.stop()
+    triage, wall = held_triage(codec_of(serving), monkeypatch)
+    triage.drain_held(wall + 1000)
+    assert not triage.take(), "it waits: nothing written, its held offset not committed"
+    assert triage.held_for_evidence() == 1
+    serving.start()
+    triage.drain_held(wall + 2000)
+    decided = triage.take()
+    assert [topic for topic, _, _ in decided.records] == [TOPICS.suppressed]
+    assert decided.held_offsets == {0: 4} and triage.held_for_evidence() == 0
+
+
+def test_a_held_ad1_is_forwarded_as_it_came_when_the_registry_is_down_past_its_bound(
+    serving: Serving, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serving.stop()
+    triage, wall = held_triage(codec_of(serving), monkeypatch)
+    triage.drain_held(wall + 60_001)
+    decided = triage.take()
+    assert [topic for topic, _, _ in decided.records] == [TOPICS.dno_alerts]
+    assert decided.tally == {("forwarded", "AD1", "registry_unavailable"): 1}
+    assert decided.held_offsets == {0: 4}
