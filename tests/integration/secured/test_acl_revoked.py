@@ -3,7 +3,7 @@ keeps running, loses no alert and doubles none, and resumes by itself once the A
 
 One ACL of the documented minimum is taken away from the running worker while a live scenario flows: read on
 a state topic, write on an output topic, write on its transactional IDs, read on its group; and, before it
-starts, describe on the state reader's group and on an input topic.
+starts, describe on the state reader's group and on an input topic, and create on the held-AD1 topic.
 """
 
 import time
@@ -62,13 +62,18 @@ def revoked(case: str, settings: Settings) -> Revoked:
             ["--operation", "Read", "--operation", "Describe", "--topic", t.tracked_devices],
             f"missing permission: TOPIC_AUTHORIZATION_FAILED on topic {t.tracked_devices} (grant Describe)",
             True, before_start=True),
+        # The held-AD1 topic is the worker's own: it creates it at start, like an output the DSP did not create.
+        "held-topic-create": Revoked(
+            ["--operation", "Create", "--topic", f"{app_id}.held-ad1s"],
+            f"missing permission: TOPIC_AUTHORIZATION_FAILED on topic {app_id}.held-ad1s (grant Create, or have "
+            "the DSP create it)", True, before_start=True),
     }[case]  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "case",
     ["output-topic-write", "group-read", "transactional-id-write", "state-topic-read", "state-reader-group-describe",
-     "input-topic-describe"],
+     "input-topic-describe", "held-topic-create"],
 )
 def test_a_revoked_acl_is_named_and_nothing_is_lost_once_granted_back(
     secure_kafka: SecureBroker, app: Settings, tmp_path: Path, case: str  # noqa: F811 - the fixture
