@@ -94,6 +94,7 @@ class EndOffsetLookup:
 
     def poll(self) -> tuple[dict[Partition, int], int] | None:
         """(end offsets, tag) once the look-up finished; None while pending or after a failure."""
+        self._admin.poll(0)  # librdkafka's log lines reach Python logging only when the client is polled
         if self._futures is None or not all(f.done() for f in self._futures.values()):
             return None
         futures, self._futures = self._futures, None

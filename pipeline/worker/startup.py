@@ -142,6 +142,8 @@ class StartupSteps:
         while time.monotonic() < deadline:
             if self._stopping():
                 raise InterruptedError("stopped during start-up")
-            time.sleep(0.1)
+            # Waiting serves the admin client's queue: librdkafka's own log lines (a refused password, an
+            # untrusted CA, naming the broker) reach the worker's log only when it is polled.
+            self._admin.poll(0.1)
         if self._stopping():
             raise InterruptedError("stopped during start-up")

@@ -216,6 +216,9 @@ class StandInAdmin:
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
 
+    def poll(self, timeout: float = 0) -> int:
+        return 0  # no log lines to serve
+
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> SimpleNamespace:
         topics = {
             name: SimpleNamespace(error=None, partitions=dict.fromkeys(range(count)))
