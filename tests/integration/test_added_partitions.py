@@ -17,12 +17,7 @@ pytestmark = pytest.mark.broker
 def test_a_request_on_a_partition_added_at_run_time_suppresses_its_alert(settings: Settings, tmp_path: Path) -> None:
     t = settings.topics
     dsp = DspProducer(settings)
-    dsp.record(t.inventory, ESME, "InventoryRecord",
-               {"device_id": ESME, "device_type": "ESME", "chf_id": CHF, "mpxn": None, "updated_at": T0})
-    dsp.record(t.tracked_devices, ESME, "TrackedDevice",
-               {"device_id": ESME, "manufacturer": None, "model": None, "firmware_version": None,
-                "list_version": None, "added_at": T0})
-    dsp.flush()
+    dsp.tracked_esme_on(CHF, ESME, T0)
     worker = WorkerProcess(settings, tmp_path, POA_PARTITION_CHECK_SECONDS="0.5").start()
     reader = OutputReader(settings)
     try:

@@ -43,12 +43,7 @@ def decided(settings: Settings, tmp_path: Path) -> Iterator[Decided]:
     values that no longer decode, one keyed by its alert ID, one by its device ID."""
     t = settings.topics
     dsp = DspProducer(settings)
-    dsp.record(t.inventory, ESME, "InventoryRecord",
-               {"device_id": ESME, "device_type": "ESME", "chf_id": CHF, "mpxn": None, "updated_at": T0})
-    dsp.record(t.tracked_devices, ESME, "TrackedDevice",
-               {"device_id": ESME, "manufacturer": None, "model": None, "firmware_version": None,
-                "list_version": None, "added_at": T0})
-    dsp.flush()
+    dsp.tracked_esme_on(CHF, ESME, T0)
     worker = WorkerProcess(settings, tmp_path).start()
     reader = OutputReader(settings)
     try:

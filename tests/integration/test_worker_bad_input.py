@@ -64,12 +64,7 @@ def bad_records(settings: Settings) -> list[tuple[str, bytes | None, bytes | Non
 def test_bad_records_are_dead_lettered_and_valid_traffic_is_unaffected(settings: Settings, tmp_path: Path) -> None:
     t = settings.topics
     dsp = DspProducer(settings)
-    dsp.record(t.inventory, ESME, "InventoryRecord",
-               {"device_id": ESME, "device_type": "ESME", "chf_id": CHF, "mpxn": None, "updated_at": T0})
-    dsp.record(t.tracked_devices, ESME.lower(), "TrackedDevice",
-               {"device_id": ESME.lower(), "manufacturer": None, "model": None, "firmware_version": None,
-                "list_version": None, "added_at": T0})
-    dsp.flush()
+    dsp.tracked_esme_on(CHF, ESME, T0, tracked_key=ESME.lower())
     worker = WorkerProcess(settings, tmp_path).start()
     reader = OutputReader(settings)
     try:

@@ -143,6 +143,18 @@ class DspProducer:
     def flush(self) -> None:
         assert self.producer.flush(30) == 0, "records were not delivered"
 
+    def tracked_esme_on(self, chf: str, esme: str, at: int, tracked_key: str | None = None) -> None:
+        """The reference data of one HAN: the ESME's inventory record on CH Function `chf`, and the ESME on
+        the tracked list (keyed `tracked_key`, by default its own ID as written), then flushed."""
+        t = self.topics
+        self.record(t.inventory, esme, "InventoryRecord",
+                    {"device_id": esme, "device_type": "ESME", "chf_id": chf, "mpxn": None, "updated_at": at})
+        key = esme if tracked_key is None else tracked_key
+        self.record(t.tracked_devices, key, "TrackedDevice",
+                    {"device_id": key, "manufacturer": None, "model": None, "firmware_version": None,
+                     "list_version": None, "added_at": at})  # fmt: skip
+        self.flush()
+
 
 @dataclass
 class Outputs:
