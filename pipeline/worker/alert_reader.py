@@ -21,7 +21,7 @@ from pipeline.worker.transactions import TXN_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUED_PER_PARTITION = 20_000  # pause a partition's fetching beyond this many undecided alerts
+MAX_QUEUED_PER_PARTITION = 20_000  # pause a partition's fetching beyond this many undecided alerts (or held AD1s)
 
 PartitionsHook = Callable[[list[int]], None]
 
@@ -46,7 +46,7 @@ class AlertReader:
         self._hooks: tuple[PartitionsHook, PartitionsHook] | None = None  # assigned, revoked
         # Topics of the filter's own read in the same group (the held AD1s), with their hooks.
         self._also: dict[str, tuple[PartitionsHook, PartitionsHook]] = {}
-        self._paused: set[int] = set()
+        self._paused: set[tuple[str, int]] = set()  # (topic, partition)
 
     @property
     def consumer(self) -> Consumer:
@@ -78,7 +78,7 @@ class AlertReader:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._hooks is not None
         revoked = [tp.partition for tp in partitions if tp.topic == self._topic]
-        self._paused.difference_update(revoked)
+        self._paused.difference_update((tp.topic, tp.partition) for tp in partitions)
         self._hooks[1](revoked)
         for topic, (_, revoked_hook) in self._also.items():
             if mine := [tp.partition for tp in partitions if tp.topic == topic]:
@@ -136,16 +136,19 @@ class AlertReader:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.consumer.seek(tp)
 
-    def pause_or_resume(self, waiting: Mapping[int, int]) -> None:
-        """Stop fetching a partition with too many undecided alerts (`waiting`), resume at half as many."""
+    def pause_or_resume(self, waiting: Mapping[int, int], topic: str | None = None) -> None:
+        """Stop fetching a partition with too many undecided alerts (`waiting`), resume at half as many: the
+        alert topic's, or those of `topic`, one of the filter's own (held AD1s wait minutes for evidence,
+        in memory: a campaign's worth must not grow without bound; unread, they wait on the broker)."""
+        topic = topic or self._topic
         for partition, size in waiting.items():
-            tp = [TopicPartition(self._topic, partition)]
-            if partition not in self._paused and size >= MAX_QUEUED_PER_PARTITION:
+            key, tp = (topic, partition), [TopicPartition(topic, partition)]
+            if key not in self._paused and size >= MAX_QUEUED_PER_PARTITION:
                 self.consumer.pause(tp)
-                self._paused.add(partition)
-            elif partition in self._paused and size < MAX_QUEUED_PER_PARTITION // 2:
+                self._paused.add(key)
+            elif key in self._paused and size < MAX_QUEUED_PER_PARTITION // 2:
                 self.consumer.resume(tp)
-                self._paused.discard(partition)
+                self._paused.discard(key)
 
     def replace(self) -> None:
         """A fatal consumer error ends that consumer for good; a new one rejoins the group."""

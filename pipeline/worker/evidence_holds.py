@@ -93,6 +93,10 @@ class EvidenceHolds:
             while items and decide(items[0]):
                 items.popleft()
 
+    def sizes(self) -> dict[int, int]:
+        """Held AD1s read back and undecided, by held partition."""
+        return {p: len(items) for p, items in self._queues.items()}
+
     def count(self) -> int:
         return sum(len(items) for items in self._queues.values())
 

@@ -326,6 +326,7 @@ class FilterWorker:
 
     def _housekeeping(self) -> None:
         self.alerts.pause_or_resume(self.triage.holds.sizes())
+        self.alerts.pause_or_resume(self.triage.evidence_holds.sizes(), self.held_topic)
         now = time.monotonic()
         if now - self._last_partition_check >= self.settings.partition_check_seconds:
             self._last_partition_check = now

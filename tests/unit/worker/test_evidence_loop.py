@@ -112,3 +112,27 @@ def test_alerts_no_window_covers_never_go_to_the_held_topic(driver: EvidenceDriv
     driver.until(lambda: driver.forwarded() == ["outage"], "the AD1 forwarded as read")
     assert driver.held() == []
     assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == NO_OFFSET
+
+
+def test_a_held_partition_is_paused_while_many_ad1s_wait_in_memory_and_none_is_lost(
+    driver: EvidenceDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AD1s waiting for evidence are kept in memory once read back; beyond the cap their held partition is
+    no longer fetched (they wait on the broker), and fetching resumes as they are decided."""
+    monkeypatch.setattr("pipeline.worker.alert_reader.MAX_QUEUED_PER_PARTITION", 4)
+    t = NOW - MIN
+    for n in range(4):
+        driver.cluster.append(T.alerts, 0, CHF.encode(), alert(f"ad1-{n}", "AD1", CHF, t + n))
+    driver.until(lambda: driver.worker.triage.held_for_evidence() == 4, "four AD1s read back: the cap")
+    for n in range(4, 10):
+        driver.cluster.append(T.alerts, 0, CHF.encode(), alert(f"ad1-{n}", "AD1", CHF, t + n))
+    driver.until(lambda: len(driver.held()) == 10, "the ten AD1s on the held topic")
+    driver.steps(20)
+    assert driver.worker.triage.held_for_evidence() == 4, "the rest wait on the broker, not in memory"
+    for partition in (0, 1):  # every partition read past t + A: the AD1s can be decided
+        for n in range(4):
+            driver.cluster.append(T.alerts, partition, CHF.encode(), alert(f"p{partition}-{n}", "8F01", CHF,
+                                                                          t + 3 * MIN + 100 + n))  # fmt: skip
+    driver.until(lambda: len(driver.suppressed()) == 10, "every AD1 read back and suppressed")
+    assert sorted(driver.suppressed()) == sorted(f"ad1-{n}" for n in range(10))
+    assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 10
