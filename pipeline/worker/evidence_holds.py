@@ -26,6 +26,7 @@ from pipeline.worker.hold_queues import ReadAlert, read_alert
 log = logging.getLogger(__name__)
 
 _MAGIC = b"POAH\x01"
+FRESH_ENDS_WAIT_MS = 10_000  # how long an AD1 past its bound waits at most for end offsets looked up after it
 _ENVELOPE = struct.Struct(">iqq")  # source partition, source offset, wall-clock ms when first read
 
 
@@ -44,12 +45,18 @@ def held_record(
 @dataclass(slots=True)
 class HeldAD1:
     """An AD1 read back from the held topic: where it waits (held partition and offset), when it was first
-    read (wall-clock ms: the bound of rule 7 survives restarts), and the alert itself."""
+    read (wall-clock ms: the bound of rule 7 survives restarts), since when its bound counts (the first read,
+    or the end of a broker outage, whichever is later), and the alert itself."""
 
     held_partition: int
     held_offset: int
     first_read_ms: int
     alert: ReadAlert
+    bound_from_ms: int = 0
+    over_seen_ms: int | None = None  # when first seen past its bound (wall clock), waiting for fresh end offsets
+
+    def __post_init__(self) -> None:
+        self.bound_from_ms = max(self.bound_from_ms, self.first_read_ms)
 
 
 class EvidenceHolds:
@@ -97,6 +104,13 @@ class EvidenceHolds:
         """Held AD1s read back and undecided, by held partition."""
         return {p: len(items) for p, items in self._queues.items()}
 
+    def restart_bounds(self, wall_ms: int) -> None:
+        """Count every bound from `wall_ms` (a broker outage ended: nothing could be forwarded during it, and
+        forwarding at its end would make decisions depend on its length)."""
+        for items in self._queues.values():
+            for held in items:
+                held.bound_from_ms, held.over_seen_ms = max(held.bound_from_ms, wall_ms), None
+
     def count(self) -> int:
         return sum(len(items) for items in self._queues.values())
 
@@ -112,12 +126,20 @@ class EvidenceCompleteness(Protocol):
 
     def complete(self, t: int) -> bool: ...
 
+    def ends_looked_up_after(self, wall_ms: int) -> bool:
+        """Whether the end offsets it knows were looked up after `wall_ms` (wall clock)."""
+        ...
+
 
 @dataclass(frozen=True)
 class EvidenceWait:
     """What the triage needs to hold AD1s for evidence: when evidence is complete, the held AD1s of this
     worker's held partitions, the held topic, and how long an AD1 may wait at most after it was first read
-    (A + grace + POA_MAX_HOLD_SECONDS, rule 7), in wall-clock ms."""
+    (A + grace + POA_MAX_HOLD_SECONDS, rule 7), in wall-clock ms.
+
+    An AD1 past its bound is forwarded only once end offsets looked up after the bound say its evidence is
+    still not complete (after a stall, the first look at it would otherwise see end offsets older than its
+    t + A + grace), or FRESH_ENDS_WAIT_MS after it was first seen past its bound if no look-up succeeds."""
 
     completeness: EvidenceCompleteness
     holds: EvidenceHolds

@@ -90,6 +90,7 @@ class EvidenceReader:
         self._consumer: Consumer | None = None
         self._partitions = 0
         self._last_lookup = 0.0
+        self._ends_started_ms = 0  # wall clock when the look-up of the newest end offsets known started
         self._registry_waits = RegistryWaits(on_registry_wait)
 
     def start(self, partitions: int) -> None:
@@ -132,14 +133,16 @@ class EvidenceReader:
             if waits.stopped and waits.skips(msg.topic(), msg.partition()):
                 continue  # stopped for the schema registry: read again from the alert it failed
             err = msg.error()
-            topic, partition, offset = coordinates(msg)
-            moved.add(partition)
-            if err is not None:
+            if err is not None:  # checked before the coordinates: a consumer-level error (the group) has none
                 if err.code() == KafkaError._PARTITION_EOF:
+                    topic, partition, offset = coordinates(msg)
                     self.frontier.observe_position((topic, partition), offset)
+                    moved.add(partition)
                 elif not self._permissions.evidence_read_error(err, msg.topic()):
                     log.warning("alert read error (evidence): %s", err)
                 continue
+            topic, partition, offset = coordinates(msg)
+            moved.add(partition)
             read_any = True
             value = msg.value()
             raw = None if value is None else read_alert_fields(value, header)
@@ -178,8 +181,12 @@ class EvidenceReader:
         return self.frontier.may_decide(after, after + self._grace_ms)
 
     def lagging(self, t: int) -> list[int]:
+        """The alert partitions not yet read past t + A (nor to end offsets looked up after t + A + grace)."""
         after = self.policy.complete_after(t)
         return [p for _, p in self.frontier.lagging(after, after + self._grace_ms)]
+
+    def ends_looked_up_after(self, wall_ms: int) -> bool:
+        return self._ends_started_ms > wall_ms
 
     def refresh_end_offsets(self, needed: bool) -> bool:
         """Take a finished end-offset look-up; start another if AD1s wait for evidence (`needed`). True when
@@ -188,6 +195,7 @@ class EvidenceReader:
         if result is not None:
             ends, started_ms = result
             self.frontier.set_end_offsets(ends, reads_before=started_ms)
+            self._ends_started_ms = max(self._ends_started_ms, started_ms)
         now = time.monotonic()
         if needed and self._lookup.can_start() and now - self._last_lookup >= END_OFFSET_INTERVAL_S:
             self._last_lookup = now

@@ -309,7 +309,7 @@ class FilterWorker:
         now = time.monotonic()
         if self._held_read or new_ends or now - self._last_held_drain >= HELD_FOR_EVIDENCE_INTERVAL_S:
             self._last_held_drain, self._held_read = now, False
-            self.triage.drain_held(wall_clock_ms())
+            self.triage.drain_held(wall_clock_ms(), hold_clock_stopped=self.watch.down_since is not None)
 
     def _read_evidence(self) -> int:
         """Keep the evidence among the alerts read on every partition; its positions commit with the state."""
@@ -443,6 +443,7 @@ class FilterWorker:
         if self._bootstrapped and not self._rebalancing:
             self.readiness.set(None)
         self.triage.holds.restart_holds(now)
+        self.triage.evidence_holds.restart_bounds(wall_clock_ms())
 
     def _read_added_partitions(self) -> None:
         """Partitions the DSP added to an input topic while the worker runs: a new state partition is read

@@ -41,7 +41,7 @@ from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.output_records import Outgoing, audit_fields, now_ms
 from pipeline.wire.schema_registry import RegistryUnavailable
 from pipeline.worker.dead_letters import dead_letter_record
-from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, HeldAD1, held_record
+from pipeline.worker.evidence_holds import FRESH_ENDS_WAIT_MS, EvidenceHolds, EvidenceWait, HeldAD1, held_record
 from pipeline.worker.hold_queues import HeldAlerts, ReadAlert, decode_again, read_alert
 from pipeline.worker.metrics import (
     PASS_THROUGH_REASON,
@@ -247,18 +247,23 @@ class AlertTriage:
         self.decided.next_offsets[item.partition] = item.offset + 1
         return True
 
-    def drain_held(self, wall_ms: int) -> None:
+    def drain_held(self, wall_ms: int, hold_clock_stopped: bool = False) -> None:
         """Decide the AD1s held for evidence, each held partition in order up to the first that must still
         wait: for the activation inputs (rule 7, as when read), then for evidence. An AD1 still undecided
-        A + grace + POA_MAX_HOLD_SECONDS of wall-clock time (`wall_ms`) after it was first read is forwarded."""
+        A + grace + POA_MAX_HOLD_SECONDS of wall-clock time (`wall_ms`) after it was first read is forwarded
+        (`EvidenceWait`), but not while no broker answers (`hold_clock_stopped`)."""
         if self._evidence is None:
             return
         decided, max_wait_ms = self.decided, self._evidence.max_wait_ms
+        completeness = self._evidence.completeness
 
         def decide(held: HeldAD1) -> bool:
             item = held.alert
-            waited_ms = wall_ms - held.first_read_ms
-            over = waited_ms > max_wait_ms
+            waited_ms = wall_ms - held.bound_from_ms
+            over = not hold_clock_stopped and waited_ms > max_wait_ms
+            if over and not completeness.ends_looked_up_after(held.bound_from_ms + max_wait_ms):
+                held.over_seen_ms = wall_ms if held.over_seen_ms is None else held.over_seen_ms
+                over = wall_ms - held.over_seen_ms > FRESH_ENDS_WAIT_MS
             if item.registry_error is not None and time.monotonic() < self._registry_retry_at:
                 return registry_wait(held, over, waited_ms)  # not tried again before REGISTRY_RETRY_S
             try:

@@ -136,3 +136,27 @@ def test_a_held_partition_is_paused_while_many_ad1s_wait_in_memory_and_none_is_l
     driver.until(lambda: len(driver.suppressed()) == 10, "every AD1 read back and suppressed")
     assert sorted(driver.suppressed()) == sorted(f"ad1-{n}" for n in range(10))
     assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 10
+
+
+def test_an_ad1_past_its_bound_after_a_stall_is_decided_on_fresh_end_offsets_not_forwarded(
+    activation: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten minutes pass without a step (a stall, a restart): the AD1 is past its bound, but its evidence is
+    complete (nothing more was written; the wall clock is past t + A + grace). It is decided by the rules on
+    end offsets looked up after the bound, not forwarded on the stale ones."""
+    driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=30.0)
+    try:
+        driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW - MIN))
+        driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 held for evidence")
+        driver.steps(5)
+        later = lambda: time.time_ns() // 1_000_000 + 10 * MIN  # noqa: E731
+        monkeypatch.setattr("pipeline.worker.filter_worker.wall_clock_ms", later)
+        monkeypatch.setattr("pipeline.worker.evidence_reader.wall_clock_ms", later)
+        monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)  # steps take no time
+        driver.worker._last_held_drain = 0.0  # the held AD1s are looked at in the next step, as after a stall
+        driver.steps(10)
+        assert driver.forwarded() == []
+        driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed on fresh end offsets")
+        assert driver.forwarded() == []
+    finally:
+        driver.worker.close()

@@ -155,6 +155,9 @@ class Completeness:
     def complete(self, t: int) -> bool:
         return self.is_complete
 
+    def ends_looked_up_after(self, wall_ms: int) -> bool:
+        return True
+
 
 def triage_with_evidence(schedule: ModeSchedule, complete: bool, state: FilterState | None = None) -> AlertTriage:
     evidence = EvidenceWait(Completeness(complete), EvidenceHolds(CODEC), HELD, max_wait_ms=3_600_000)

@@ -270,6 +270,9 @@ class EvidenceComplete:
     def complete(self, t: int) -> bool:
         return True
 
+    def ends_looked_up_after(self, wall_ms: int) -> bool:
+        return True
+
 
 def held_triage(codec: AvroCodec, monkeypatch: pytest.MonkeyPatch) -> tuple[AlertTriage, int]:
     """A triage with an AD1 in a window read back from the held topic (first read at `wall`): its wall time."""
@@ -310,3 +313,19 @@ def test_a_held_ad1_is_forwarded_as_it_came_when_the_registry_is_down_past_its_b
     assert [topic for topic, _, _ in decided.records] == [TOPICS.dno_alerts]
     assert decided.tally == {("forwarded", "AD1", "registry_unavailable"): 1}
     assert decided.held_offsets == {0: 4}
+
+
+def test_the_bound_of_a_held_ad1_does_not_run_while_no_broker_answers(
+    serving: Serving, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forwarding at the end of an outage would make decisions depend on its length: the bound stops while no
+    broker answers and counts again from when one does."""
+    serving.stop()
+    triage, wall = held_triage(codec_of(serving), monkeypatch)
+    triage.drain_held(wall + 60_001, hold_clock_stopped=True)
+    assert not triage.take()
+    triage.evidence_holds.restart_bounds(wall + 100_000)  # the broker answers again
+    triage.drain_held(wall + 120_000)
+    assert not triage.take(), "20 s since the broker came back: within the bound"
+    triage.drain_held(wall + 160_001)
+    assert triage.take().tally == {("forwarded", "AD1", "registry_unavailable"): 1}
