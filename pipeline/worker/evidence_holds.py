@@ -54,6 +54,12 @@ class HeldAD1:
     alert: ReadAlert
     bound_from_ms: int = 0
     over_seen_ms: int | None = None  # when first seen past its bound (wall clock), waiting for fresh end offsets
+    storm_seq: int | None = None  # the batch number by which its evidence was complete (`AlertTriage`)
+
+    @property
+    def inputs_seq(self) -> int:
+        """The batch number the activation inputs must be read after: its own read, or its storm AD1s'."""
+        return max(self.alert.read_seq, self.storm_seq or 0)
 
     def __post_init__(self) -> None:
         self.bound_from_ms = max(self.bound_from_ms, self.first_read_ms)
@@ -115,8 +121,8 @@ class EvidenceHolds:
         return sum(len(items) for items in self._queues.values())
 
     def first_read_seq(self) -> int | None:
-        """The batch number of the earliest-read record at the head of a held partition."""
-        return min((items[0].alert.read_seq for items in self._queues.values() if items), default=None)
+        """The batch number the activation inputs must be read after for the heads of the held partitions."""
+        return min((items[0].inputs_seq for items in self._queues.values() if items), default=None)
 
 
 class EvidenceCompleteness(Protocol):

@@ -91,6 +91,7 @@ class EvidenceReader:
         self._partitions = 0
         self._last_lookup = 0.0
         self._ends_started_ms = 0  # wall clock when the look-up of the newest end offsets known started
+        self.read_ad1s = False  # whether the last `read` kept AD1s: storm evidence the activation inputs must cover
         self._registry_waits = RegistryWaits(on_registry_wait)
 
     def start(self, partitions: int) -> None:
@@ -127,6 +128,7 @@ class EvidenceReader:
         if not messages:
             return 0
         header, observe, now = self._header, self.frontier.observe, wall_clock_ms()
+        self.read_ad1s = False
         moved: set[int] = set()
         read_any = False
         for msg in messages:
@@ -150,6 +152,7 @@ class EvidenceReader:
                 event_time: int | None = raw[3]
                 if raw[1] in EVIDENCE_CODES:  # the cheap check: most alerts are no evidence
                     self._state.put_evidence_alert(alert_fields(raw), written_ms(msg))
+                    self.read_ad1s = self.read_ad1s or raw[1] == OUTAGE_ALERT_CODE
             else:  # not the common shape: the generic reader's verdict; bad input is no evidence, moves no clock
                 try:
                     event_time = self._generic(value, written_ms(msg))
@@ -172,6 +175,7 @@ class EvidenceReader:
         except BadInput:
             return None
         self._state.put_evidence_alert(alert, written)
+        self.read_ad1s = self.read_ad1s or alert.alert_code == OUTAGE_ALERT_CODE
         return alert.received_at
 
     def complete(self, t: int) -> bool:

@@ -316,6 +316,8 @@ class FilterWorker:
         read = self.evidence.read(READ_BATCH)
         if read:
             self.state_reader.dirty = True
+        if self.evidence.read_ad1s:  # a new batch number: end offsets looked up before it cover none of them
+            self.triage.next_read()
         return read
 
     def _read_state(self) -> int:

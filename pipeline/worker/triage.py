@@ -257,17 +257,26 @@ class AlertTriage:
         decided, max_wait_ms = self.decided, self._evidence.max_wait_ms
         completeness = self._evidence.completeness
 
+        def past_bound(held: HeldAD1) -> bool:
+            """Past its bound, on end offsets looked up after the bound (of the alert topic, for evidence, and
+            of the inputs, for the batch they must be read after), or FRESH_ENDS_WAIT_MS after it was first
+            seen past it without them."""
+            if hold_clock_stopped or wall_ms - held.bound_from_ms <= max_wait_ms:
+                return False
+            bound = held.bound_from_ms + max_wait_ms
+            if completeness.ends_looked_up_after(bound) and self._frontier.covers(held.inputs_seq):
+                return True
+            held.over_seen_ms = wall_ms if held.over_seen_ms is None else held.over_seen_ms
+            return wall_ms - held.over_seen_ms > FRESH_ENDS_WAIT_MS
+
         def decide(held: HeldAD1) -> bool:
             item = held.alert
             waited_ms = wall_ms - held.bound_from_ms
-            over = not hold_clock_stopped and waited_ms > max_wait_ms
-            if over and not completeness.ends_looked_up_after(held.bound_from_ms + max_wait_ms):
-                held.over_seen_ms = wall_ms if held.over_seen_ms is None else held.over_seen_ms
-                over = wall_ms - held.over_seen_ms > FRESH_ENDS_WAIT_MS
+            over = past_bound(held)
             if item.registry_error is not None and time.monotonic() < self._registry_retry_at:
                 return registry_wait(held, over, waited_ms)  # not tried again before REGISTRY_RETRY_S
             try:
-                records = decide_now(item, over, waited_ms)
+                records = decide_now(held, over, waited_ms)
             except RegistryUnavailable as exc:  # an output cannot be encoded now: it waits, like a held alert
                 item.registry_error = str(exc)
                 self._registry_failed(time.monotonic())
@@ -290,7 +299,8 @@ class AlertTriage:
                         item.offset, waited_ms / 1000, item.registry_error)  # fmt: skip
             return True
 
-        def decide_now(item: ReadAlert, over: bool, waited_ms: int) -> list[Outgoing] | None:
+        def decide_now(held: HeldAD1, over: bool, waited_ms: int) -> list[Outgoing] | None:
+            item = held.alert
             if item.registry_error is not None and item.alert is None and item.error is None:
                 decode_again(self._codec, item)
                 if item.registry_error is not None:
@@ -300,9 +310,9 @@ class AlertTriage:
                 return self._route(item)
             records = None
             if self._frontier.may_decide(item.alert.received_at, item.read_seq):
-                records = self._decision_records(item.key, item.value, item.alert, item.datum, item.read_seq)
+                records = self._decision_records(item.key, item.value, item.alert, item.datum, item.read_seq, held)
             if records is None:
-                if not over:
+                if not (over and past_bound(held)):  # again: the rules may have moved what it waits for
                     return None
                 log.warning(
                     "forwarding AD1 %s %.0fs after it was read: its inputs or evidence are not complete",
@@ -374,7 +384,13 @@ class AlertTriage:
         return records
 
     def _decision_records(
-        self, key: bytes | None, value: bytes, alert: AlertFacts, datum: dict[str, Any] | None, read_seq: int
+        self,
+        key: bytes | None,
+        value: bytes,
+        alert: AlertFacts,
+        datum: dict[str, Any] | None,
+        read_seq: int,
+        held: HeldAD1 | None = None,
     ) -> list[Outgoing] | None:
         """The outputs of a valid alert's decision (rules 5 and 9) in the mode in force at its time, counted;
         None while evidence may still come. In pass-through mode nothing waits; in shadow mode an AD1 waits
@@ -386,7 +402,7 @@ class AlertTriage:
         if mode is Mode.PASS_THROUGH and alert.alert_code == OUTAGE_ALERT_CODE:
             outputs, label = [forward], ("forwarded", code, PASS_THROUGH_REASON)
         else:
-            decision = self._with_evidence(alert, self._state.decide(alert), read_seq)
+            decision = self._with_evidence(alert, self._state.decide(alert), read_seq, held)
             if decision is None:
                 return None
             if not isinstance(decision, Suppress):
@@ -400,23 +416,37 @@ class AlertTriage:
         self.decided.tally[label] += 1
         return outputs
 
-    def _with_evidence(self, alert: AlertFacts, decision: Decision, read_seq: int) -> Decision | None:
+    def _with_evidence(
+        self, alert: AlertFacts, decision: Decision, read_seq: int, held: HeldAD1 | None
+    ) -> Decision | None:
         """Rule 9: a suppression stands once no evidence can come; evidence found releases the AD1 at once
         (evidence only accumulates, so that is final). None while evidence may still come.
 
-        Storm evidence rests on rule 5 forwarding the sector's AD1s up to t + A, which is final only once
-        the activation inputs are read past t + A (rule 7, as for any AD1): until then it is not looked for."""
+        Storm evidence rests on rule 5 forwarding the sector's AD1s up to t + A, which is final only once the
+        activation inputs are read past t + A (rule 7, as for any AD1) and cover every AD1 that can count: it
+        is looked for once evidence is complete (every AD1 up to t + A read, by the batch numbered then, which
+        `held` keeps) and the inputs are read past t + A or to end offsets looked up after that batch. The
+        DSP writes an AD1's activation request before it; other workers read those AD1s, so nothing else
+        orders the two reads."""
         if not isinstance(decision, Suppress) or self._evidence is None:
             return decision
         completeness = self._evidence.completeness
         policy = completeness.policy
-        inputs_past = self._frontier.may_decide(policy.complete_after(alert.received_at), read_seq)
-        evidence = self._state.evidence_for(alert, policy, storm=inputs_past)
+        storm_seq = None
+        if completeness.complete(alert.received_at):
+            if held is None:
+                storm_seq = self.read_seq
+            else:
+                held.storm_seq = self.read_seq if held.storm_seq is None else held.storm_seq
+                storm_seq = held.storm_seq
+        after = policy.complete_after(alert.received_at)
+        final = storm_seq is not None and self._frontier.may_decide(after, max(read_seq, storm_seq))
+        evidence = self._state.evidence_for(alert, policy, storm=final)
         if evidence is not None:
             log.info("forwarding AD1 %s from CH Function %s inside an activation window: %s",
                      alert.alert_id, alert.device_id, evidence.describe())  # fmt: skip
             return Forward(ForwardReason.OUTAGE_EVIDENCE)
-        return decision if inputs_past and completeness.complete(alert.received_at) else None
+        return decision if final else None
 
     def _audit_value(self, value: bytes, datum: dict[str, Any] | None, decision: Suppress, topic: str) -> bytes:
         """The SuppressedAlert for `topic`: the audit topic, or the shadow topic, where its reason says so."""

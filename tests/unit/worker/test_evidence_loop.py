@@ -153,6 +153,7 @@ def test_an_ad1_past_its_bound_after_a_stall_is_decided_on_fresh_end_offsets_not
         monkeypatch.setattr("pipeline.worker.filter_worker.wall_clock_ms", later)
         monkeypatch.setattr("pipeline.worker.evidence_reader.wall_clock_ms", later)
         monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)  # steps take no time
+        monkeypatch.setattr("pipeline.worker.end_offsets.END_OFFSET_INTERVAL_S", 0.0)
         driver.worker._last_held_drain = 0.0  # the held AD1s are looked at in the next step, as after a stall
         driver.steps(10)
         assert driver.forwarded() == []

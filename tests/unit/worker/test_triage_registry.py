@@ -280,7 +280,9 @@ def held_triage(codec: AvroCodec, monkeypatch: pytest.MonkeyPatch) -> tuple[Aler
     holds = EvidenceHolds(codec)
     holds.assigned([0])
     wait = EvidenceWait(EvidenceComplete(), holds, "poa-filter.held-ad1s", max_wait_ms=60_000)
-    triage = AlertTriage(TOPICS, codec, filter_state(), ReadFrontier(), AlertQueues(), HOLD_S,
+    inputs = ReadFrontier()
+    inputs.set_end_offsets({}, reads_before=2**62)  # no inputs to wait for, end offsets looked up after every read
+    triage = AlertTriage(TOPICS, codec, filter_state(), inputs, AlertQueues(), HOLD_S,
                          lambda: ModeSchedule(Mode.FILTER), evidence=wait)  # fmt: skip
     wall = 1_800_000_000_000
     topic, key, value = held_record(wait.topic, b"k", AvroCodec().encode("DeviceAlert", in_window("a")), 0, 7, wall)
