@@ -5,8 +5,10 @@
 
 The JSON is checked in, so Grafana (file provisioning, provisioning/) needs no Python; a test holds the two
 equal. Queries are plain PromQL, without Grafana template variables, so that Prometheus answers each exactly as
-written (tests/integration/test_prometheus_scrape.py runs them all against a live worker); per-worker panels
-break down by `instance`.
+written (tests/integration/test_prometheus_scrape.py runs them all against a live worker); the one exception is
+Grafana's built-in `$__range` (the dashboard's time range as a duration) in the instant queries of counts over
+that range, which the tests replace with the dashboard's default range as Grafana does. Per-worker panels break
+down by `instance`.
 """
 
 import json
@@ -21,18 +23,40 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacement
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
+from pipeline.core.alert_decisions import ForwardReason
+from pipeline.settings import Settings
+
 OUTPUT = Path(__file__).with_name("poa-filter.json")
 UID = "poa-filter"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "[5m]"
+DASHBOARD_RANGE = "[$__range]"  # Grafana's: the dashboard's time range, in an instant query
 AD1_DECIDED = 'alert_code="AD1", decision=~"forwarded|suppressed"'
 FORWARDED_UNFILTERED = "shadow|pass_through|registry_unavailable"  # reasons beyond the rules' own
+RELEASED_ON_EVIDENCE = f'alert_code="AD1", decision="forwarded", reason="{ForwardReason.OUTAGE_EVIDENCE.value}"'
+
+
+def evidence_wait(defaults: Settings) -> str:
+    """How long an AD1 in a window waits for rule 9's evidence when the worker is caught up (contract 5.7),
+    and when it is forwarded at the latest, with the settings' defaults."""
+    wait_s = defaults.evidence_after_minutes * 60 + defaults.evidence_grace_seconds
+    return (
+        f"A + grace: {wait_s / 60:g} minutes with the defaults (POA_EVIDENCE_AFTER_MINUTES "
+        f"{defaults.evidence_after_minutes}, POA_EVIDENCE_GRACE_SECONDS {defaults.evidence_grace_seconds:g}), less "
+        f"when evidence releases it sooner; after A + grace + POA_MAX_HOLD_SECONDS "
+        f"({(wait_s + defaults.max_hold_seconds) / 60:g} minutes) it is forwarded as hold_expired "
+        "(runbook: PoaEvidenceHoldsExpiring)"
+    )
+
+
+EVIDENCE_WAIT = evidence_wait(Settings())
 
 
 @dataclass(frozen=True)
 class Query:
     expr: str
     legend: str
+    instant: bool = False  # one value at the end of the range (counts over DASHBOARD_RANGE), not a series
 
 
 @dataclass(frozen=True)
@@ -45,8 +69,8 @@ class Panel:
     width: int = 12
 
 
-def q(expr: str, legend: str) -> Query:
-    return Query(" ".join(expr.split()), legend)
+def q(expr: str, legend: str, instant: bool = False) -> Query:
+    return Query(" ".join(expr.split()), legend, instant)
 
 
 SUPPRESSED_SHARE = q(
@@ -61,13 +85,23 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
         (
             Panel("Workers ready", "Workers answering 200 on GET /ready, of those scraped.",
                   (q("sum(poa_ready)", "ready"), q("count(poa_ready)", "scraped")),
-                  kind="stat", width=6),
+                  kind="stat", width=4),
             Panel("AD1s suppressed now", "AD1s suppressed of the AD1s decided (forwarded or suppressed).",
-                  (SUPPRESSED_SHARE,), unit="percentunit", kind="stat", width=6),
-            Panel("Held for inputs now", "Alerts held now for their activation inputs (AD1s held for evidence: below).",
-                  (q("sum(poa_held_alerts)", "for inputs"),), kind="stat", width=6),
+                  (SUPPRESSED_SHARE,), unit="percentunit", kind="stat", width=4),
+            Panel("Released on outage evidence", "AD1s inside a firmware activation window forwarded over the "
+                  "dashboard's time range because of evidence of a genuine outage (contract rule 9: an 8F35/8F36 "
+                  "from an ESME on the same HAN, or a storm in the postcode sector), reason outage_evidence. Each "
+                  "is logged at INFO with its evidence; poa-filter explain names it.",
+                  (q(f"sum(increase(poa_alerts_total{{{RELEASED_ON_EVIDENCE}}}{DASHBOARD_RANGE}))",
+                     "released", instant=True),), kind="stat", width=4),
+            Panel("Held for inputs now", "Alerts held now for their activation inputs: trouble when it lasts "
+                  "(runbook: PoaHeldAlertsExpiring).",
+                  (q("sum(poa_held_alerts)", "for inputs"),), kind="stat", width=4),
+            Panel("AD1s waiting for evidence", "AD1s in firmware activation windows waiting now for rule 9's "
+                  f"evidence on the held topic: expected during campaigns. Each waits {EVIDENCE_WAIT}.",
+                  (q('sum(poa_held_alerts_by_reason{reason="evidence"})', "for evidence"),), kind="stat", width=4),
             Panel("Mode in force", "1 for the mode the workers apply (filter, shadow, pass-through).",
-                  (q("max by (mode) (poa_mode)", "{{mode}}"),), kind="stat", width=6),
+                  (q("max by (mode) (poa_mode)", "{{mode}}"),), kind="stat", width=4),
         ),
     ),
     (
@@ -82,9 +116,18 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                   unit="ops"),
             Panel("Share of AD1s suppressed", "A jump or a fall: see the runbook, PoaSuppressedShareShift.",
                   (SUPPRESSED_SHARE,), unit="percentunit"),
+            Panel("AD1s in windows: suppressed and released on evidence", "AD1s per second that a firmware "
+                  "activation window covers: suppressed, and forwarded because of evidence of a genuine outage "
+                  "(rule 9, outage_evidence). Released AD1s rising with no storm or outage known: check the "
+                  "8F35/8F36 alerts and the postcodes in the inventory.",
+                  (q(f'sum(rate(poa_alerts_total{{alert_code="AD1", decision="suppressed"}}{RATE}))', "suppressed"),
+                   q(f"sum(rate(poa_alerts_total{{{RELEASED_ON_EVIDENCE}}}{RATE}))", "released on outage evidence")),
+                  unit="ops"),
             Panel("Dead letters by input topic", "Input records dead-lettered per second.",
                   (q(f"sum by (topic) (rate(poa_dead_letters_total{RATE}))", "{{topic}}"),), unit="ops"),
-            Panel("Held alerts", "AD1s held for their inputs (trouble) and for outage evidence (expected).",
+            Panel("Held alerts", "Alerts held for their activation inputs (trouble when it lasts), AD1s held "
+                  f"for outage evidence (expected during campaigns: each waits {EVIDENCE_WAIT}), and AD1s "
+                  "forwarded at the end of either hold.",
                   (q("sum by (reason) (poa_held_alerts_by_reason)", "{{reason}}"),
                    q(f"sum(rate(poa_alerts_total{{reason=\"hold_expired\"}}{RATE}))", "hold expired /s"))),
             Panel("Decision latency", "From reading an alert to committing its output.",
@@ -168,11 +211,15 @@ def _panel(panel: Panel, panel_id: int) -> stat.Panel | timeseries.Panel:
     builder.id(panel_id).title(panel.title).description(panel.description).datasource(DATASOURCE)
     builder.unit(panel.unit).span(panel.width).height(4 if panel.kind == "stat" else 8)
     builder.targets([
-        prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(chr(ord("A") + n)).range()
+        _target(prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(chr(ord("A") + n)), query)
         .datasource(DATASOURCE)
         for n, query in enumerate(panel.queries)
     ])
     return builder
+
+
+def _target(target: prometheus.Dataquery, query: Query) -> prometheus.Dataquery:
+    return target.instant() if query.instant else target.range()
 
 
 def build() -> dict[str, Any]:
