@@ -120,6 +120,13 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.holds_expired = Counter(
+            "poa_holds_expired",
+            "AD1s forwarded at the end of their hold (reason hold_expired), by what they waited for: inputs "
+            "(activation inputs not read past their time) or evidence (rule 9's evidence not complete)",
+            ["held_for"],
+            registry=r,
+        )
         self.decision_latency = BatchHistogram(
             "poa_decision_latency_seconds",
             "From reading an alert to committing its output",
@@ -179,6 +186,7 @@ class WorkerMetrics:
             self.rebalances.labels(event)
         for reason in HOLD_REASONS:
             self.held_alerts_by_reason.labels(reason)
+            self.holds_expired.labels(reason)
         for severity in ("problem", "info"):
             self.cluster_findings.labels(severity)
         for reason in ForwardReason:

@@ -10,7 +10,6 @@ Metrics count a transaction's decisions once it commits, so an aborted and re-re
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -67,7 +66,7 @@ class TransactionalOutput:
         commit starts on a helper thread, and nothing else touches the producer until `settle`."""
         assert self._in_flight is None and self._producer is not None
         producer = self._producer
-        commit = PendingCommit(decided.tally, decided.latencies)
+        commit = PendingCommit(decided.tally, decided.latencies, expired=decided.expired)
         self._in_flight = commit
         try:
             producer.begin_transaction()
@@ -95,7 +94,7 @@ class TransactionalOutput:
             self._abandon(exc)
             return False
         self._metrics.transactions.labels("committed").inc()
-        self._observe_committed(commit.latencies, commit.tally)
+        self._observe_committed(commit)
         self._permissions.permitted("transaction")
         self._retry_delay = RETRY_FIRST_S
         return True
@@ -122,15 +121,17 @@ class TransactionalOutput:
         if denied:
             self._back_off()  # the uncommitted alerts are read again and retried, not in a tight loop
 
-    def _observe_committed(self, latencies: Counter[float], tally: Counter[tuple[str, str, str]]) -> None:
-        """`latencies` counts the decided alerts by the time they were read."""
+    def _observe_committed(self, commit: PendingCommit) -> None:
+        """Its `latencies` count the decided alerts by the time they were read."""
         now = time.monotonic()
-        for read_at, count in latencies.items():
+        for read_at, count in commit.latencies.items():
             self._metrics.decision_latency.observe_many(now - read_at, count)
-        for (decision, code, reason), count in tally.items():
+        for (decision, code, reason), count in commit.tally.items():
             self._metrics.alerts.labels(decision, code, reason).inc(count)
             if decision == "dead_letter":
                 self._metrics.dead_letters.labels(self._alerts_topic).inc(count)
+        for held_for, count in commit.expired.items():
+            self._metrics.holds_expired.labels(held_for).inc(count)
 
     def _initialised_producer(self) -> Producer:
         """A new producer with transactions initialised, retried with back-off until a broker answers and

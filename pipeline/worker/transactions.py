@@ -35,9 +35,11 @@ class PendingCommit:
         tally: Counter[tuple[str, str, str]],
         latencies: Counter[float],
         deadline_s: float = TXN_DEADLINE_S,
+        expired: Counter[str] | None = None,
     ) -> None:
         self.tally = tally
         self.latencies = latencies
+        self.expired = expired or Counter()
         self._deadline_s = deadline_s
         self._deadline = time.monotonic() + deadline_s
         self._done = threading.Event()

@@ -68,6 +68,7 @@ class Decided:
     latencies: Counter[float] = field(default_factory=Counter)
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     held_offsets: dict[int, int] = field(default_factory=dict)
+    expired: Counter[str] = field(default_factory=Counter)  # hold_expired forwards, by what they waited for
 
     def __bool__(self) -> bool:
         return bool(self.records or self.next_offsets or self.held_offsets)
@@ -217,6 +218,7 @@ class AlertTriage:
                     if not held_over(item):
                         return False
                     decided.records.append(self._forward(item, ForwardReason.HOLD_EXPIRED))
+                    decided.expired["inputs"] += 1
                     log.warning(
                         "forwarding AD1 %s after holding it %.0fs: inputs not read past its time: %s",
                         item.alert.alert_id, now - item.read_at, self._frontier.lagging(t, item.read_seq),
@@ -319,6 +321,7 @@ class AlertTriage:
                     item.alert.alert_id, waited_ms / 1000,
                 )  # fmt: skip
                 records = [self._forward(item, ForwardReason.HOLD_EXPIRED)]
+                decided.expired["evidence"] += 1
             return records
 
         self._evidence.holds.release(decide)

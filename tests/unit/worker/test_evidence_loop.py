@@ -102,6 +102,8 @@ def test_the_wait_for_evidence_is_bounded_and_ends_in_forwarding(activation: Clu
         driver.steps(5)  # the transaction settles: its decisions are counted
         assert driver.held() == ["ad1"]
         assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="hold_expired") == 1
+        assert driver.metric("poa_holds_expired_total", held_for="evidence") == 1
+        assert driver.metric("poa_holds_expired_total", held_for="inputs") == 0
     finally:
         driver.worker.close()
 
@@ -159,5 +161,23 @@ def test_an_ad1_past_its_bound_after_a_stall_is_decided_on_fresh_end_offsets_not
         assert driver.forwarded() == []
         driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed on fresh end offsets")
         assert driver.forwarded() == []
+    finally:
+        driver.worker.close()
+
+
+def test_an_ad1_whose_inputs_are_stuck_is_forwarded_at_its_bound_and_counted_apart_from_evidence_waits(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """poa_holds_expired_total says what a hold_expired AD1 waited for, so ops can tell a stuck input from
+    evidence that did not come (two alerts of their own)."""
+    cluster.append(T.service_requests, 0, ESME.encode(), service_request(ESME, NOW - 5 * MIN))
+    cluster.slow.add((T.service_requests, 0))  # the activation is never read
+    driver = EvidenceDriver(cluster, tmp_path, max_hold_seconds=0.0)
+    try:
+        driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW - MIN))
+        driver.until(lambda: driver.forwarded() == ["ad1"], "the AD1 forwarded at the end of its hold")
+        driver.steps(5)
+        assert driver.metric("poa_holds_expired_total", held_for="inputs") == 1
+        assert driver.metric("poa_holds_expired_total", held_for="evidence") == 0
     finally:
         driver.worker.close()

@@ -66,6 +66,8 @@ def test_series_the_rules_query_exist_at_zero_before_any_event() -> None:
         ("poa_transactions_total", (("result", "aborted"),)),
         ("poa_rebalances_total", (("event", "lost"),)),
         ("poa_held_alerts_by_reason", (("reason", "evidence"),)),
+        ("poa_holds_expired_total", (("held_for", "evidence"),)),
+        ("poa_holds_expired_total", (("held_for", "inputs"),)),
         ("poa_alerts_total", (("alert_code", "AD1"), ("decision", "forwarded"), ("reason", "hold_expired"))),
         ("poa_alerts_total", (("alert_code", "AD1"), ("decision", "suppressed"), ("reason", "activation_window"))),
         ("poa_dead_letters_total", (("topic", "a.alerts"),)),
