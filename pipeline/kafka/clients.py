@@ -37,8 +37,8 @@ ALERT_GROUP_MEMBERSHIP: dict[str, Any] = {
     # error after a broker outage (confluentinc/librdkafka#3437) and even right after a cooperative join,
     # after which send_offsets_to_transaction hung. A crashed worker's partitions therefore wait one
     # session timeout (6 s, the broker's minimum) before moving.
-    # Range splits each subscribed topic on its own, partition p of each to the same member: the alert
-    # topic is shared out evenly, and the held-AD1 topic (as many partitions) alike. Cooperative-sticky
+    # Range splits each subscribed topic on its own: the alert topic is shared out evenly, and the held-AD1
+    # topic (as many partitions) alike. Cooperative-sticky
     # balanced the two topics' partitions together and once gave a second worker only held partitions.
     "partition.assignment.strategy": "range",
     "session.timeout.ms": 6_000,
