@@ -159,12 +159,16 @@ def _simulate(args: argparse.Namespace) -> int:
         base_time=args.base_time,
         window_minutes=settings.window_minutes,
         lead_in_minutes=settings.lead_in_minutes,
+        evidence_before_minutes=settings.evidence_before_minutes,
+        evidence_after_minutes=settings.evidence_after_minutes,
+        storm_min_hans=settings.storm_min_hans,
     )
     labels = [a.expected for a in scenario.alerts]
     print(
-        f"wrote {tracked_csv}, {inventory_csv} and {expected}: {len(estate.homes)} homes, "
-        f"{len(estate.tracked)} tracked ESMEs, {len(labels)} alerts "
-        f"({labels.count(sim.FORWARD)} to forward, {labels.count(sim.SUPPRESS)} to suppress, "
+        f"wrote {tracked_csv}, {inventory_csv} and {expected}: {len(estate.homes)} homes in "
+        f"{len(estate.sectors())} postcode sectors, {len(estate.tracked)} tracked ESMEs, {len(labels)} alerts "
+        f"({labels.count(sim.FORWARD)} to forward, {len(scenario.released_on_evidence())} of them AD1s in windows "
+        f"on evidence of a genuine outage, {labels.count(sim.SUPPRESS)} to suppress, "
         f"{labels.count(sim.DEAD_LETTER)} to dead-letter)"
     )
     if args.no_load and args.no_play:

@@ -1,27 +1,40 @@
 """`poa-filter demo-summary`: reads the filter's three outputs and explains them to a DSP operator,
-checking every simulated alert against the decision it was built to get (expected.json from `simulate`)."""
+checking every simulated alert against the decision it was built to get (expected.json from `simulate`).
+
+For the AD1s in windows that the scenario built to be released on evidence of a genuine outage (rule 9),
+it also reads the worker's own count (`/metrics`) and asks the worker (`/explain`) which evidence released
+a few of them: the outputs cannot say, a released AD1 is forwarded byte for byte.
+"""
 
 import json
 import re
+import ssl
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, TextIO
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.core.bad_input import BadInput
+from pipeline.core.explanation import MAX_LISTED_EVIDENCE, Json
 from pipeline.kafka import clients
 from pipeline.kafka.clients import admin_client
 from pipeline.kafka.topics import TopicsMissing, wait_for_topics
 from pipeline.settings import Settings
-from pipeline.tools.estate_simulator import DEAD_LETTER, FORWARD, SUPPRESS
+from pipeline.tools import explain_client
+from pipeline.tools.estate_simulator import DEAD_LETTER, FORWARD, OUTAGE_EVIDENCE, STORM, SUPPLY, SUPPRESS
 from pipeline.wire.avro_codec import AvroCodec
 
 EXAMPLES = 3
+LISTED_HANS = 3  # a storm's other CH Functions named in an example
+_RELEASED_SERIES = re.compile(r"^poa_alerts_total\{([^}]*)\} (\S+)$", re.MULTILINE)
 _DEVICE_ID = re.compile(r"\b[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}\b")
 _REQUEST_ID = re.compile(r"\S+:\S+:\d+")
 _NUMBER = re.compile(r"\d{6,}")
@@ -179,6 +192,118 @@ def mismatches(expected: dict[str, Any], observed: Observed, settings: Settings)
     return problems
 
 
+@dataclass
+class Released:
+    """The AD1s in windows the scenario built to be forwarded on evidence of a genuine outage, and what the
+    worker says of them: its count and, for a few, the evidence it names."""
+
+    expected: int
+    reached: int  # of those, on the DNO topic
+    kinds: Counter[str]  # of those reached, by the kind of evidence built
+    counted: float | None  # the worker's poa_alerts_total{decision="forwarded",reason="outage_evidence"}
+    named: list[str] = field(default_factory=list)  # lines naming the evidence, or why the worker was not asked
+    problems: list[str] = field(default_factory=list)  # the worker's explanation disagreeing with the scenario
+
+
+def released_on_evidence(settings: Settings, expected: dict[str, Any], observed: Observed) -> Released:
+    """Counts from the outputs; the worker's count and, for up to EXAMPLES alerts (each kind of evidence in
+    turn), its explanation, when the worker answers on POA_METRICS_PORT."""
+    built = [a for a in expected["alerts"] if a.get("reason") == OUTAGE_EVIDENCE]
+    reached = []
+    for alert in built:
+        seen = observed.seen.get(alert["alert_id"], [])
+        if len(seen) == 1 and seen[0].output == FORWARD and seen[0].alert is not None:
+            reached.append((alert, seen[0].alert))
+    kinds = Counter(alert["evidence"]["kind"] for alert, _ in reached)
+    counted, unanswered = _released_count(settings)
+    released = Released(len(built), len(reached), kinds, counted)
+    if unanswered:
+        released.named.append(f"(the worker did not answer: {unanswered})")
+        return released
+    by_kind = [[r for r in reached if r[0]["evidence"]["kind"] == kind] for kind in (SUPPLY, STORM)]
+    examples = [r for turn in zip_longest(*by_kind) for r in turn if r is not None][:EXAMPLES]
+    for alert, decoded in examples:
+        try:
+            answer = explain_client.ask(settings, alert["key"], decoded["received_at"])
+        except explain_client.ExplainError as exc:
+            released.named.append(f"(the worker's explanation is not available: {exc})")
+            break
+        line, problem = _named_evidence(alert, decoded, answer)
+        released.named.append(line)
+        released.problems += [problem] if problem else []
+    return released
+
+
+def _released_count(settings: Settings) -> tuple[float | None, str | None]:
+    """The worker's count of AD1s forwarded on evidence (all alert codes), or why it could not be read."""
+    if settings.metrics_port == 0:
+        return None, "POA_METRICS_PORT is 0 (a free port), so the worker's port is not known here"
+    tls = settings.http_tls_cert_file is not None
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{settings.metrics_port}/metrics"
+    context = None
+    if tls:  # the worker's own certificate, asked by its loopback address
+        context = ssl.create_default_context(cafile=settings.http_tls_cert_file)
+        context.check_hostname = False
+    try:
+        with urllib.request.urlopen(url, timeout=explain_client.TIMEOUT_S, context=context) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        return None, f"{url}: {getattr(exc, 'reason', exc)}"
+    total = 0.0
+    for labels, value in _RELEASED_SERIES.findall(text):
+        if 'decision="forwarded"' in labels and f'reason="{OUTAGE_EVIDENCE}"' in labels:
+            total += float(value)
+    return total, None
+
+
+def _named_evidence(alert: dict[str, Any], decoded: dict[str, Any], answer: Json) -> tuple[str, str | None]:
+    """One line naming the evidence the worker gives for a released alert, and a problem when the worker's
+    explanation is not a release on the kind of evidence the scenario built."""
+    head = f"      e.g. alert {alert['alert_id']} from CHF {alert['key']} at {_time(decoded['received_at'])}: "
+    decision, evidence = answer["decision"], answer["evidence"]
+    if decision.get("reason") != OUTAGE_EVIDENCE:
+        text = f"the worker's explanation says {decision['outcome']}: {decision['text']}"
+        return head + text, f"{alert['alert_id']} ({alert['case']}): expected released on evidence, {text}"
+    kind = SUPPLY if evidence["supply"] else STORM  # rule 9: supply evidence first, then a storm
+    if kind == SUPPLY:
+        first = evidence["supply"][0]
+        line = (
+            f"its ESME {first['esme_id']} reported {first['alert_code']} (supply restored) "
+            f"at {_time(first['received_at']['epoch_ms'])}, alert {first['alert_id']}"
+        )
+    else:
+        storm = evidence["storm"]
+        hans = [h["chf_id"] for h in storm["hans"]]
+        more = f" and {len(hans) - LISTED_HANS} more" if len(hans) > LISTED_HANS else ""
+        line = (
+            f"a storm in postcode sector {storm['sector']}: AD1s no window covers from {len(hans)} other homes "
+            f"(K = {storm['min_other_hans']}; CHF {', '.join(hans[:LISTED_HANS])}{more})"
+        )
+    return head + line, _evidence_differs(alert, kind, evidence)
+
+
+def _evidence_differs(alert: dict[str, Any], kind: str, evidence: Json) -> str | None:
+    """How the evidence the worker names differs from the evidence the scenario built, if it does."""
+    built, label = alert["evidence"], f"{alert['alert_id']} ({alert['case']})"
+    if kind != built["kind"]:
+        return f"{label}: built with {built['kind']} evidence, the worker names {kind}"
+    if kind == SUPPLY:
+        supply = evidence["supply"][0]["alert_id"]
+        return (
+            None
+            if supply == built["alert_id"]
+            else f"{label}: built with supply alert {built['alert_id']}, the worker names {supply}"
+        )
+    named = sorted(h["chf_id"] for h in evidence["storm"]["hans"])
+    listed = sorted(built["chf_ids"])[:MAX_LISTED_EVIDENCE]  # the worker lists the first ones, in device-ID order
+    if (evidence["storm"]["sector"], named) != (built["sector"], listed):
+        return (
+            f"{label}: built with a storm of {len(built['chf_ids'])} other homes in sector {built['sector']}, the "
+            f"worker names {len(named)} in sector {evidence['storm']['sector']}"
+        )
+    return None
+
+
 def _reason_kind(reason: str) -> str:
     """The reason with its particulars (request and device IDs, times) masked, so that reasons can be counted."""
     reason = _REQUEST_ID.sub("<request>", reason)
@@ -189,7 +314,9 @@ def _time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
-def render(expected: dict[str, Any], observed: Observed, settings: Settings, problems: list[str]) -> list[str]:
+def render(
+    expected: dict[str, Any], observed: Observed, settings: Settings, problems: list[str], released: Released
+) -> list[str]:
     """The operator's view: what came in, what the DNO got, what was held back and why, what was bad."""
     outcomes: dict[str, list[Seen]] = {FORWARD: [], SUPPRESS: [], DEAD_LETTER: []}
     dead_ids = []
@@ -207,6 +334,7 @@ def render(expected: dict[str, Any], observed: Observed, settings: Settings, pro
         f"  forwarded to the DNO: {len(outcomes[FORWARD])}  ("
         + ", ".join(f"{code} {n}" for code, n in sorted(forwarded.items()))
         + f") on {settings.topics.dno_alerts}",
+        *_released_lines(released),
         f"  suppressed:           {len(records)}  from {len(activations)} firmware activations "
         f"of {len({r['esme_id'] for r in records})} tracked ESMEs, on {settings.topics.suppressed}",
     ]
@@ -235,13 +363,25 @@ def render(expected: dict[str, Any], observed: Observed, settings: Settings, pro
     return lines
 
 
+def _released_lines(released: Released) -> list[str]:
+    kinds = ", ".join(f"{released.kinds[kind]} on {kind} evidence" for kind in (SUPPLY, STORM) if released.kinds[kind])
+    counted = "not read" if released.counted is None else f"{released.counted:g}"
+    return [
+        f"      of which AD1s inside activation windows released on evidence of a genuine outage: "
+        f"{released.reached} of {released.expected} expected ({kinds or 'none'}); the worker counted {counted} "
+        f"(poa_alerts_total, reason {OUTAGE_EVIDENCE})",
+        *released.named,
+    ]
+
+
 def summarise(
     settings: Settings, codec: AvroCodec, expected_path: Path, timeout_s: float, out: TextIO | None = None
 ) -> int:
     """Print the summary (to stdout by default); 0 when every alert ended where the scenario says, else 1."""
     expected = load_expected(expected_path)
     observed = collect(settings, codec, expected, timeout_s)
-    problems = mismatches(expected, observed, settings)
-    for line in render(expected, observed, settings, problems):
+    released = released_on_evidence(settings, expected, observed)
+    problems = mismatches(expected, observed, settings) + released.problems
+    for line in render(expected, observed, settings, problems, released):
         print(line, file=out or sys.stdout)
     return 1 if problems else 0

@@ -2,14 +2,18 @@
 
 Every alert carries the decision the contract requires for it, known from how the case was built
 (an OTA-caused AD1 placed inside a tracked activation's window, a genuine outage on an untracked home,
-...), never computed by the filter's code: the demo checks the filter against it.
+an ESME's own Supply Outage Restored alert beside an AD1 in a window, ...), never computed by the filter's
+code: the demo checks the filter against it. So that no case is decided by another case's evidence by
+accident, the day runs in phases separated by more than B + A (rule 9) and a window: AD1s that rule 5
+forwards from other homes never share a phase with AD1s in windows, except in the storm, where they are
+the point.
 """
 
 import csv
 import json
 import random
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,8 @@ CANCEL_AT_MS = 32_535_129_600_000  # 3000-12-31T00:00:00Z, the DUIS cancellation
 DEFAULT_BASE_TIME = "2025-01-15T08:00:00Z"
 
 FORWARD, SUPPRESS, DEAD_LETTER = "forward", "suppress", "dead-letter"
+OUTAGE_EVIDENCE = "outage_evidence"  # contract rule 9: the reason an AD1 in a window is forwarded
+SUPPLY, STORM = "supply", "storm"  # the two kinds of evidence (rule 9.a, 9.b)
 
 # The topic each event goes to (a Topics attribute) and the record its value holds.
 RECORD_NAMES = {
@@ -37,13 +43,29 @@ RECORD_NAMES = {
 # Requests and outcomes at the same millisecond apply before alerts (contract 5.6): write them first.
 _TOPIC_ORDER = {"service_requests": 0, "activation_outcomes": 1, "alerts": 2}
 
-# Homes each single-case role needs beyond the campaign: tracked (7 roles) and untracked (untracked-ESME
-# activation, storm, restored-within-3-minutes).
-_TRACKED_ROLES = 7
+# Postcode sectors: an estate of n homes has max(MIN_SECTORS, n // SECTOR_HOMES) sectors, its homes with a
+# postcode (all but about 2 %) dealt evenly over them: about SECTOR_HOMES to 2 * SECTOR_HOMES homes a sector
+# from n = MIN_SECTORS * SECTOR_HOMES on (as many as 6,400 sectors: larger estates get larger sectors).
+SECTOR_HOMES = 200
+MIN_SECTORS = 2  # the storm's sector and the near-miss storm's sector
+_POSTCODE_AREAS = ("LS", "M", "BS", "NG", "CF", "EH", "G", "B", "L", "S", "NE", "BN", "OX", "SW", "CH", "YO")
+_DISTRICTS = 40  # districts 1..40 of each area, sectors 0..9 of each district
+_UNIT_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # the letters of GB inward codes (no C, I, K, M, O, V)
+_HOMES_PER_UNIT = 15
+_NO_POSTCODE_SHARE = 0.02  # homes whose inventory rows carry no postcode (and one tracked home more)
+
+# Tracked homes with a role of their own beyond the campaign: other variant, hash mismatch, activation
+# failure, boundary, cancelled, no image held, six supply-evidence cases, two in the storm's windows, one
+# with no postcode in the storm, one in the near-miss storm.
+_SUPPLY_CASES = 6
+_STORM_WINDOWS = 2
+_TRACKED_ROLES = 6 + _SUPPLY_CASES + _STORM_WINDOWS + 2
 _MIN_CAMPAIGN = 3  # at least one immediate and two future-dated activations (one sent twice, one lower case)
 _MIN_TRACKED = _TRACKED_ROLES + _MIN_CAMPAIGN
-_MIN_UNTRACKED = 5
-MIN_HOMES = _MIN_TRACKED + _MIN_UNTRACKED
+_MIN_UNTRACKED = 12  # untracked-ESME activation, short outages, the storms' homes
+MIN_HOMES = _MIN_TRACKED + _MIN_UNTRACKED + 8
+_MIN_STORM = 5  # homes of the storm's sector that report it, whatever K
+_STORM_SPREAD_MS = 5 * MINUTE_MS  # the storm's AD1s arrive within this (less when B + A is shorter)
 
 
 class SimulationError(Exception):
@@ -52,7 +74,8 @@ class SimulationError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Home:
-    """One premises: a HAN on a Communications Hub, an ESME, usually gas, sometimes a display or PPMID."""
+    """One premises: a HAN on a Communications Hub, an ESME, usually gas, sometimes a display or PPMID.
+    Its postcode (in `sector`) is on the ESME's inventory row, sometimes on the CHF's too or instead."""
 
     chf: str
     esme: str
@@ -63,11 +86,14 @@ class Home:
     mprn: str | None = None
     ihd: str | None = None
     ppmid: str | None = None
+    sector: str | None = None  # as built: "LS6 2"; None for a home whose rows carry no postcode
+    chf_postcode: str | None = None  # as written on the rows, spelling variants included
+    esme_postcode: str | None = None
 
-    def inventory_rows(self, updated_at: int) -> Iterator[tuple[str, str, str, str, int]]:
-        """(device_id, device_type, chf_id, mpxn, updated_at): the CHF itself is on no other HAN."""
-        yield self.chf, "CHF", "", "", updated_at
-        yield self.esme, "ESME", self.chf, self.mpan, updated_at
+    def inventory_rows(self, updated_at: int) -> Iterator[tuple[str, str, str, str, str, int]]:
+        """(device_id, device_type, chf_id, mpxn, postcode, updated_at): the CHF itself is on no other HAN."""
+        yield self.chf, "CHF", "", "", self.chf_postcode or "", updated_at
+        yield self.esme, "ESME", self.chf, self.mpan, self.esme_postcode or "", updated_at
         for device_id, device_type, mpxn in (
             (self.gsme, "GSME", self.mprn),
             (self.gpf, "GPF", None),
@@ -75,7 +101,7 @@ class Home:
             (self.ppmid, "PPMID", None),
         ):
             if device_id:
-                yield device_id, device_type, self.chf, mpxn or "", updated_at
+                yield device_id, device_type, self.chf, mpxn or "", "", updated_at
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,14 @@ class Estate:
     @property
     def tracked(self) -> list[Home]:
         return [h for h in self.homes if h.tracked]
+
+    def sectors(self) -> dict[str, list[Home]]:
+        """Homes by postcode sector, largest sector first (then by name)."""
+        by_sector: dict[str, list[Home]] = {}
+        for home in self.homes:
+            if home.sector is not None:
+                by_sector.setdefault(home.sector, []).append(home)
+        return dict(sorted(by_sector.items(), key=lambda item: (-len(item[1]), item[0])))
 
     def write_csvs(self, out_dir: Path) -> tuple[Path, Path]:
         """tracked.csv (ISO times) and inventory.csv (epoch millis), so the demo exercises both formats."""
@@ -98,7 +132,7 @@ class Estate:
             writer.writerows((h.esme, "Landis+Gyr", "E470", "5.3.20", "MP102B-2024-11", added) for h in self.tracked)
         with open(inventory_path, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["device_id", "device_type", "chf_id", "mpxn", "updated_at"])
+            writer.writerow(["device_id", "device_type", "chf_id", "mpxn", "postcode", "updated_at"])
             for home in self.homes:
                 writer.writerows(home.inventory_rows(self.added_at))
         return tracked_path, inventory_path
@@ -116,6 +150,18 @@ class Event:
 
 
 @dataclass(frozen=True)
+class ExpectedEvidence:
+    """The evidence of a genuine outage an AD1 in a window was built to be released by (rule 9)."""
+
+    kind: str  # SUPPLY or STORM
+    esme_id: str | None = None  # supply: the HAN's ESME, its Supply Outage Restored alert and code
+    alert_id: str | None = None
+    alert_code: str | None = None
+    sector: str | None = None  # storm: the sector, and the other CH Functions whose AD1s no window covers
+    chf_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ExpectedAlert:
     alert_id: str
     key: str
@@ -124,6 +170,8 @@ class ExpectedAlert:
     expected: str
     esme_id: str | None = None
     activation_request_id: str | None = None
+    reason: str | None = None  # OUTAGE_EVIDENCE for an AD1 in a window forwarded on evidence
+    evidence: ExpectedEvidence | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +192,9 @@ class Scenario:
     def ordered(self) -> list[Event]:
         """In received_at order (per topic, as the DSP writes), requests and outcomes first on ties."""
         return sorted(self.events, key=lambda e: (e.received_at, _TOPIC_ORDER[e.topic]))
+
+    def released_on_evidence(self) -> list[ExpectedAlert]:
+        return [a for a in self.alerts if a.reason == OUTAGE_EVIDENCE]
 
     def expected_json(self, **about: Any) -> dict[str, Any]:
         return {
@@ -213,7 +264,50 @@ def build_estate(homes: int, seed: int, tracked_fraction: float, base_time: int)
                 ppmid=ids.eui64() if rng.random() < 0.1 else None,
             )
         )
-    return Estate(tuple(built), added_at=base_time - 30 * DAY_MS)
+    return Estate(tuple(_with_postcodes(built, rng)), added_at=base_time - 30 * DAY_MS)
+
+
+def _with_postcodes(homes: list[Home], rng: random.Random) -> list[Home]:
+    """Deal the homes into sectors of equal size, tracked and untracked alike spread over them; a few homes
+    (one tracked at least) get no postcode. Most carry it on the ESME row, some on the CHF row too or only."""
+    tracked = [n for n, h in enumerate(homes) if h.tracked]
+    untracked = [n for n, h in enumerate(homes) if not h.tracked]
+    rng.shuffle(tracked)
+    rng.shuffle(untracked)
+    unknown = {tracked[0], *untracked[: round(len(homes) * _NO_POSTCODE_SHARE)]}
+    dealt = [n for n in tracked + untracked if n not in unknown]
+    sectors = _sector_names(max(MIN_SECTORS, len(homes) // SECTOR_HOMES), rng)
+    units = {s: rng.sample(_units(), max(1, len(dealt) // len(sectors) // _HOMES_PER_UNIT)) for s in sectors}
+    placed = list(homes)
+    for i, n in enumerate(dealt):
+        sector = sectors[i % len(sectors)]
+        postcode = _spelled(f"{sector}{rng.choice(units[sector])}", rng)
+        where = rng.random()
+        chf_postcode = postcode if where >= 0.8 else None  # 15 % on both rows, 5 % on the CHF row only
+        esme_postcode = postcode if where < 0.95 else None
+        placed[n] = replace(homes[n], sector=sector, chf_postcode=chf_postcode, esme_postcode=esme_postcode)
+    return placed
+
+
+def _sector_names(count: int, rng: random.Random) -> list[str]:
+    """`count` distinct sectors ("LS6 2"), as many as the areas, districts and digits allow."""
+    total = len(_POSTCODE_AREAS) * _DISTRICTS * 10
+    names = []
+    for index in rng.sample(range(total), min(count, total)):
+        area, rest = divmod(index, _DISTRICTS * 10)
+        district, digit = divmod(rest, 10)
+        names.append(f"{_POSTCODE_AREAS[area]}{district + 1} {digit}")
+    return names
+
+
+def _units() -> list[str]:
+    return [a + b for a in _UNIT_LETTERS for b in _UNIT_LETTERS]
+
+
+def _spelled(postcode: str, rng: random.Random) -> str:
+    """As DSP data has it: mostly "LS6 2AB", sometimes in lower case or without the space."""
+    draw = rng.random()
+    return postcode.lower() if draw < 0.05 else postcode.replace(" ", "") if draw < 0.1 else postcode
 
 
 class _ScenarioBuilder:
@@ -225,6 +319,7 @@ class _ScenarioBuilder:
         self.seed = seed
         self.window_ms = window_ms
         self.scenario = Scenario()
+        self.latest_alert = 0
         self._suppliers = [ids.eui64() for _ in range(3)]
         self._counters = dict.fromkeys(self._suppliers, 1_000_000)
         self._alerts = 0
@@ -259,6 +354,12 @@ class _ScenarioBuilder:
         self.scenario.events.append(Event("service_requests", target or esme, received_at, datum))
         return request_id
 
+    def activation_around(self, home: Home, t: int, earliest: int) -> str:
+        """A future-dated activation of the home's ESME whose window holds t, requested hours before."""
+        start = t - self.rng.randint(0, self.window_ms)
+        received = max(earliest, start - self.rng.randint(HOUR_MS, DAY_MS))
+        return self.request(home.esme, received, start)
+
     def outcome(self, request_id: str, esme: str, received_at: int, outcome: str) -> None:
         datum = {"request_id": request_id, "device_id": esme, "outcome": outcome, "received_at": received_at}
         self.scenario.events.append(Event("activation_outcomes", esme, received_at, datum))
@@ -274,9 +375,12 @@ class _ScenarioBuilder:
         esme: str | None = None,
         request_id: str | None = None,
         device_text: str | None = None,
-    ) -> None:
-        """An alert keyed by its (canonical) originating device; `device_text` spells the ID in the value."""
+        evidence: ExpectedEvidence | None = None,
+    ) -> str:
+        """An alert keyed by its (canonical) originating device; `device_text` spells the ID in the value.
+        With `evidence`, an AD1 in a window expected forwarded on it (rule 9). Returns the alert ID."""
         self._alerts += 1
+        self.latest_alert = max(self.latest_alert, received_at)
         alert_id = f"SIM-{self.seed}-{self._alerts:06d}"
         datum = {
             "alert_id": alert_id,
@@ -288,7 +392,11 @@ class _ScenarioBuilder:
             "payload": self.rng.randbytes(24),
         }
         self.scenario.events.append(Event("alerts", device, received_at, datum))
-        self.scenario.alerts.append(ExpectedAlert(alert_id, device, code, case, expected, esme, request_id))
+        reason = None if evidence is None else OUTAGE_EVIDENCE
+        self.scenario.alerts.append(
+            ExpectedAlert(alert_id, device, code, case, expected, esme, request_id, reason, evidence)
+        )
+        return alert_id
 
     def undecodable_alert(self, received_at: int) -> None:
         """Raw DUIS XML where an Avro DeviceAlert is due; its unique key identifies it when dead-lettered."""
@@ -299,61 +407,228 @@ class _ScenarioBuilder:
         self.scenario.alerts.append(ExpectedAlert(alert_id, key, "AD1", "undecodable-bytes", DEAD_LETTER))
 
 
-def build_scenario(estate: Estate, seed: int, base_time: int, settings: Settings) -> Scenario:
-    """A firmware campaign day on the estate, with every case the contract distinguishes."""
-    window, lead_in = settings.window_ms, settings.lead_in_ms
-    if settings.max_future_days < 3:
-        raise SimulationError("the scenario dates activations up to 3 days ahead: it needs max future days >= 3")
-    rng = random.Random(f"scenario-{seed}")
-    b = _ScenarioBuilder(rng, _Ids(rng), seed, window)
+@dataclass
+class _Cast:
+    """Which home plays which case: tracked homes with a role, the campaign, and homes no window covers."""
+
+    immediate: list[Home]
+    future: list[Home]
+    other_variant: Home
+    hash_mismatch: Home
+    activation_failure: Home
+    boundary: Home
+    cancelled: Home
+    no_image: Home
+    supply: list[Home]  # AD1s in windows beside their ESME's Supply Outage Restored alert
+    storm_windows: list[Home]  # tracked, in the storm's sector, in a window when it strikes
+    no_postcode_window: Home  # tracked, no postcode, in a window when the storm strikes
+    near_miss_window: Home  # tracked, in the near-miss sector, in a window then
+    untracked_activation: Home
+    short_outages: list[Home]
+    storm: list[Home]  # no window: report the storm (AD1, 8F36)
+    near_miss_storm: list[Home]  # no window, K - 1 of them in the near-miss sector
+    storm_sector: str
+    near_miss_sector: str
+
+
+def _cast(estate: Estate, rng: random.Random, k: int) -> _Cast:
     tracked = estate.tracked
     untracked = [h for h in estate.homes if not h.tracked]
     rng.shuffle(tracked)
     rng.shuffle(untracked)
-    campaign = max(_MIN_CAMPAIGN, (len(tracked) - _TRACKED_ROLES) // 2)
-    immediate, future = tracked[: campaign // 2], tracked[campaign // 2 : campaign]
-    (other_variant, hash_mismatch, activation_failure, boundary, cancelled, no_image, storm_window) = tracked[
-        campaign : campaign + _TRACKED_ROLES
-    ]
-    idle_tracked = tracked[campaign + _TRACKED_ROLES :]
-    untracked_activation, *rest = untracked
-    short_outages = rest[: max(1, len(rest) // 10)]
-    storm_homes = rest[len(short_outages) :] + idle_tracked
-    rng.shuffle(storm_homes)
-    storm_homes = storm_homes[: max(10, len(estate.homes) // 20)]
+    storm_sector, near_miss_sector, *_ = estate.sectors()
 
-    # Time line: an immediate wave in the first 2 hours, a storm once its windows are over, future-dated
-    # activations after the storm (lead-in included), so no case falls into another's window by accident.
-    wave_end = base_time + 2 * HOUR_MS
-    storm = wave_end + window + HOUR_MS
-    future_from = storm + 2 * HOUR_MS + lead_in
+    def take(pool: list[Home], n: int, what: str, where: Callable[[Home], bool] = lambda h: True) -> list[Home]:
+        chosen = [h for h in pool if where(h)][:n]
+        if len(chosen) < n:
+            raise SimulationError(f"the scenario needs {n} {what}, the estate has {len(chosen)}: give more homes")
+        for home in chosen:
+            pool.remove(home)
+        return chosen
 
-    def within_first_hour() -> int:
-        return base_time + rng.randrange(HOUR_MS)
+    storm_windows = take(tracked, _STORM_WINDOWS, f"tracked homes in sector {storm_sector}",
+                         lambda h: h.sector == storm_sector)  # fmt: skip
+    (near_miss_window,) = take(tracked, 1, f"tracked homes in sector {near_miss_sector}",
+                               lambda h: h.sector == near_miss_sector)  # fmt: skip
+    (no_postcode_window,) = take(tracked, 1, "tracked homes without a postcode", lambda h: h.sector is None)
+    other_variant, hash_mismatch, activation_failure, boundary, cancelled, no_image = take(
+        tracked, 6, "tracked homes for single cases"
+    )
+    supply = take(tracked, _SUPPLY_CASES, "tracked homes for supply evidence")
+    campaign = max(_MIN_CAMPAIGN, len(tracked) // 2)
+    immediate = take(tracked, campaign // 2, "tracked homes for the campaign")
+    future = take(tracked, campaign - campaign // 2, "tracked homes for the campaign")
+    (untracked_activation,) = take(untracked, 1, "untracked homes")
+    spare = untracked + tracked  # untracked homes, and tracked ones with no activation: no window covers them
+    sizes = {s: len(homes) for s, homes in estate.sectors().items()}
+    in_storm = max(k, _MIN_STORM, sizes[storm_sector] // 10)
+    in_storm = min(in_storm, max(k, sum(1 for h in spare if h.sector == storm_sector)))
+    storm = take(spare, in_storm, f"homes no window covers in sector {storm_sector} (K = {k})",
+                 lambda h: h.sector == storm_sector)  # fmt: skip
+    near_miss_storm = take(spare, max(0, k - 1), f"homes no window covers in sector {near_miss_sector}",
+                           lambda h: h.sector == near_miss_sector)  # fmt: skip
+    short_outages = take(spare, max(1, len(untracked) // 10), "untracked homes for short outages",
+                         lambda h: not h.tracked)  # fmt: skip
+    return _Cast(
+        immediate, future, other_variant, hash_mismatch, activation_failure, boundary, cancelled, no_image,
+        supply, storm_windows, no_postcode_window, near_miss_window, untracked_activation, short_outages, storm,
+        near_miss_storm, storm_sector, near_miss_sector,
+    )  # fmt: skip
 
-    for home in immediate:
-        r = base_time + rng.randrange(2 * HOUR_MS)
+
+def build_scenario(estate: Estate, seed: int, base_time: int, settings: Settings) -> Scenario:
+    """A firmware campaign day on the estate, with every case the contract distinguishes."""
+    if settings.max_future_days < 3:
+        raise SimulationError("the scenario dates activations up to 3 days ahead: it needs max future days >= 3")
+    rng = random.Random(f"scenario-{seed}")
+    b = _ScenarioBuilder(rng, _Ids(rng), seed, settings.window_ms)
+    cast = _cast(estate, rng, settings.storm_min_hans)
+    policy = settings.evidence_policy
+    # Phases lie further apart than any window and B + A, so no case's evidence reaches another phase.
+    gap = policy.before_ms + policy.after_ms + settings.window_ms + settings.lead_in_ms + HOUR_MS
+    _wave(b, cast, base_time, settings)
+    _boundary(b, cast.boundary, b.latest_alert + gap)
+    _plain_forwards(b, cast, b.latest_alert + gap)
+    _storm(b, cast, b.latest_alert + gap, settings, base_time)
+    _future_dated(b, cast.future, b.latest_alert + gap + settings.lead_in_ms, base_time)
+    _cancelled_and_withdrawn(b, cast, b.latest_alert + gap + settings.lead_in_ms, base_time)
+    return b.scenario
+
+
+def _wave(b: _ScenarioBuilder, cast: _Cast, base_time: int, settings: Settings) -> None:
+    """The immediate wave: AD1s inside windows only (rule 5 suppresses them all), some beside their own
+    ESME's Supply Outage Restored alert, inside [t - B, t + A] (released) or 1 ms outside it (not)."""
+    rng, window = b.rng, settings.window_ms
+    before, after = settings.evidence_policy.before_ms, settings.evidence_policy.after_ms
+
+    def in_wave() -> int:
+        return base_time + rng.randrange(2 * HOUR_MS)
+
+    for home in cast.immediate:
+        r = in_wave()
         req = b.request(home.esme, r)
         if rng.random() < 0.5:
             b.outcome(req, home.esme, r + rng.randint(20 * SECOND_MS, 60 * SECOND_MS), "SUCCESS")
         b.alert("AD1", home.chf, r + b.ota_offset(), "ota-immediate", SUPPRESS, home.mpan, home.esme, req)
-        if rng.random() < 0.2:
-            late = r + window + rng.randint(10 * MINUTE_MS, HOUR_MS)
-            b.alert("AD1", home.chf, late, "genuine-after-window", FORWARD, home.mpan)
-    lower = immediate[0]  # the DSP may spell IDs in lower case; the key stays canonical
-    b.alert(
-        "AD1",
-        lower.chf,
-        base_time + 2 * HOUR_MS + window + 5 * MINUTE_MS,
-        "lower-case-id-after-window",
-        FORWARD,
-        lower.mpan,
-        device_text=lower.chf.lower(),
-    )
 
-    for n, home in enumerate(future):
-        r = within_first_hour()
-        t = future_from + rng.randrange(2 * DAY_MS)
+    r, offset = in_wave(), b.ota_offset()
+    home = cast.activation_failure
+    req = b.request(home.esme, r)
+    b.outcome(req, home.esme, r + offset // 2, "ACTIVATION_FAILURE")
+    b.alert("AD1", home.chf, r + offset, "activation-failure-still-active", SUPPRESS, home.mpan, home.esme, req)
+
+    near = (-min(before, 30 * SECOND_MS), min(after, 30 * SECOND_MS))  # the CH and ESME report together
+    supply_cases = (  # (case, code, where the supply alert is against t, released)
+        ("genuine-in-window-supply-evidence", "8F36", rng.randint(*near), True),
+        ("genuine-in-window-supply-evidence", "8F35", rng.randint(*near), True),
+        ("genuine-in-window-supply-at-span-start", "8F35", -before, True),
+        ("genuine-in-window-supply-at-span-end", "8F36", after, True),
+        ("in-window-supply-before-span", "8F36", -before - 1, False),
+        ("in-window-supply-after-span", "8F36", after + 1, False),
+    )
+    for home, (case, code, offset, released) in zip(cast.supply, supply_cases, strict=True):
+        r = in_wave()
+        req = b.request(home.esme, r)
+        t = r + rng.randint(int(0.1 * window), int(0.9 * window))
+        supply_id = b.alert(code, home.esme, t + offset, "supply-restored-evidence", FORWARD, home.mpan)
+        if released:
+            evidence = ExpectedEvidence(SUPPLY, esme_id=home.esme, alert_id=supply_id, alert_code=code)
+            b.alert("AD1", home.chf, t, case, FORWARD, home.mpan, evidence=evidence)
+        else:
+            b.alert("AD1", home.chf, t, case, SUPPRESS, home.mpan, home.esme, req)
+
+
+def _boundary(b: _ScenarioBuilder, home: Home, r: int) -> None:
+    """Window edges, alone in their phase: the forwarded AD1s here are from the same HAN (never storm evidence)."""
+    req, window = b.request(home.esme, r), b.window_ms
+    b.alert("AD1", home.chf, r - 1, "boundary-before-request", FORWARD, home.mpan)
+    b.alert("AD1", home.chf, r, "boundary-same-ms-as-request", SUPPRESS, home.mpan, home.esme, req)
+    b.alert("AD1", home.chf, r + window, "boundary-window-end", SUPPRESS, home.mpan, home.esme, req)
+    b.alert("AD1", home.chf, r + window + 1, "boundary-after-window-end", FORWARD, home.mpan)
+
+
+def _plain_forwards(b: _ScenarioBuilder, cast: _Cast, start: int) -> None:
+    """AD1s that rule 5 forwards (no window in force) and bad records, with no AD1 in a window near them."""
+    rng = b.rng
+
+    def in_phase() -> int:
+        return start + rng.randrange(HOUR_MS)
+
+    for home in cast.immediate:
+        if rng.random() < 0.2:  # a later, unrelated outage at a home of the wave
+            b.alert("AD1", home.chf, in_phase(), "genuine-after-window", FORWARD, home.mpan)
+    lower = cast.immediate[0]  # the DSP may spell IDs in lower case; the key stays canonical
+    b.alert("AD1", lower.chf, in_phase(), "lower-case-id-after-window", FORWARD, lower.mpan,
+            device_text=lower.chf.lower())  # fmt: skip
+
+    r, home = in_phase(), cast.other_variant
+    b.request(home.esme, r, variant="11.1")  # firmware transfer: not an activation
+    b.alert("AD1", home.chf, r + b.ota_offset(), "other-variant", FORWARD, home.mpan)
+
+    r, home = in_phase(), cast.untracked_activation
+    b.request(home.esme, r)
+    b.alert("AD1", home.chf, r + b.ota_offset(), "untracked-esme", FORWARD, home.mpan)
+
+    r, offset, home = in_phase(), b.ota_offset(), cast.hash_mismatch
+    req = b.request(home.esme, r)
+    b.outcome(req, home.esme, r + offset // 2, "HASH_MISMATCH")
+    b.alert("AD1", home.chf, r + offset, "withdrawn-hash-mismatch", FORWARD, home.mpan)
+
+    bad_home = cast.untracked_activation
+    b.alert("AD1", bad_home.chf.replace("-", ""), in_phase(), "malformed-device-id", DEAD_LETTER, bad_home.mpan)
+    b.undecodable_alert(in_phase())
+    short_id = bad_home.esme[:-3]  # seven octets
+    b.request(short_id, in_phase())
+    b.scenario.other_dead_letters.append(ExpectedDeadLetter("service_requests", short_id, "malformed-target-id"))
+
+
+def _storm(b: _ScenarioBuilder, cast: _Cast, s: int, settings: Settings, base_time: int) -> None:
+    """Supply lost in one sector at s, restored within minutes: its homes that no window covers report AD1s
+    (and their ESMEs 8F36s); its tracked homes in a window then report AD1s too, released by storm evidence
+    (K = POA_STORM_MIN_HANS other HANs in [t - B, t + A]). At the same time in another sector, K - 1 homes
+    and one in a window (still suppressed), and a home in a window whose postcode is unknown (suppressed).
+    Those in windows report no 8F36: their ESME is busy activating, so the evidence is the storm alone."""
+    rng, k = b.rng, settings.storm_min_hans
+    before, after = settings.evidence_policy.before_ms, settings.evidence_policy.after_ms
+    spread = min(_STORM_SPREAD_MS, before + after)
+
+    def restored() -> int:
+        return s + rng.randint(0, spread)
+
+    def in_window_time() -> int:  # every AD1 of the storm lies in [t - B, t + A]
+        return rng.randint(max(s, s + spread - after), min(s + spread, s + before))
+
+    for home in cast.short_outages:  # a flicker: the ESME reports, the CH did not lose power long enough
+        b.alert("8F35", home.esme, s + rng.randint(MINUTE_MS, 3 * MINUTE_MS), "short-outage", FORWARD, home.mpan)
+    for home in cast.storm + cast.near_miss_storm:
+        t = restored()
+        case = "genuine-storm" if home.sector == cast.storm_sector else "genuine-storm-near-miss-sector"
+        b.alert("AD1", home.chf, t, case, FORWARD, home.mpan)
+        b.alert("8F36", home.esme, t + rng.randint(0, 30 * SECOND_MS), "supply-restored", FORWARD, home.mpan)
+    others = tuple(sorted(h.chf for h in cast.storm))
+    for home in cast.storm_windows:
+        t = in_window_time()
+        req = b.activation_around(home, t, base_time)
+        if k > 0:
+            evidence = ExpectedEvidence(STORM, sector=cast.storm_sector, chf_ids=others)
+            b.alert("AD1", home.chf, t, "genuine-storm-in-activation-window", FORWARD, home.mpan, evidence=evidence)
+        else:  # storm evidence turned off
+            b.alert("AD1", home.chf, t, "genuine-storm-in-activation-window", SUPPRESS, home.mpan, home.esme, req)
+    for home, case in (
+        (cast.no_postcode_window, "storm-in-window-without-postcode"),
+        (cast.near_miss_window, "storm-in-window-k-minus-one-hans"),
+    ):
+        t = in_window_time()
+        req = b.activation_around(home, t, base_time)
+        b.alert("AD1", home.chf, t, case, SUPPRESS, home.mpan, home.esme, req)
+
+
+def _future_dated(b: _ScenarioBuilder, homes: list[Home], start: int, base_time: int) -> None:
+    """Future-dated activations over two days, each requested up to two days ahead, each with its OTA AD1."""
+    rng = b.rng
+    for n, home in enumerate(homes):
+        t = start + rng.randrange(2 * DAY_MS)
+        r = max(base_time, t - rng.randint(HOUR_MS, 2 * DAY_MS))
         req = b.request(home.esme, r, t)
         if n == 0:  # the critical-command twice: pre-command, then the signed command, same request ID
             b.request(home.esme, r + rng.randint(2 * MINUTE_MS, 10 * MINUTE_MS), t, request_id=req)
@@ -363,105 +638,23 @@ def build_scenario(estate: Estate, seed: int, base_time: int, settings: Settings
         b.outcome(req, home.esme, ota + MINUTE_MS, "SUCCESS")
         b.alert("8F66", home.esme, ota + MINUTE_MS, "future-dated-success-alert", FORWARD, home.mpan)
 
-    r = within_first_hour()
-    b.request(other_variant.esme, r, variant="11.1")  # firmware transfer: not an activation
-    b.alert("AD1", other_variant.chf, r + b.ota_offset(), "other-variant", FORWARD, other_variant.mpan)
 
-    r = within_first_hour()
-    b.request(untracked_activation.esme, r)
-    b.alert(
-        "AD1",
-        untracked_activation.chf,
-        r + b.ota_offset(),
-        "untracked-esme",
-        FORWARD,
-        untracked_activation.mpan,
-    )
+def _cancelled_and_withdrawn(b: _ScenarioBuilder, cast: _Cast, start: int, base_time: int) -> None:
+    """Future-dated activations that end before their time: cancelled, or withdrawn (no image held)."""
+    rng = b.rng
+    t, home = start + rng.randrange(HOUR_MS), cast.cancelled
+    r = max(base_time, t - rng.randint(6 * HOUR_MS, DAY_MS))
+    b.request(home.esme, r, t)
+    b.request(home.esme, r + 3 * HOUR_MS, CANCEL_AT_MS)
+    b.alert("AD1", home.chf, t + b.ota_offset(), "genuine-cancelled-activation", FORWARD, home.mpan)
 
-    r, offset = within_first_hour(), b.ota_offset()
-    req = b.request(hash_mismatch.esme, r)
-    b.outcome(req, hash_mismatch.esme, r + offset // 2, "HASH_MISMATCH")
-    b.alert("AD1", hash_mismatch.chf, r + offset, "withdrawn-hash-mismatch", FORWARD, hash_mismatch.mpan)
-
-    r, offset = within_first_hour(), b.ota_offset()
-    req = b.request(activation_failure.esme, r)
-    b.outcome(req, activation_failure.esme, r + offset // 2, "ACTIVATION_FAILURE")
-    b.alert(
-        "AD1",
-        activation_failure.chf,
-        r + offset,
-        "activation-failure-still-active",
-        SUPPRESS,
-        activation_failure.mpan,
-        activation_failure.esme,
-        req,
-    )
-
-    r = within_first_hour()
-    req = b.request(boundary.esme, r)
-    home = boundary
-    b.alert("AD1", home.chf, r - 1, "boundary-before-request", FORWARD, home.mpan)
-    b.alert("AD1", home.chf, r, "boundary-same-ms-as-request", SUPPRESS, home.mpan, home.esme, req)
-    b.alert("AD1", home.chf, r + window, "boundary-window-end", SUPPRESS, home.mpan, home.esme, req)
-    b.alert("AD1", home.chf, r + window + 1, "boundary-after-window-end", FORWARD, home.mpan)
-
-    r = within_first_hour()
-    t = future_from + DAY_MS
-    b.request(cancelled.esme, r, t)
-    b.request(cancelled.esme, r + 3 * HOUR_MS, CANCEL_AT_MS)
-    b.alert("AD1", cancelled.chf, t + b.ota_offset(), "genuine-cancelled-activation", FORWARD, cancelled.mpan)
-
-    r = within_first_hour()
-    t = future_from + rng.randrange(DAY_MS)
-    req, offset = b.request(no_image.esme, r, t), b.ota_offset()
+    t, home = start + rng.randrange(HOUR_MS), cast.no_image
+    r = max(base_time, t - rng.randint(HOUR_MS, DAY_MS))
+    req, offset = b.request(home.esme, r, t), b.ota_offset()
     reported = t + min(5 * SECOND_MS, offset // 2)  # the 0x8F67 comes at the execution time
-    b.outcome(req, no_image.esme, reported, "NO_IMAGE_HELD")
-    b.alert("8F67", no_image.esme, reported, "future-dated-failure-alert", FORWARD, no_image.mpan)
-    b.alert("AD1", no_image.chf, t + offset, "withdrawn-no-image-held", FORWARD, no_image.mpan)
-
-    # A storm: supply lost at `storm`, restored 4-8 minutes later; each CH reports AD1, each ESME 8F36.
-    for home in storm_homes:
-        restored = storm + rng.randint(4 * MINUTE_MS, 8 * MINUTE_MS)
-        b.alert("AD1", home.chf, restored + rng.randint(0, 30 * SECOND_MS), "genuine-storm", FORWARD, home.mpan)
-        b.alert(
-            "8F36",
-            home.esme,
-            restored + rng.randint(0, 30 * SECOND_MS),
-            "supply-restored",
-            FORWARD,
-            home.mpan,
-        )
-    for home in short_outages:
-        b.alert(
-            "8F35",
-            home.esme,
-            storm + rng.randint(MINUTE_MS, 3 * MINUTE_MS),
-            "short-outage",
-            FORWARD,
-            home.mpan,
-        )
-    # The known cost of MP102B: a real outage inside a tracked activation's window is suppressed too.
-    t = storm + 5 * MINUTE_MS - window // 3
-    req = b.request(storm_window.esme, within_first_hour(), t)
-    b.alert(
-        "AD1",
-        storm_window.chf,
-        storm + 5 * MINUTE_MS,
-        "genuine-storm-in-activation-window",
-        SUPPRESS,
-        storm_window.mpan,
-        storm_window.esme,
-        req,
-    )
-
-    bad_home = storm_homes[0]
-    bad_id = bad_home.chf.replace("-", "")
-    b.alert("AD1", bad_id, storm + 6 * MINUTE_MS, "malformed-device-id", DEAD_LETTER, bad_home.mpan)
-    b.undecodable_alert(storm + 7 * MINUTE_MS)
-    short_id = untracked_activation.esme[:-3]  # seven octets
-    b.request(short_id, within_first_hour())
-    b.scenario.other_dead_letters.append(ExpectedDeadLetter("service_requests", short_id, "malformed-target-id"))
-    return b.scenario
+    b.outcome(req, home.esme, reported, "NO_IMAGE_HELD")
+    b.alert("8F67", home.esme, reported, "future-dated-failure-alert", FORWARD, home.mpan)
+    b.alert("AD1", home.chf, t + offset, "withdrawn-no-image-held", FORWARD, home.mpan)
 
 
 def ensure_input_topics(settings: Settings, partitions: int) -> list[str]:

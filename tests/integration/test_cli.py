@@ -27,7 +27,7 @@ from pipeline.tools.estate_simulator import (
     parse_base_time,
 )
 from pipeline.wire.avro_codec import AvroCodec
-from tests.integration.worker_harness import WorkerProcess
+from tests.integration.worker_harness import WorkerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -120,11 +120,14 @@ def test_demo_summary_checks_every_alert_against_the_expected_outputs(settings, 
         str(tmp_path / "expected.json"),
         "--timeout",
         "30",
+        "--metrics-port",
+        "0",  # no worker: its count and explanations are not asked for
         *all_flags(settings),
     ]
     assert cli.main(args) == status
     out = capsys.readouterr().out
     assert "forwarded to the DNO" in out and "metrics: http://127.0.0.1:" in out
+    assert "released on evidence of a genuine outage: 6 of 6 expected (4 on supply evidence, 2 on storm" in out
     if wrong:
         assert "mismatches against expected.json: 2" in out
         assert out.count("expected suppress, got forward") == 2
@@ -138,12 +141,13 @@ def test_the_demo_end_to_end_simulate_worker_summary(settings, tmp_path):
     assert cli.main(simulate(settings, tmp_path, homes=120, seed=11)) == 0
     command = [sys.executable, "-m", "pipeline.cli"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    worker_args = [*all_flags(settings), "--data-dir", str(tmp_path / "state"), "--metrics-port", "0"]
+    port = ["--metrics-port", str(free_port())]
+    worker_args = [*all_flags(settings), "--data-dir", str(tmp_path / "state"), *port]
     worker = subprocess.Popen([*command, "worker", *worker_args], cwd=REPO, env=env)
     try:
         expected = str(tmp_path / "expected.json")
         summary = subprocess.run(
-            [*command, "demo-summary", "--expected", expected, "--timeout", "120", *all_flags(settings)],
+            [*command, "demo-summary", "--expected", expected, "--timeout", "120", *port, *all_flags(settings)],
             cwd=REPO, capture_output=True, text=True, timeout=180, env=env,
         )  # fmt: skip
     finally:
@@ -151,6 +155,10 @@ def test_the_demo_end_to_end_simulate_worker_summary(settings, tmp_path):
         worker.wait(timeout=60)
     assert summary.returncode == 0, summary.stdout + summary.stderr
     assert "mismatches against expected.json: none" in summary.stdout
+    # The worker's own count and its explanations name the evidence: an ESME's 8F3x, and a sector's storm.
+    assert "6 of 6 expected (4 on supply evidence, 2 on storm evidence); the worker counted 6" in summary.stdout
+    assert re.search(r"its ESME \S+ reported 8F3[56] \(supply restored\)", summary.stdout), summary.stdout
+    assert re.search(r"a storm in postcode sector \w+ \d: AD1s no window covers from \d+ other", summary.stdout)
 
 
 def on_a_terminal(argv: list[str]) -> str:

@@ -4,6 +4,7 @@ The labels are checked against a small oracle written here from contract section
 the simulator's construction and the filter's decision code.
 """
 
+import json
 import re
 from collections import Counter
 from dataclasses import replace
@@ -18,9 +19,13 @@ from pipeline.tools.estate_simulator import (
     CANCEL_AT_MS,
     DEAD_LETTER,
     FORWARD,
+    MIN_HOMES,
+    MIN_SECTORS,
     RECORD_NAMES,
+    SECTOR_HOMES,
     SUPPRESS,
     Estate,
+    ExpectedEvidence,
     Scenario,
     SimulationError,
     build_estate,
@@ -34,6 +39,7 @@ from pipeline.wire.avro_codec import AvroCodec
 BASE = parse_base_time("2025-01-15T08:00:00Z")
 EUI64 = re.compile(r"[0-9A-F]{2}(?:-[0-9A-F]{2}){7}")
 MINUTE = 60_000
+GB_POSTCODE = re.compile(r"[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][ABD-HJLNP-UW-Z]{2}", re.IGNORECASE)
 
 
 def simulate(seed: int = 7, homes: int = 200, settings: Settings | None = None) -> tuple[Estate, Scenario]:
@@ -170,24 +176,45 @@ def _alert_events(scenario: Scenario):
     return zip(events, scenario.alerts, strict=True)
 
 
-def oracle(estate: Estate, scenario: Scenario, settings: Settings) -> dict[str, tuple[str, set[tuple[str, str]]]]:
-    """Contract 5 applied directly: alert ID -> (decision, {(ESME, request ID) justifying a suppression})."""
+def sector_of(postcode: str) -> str | None:
+    """Rule 9's sector, written here from the contract's sentence: upper case, spaces removed, 5 to 7 characters,
+    less the last two, a space before the last remaining one."""
+    compact = postcode.upper().replace(" ", "")
+    return f"{compact[:-3]} {compact[-3]}" if 5 <= len(compact) <= 7 else None
+
+
+def han_sectors(estate: Estate) -> dict[str, str | None]:
+    """CH Function -> sector, from the inventory rows as written: the CHF's postcode, else its first ESME's."""
+    rows = [row for h in estate.homes for row in h.inventory_rows(0)]
+    own = {device: postcode for device, kind, _, _, postcode, _ in rows if kind == "CHF" and postcode}
+    esmes: dict[str, list[tuple[str, str]]] = {}
+    for device, kind, chf, _, postcode, _ in rows:
+        if kind == "ESME" and postcode:
+            esmes.setdefault(chf, []).append((device, postcode))
+    sectors: dict[str, str | None] = {}
+    for device, kind, _, _, _, _ in rows:
+        if kind == "CHF":
+            postcode = own.get(device) or min(esmes.get(device, [("", "")]))[1]
+            sectors[device] = sector_of(postcode) if postcode else None
+    return sectors
+
+
+Oracle = dict[str, tuple[str, set[tuple[str, str]], ExpectedEvidence | None]]
+
+
+def oracle(estate: Estate, scenario: Scenario, settings: Settings) -> Oracle:
+    """Contract 5 applied directly: alert ID -> (decision, {(ESME, request ID) justifying a suppression}, the
+    rule-9 evidence that releases an AD1 rule 5 would suppress)."""
     esmes_on = {h.chf: h.esme for h in estate.homes}
     tracked = {h.esme for h in estate.tracked}
     events = scenario.ordered()
     requests = [e.datum for e in events if e.topic == "service_requests" and e.datum]
     outcomes = [e.datum for e in events if e.topic == "activation_outcomes" and e.datum]
-    decisions: dict[str, tuple[str, set[tuple[str, str]]]] = {}
-    for event, alert in _alert_events(scenario):
-        datum = event.datum
-        if datum is None or not EUI64.fullmatch(datum["device_id"].upper()):
-            decisions[alert.alert_id] = (DEAD_LETTER, set())
-            continue
-        t, chf = datum["received_at"], datum["device_id"].upper()
+
+    def rule_5(chf: str, t: int) -> set[tuple[str, str]]:
         esme = esmes_on.get(chf)
-        if datum["alert_code"] != "AD1" or esme not in tracked:
-            decisions[alert.alert_id] = (FORWARD, set())
-            continue
+        if esme not in tracked:
+            return set()
         mine = [r for r in requests if r["target_device_id"] == esme and r["service_reference_variant"] == "11.3"]
         cancels = [r["received_at"] for r in mine if (r["execution_datetime"] or 0) >= CANCEL_AT_MS]
         justified = set()
@@ -207,36 +234,153 @@ def oracle(estate: Estate, scenario: Scenario, settings: Settings) -> dict[str, 
             )
             if start - settings.lead_in_ms <= t <= start + settings.window_ms and not cancelled and not withdrawn:
                 justified.add((esme, request_id))
-        decisions[alert.alert_id] = (SUPPRESS if justified else FORWARD, justified)
+        return justified
+
+    valid = [
+        (alert, event.datum["received_at"], event.datum["device_id"].upper(), event.datum["alert_code"])
+        for event, alert in _alert_events(scenario)
+        if event.datum is not None and EUI64.fullmatch(event.datum["device_id"].upper())
+    ]
+    ad1s_forwarded = [(chf, t) for _, t, chf, code in valid if code == "AD1" and not rule_5(chf, t)]
+    sectors = han_sectors(estate)
+    before = settings.evidence_before_minutes * MINUTE
+    after = settings.evidence_after_minutes * MINUTE
+
+    def evidence(chf: str, t: int) -> ExpectedEvidence | None:
+        supply = sorted(
+            (s_t, a.alert_id, a.key, code)
+            for a, s_t, device, code in valid
+            if code in ("8F35", "8F36") and device == esmes_on.get(chf) and t - before <= s_t <= t + after
+        )
+        if supply:
+            _, alert_id, esme, code = supply[0]
+            return ExpectedEvidence("supply", esme_id=esme, alert_id=alert_id, alert_code=code)
+        sector = sectors.get(chf)
+        k = settings.storm_min_hans
+        others = {
+            o for o, o_t in ad1s_forwarded if o != chf and sectors.get(o) == sector and t - before <= o_t <= t + after
+        }
+        if k > 0 and sector is not None and len(others) >= k:
+            return ExpectedEvidence("storm", sector=sector, chf_ids=tuple(sorted(others)))
+        return None
+
+    decisions: Oracle = {a.alert_id: (DEAD_LETTER, set(), None) for a in scenario.alerts}
+    for alert, t, chf, code in valid:
+        justified = rule_5(chf, t) if code == "AD1" else set()
+        released = evidence(chf, t) if justified else None
+        decisions[alert.alert_id] = (SUPPRESS if justified and not released else FORWARD, justified, released)
     return decisions
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [
-        Settings(),
-        replace(Settings(), window_minutes=45, lead_in_minutes=20),
-        replace(Settings(), window_minutes=1),
-    ],
-    ids=["default", "longer-window-and-lead-in", "one-minute-window"],
-)
+SETTINGS = {
+    "default": Settings(),
+    "longer-window-and-lead-in": replace(Settings(), window_minutes=45, lead_in_minutes=20),
+    "one-minute-window": replace(Settings(), window_minutes=1),
+    "no-span": replace(Settings(), evidence_before_minutes=0, evidence_after_minutes=0),
+    "wide-span": replace(Settings(), evidence_before_minutes=240, evidence_after_minutes=60),
+    "storm-of-one": replace(Settings(), storm_min_hans=1),
+    "storm-of-eight": replace(Settings(), storm_min_hans=8),
+    "storms-off": replace(Settings(), storm_min_hans=0),
+}
+
+
+@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
 @pytest.mark.parametrize("seed", [1, 7, 2024])
 def test_every_label_is_what_the_contract_rules_give(settings, seed):
     estate, scenario = simulate(seed, settings=settings)
     decisions = oracle(estate, scenario, settings)
     for alert in scenario.alerts:
-        decision, justified = decisions[alert.alert_id]
+        decision, justified, released = decisions[alert.alert_id]
         assert alert.expected == decision, alert
         if decision == SUPPRESS:
             assert justified == {(alert.esme_id, alert.activation_request_id)}, alert
+        assert alert.evidence == released, alert
+        assert alert.reason == ("outage_evidence" if released else None), alert
 
 
-def test_the_expected_file_names_every_alert_once(tmp_path):
+@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
+def test_the_evidence_cases_are_all_there_released_and_near_misses(settings):
+    _, scenario = simulate(settings=settings)
+    cases = Counter(a.case for a in scenario.alerts)
+    released = Counter((a.case, a.evidence.kind) for a in scenario.alerts if a.evidence)
+    assert released[("genuine-in-window-supply-evidence", "supply")] == 2
+    assert released[("genuine-in-window-supply-at-span-start", "supply")] == 1
+    assert released[("genuine-in-window-supply-at-span-end", "supply")] == 1
+    suppressed = Counter(a.case for a in scenario.alerts if a.expected == SUPPRESS)
+    assert suppressed["in-window-supply-before-span"] == suppressed["in-window-supply-after-span"] == 1
+    assert suppressed["storm-in-window-without-postcode"] == 1
+    k = settings.storm_min_hans
+    storm_released = released[("genuine-storm-in-activation-window", "storm")]
+    assert storm_released == (2 if k else 0) and suppressed["genuine-storm-in-activation-window"] == (0 if k else 2)
+    assert suppressed["storm-in-window-k-minus-one-hans"] == 1  # K - 1 other HANs, or storms off
+    assert cases["genuine-storm-near-miss-sector"] == max(0, k - 1)
+    assert cases["genuine-storm"] >= max(k, 5)
+
+
+def test_supply_alerts_sit_inside_the_span_or_one_millisecond_outside():
+    settings = Settings()
+    _, scenario = simulate(settings=settings)
+    at = {a.alert_id: e.received_at for e, a in _alert_events(scenario)}
+    b, a_ = 10 * MINUTE, 3 * MINUTE
+    supply_of = {}  # ESME -> time of its Supply Outage Restored alert
+    for e, alert in _alert_events(scenario):
+        if alert.case == "supply-restored-evidence":
+            supply_of[alert.key] = e.received_at
+    by_case: dict[str, list[int]] = {}
+    for _, alert in _alert_events(scenario):
+        if "supply" in alert.case and alert.alert_code == "AD1":
+            esme = alert.evidence.esme_id if alert.evidence else alert.esme_id
+            by_case.setdefault(alert.case, []).append(supply_of[esme] - at[alert.alert_id])
+    assert by_case["genuine-in-window-supply-at-span-start"] == [-b]
+    assert by_case["genuine-in-window-supply-at-span-end"] == [a_]
+    assert by_case["in-window-supply-before-span"] == [-b - 1]
+    assert by_case["in-window-supply-after-span"] == [a_ + 1]
+    assert all(-b <= d <= a_ for d in by_case["genuine-in-window-supply-evidence"])
+
+
+def test_homes_have_gb_postcodes_in_sectors_of_the_claimed_size():
+    homes = 1000
+    estate = build_estate(homes, 3, 0.3, BASE)
+    rows = [row for h in estate.homes for row in h.inventory_rows(0)]
+    written = [postcode for _, _, _, _, postcode, _ in rows if postcode]
+    assert written and all(GB_POSTCODE.fullmatch(p) for p in written)
+    sectors = Counter(h.sector for h in estate.homes if h.sector)
+    assert len(sectors) == homes // SECTOR_HOMES
+    assert max(sectors.values()) - min(sectors.values()) <= 1 and min(sectors.values()) >= 0.9 * SECTOR_HOMES
+    assert han_sectors(estate) == {h.chf: h.sector for h in estate.homes}  # as written, read as rule 9 reads it
+    where = Counter((h.chf_postcode is not None, h.esme_postcode is not None) for h in estate.homes)
+    assert where[(False, True)] > 0.6 * homes  # mostly on the ESME row
+    assert where[(True, True)] > 0 and where[(True, False)] > 0 and 0 < where[(False, False)] < 0.05 * homes
+    assert any(not h.sector for h in estate.tracked)
+    assert any(p != p.upper() for p in written) and any(" " not in p for p in written)  # as DSPs spell them
+    small = build_estate(200, 3, 0.3, BASE)
+    assert len({h.sector for h in small.homes if h.sector}) == MIN_SECTORS
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_smallest_estate_holds_every_case(seed):
+    estate = build_estate(MIN_HOMES, seed, 0.3, BASE)
+    scenario = build_scenario(estate, seed, BASE, Settings())
+    decisions = oracle(estate, scenario, Settings())
+    assert all(decisions[a.alert_id][0] == a.expected for a in scenario.alerts)
+
+
+def test_a_storm_threshold_the_estate_cannot_meet_is_refused_naming_k():
+    with pytest.raises(SimulationError, match="K = 500"):
+        simulate(settings=replace(Settings(), storm_min_hans=500))
+
+
+def test_the_expected_file_names_every_alert_once_with_the_evidence_of_those_released(tmp_path):
     _, scenario = simulate()
     write_expected(scenario, tmp_path / "expected.json", seed=7)
-    import json
-
     expected = json.loads((tmp_path / "expected.json").read_text())
     ids = [a["alert_id"] for a in expected["alerts"]]
     assert len(ids) == len(set(ids)) == len(scenario.alerts)
     assert expected["seed"] == 7
+    released = [a for a in expected["alerts"] if a["reason"] == "outage_evidence"]
+    assert len(released) == len(scenario.released_on_evidence()) == 6
+    supply = next(a for a in released if a["evidence"]["kind"] == "supply")
+    assert EUI64.fullmatch(supply["evidence"]["esme_id"]) and supply["evidence"]["alert_code"] in ("8F35", "8F36")
+    storm = next(a for a in released if a["evidence"]["kind"] == "storm")
+    assert sector_of(storm["evidence"]["sector"] + "AA") == storm["evidence"]["sector"]
+    assert len(storm["evidence"]["chf_ids"]) >= 3
