@@ -95,11 +95,13 @@ def live_run(settings: Settings, workers: list[WorkerProcess], crash_while_held:
     reader = OutputReader(settings)
     try:
         sent = write_events(dsp, sc.events())
-        waiting = {a["alert_id"] for a in sc.alerts if sc.intent[a["alert_id"]] == "suppress"}
+        # AD1s in windows without supply evidence wait until evidence up to t + A is complete (two minutes
+        # ahead): those to be suppressed, and those a storm releases (storm evidence is looked for once final).
+        storm_released = {a for a in sc.released_on_evidence() if a.startswith("storm-alert-")}
+        waiting = {a["alert_id"] for a in sc.alerts if sc.intent[a["alert_id"]] == "suppress"} | storm_released
         others = len(sc.alerts) - len(waiting)
         outputs = reader.wait_for(lambda o: o.alert_outputs >= others, 60, "every alert but those waiting", workers[0])
-        # Not delayed: everything else, the AD1 of no window and the AD1s released on evidence included, is out
-        # while the AD1s in windows without evidence still wait (t + A is two minutes ahead).
+        # Not delayed: everything else, the AD1s of no window and those released on supply evidence included.
         assert waiting.isdisjoint(outputs.suppressed_ids() + outputs.forwarded_ids())
         assert {h.ad1_id for h in homes if h.kind in ("after", "before")} <= set(outputs.forwarded_ids())
         wait_until(lambda: sum(metric_value(w, HELD_METRIC) for w in workers) == len(waiting), 10, "held gauge")
