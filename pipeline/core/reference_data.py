@@ -34,7 +34,7 @@ TRACKED = b"trk/"  # device ID -> the raw keys under which it is on the tracked 
 TRACKED_COUNT = b"trk-count"  # how many devices are on the tracked list
 NONE = b"-"
 
-_Entry = tuple[tuple[int, int, int], bytes, bytes]  # write order, CHF (NONE: not an ESME on a HAN), postcode
+_Entry = tuple[tuple[int, int, int], bytes, bytes | None]  # write order, CHF (NONE: not an ESME on a HAN), postcode
 
 
 def _han_key(chf_id: bytes, esme_id: bytes) -> bytes:
@@ -46,14 +46,14 @@ def _entries(raw: bytes | None) -> dict[bytes, _Entry]:
     for line in raw.split(b"\n") if raw else ():
         key, timestamp, partition, offset, chf, postcode = line.split(b" ")
         order = (-1 if timestamp == NONE else int(timestamp), int(partition), int(offset))
-        entries[key] = (order, chf, postcode if postcode == NONE else bytes.fromhex(postcode.decode()))
+        entries[key] = (order, chf, None if postcode == NONE else bytes.fromhex(postcode.decode()))
     return entries
 
 
 def _encoded(entries: dict[bytes, _Entry]) -> bytes:
     return b"\n".join(
         b"%s %s %d %d %s %s"
-        % (key, NONE if ts < 0 else str(ts).encode(), partition, offset, chf, pc if pc == NONE else pc.hex().encode())
+        % (key, NONE if ts < 0 else str(ts).encode(), partition, offset, chf, NONE if pc is None else pc.hex().encode())
         for key, ((ts, partition, offset), chf, pc) in entries.items()
     )
 
@@ -78,7 +78,7 @@ def _place(entries: dict[bytes, _Entry]) -> tuple[bytes | None, bytes | None]:
     latest = _latest(entries)
     if latest is None:
         return None, None
-    return (None if latest[1] == NONE else latest[1]), (None if latest[2] == NONE else latest[2])
+    return (None if latest[1] == NONE else latest[1]), latest[2]
 
 
 class ReferenceData:
@@ -91,7 +91,7 @@ class ReferenceData:
     def put_inventory(self, key: str, chf_id: str | None, written: Written, postcode: str | None = None) -> None:
         """A record under this raw key (a valid device ID, any case) stands: the device is an ESME on the HAN
         of `chf_id`, or (None) not an ESME on any HAN; `postcode` is its premises' (None: none)."""
-        place = postcode.encode() if postcode else NONE
+        place = postcode.encode() if postcode else None
         self._update_inventory(key, (written.order, chf_id.encode() if chf_id else NONE, place))
 
     def remove_inventory(self, key: str) -> None:

@@ -47,8 +47,8 @@ class Scenario:
     def reference_decisions(
         self, policy: WindowPolicy | None = None, evidence: EvidencePolicy | None = None
     ) -> dict[str, tuple[str, str | None]]:
-        """alert_id -> ("suppress", request_id) or ("forward", None), from the pure core with all inputs:
-        rule 5, then rule 9 with every alert that may be evidence."""
+        """alert_id -> ("suppress", request_id) or ("forward", None) for every valid alert, from the pure core
+        with all inputs: rule 5, then rule 9 with every valid alert that may be evidence."""
         decisions, _ = self._reference(policy, evidence or EvidencePolicy())
         return decisions
 
@@ -60,31 +60,33 @@ class Scenario:
         self, policy: WindowPolicy | None, evidence: EvidencePolicy
     ) -> tuple[dict[str, tuple[str, str | None]], set[str]]:
         state = FilterState(StagedStore(MemoryBackend()), policy or WindowPolicy())
-        for key, datum in self.inventory:
-            state.put_inventory(key.upper(), None if datum is None else validation.inventory_record(datum))
+        for key, datum in self.inventory:  # under the key as written: a tombstone removes that key's record only
+            state.put_inventory(key, None if datum is None else validation.inventory_record(datum))
         for key, datum in self.tracked:
-            state.put_tracked(key.upper(), datum is not None)
+            state.put_tracked(key, datum is not None)
         for d in self.requests:
             state.apply_service_request(validation.service_request(d))
         for d in self.outcomes:
             state.apply_outcome(validation.activation_outcome(d))
+        valid = []
         for d in self.alerts:
             try:
-                state.put_evidence_alert(validation.device_alert(d))
+                valid.append(validation.device_alert(d))
             except BadInput:
-                continue
+                continue  # dead-lettered: decided by nothing, evidence of nothing
+        for alert in valid:
+            state.put_evidence_alert(alert)
         decisions: dict[str, tuple[str, str | None]] = {}
         released = set()
-        for d in self.alerts:
-            alert = validation.device_alert(d)
+        for alert in valid:
             decision = state.decide(alert)
             if isinstance(decision, Suppress) and state.evidence_for(alert, evidence) is not None:
-                released.add(d["alert_id"])
-                decisions[d["alert_id"]] = ("forward", None)
+                released.add(alert.alert_id)
+                decisions[alert.alert_id] = ("forward", None)
             elif isinstance(decision, Suppress):
-                decisions[d["alert_id"]] = ("suppress", decision.activation.version.request_id)
+                decisions[alert.alert_id] = ("suppress", decision.activation.version.request_id)
             else:
-                decisions[d["alert_id"]] = ("forward", None)
+                decisions[alert.alert_id] = ("forward", None)
         return decisions, released
 
 

@@ -1,7 +1,7 @@
 """Contract rule 9, sentence by sentence, on the pure evidence rules (the state finds the candidates)."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.event_time import MINUTE_MS
@@ -145,6 +145,7 @@ def test_k_one() -> None:
     assert storm_evidence(CHF, "SW1A 1", T, EvidencePolicy(storm_min_hans=1), [ad1(other_chf(1), T)]) is not None
 
 
+@settings(deadline=None)  # a loaded machine must not fail it
 @given(
     st.lists(st.tuples(st.integers(0, 6), st.integers(-20 * MINUTE_MS, 20 * MINUTE_MS)), max_size=30), st.integers(0, 5)
 )
@@ -158,3 +159,20 @@ def test_storm_evidence_counts_distinct_other_hans_in_the_span(raw: list[tuple[i
     assert (found is not None) is expected
     if found is not None:
         assert {h for h, _, _ in found.hans} == hans
+
+
+CODES = st.sampled_from(["8F35", "8F36", "8f36", "8F37", "AD1"])
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(CODES, st.integers(-15 * MINUTE_MS, 15 * MINUTE_MS)), max_size=12))
+def test_supply_evidence_is_the_earliest_supply_restored_alert_in_the_span(raw: list[tuple[str, int]]) -> None:
+    """An independent statement of rule 9a over the HAN's ESMEs' alerts: code 8F35 or 8F36 exactly, received
+    in [t - B, t + A]; the earliest is named."""
+    alerts = [supply(T + offset, code, alert_id=f"s{n:02d}") for n, (code, offset) in enumerate(raw)]
+    counting = sorted((a.received_at, a.alert_id) for a in alerts
+                      if a.alert_code in ("8F35", "8F36") and T - B <= a.received_at <= T + A)  # fmt: skip
+    found = supply_evidence(T, POLICY, alerts)
+    assert (found is None) == (not counting)
+    if found is not None:
+        assert (found.received_at, found.alert_id) == counting[0]

@@ -7,7 +7,7 @@ import pytest
 from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import MemoryBackend, StagedStore
-from pipeline.core.outage_evidence import EvidencePolicy, StormEvidence
+from pipeline.core.outage_evidence import EvidencePolicy, StormEvidence, SupplyEvidence
 from pipeline.core.records import DeviceAlert, InventoryRecord, ServiceRequest
 
 MIN = 60_000
@@ -91,6 +91,14 @@ def test_a_malformed_first_postcode_makes_the_sector_unknown_rather_than_the_nex
     put(s, esme(1, "A"), "ESME", chf(1), "SW1A 1AAX")  # 8 characters
     put(s, esme(1, "B"), "ESME", chf(1), "B1 1AA")
     assert s.sector_of(chf(1)) is None
+
+
+def test_a_postcode_on_another_kind_of_device_of_the_han_gives_it_none() -> None:
+    s = new_state()
+    put(s, esme(1, "B"), "GSME", chf(1), "B1 1AA")  # a gas meter on the HAN: not an ESME
+    assert s.sector_of(chf(1)) is None
+    put(s, esme(1, "B"), "esme", chf(1), "B1 1AA")  # an ESME, in any letter case
+    assert s.sector_of(chf(1)) == "B1 1"
 
 
 def test_an_esme_moved_to_another_han_takes_its_postcode_with_it() -> None:
@@ -191,3 +199,112 @@ def test_storm_evidence_is_not_looked_for_when_the_caller_says_the_inputs_are_no
     s = new_state()
     target = sector_with_outages(s, others=3)
     assert s.evidence_for(ad1(target), POLICY, storm=False) is None
+
+
+@pytest.mark.parametrize("malformed", ["-", "--", "2D"])
+def test_a_malformed_own_postcode_whatever_its_characters_makes_the_sector_unknown(malformed: str) -> None:
+    """The CH Function has a postcode, so its ESMEs' do not apply; one that reads like the store's own
+    "no postcode" mark is no exception."""
+    s = new_state()
+    put(s, chf(1), "CHF", None, malformed)
+    put(s, esme(1), "ESME", chf(1), "M1 1AE")
+    assert (s.han_postcode(chf(1)), s.sector_of(chf(1))) == (malformed, None)
+    put(s, esme(2, "A"), "ESME", chf(2), malformed)  # the first ESME of CH Function 2 has one
+    put(s, esme(2, "B"), "ESME", chf(2), "M1 1AE")
+    assert (s.han_postcode(chf(2)), s.sector_of(chf(2))) == (malformed, None)
+
+
+def test_several_ad1s_from_one_other_han_count_once() -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=2)
+    for n in range(4):
+        s.put_evidence_alert(ad1(chf(1), T - n * MIN))  # CH Function 1 again and again: still one HAN
+    assert storm(s, target) is None
+    s.put_evidence_alert(ad1(home(s, 3), T))
+    assert storm(s, target) is not None
+
+
+def test_a_han_counts_when_one_of_its_ad1s_in_the_span_is_outside_its_window() -> None:
+    """Rule 5 alone decides each AD1 at its own time: an AD1 just after the HAN's window ended counts, one
+    inside it does not."""
+    s = new_state()
+    target = sector_with_outages(s, others=2)
+    ending = home(s, 7)
+    s.put_tracked(esme(7), True)
+    s.apply_service_request(ServiceRequest("r7", "11.3", esme(7), None, None, T - 28 * MIN))  # ends at T + 2 min
+    s.put_evidence_alert(ad1(ending, T + 2 * MIN))
+    assert storm(s, target) is None
+    s.put_evidence_alert(ad1(ending, T + 2 * MIN + 1))
+    found = storm(s, target)
+    assert found is not None and (ending, f"ad1-{ending}-{T + 2 * MIN + 1}", T + 2 * MIN + 1) in found.hans
+
+
+def test_an_activation_recorded_after_an_ad1_still_keeps_it_from_counting() -> None:
+    """Whether an AD1 counts is rule 5's decision with the activation inputs read past its time, whatever
+    order they were recorded in: the look-up waits for them (rule 7), and then they are all there."""
+    s = new_state()
+    target = sector_with_outages(s, others=3)
+    assert storm(s, target) is not None
+    s.put_tracked(esme(3), True)
+    s.apply_service_request(ServiceRequest("r3", "11.3", esme(3), None, None, T))  # covers HAN 3's AD1 at T + 3 min
+    assert storm(s, target) is None
+
+
+@pytest.mark.parametrize("postcode", [None, "SW1A1", "SW1A 1AAA", "sw1a 1"])
+def test_hans_without_a_known_postcode_of_the_sector_do_not_count(postcode: str | None) -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=2)
+    s.put_evidence_alert(ad1(home(s, 5, postcode=postcode), T))
+    assert storm(s, target) is None
+
+
+def test_a_han_whose_postcode_moves_into_the_sector_after_its_ad1_counts_and_one_moving_out_does_not() -> None:
+    """Postcodes are taken as they stand when the AD1 is decided."""
+    s = new_state()
+    target = sector_with_outages(s, others=2)
+    newcomer = home(s, 5, postcode="M1 1AE")
+    s.put_evidence_alert(ad1(newcomer, T))
+    assert storm(s, target) is None
+    put(s, newcomer, "CHF", None, "SW1A 1ZZ")
+    assert storm(s, target) is not None
+    put(s, chf(1), "CHF", None, "M1 1AE")
+    assert storm(s, target) is None
+
+
+def test_the_sector_of_the_ad1_itself_is_taken_as_it_stands() -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=3)
+    put(s, target, "CHF", None, "M1 1AE")
+    assert storm(s, target) is None
+    put(s, target, "CHF", None, None)
+    put(s, esme(0), "ESME", target, "sw1a1xx")  # the postcode now only on its ESME, in lower case
+    assert storm(s, target) is not None
+
+
+def test_storm_ad1s_recorded_after_the_ad1_was_first_looked_at_count_then() -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=0)
+    assert storm(s, target) is None
+    for n in (1, 2, 3):
+        s.put_evidence_alert(ad1(home(s, n), T + 3 * MIN))
+    assert storm(s, target) is not None
+
+
+def test_supply_evidence_comes_first_when_both_are_there() -> None:
+    s = new_state()
+    target = sector_with_outages(s, others=3)
+    s.put_evidence_alert(DeviceAlert("restored", "8F35", esme(0), None, None, T, None))
+    assert isinstance(s.evidence_for(ad1(target), POLICY), SupplyEvidence)
+
+
+def test_housekeeping_purges_only_ad1s_the_alert_topic_no_longer_holds() -> None:
+    s = new_state()
+    day = 86_400_000
+    now = T + 400 * day
+    s.put_evidence_alert(ad1(chf(1), T, "written-recently"), written=now - day)
+    s.put_evidence_alert(ad1(chf(1), T + 1, "written-long-ago"), written=T + 2)
+    s.put_evidence_alert(ad1(chf(1), T + 2, "write-time-unknown"), written=None)
+    sweep = s.start_sweep(now)
+    while not s.sweep_some(sweep, 2):
+        pass
+    assert [a.alert_id for a in s.ad1s(chf(1), 0, now)] == ["written-recently", "write-time-unknown"]

@@ -4,10 +4,11 @@ count as evidence for an AD1 from CH Function C at t, with the inventory as it s
 import pytest
 
 from pipeline.core.activation_windows import WindowPolicy
+from pipeline.core.alert_decisions import Suppress
 from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import MemoryBackend, StagedStore
 from pipeline.core.outage_evidence import EvidencePolicy, SupplyEvidence
-from pipeline.core.records import DeviceAlert, InventoryRecord
+from pipeline.core.records import DeviceAlert, InventoryRecord, ServiceRequest
 
 MIN = 60_000
 DAY = 86_400_000
@@ -102,3 +103,55 @@ def test_housekeeping_keeps_old_evidence_still_on_the_topic_and_purges_what_the_
         pass
     kept = [a.alert_id for a in s.supply_alerts(ESME, 0, now)]
     assert kept == ["written-recently", "write-time-unknown"]
+
+
+def test_evidence_recorded_after_the_ad1_was_first_looked_at_counts_then() -> None:
+    """Evidence may arrive after the AD1, on another partition, read by another worker's reader: the state is
+    global, so what is recorded by the time the AD1 is decided counts, whenever it was recorded."""
+    s = state((ESME, "ESME", CHF))
+    assert evidence(s) is None
+    s.put_evidence_alert(alert(ESME, "8F36", T + 2 * MIN))
+    assert evidence(s) == SupplyEvidence(ESME, "a1", "8F36", T + 2 * MIN)
+
+
+def test_the_same_alert_recorded_twice_is_kept_once() -> None:
+    s = state((ESME, "ESME", CHF))
+    s.put_evidence_alert(alert(ESME, "8F35", T))
+    s.commit()
+    s.put_evidence_alert(alert(ESME, "8F35", T))  # read again after a restart from older positions
+    assert [a.alert_id for a in s.supply_alerts(ESME, T - DAY, T + DAY)] == ["a1"]
+
+
+def test_an_esme_moved_onto_the_han_from_another_counts_for_its_new_han() -> None:
+    s = state((ESME, "ESME", CHF), (ESME_2, "ESME", CHF_2))
+    s.put_evidence_alert(alert(ESME_2, "8F35", T + MIN))  # received while it was on CHF_2's HAN
+    assert evidence(s) is None
+    s.put_inventory(ESME_2, InventoryRecord(ESME_2, "ESME", CHF, None, T + 2 * MIN))
+    assert evidence(s) == SupplyEvidence(ESME_2, "a1", "8F35", T + MIN)
+    assert evidence(s, CHF_2) is None
+
+
+def test_an_esme_that_is_no_longer_an_esme_gives_no_supply_evidence() -> None:
+    s = state((ESME, "ESME", CHF))
+    s.put_evidence_alert(alert(ESME, "8F35", T))
+    s.put_inventory(ESME, InventoryRecord(ESME, "GSME", CHF, None, T))
+    assert evidence(s) is None
+
+
+def test_supply_evidence_from_an_untracked_esme_of_the_han_releases_an_ad1_a_tracked_one_suppresses() -> None:
+    """Rule 9.a asks for an ESME associated with C, not a tracked one: any meter on the HAN that saw its
+    mains supply fail."""
+    s = state((ESME, "ESME", CHF), (ESME_2, "ESME", CHF))
+    s.put_tracked(ESME, True)
+    s.apply_service_request(ServiceRequest("r1", "11.3", ESME, None, None, T - 5 * MIN))
+    the_ad1 = alert(CHF, "AD1", T, "the-ad1")
+    assert isinstance(s.decide(the_ad1), Suppress)
+    s.put_evidence_alert(alert(ESME_2, "8F36", T + MIN))
+    assert s.evidence_for(the_ad1, POLICY) == SupplyEvidence(ESME_2, "a1", "8F36", T + MIN)
+
+
+def test_supply_evidence_needs_no_storm_and_is_found_before_the_inputs_are_read_past_t_plus_a() -> None:
+    s = state((ESME, "ESME", CHF))
+    s.put_evidence_alert(alert(ESME, "8F35", T))
+    assert s.evidence_for(alert(CHF, "AD1", T, "the-ad1"), POLICY, storm=False) is not None
+    assert s.evidence_for(alert(CHF, "AD1", T, "the-ad1"), EvidencePolicy(storm_min_hans=0)) is not None
