@@ -181,3 +181,22 @@ def test_an_ad1_whose_inputs_are_stuck_is_forwarded_at_its_bound_and_counted_apa
         assert driver.metric("poa_holds_expired_total", held_for="evidence") == 0
     finally:
         driver.worker.close()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [alert(" ", "8F35", ESME, NOW), alert("restored", "8F35", ESME[:-2] + "ZZ", NOW), b"\xc3\x01junk"],
+    ids=["blank-alert-id", "bad-device-id", "undecodable"],
+)
+def test_invalid_supply_evidence_releases_nothing(driver: EvidenceDriver, value: bytes) -> None:
+    """Rule 9.a counts a valid 8F35/8F36 only: a dead-lettered one is no evidence."""
+    t = NOW - MIN
+    driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, t))
+    driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 held for evidence")
+    driver.cluster.append(T.alerts, 1, ESME.encode(), value)
+    for partition in (0, 1):
+        for n in range(4):
+            later = alert(f"p{partition}-{n}", "8F01", CHF, t + 3 * MIN + 1 + n)
+            driver.cluster.append(T.alerts, partition, CHF.encode(), later)
+    driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed")
+    assert "ad1" not in driver.forwarded()
