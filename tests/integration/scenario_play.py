@@ -5,6 +5,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pipeline.settings import Settings
 from tests.integration.scenario import Scenario
@@ -26,16 +27,34 @@ def write_activation_inputs(dsp: DspProducer, sc: Scenario) -> None:
         dsp.record(dsp.topics.activation_outcomes, d["device_id"], "ActivationOutcome", d)
 
 
-def write_alerts(dsp: DspProducer, sc: Scenario) -> dict[str, bytes]:
-    sent = {}
-    for d in sc.alerts:
-        value = CODEC.encode("DeviceAlert", d)
+# The alert partition for the i-th alert written (to put evidence on another partition than its AD1).
+AlertPartition = Callable[[dict[str, Any], int], int]
+
+
+def send_alert(dsp: DspProducer, d: dict[str, Any], i: int, partition: AlertPartition | None) -> bytes:
+    """Write alert `d` (the i-th), to the partition its key hashes to or to `partition(d, i)`; its bytes."""
+    value = CODEC.encode("DeviceAlert", d)
+    if partition is None:
         dsp.send(dsp.topics.alerts, d["device_id"], value)
-        sent[d["alert_id"]] = value
-    return sent
+    else:
+        dsp.producer.produce(dsp.topics.alerts, value, d["device_id"].encode(), partition=partition(d, i))
+    return value
 
 
-def write_live(dsp: DspProducer, sc: Scenario, before: Callable[[int], None] | None = None) -> dict[str, bytes]:
+def write_alerts(
+    dsp: DspProducer, sc: Scenario, partition: AlertPartition | None = None, time_order: bool = False
+) -> dict[str, bytes]:
+    """The scenario's alerts (in received_at order with `time_order`, as the DSP writes them live)."""
+    alerts = sorted(sc.alerts, key=lambda d: d["received_at"]) if time_order else sc.alerts
+    return {d["alert_id"]: send_alert(dsp, d, i, partition) for i, d in enumerate(alerts)}
+
+
+def write_live(
+    dsp: DspProducer,
+    sc: Scenario,
+    before: Callable[[int], None] | None = None,
+    partition: AlertPartition | None = None,
+) -> dict[str, bytes]:
     """The scenario in event order, as the DSP writes it: each request and outcome acknowledged before
     any later alert (records on different topics have no order in Kafka). `before(i)` runs ahead of
     event i. Returns the alert bytes sent, by alert ID."""
@@ -51,8 +70,7 @@ def write_live(dsp: DspProducer, sc: Scenario, before: Callable[[int], None] | N
             dsp.record(t.activation_outcomes, d["device_id"], "ActivationOutcome", d)
             dsp.flush()
         else:
-            sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
-            dsp.send(t.alerts, d["device_id"], sent[d["alert_id"]])
+            sent[d["alert_id"]] = send_alert(dsp, d, i, partition)
     dsp.flush()
     return sent
 

@@ -12,7 +12,13 @@ import pytest
 from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.settings import Settings
 from tests.integration.scenario import BASE, HOUR, MIN, Scenario, campaign, with_storms, with_supply_evidence
-from tests.integration.scenario_play import check_decisions, write_activation_inputs, write_reference
+from tests.integration.scenario_play import (
+    check_decisions,
+    write_activation_inputs,
+    write_alerts,
+    write_live,
+    write_reference,
+)
 from tests.integration.worker_harness import CODEC, DspProducer, OutputReader, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.broker
@@ -27,24 +33,6 @@ HELD_METRIC = 'poa_held_alerts_by_reason{reason="evidence"}'
 
 def partition_of(alert: dict[str, Any], i: int) -> int:
     return AD1_PARTITION if alert["alert_code"] == "AD1" else 1 + i % (ALERT_PARTITIONS - 1)
-
-
-def write_events(dsp: DspProducer, events: list[Event]) -> dict[str, bytes]:
-    """Events in order as the DSP writes them: each request acknowledged before any later alert."""
-    t = dsp.topics
-    sent = {}
-    for i, (_, _, kind, d) in enumerate(events):
-        if kind == "request":
-            dsp.record(t.service_requests, d["target_device_id"], "ServiceRequest", d)
-            dsp.flush()
-        elif kind == "outcome":
-            dsp.record(t.activation_outcomes, d["device_id"], "ActivationOutcome", d)
-            dsp.flush()
-        else:
-            sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
-            dsp.producer.produce(t.alerts, sent[d["alert_id"]], d["device_id"].encode(), partition=partition_of(d, i))
-    dsp.flush()
-    return sent
 
 
 def tail_alerts(sc: Scenario, after: int) -> list[Event]:
@@ -94,7 +82,7 @@ def live_run(settings: Settings, workers: list[WorkerProcess], crash_while_held:
         worker.wait_ready()
     reader = OutputReader(settings)
     try:
-        sent = write_events(dsp, sc.events())
+        sent = write_live(dsp, sc, partition=partition_of)
         # AD1s in windows without supply evidence wait until evidence up to t + A is complete (two minutes
         # ahead): those to be suppressed, and those a storm releases (storm evidence is looked for once final).
         storm_released = {a for a in sc.released_on_evidence() if a.startswith("storm-alert-")}
@@ -167,11 +155,7 @@ def test_backlog_with_alerts_before_requests_decides_evidence_as_live(settings: 
     with_storms(sc, start=BASE + 4 * HOUR)
     dsp = DspProducer(settings)
     write_reference(dsp, sc)
-    sent = {}
-    for i, d in enumerate(sorted(sc.alerts, key=lambda d: d["received_at"])):  # the DSP writes in time order
-        sent[d["alert_id"]] = CODEC.encode("DeviceAlert", d)
-        dsp.producer.produce(settings.topics.alerts, sent[d["alert_id"]], d["device_id"].encode(),
-                             partition=partition_of(d, i))  # fmt: skip
+    sent = write_alerts(dsp, sc, partition=partition_of, time_order=True)
     dsp.flush()
     write_activation_inputs(dsp, sc)
     dsp.flush()
