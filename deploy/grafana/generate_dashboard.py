@@ -127,9 +127,10 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                   (q(f"sum by (topic) (rate(poa_dead_letters_total{RATE}))", "{{topic}}"),), unit="ops"),
             Panel("Held alerts", "Alerts held for their activation inputs (trouble when it lasts), AD1s held "
                   f"for outage evidence (expected during campaigns: each waits {EVIDENCE_WAIT}), and AD1s "
-                  "forwarded at the end of either hold.",
-                  (q("sum by (reason) (poa_held_alerts_by_reason)", "{{reason}}"),
-                   q(f"sum(rate(poa_alerts_total{{reason=\"hold_expired\"}}{RATE}))", "hold expired /s"))),
+                  "forwarded per second at the end of their hold (hold_expired), by what they waited for "
+                  "(runbook: PoaHeldAlertsExpiring for inputs, PoaEvidenceHoldsExpiring for evidence).",
+                  (q("sum by (reason) (poa_held_alerts_by_reason)", "held for {{reason}}"),
+                   q(f"sum by (held_for) (rate(poa_holds_expired_total{RATE}))", "expired for {{held_for}} /s"))),
             Panel("Decision latency", "From reading an alert to committing its output.",
                   tuple(q(f"histogram_quantile({p}, sum by (le)"
                           f" (rate(poa_decision_latency_seconds_bucket{RATE})))", f"p{round(p * 100)}")

@@ -119,11 +119,21 @@ def test_the_asked_for_views_are_there() -> None:
                    "poa_decision_latency_seconds_bucket", "poa_consumer_lag", "poa_event_time_lag_seconds",
                    "poa_activation_windows", "poa_tracked_devices", "poa_transactions_total",
                    "poa_rebalances_total", "poa_state_bytes", "poa_ready", "poa_sweeps_total", "poa_mode",
-                   "poa_dependency_waits", "poa_cluster_findings"):
+                   "poa_dependency_waits", "poa_cluster_findings", "poa_holds_expired_total"):
         assert metric in exprs, metric
-    for reason in (SHADOW_REASON, PASS_THROUGH_REASON, REGISTRY_UNAVAILABLE_REASON, ForwardReason.OUTAGE_EVIDENCE,
-                   ForwardReason.HOLD_EXPIRED):
+    for reason in (SHADOW_REASON, PASS_THROUGH_REASON, REGISTRY_UNAVAILABLE_REASON, ForwardReason.OUTAGE_EVIDENCE):
         assert reason in exprs, f"alerts forwarded with reason {reason}"
+
+
+def test_held_alerts_and_their_expiries_are_split_by_what_they_wait_for() -> None:
+    """Expiries of holds for inputs (trouble) and for evidence have alerts of their own: the panel tells them
+    apart as the alerts do, by the exact counter rather than by poa_alerts_total's hold_expired."""
+    (panel,) = [p for p in query_panels(checked_in()) if p["title"] == "Held alerts"]
+    assert [t["expr"] for t in panel["targets"]] == [
+        "sum by (reason) (poa_held_alerts_by_reason)", "sum by (held_for) (rate(poa_holds_expired_total[5m]))"
+    ]
+    assert "{{held_for}}" in panel["targets"][1]["legendFormat"]
+    assert "PoaHeldAlertsExpiring" in panel["description"] and "PoaEvidenceHoldsExpiring" in panel["description"]
 
 
 def test_provisioning_files_point_at_prometheus_and_the_dashboard_folder() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline.worker.metrics import HOLD_REASONS
 from tests.ops.prometheus_tools import (
     RULE_TESTS,
     RULES,
@@ -67,6 +68,16 @@ def test_the_unit_tests_fail_for_a_rule_that_never_fires_or_ignores_its_threshol
     always = with_alert_expr(tmp_path / "always", rule["alert"], without_thresholds)
     assert promtool("check", "rules", RULES.name, cwd=always).returncode == 0
     assert promtool("test", "rules", RULE_TESTS.name, cwd=always).returncode != 0
+
+
+def test_each_kind_of_hold_expiry_the_worker_counts_has_one_alert_of_its_own() -> None:
+    """A `held_for` value renamed in the worker, or added, would leave its expiries unalerted."""
+    watched: dict[str, list[str]] = {}
+    for rule in alert_rules():
+        for held_for in re.findall(r'poa_holds_expired_total\{held_for="([^"]*)"\}', rule["expr"]):
+            watched.setdefault(held_for, []).append(rule["alert"])
+    assert watched == {"inputs": ["PoaHeldAlertsExpiring"], "evidence": ["PoaEvidenceHoldsExpiring"]}
+    assert set(watched) == set(HOLD_REASONS)
 
 
 def test_every_alert_links_to_its_runbook_section() -> None:
