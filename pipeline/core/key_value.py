@@ -41,15 +41,22 @@ class MemoryBackend:
         self._data.clear()
 
 
+RECENT_KEYS = 1_024  # staged keys kept in a small sorted run of their own before they join the large one
+
+
 class StagedStore:
     """Read-your-writes overlay on a backend; `commit()` applies the staged changes in one atomic batch."""
 
     def __init__(self, backend: KeyValueBackend) -> None:
         self._backend = backend
         self._staged: dict[bytes, bytes | None] = {}
-        # The staged keys in order, for scans: keys staged since the last scan are merged in by the next one,
-        # so a scan costs a bisection, not a pass over every staged change (up to 50,000 in a rebuild).
+        # The staged keys in order, for scans, in two sorted runs: a large one and a small one of recent keys.
+        # Keys staged since the last scan join the small run at the next scan, and the small run joins the
+        # large one once it holds RECENT_KEYS: a scan costs a bisection and at most a small sort, not a pass
+        # over every staged change (up to 50,000 in a rebuild, where an inventory change scans its HAN).
+        # Runs are replaced, never changed in place: a scan under way keeps its own.
         self._ordered: list[bytes] = []
+        self._recent: list[bytes] = []
         self._unordered: list[bytes] = []
 
     def get(self, key: bytes) -> bytes | None:
@@ -68,25 +75,26 @@ class StagedStore:
             self._unordered.append(key)
         self._staged[key] = value
 
-    def _staged_in_order(self) -> list[bytes]:
+    def _staged_runs(self) -> tuple[list[bytes], list[bytes]]:
         if self._unordered:
-            self._unordered.sort()
-            merged = self._ordered + self._unordered  # a new list: a scan under way keeps its own
-            merged.sort()  # two sorted runs: merged in linear time
-            self._ordered, self._unordered = merged, []
-        return self._ordered
+            recent = self._recent + self._unordered
+            recent.sort()  # a sorted run and a short one: Timsort merges them in linear time
+            self._unordered = []
+            if len(recent) >= RECENT_KEYS:
+                self._ordered, recent = sorted(self._ordered + recent), []
+            self._recent = recent
+        return self._ordered, self._recent
 
     def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Committed and staged entries under a prefix in key order, staged ones winning; lazy, so a
         caller can take a slice of a large prefix and resume after its last key."""
-        keys, changes = self._staged_in_order(), self._staged
-        start = bisect_left(keys, prefix)
-        if after is not None:
-            start = max(start, bisect_right(keys, after))
-        if start == len(keys) or not keys[start].startswith(prefix):  # nothing staged here: the backend's
+        changes = self._staged
+        runs = [(keys, _prefixed(keys, prefix, after)) for keys in self._staged_runs()]
+        if not any(where for _, where in runs):  # nothing staged here: the backend's
             yield from self._backend.scan(prefix, after)
             return
-        staged = ((k, changes[k]) for k in _while_prefixed(keys, start, prefix))
+        in_runs = [map(keys.__getitem__, where) for keys, where in runs]  # runs are replaced, never changed
+        staged = ((k, changes[k]) for k in heapq.merge(*in_runs))
         committed = ((k, v) for k, v in self._backend.scan(prefix, after) if k not in changes)
         for key, value in heapq.merge(staged, committed, key=lambda kv: kv[0]):
             if value is not None:
@@ -100,11 +108,21 @@ class StagedStore:
         if self._staged:
             self._backend.write(self._staged)
             self._staged = {}
-            self._ordered, self._unordered = [], []
+            self._ordered, self._recent, self._unordered = [], [], []
 
 
-def _while_prefixed(keys: list[bytes], start: int, prefix: bytes) -> Iterator[bytes]:
-    for i in range(start, len(keys)):
-        if not keys[i].startswith(prefix):
-            return
-        yield keys[i]
+def _prefixed(keys: list[bytes], prefix: bytes, after: bytes | None) -> range:
+    """Where the keys under `prefix` (after `after`) are in a sorted run."""
+    start = bisect_left(keys, prefix)
+    if after is not None:
+        start = max(start, bisect_right(keys, after))
+    end = start if start == len(keys) or not keys[start].startswith(prefix) else bisect_left(keys, _past(prefix))
+    return range(start, max(start, end))
+
+
+def _past(prefix: bytes) -> bytes:
+    """A key after every key that starts with `prefix`, before every other key after it."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"\xff" * (len(prefix) + 1_000)  # no such key: past any key this state holds
+    return stripped[:-1] + bytes([stripped[-1] + 1])
