@@ -43,9 +43,9 @@ def produce_backlog(p: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     expected: Counter[str] = Counter()
     topic = p["topic"]
-    for key, value, decision in backlog(factory, p["count"], p["first_ms"], p["last_ms"], p["prefix"]):
-        out.produce(topic, key, value)
-        expected[decision] += 1
+    for alert in backlog(factory, p["count"], p["first_ms"], p["last_ms"], p["prefix"]):
+        out.produce(topic, alert.key, alert.value)
+        expected[alert.expected] += 1
     out.flush()
     return {"produced": sum(expected.values()), "expected": dict(expected), "seconds": time.monotonic() - started}
 

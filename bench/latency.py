@@ -3,7 +3,8 @@
 Two child processes, so neither the paced producer nor the clock-stamping consumer shares an
 interpreter (and a GIL) with the other or with the orchestrator:
 - `send`: a DSP producer paced to R alerts/s; each alert's received_at is the wall clock at send
-  time and its produce timestamp is recorded;
+  time (so the worker's event time is the wall clock, as live) and its produce timestamp is recorded,
+  with the alert's class (AD1 or not, in a window or not);
 - `receive`: a DNO consumer (read_committed) on the three output topics, which stamps the wall clock
   when each output becomes readable and records the output's CreateTime (the worker's produce call).
 Latency, end to end, is receive time minus send time: DSP produce -> broker -> worker -> transaction
@@ -42,17 +43,19 @@ def send(p: dict[str, Any]) -> dict[str, Any]:
     rate, total, prefix, topic = p["rate"], int(p["rate"] * p["duration"]), p["prefix"], p["topic"]
     sent_at = np.full(total, math.nan)
     suppress = np.zeros(total, dtype=bool)
+    ad1 = np.zeros(total, dtype=bool)
     t0 = time.time() + 0.2
     sent = 0
     while sent < total:
         now = time.time()
         due = min(total, int((now - t0) * rate) + 1)
         for seq in range(sent, due):
-            key, value, decision = factory.make(f"{prefix}{seq:08d}", int(now * 1000))
+            alert = factory.make(f"{prefix}{seq:08d}", int(now * 1000))
             stamp = time.time()
-            producer.produce(topic, value, key, timestamp=int(stamp * 1000))
+            producer.produce(topic, alert.value, alert.key, timestamp=int(stamp * 1000))
             sent_at[seq] = stamp
-            suppress[seq] = decision == SUPPRESS
+            suppress[seq] = alert.expected == SUPPRESS
+            ad1[seq] = alert.code == "AD1"
         sent = max(sent, due)
         producer.poll(0)
         wait = t0 + sent / rate - time.time()
@@ -60,7 +63,7 @@ def send(p: dict[str, Any]) -> dict[str, Any]:
             time.sleep(min(wait, 0.002))
     if producer.flush(60) != 0:
         raise RuntimeError("paced alerts left undelivered")
-    np.savez(p["arrays"], sent_at=sent_at, suppress=suppress)
+    np.savez(p["arrays"], sent_at=sent_at, suppress=suppress, ad1=ad1)
     Path(p["done_file"]).write_text(str(total))
     return {
         "sent": total,

@@ -113,7 +113,71 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"x{w2['scaling']:.2f} of 1 worker" if w2.get("scaling") else "",
         ),
     ]
+    return rows + evidence_latency_rows(results.get("evidence_latency") or {})
+
+
+def _ms_triple(stats: dict[str, Any]) -> str:
+    return " / ".join(_fmt(stats.get(k), "", 1) for k in ("p50_ms", "p99_ms", "p999_ms")) + " ms"
+
+
+def evidence_latency_rows(ev: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Issue 12: alerts no window covers, before and after rule 9 (ratios after/before), and the wait of the
+    AD1s in windows against A + grace."""
+    sides = ev.get("by_side") or {}
+    after = sides.get("after")
+    if not after:
+        return []
+    before = sides.get("before")
+    ratios = (ev.get("after_to_before") or {}).get("not_covered", {})
+    rows = [
+        (
+            "no window covers: p50 / p99 / p99.9 after rule 9",
+            _ms_triple(after["not_covered"]),
+            f"before: {_ms_triple(before['not_covered'])}" if before else "(before not measured)",
+            "after/before " + " / ".join(f"x{_fmt(ratios.get(k), '', 2)}" for k in ("p50_ms", "p99_ms", "p999_ms"))
+            if before
+            else (ev.get("before_skipped") or ""),
+        )
+    ]
+    wait = after["ad1_in_window"]
+    seconds = " / ".join(_fmt(None if wait.get(k) is None else wait[k] / 1000, "", 1) for k in ("p50_ms", "p90_ms"))
+    seconds += " / " + " / ".join(
+        _fmt(None if wait.get(k) is None else wait[k] / 1000, "", 1) for k in ("p99_ms", "max_ms")
+    )
+    rows.append(
+        (
+            "AD1s in windows: p50 / p90 / p99 / max",
+            f"{seconds} s",
+            f"~ A + grace = {_fmt(ev.get('a_plus_grace_s'), 's')}",
+            f"{wait.get('over_bound_plus_1s')} of {wait.get('count')} > 1 s past it; {wait.get('missing')} missing",
+        )
+    )
     return rows
+
+
+def evidence_latency_lines(ev: dict[str, Any]) -> list[str]:
+    """One line per paced run of the evidence-latency phase, in the order they ran."""
+    if not ev:
+        return []
+    lines = [
+        f"evidence latency: {ev.get('rate', 0):,}/s for {ev.get('duration_s')} s a run, "
+        f"before = {ev.get('before_revision')}"
+        f"{' (skipped: ' + ev['before_skipped'] + ')' if ev.get('before_skipped') else ''}, A = "
+        f"{ev.get('evidence_after_minutes')} min, grace {ev.get('evidence_grace_s')} s"
+        + (" (shortened for --quick)" if ev.get("shortened_wait") else "")
+    ]
+    for run in ev.get("runs", []):
+        nc, iw = run.get("not_covered", {}), run.get("ad1_in_window", {})
+        lines.append(
+            f"  {run['run']}: ready in {_fmt(run.get('ready_s'), 's')}, sent {_fmt(run.get('achieved_rate'), '/s', 0)} "
+            f"(load {run.get('load_average_1m')}); "
+            f"no window {_ms_triple(nc)} (p50/p99/p99.9), max {_fmt(nc.get('max_ms'), 'ms', 0)}; "
+            f"AD1s in windows p50 {_fmt(iw.get('p50_ms'), 'ms', 0)}, max {_fmt(iw.get('max_ms'), 'ms', 0)}, "
+            f"{run.get('in_window_read_back_suppressed')} suppressed, {run.get('in_window_read_back_forwarded')} "
+            f"forwarded ({_fmt(run.get('forwarded_outage_evidence'), '', 0)} on evidence), "
+            f"{iw.get('missing')} missing"
+        )
+    return lines
 
 
 def table(results: dict[str, Any]) -> str:
@@ -146,6 +210,7 @@ def table(results: dict[str, Any]) -> str:
                 f"max {lat['max_ms']:.0f} ms; suppressed AD1s p99 {_fmt(lat.get('ad1_p99_ms'), 'ms')}; "
                 f"missing {lat['missing']}; longest output gaps {lat.get('longest_output_gaps_ms')} ms"
             )
+    extra.extend(evidence_latency_lines(results.get("evidence_latency") or {}))
     check = results.get("correctness", {})
     if check:
         extra.append(f"outputs: {check.get('verdict', 'n/a')}: {check.get('detail', '')}")

@@ -12,7 +12,10 @@ One run, in this order, each phase bounded by a timeout and recorded even when a
  7. one worker drains the backlog (sustained rate from its committed offsets; optionally profiled);
  8. decision latency at paced offered loads (1,000, 5,000, 10,000 alerts/s), end to end;
  9. two worker processes drain a second backlog of the same size (scaling);
-10. every output read back read_committed: each alert exactly once, the expected suppressions.
+10. every output read back read_committed: each alert exactly once, the expected suppressions;
+11. evidence-latency (bench/evidence_latency.py): 5,000 alerts/s through the worker of the last revision
+    without contract rule 9 and through the current one, alternated, latencies split by alert class.
+`--only evidence-latency` runs 1 to 3 and 11 alone.
 Peak RSS of every worker process is sampled throughout. Results: bench-results/results.json and
 chart.png, and a summary table on stdout. Topics are named per run and deleted afterwards.
 """
@@ -41,13 +44,15 @@ import numpy as np
 import psutil
 
 from bench import kafka_ops, profiling, report
+from bench.evidence_latency import EvidenceLatencyPhase
+from bench.latency_classes import WARMUP_S
 from bench.procs import POA_FILTER, Children, Worker, run_json_tool, run_tool, worker_env
 from bench.scenario import HOUR_MS, WorldParams, write_csvs
 from pipeline.kafka.topics import create_topics
 from pipeline.settings import Topics
 
-WARMUP_S = 2.0  # latency samples of the first seconds of a paced run are left out (connections, caches)
 MB = 1024 * 1024
+EVIDENCE_LATENCY = "evidence-latency"  # the phase `--only` can pick
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,15 @@ class Scale:
             latency_other_s=4.0 if args.quick else 15.0,
             alert_partitions=args.alert_partitions,
         )
+
+
+@dataclass(frozen=True)
+class PacedRun:
+    """One paced run: what the sender and the receiver reported, and their per-alert arrays (npz files)."""
+
+    sender: dict[str, Any]
+    received: dict[str, Any]
+    arrays: dict[str, Path]
 
 
 class Bench:
@@ -185,6 +199,13 @@ class Bench:
             self.campaign()
         if self.failed("bulk load", "campaign"):
             return
+        if self.args.only is None:
+            self.throughput_phases()
+        if self.args.only in (None, EVIDENCE_LATENCY) and not self.args.skip_evidence_latency:
+            with self.phase(EVIDENCE_LATENCY):
+                self.results["evidence_latency"] = EvidenceLatencyPhase(self).run()
+
+    def throughput_phases(self) -> None:
         with self.phase("ready times"):
             self.ready_times()
         with self.phase("backlog"):
@@ -315,7 +336,7 @@ class Bench:
         )
         self.say(f"  {self.results['campaign']}")
 
-    def _wait_state_read(self, w: Worker, timeout: float = 120) -> None:
+    def wait_state_read(self, w: Worker, timeout: float = 120) -> None:
         """Until the worker has read every service request and outcome (from its /metrics counters)."""
         want = self.results["campaign"]["service_requests"] + self.results["campaign"]["activation_outcomes"]
         deadline = time.monotonic() + timeout
@@ -346,7 +367,7 @@ class Bench:
             ready[f"{key}_cpu_s"] = w.cpu_seconds()
         self.say(f"  {what}: ready in {ready[f'{key}_s']} s")
         if from_kafka:
-            self._wait_state_read(w)
+            self.wait_state_read(w)
         ready[f"{key}_stop_s"] = round(self.stop_worker(w), 2)
 
     def _produce_backlog(self, name: str, prefix: str) -> dict[str, Any]:
@@ -509,16 +530,15 @@ class Bench:
     def _latency_at(self, w: Worker | None, rate: int, duration: float) -> dict[str, Any]:
         """Paced sender -> (the worker, or with w None the live transactional pass-through) -> receiver."""
         name, prefix = (f"latency-{rate}", f"L{rate}-") if w else (f"latency-passthrough-{rate}", f"P{rate}-")
-        files = {k: self.work / f"{name}.{k}" for k in ("ready", "done", "relay-ready", "relay-stop")}
-        for f in files.values():
-            f.unlink(missing_ok=True)
-        arrays = {k: self.work / f"{name}.{k}.npz" for k in ("send", "receive")}
         t = self.topics
+        relay = None
         if w is not None:
             source, outputs = t["alerts"], [t["dno_alerts"], t["suppressed"], t["dead_letter"]]
-            relay = None
         else:
             source, outputs = f"{self.tag}.passthrough-live-in", [f"{self.tag}.passthrough-live-out"]
+            ready, stop = self.work / f"{name}.relay-ready", self.work / f"{name}.relay-stop"
+            for f in (ready, stop):
+                f.unlink(missing_ok=True)
             relay = self._start_child(
                 "bench.passthrough",
                 f"{name}-relay",
@@ -531,11 +551,39 @@ class Bench:
                     "group": f"{self.tag}-passthrough-live",
                     "expect": 10**12,
                     "timeout": duration + 300,
-                    "ready_file": str(files["relay-ready"]),
-                    "stop_file": str(files["relay-stop"]),
+                    "ready_file": str(ready),
+                    "stop_file": str(stop),
                 },
             )
-            self._wait_file(files["relay-ready"], relay, f"{name}-relay")
+            self._wait_file(ready, relay, f"{name}-relay")
+        histogram_before = _histogram(w.metrics()) if w else {}
+        run = self.paced(name, prefix, source, outputs, rate, duration, drain_s=60)
+        result = {
+            "rate": rate,
+            "duration_s": duration,
+            **_latency_stats(run.arrays["send"], run.arrays["receive"]),
+            "receiver": run.received,
+        }
+        if relay is not None:
+            stop.write_text("stop")
+            relay.wait(60)
+            return result
+        assert w is not None
+        self.sent[name] = run.sender["sent"]
+        self.expected_suppressed[name] = run.sender["expected_suppressed"]
+        result["expected_suppressed"] = run.sender["expected_suppressed"]
+        result["worker_histogram"] = _histogram_quantiles(histogram_before, _histogram(w.metrics()))
+        return result
+
+    def paced(
+        self, name: str, prefix: str, source: str, outputs: list[str], rate: int, duration: float, drain_s: float
+    ) -> PacedRun:
+        """A receiver on `outputs`, then `rate` alerts/s for `duration` s onto `source`; returns once the
+        receiver has every output or nothing new came for `drain_s` after the sender finished."""
+        files = {k: self.work / f"{name}.{k}" for k in ("ready", "done")}
+        for f in files.values():
+            f.unlink(missing_ok=True)
+        arrays = {k: self.work / f"{name}.{k}.npz" for k in ("send", "receive")}
         receiver = self._start_child(
             "bench.latency",
             f"{name}-receive",
@@ -548,12 +596,11 @@ class Bench:
                 "ready_file": str(files["ready"]),
                 "done_file": str(files["done"]),
                 "arrays": str(arrays["receive"]),
-                "timeout": duration + 180,
-                "grace": 60,
+                "timeout": duration + drain_s + 120,
+                "grace": drain_s,
             },
         )
         self._wait_file(files["ready"], receiver, f"{name}-receive")
-        histogram_before = _histogram(w.metrics()) if w else {}
         sender = run_json_tool(
             self.children,
             "bench.latency",
@@ -574,24 +621,9 @@ class Bench:
             f"{name}-send",
             timeout=duration + 120,
         )
-        receiver.wait(duration + 240)
+        receiver.wait(duration + drain_s + 180)
         received = json.loads((self.work / f"{name}-receive.result.json").read_text())
-        result = {
-            "rate": rate,
-            "duration_s": duration,
-            **_latency_stats(arrays["send"], arrays["receive"]),
-            "receiver": received,
-        }
-        if relay is not None:
-            files["relay-stop"].write_text("stop")
-            relay.wait(60)
-            return result
-        assert w is not None
-        self.sent[name] = sender["sent"]
-        self.expected_suppressed[name] = sender["expected_suppressed"]
-        result["expected_suppressed"] = sender["expected_suppressed"]
-        result["worker_histogram"] = _histogram_quantiles(histogram_before, _histogram(w.metrics()))
-        return result
+        return PacedRun(sender, received, arrays)
 
     def _start_child(self, module: str, name: str, params: dict[str, Any]) -> subprocess.Popen[bytes]:
         params_path = self.work / f"{name}.params.json"
@@ -672,7 +704,8 @@ class Bench:
     def cleanup(self) -> None:
         if not self.args.keep_topics:
             client = kafka_ops.admin(self.bootstrap)
-            deleted = kafka_ops.delete_topics(client, f"{self.tag}.")
+            # the run's own topics, and the workers' internal ones (prefixed with their app IDs)
+            deleted = kafka_ops.delete_topics(client, f"{self.tag}.") + kafka_ops.delete_topics(client, f"{self.tag}-")
             groups = kafka_ops.delete_groups(client, f"{self.tag}-")
             self.say(f"  deleted {len(deleted)} topics and {len(groups)} consumer groups of this run")
         if not self.args.keep_work:
@@ -832,6 +865,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="attach py-spy to the worker during the 1-worker drain")
     parser.add_argument("--skip-rebuild", action="store_true", help="skip the restart after deleting the state")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the two-worker drain")
+    parser.add_argument(
+        "--skip-evidence-latency", action="store_true", help="skip the before/after rule 9 latency comparison"
+    )
+    parser.add_argument(
+        "--only",
+        choices=[EVIDENCE_LATENCY],
+        help="after the world, bulk load and campaign, run only this phase (evidence-latency: latency at 5,000/s "
+        "before and after rule 9)",
+    )
+    parser.add_argument(
+        "--evidence-rounds", type=int, default=2, help="before/after pairs in the evidence-latency phase (2)"
+    )
     parser.add_argument("--keep-topics", action="store_true", help="leave this run's topics on the broker")
     parser.add_argument("--keep-work", action="store_true", help="keep CSVs, worker state and latency arrays")
     parser.add_argument("--out", default="bench-results", help="folder for results.json, chart.png and logs")

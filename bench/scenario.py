@@ -3,8 +3,9 @@
 Device IDs are derived from the home number, so any process (loader, backlog producer, paced producer)
 rebuilds the same world from a few parameters instead of shipping it around. Every alert's required
 decision is known by construction (suppress only when an AD1 falls in a live window of a plain
-activation), so a run checks that the worker suppressed exactly the AD1s it should, not only that it
-was fast.
+activation; rule 9 never releases one: no Supply Outage Restored alert comes from a home with an
+activation, and the inventory has no postcodes, so no storms), so a run checks that the worker suppressed
+exactly the AD1s it should, not only that it was fast.
 """
 
 import bisect
@@ -13,7 +14,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.core.event_time import HOUR_MS, MINUTE_MS
 from pipeline.wire.avro_binary import long_bytes, optional_text_bytes, text_bytes
@@ -25,6 +26,9 @@ _CHF_BASE = 0x0C_B5 << 48  # CH Functions
 _ESME_BASE = 0x0E_B5 << 48  # electricity meters
 _SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 _OTHER_CODES = ("8F36", "8F3E", "8F1C", "8F0A", "8154", "8F66", "8F84", "8F35")
+# Supply Outage Restored (rule 9's supply evidence) comes only from homes without an activation, so no AD1 in a
+# window is released and the decisions due stay rule 5's; the worker still reads every one for evidence.
+_SUPPLY_RESTORED = frozenset({"8F35", "8F36"})
 PAYLOAD_BYTES = 96  # a short GBCS alert payload, passed through untouched
 
 
@@ -228,6 +232,15 @@ def alert_id_of(value: bytes) -> bytes:
 SUPPRESS, FORWARD = "suppress", "forward"
 
 
+class MadeAlert(NamedTuple):
+    """An encoded alert with the decision rule 5 requires and its code (the latency report splits by both)."""
+
+    key: bytes
+    value: bytes
+    expected: str
+    code: str
+
+
 @dataclass(frozen=True)
 class AlertMix:
     """Shares of the alert stream: mostly other device alerts, then AD1s inside and outside windows."""
@@ -257,8 +270,8 @@ class AlertFactory:
         """randrange(n) at a third of its cost; uniform enough for a workload mix."""
         return int(self.rng.random() * n)
 
-    def make(self, alert_id: str, t: int) -> tuple[bytes, bytes, str]:
-        """(key, value, expected decision) of one alert received at t."""
+    def make(self, alert_id: str, t: int) -> MadeAlert:
+        """One alert received at t, with its expected decision."""
         rng = self.rng
         below = self._below
         roll = rng.random()
@@ -272,7 +285,8 @@ class AlertFactory:
         elif roll < self.mix.ad1_in_window + self.mix.ad1_outside:
             home, code = self._forwarded_ad1_home(t), "AD1"
         else:
-            home, code = below(self.params.homes), _OTHER_CODES[below(len(_OTHER_CODES))]
+            code = _OTHER_CODES[below(len(_OTHER_CODES))]
+            home = self._idle_home() if code in _SUPPLY_RESTORED else below(self.params.homes)
         device = chf_of(home) if code == "AD1" or rng.random() < 0.5 else esme_of(home)
         datum = {
             "alert_id": alert_id,
@@ -283,7 +297,7 @@ class AlertFactory:
             "received_at": t,
             "payload": self._payloads[below(256)],
         }
-        return device.encode(), self.encoder.encode(datum), expected
+        return MadeAlert(device.encode(), self.encoder.encode(datum), expected, code)
 
     def _idle_home(self) -> int:
         """A home with no campaign activation: tracked but not in the campaign, or untracked."""
@@ -309,7 +323,7 @@ class AlertFactory:
         return self._idle_home()
 
 
-def backlog(factory: AlertFactory, n: int, first: int, last: int, prefix: str) -> Iterator[tuple[bytes, bytes, str]]:
+def backlog(factory: AlertFactory, n: int, first: int, last: int, prefix: str) -> Iterator[MadeAlert]:
     """n alerts received between first and last (ms), in received_at order as the DSP writes them."""
     times = sorted(factory.rng.randint(first, last) for _ in range(n))
     for i, t in enumerate(times):
