@@ -12,7 +12,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS_DIR / "poa-filter-rules.yml"
-RULE_TESTS = PROMETHEUS_DIR / "poa-filter-rules.test.yml"
+# The rules' unit tests; those over a week of samples apart, evaluated every 5 minutes (promtool evaluates
+# every rule at each step of a file's evaluation_interval).
+RULE_TESTS = (PROMETHEUS_DIR / "poa-filter-rules.test.yml", PROMETHEUS_DIR / "poa-filter-rules.week.test.yml")
 RUNBOOK = ROOT / "docs" / "runbook.md"
 
 _SET_OPERATOR = re.compile(r"\s+(?:and|or|unless)(?:\s+(?:on|ignoring)\s*\([^)]*\))?\s+")

@@ -29,45 +29,52 @@ def test_rules_pass_promtool_check() -> None:
 
 
 def test_rule_unit_tests_pass() -> None:
-    done = promtool("test", "rules", RULE_TESTS.name)
+    done = promtool("test", "rules", *(tests.name for tests in RULE_TESTS))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_each_alert_is_tested_both_firing_and_quiet() -> None:
     cases: dict[str, set[bool]] = {}
-    for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+    for test in (t for tests in RULE_TESTS for t in yaml.safe_load(tests.read_text())["tests"]):
         for case in test.get("alert_rule_test", []):
             cases.setdefault(case["alertname"], set()).add(bool(case.get("exp_alerts")))
     assert {rule["alert"]: {False, True} for rule in alert_rules()} == cases
 
 
-def with_alert_expr(folder: Path, alert: str, expr: str) -> Path:
-    """In a new folder: the rules with one alert's expression replaced, and the unit tests of that alert."""
+def with_alert_expr(folder: Path, alert: str, expr: str) -> tuple[Path, list[str]]:
+    """In a new folder: the rules with one alert's expression replaced, and the unit test files of that
+    alert with its tests only; the folder and those files' names."""
     groups = rule_groups()
     for group in groups:
         for rule in group["rules"]:
             if rule.get("alert") == alert:
                 rule["expr"] = expr
-    tests = yaml.safe_load(RULE_TESTS.read_text())
-    tests["tests"] = [t for t in tests["tests"] if any(c["alertname"] == alert for c in t.get("alert_rule_test", []))]
     folder.mkdir()
     (folder / RULES.name).write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    (folder / RULE_TESTS.name).write_text(yaml.safe_dump(tests, sort_keys=False))
-    return folder
+    names = []
+    for path in RULE_TESTS:
+        tests = yaml.safe_load(path.read_text())
+        tests["tests"] = [
+            t for t in tests["tests"] if any(c["alertname"] == alert for c in t.get("alert_rule_test", []))
+        ]
+        if tests["tests"]:
+            (folder / path.name).write_text(yaml.safe_dump(tests, sort_keys=False))
+            names.append(path.name)
+    return folder, names
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
 def test_the_unit_tests_fail_for_a_rule_that_never_fires_or_ignores_its_thresholds(
     rule: dict[str, Any], tmp_path: Path
 ) -> None:
-    as_written = with_alert_expr(tmp_path / "as-written", rule["alert"], rule["expr"])
-    assert promtool("test", "rules", RULE_TESTS.name, cwd=as_written).returncode == 0
-    never = with_alert_expr(tmp_path / "never", rule["alert"], "vector(1) == 0")
-    assert promtool("test", "rules", RULE_TESTS.name, cwd=never).returncode != 0
+    as_written, tests = with_alert_expr(tmp_path / "as-written", rule["alert"], rule["expr"])
+    assert promtool("test", "rules", *tests, cwd=as_written).returncode == 0
+    never, tests = with_alert_expr(tmp_path / "never", rule["alert"], "vector(1) == 0")
+    assert promtool("test", "rules", *tests, cwd=never).returncode != 0
     without_thresholds = " and ".join(f"({signal})" for signal in signals(rule["expr"]))
-    always = with_alert_expr(tmp_path / "always", rule["alert"], without_thresholds)
+    always, tests = with_alert_expr(tmp_path / "always", rule["alert"], without_thresholds)
     assert promtool("check", "rules", RULES.name, cwd=always).returncode == 0
-    assert promtool("test", "rules", RULE_TESTS.name, cwd=always).returncode != 0
+    assert promtool("test", "rules", *tests, cwd=always).returncode != 0
 
 
 def test_each_kind_of_hold_expiry_the_worker_counts_has_one_alert_of_its_own() -> None:

@@ -91,9 +91,13 @@ def test_an_ad1_without_evidence_is_suppressed_once_every_partition_is_read_past
     assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 1
 
 
-def test_the_wait_for_evidence_is_bounded_and_ends_in_forwarding(activation: Cluster, tmp_path: Path) -> None:
+def test_the_wait_for_evidence_is_bounded_and_ends_in_forwarding(
+    activation: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A + grace + POA_MAX_HOLD_SECONDS after it was read (here 0 + 0 + 0), an AD1 whose evidence is not
-    complete is forwarded (rule 8): its t is ahead of the wall clock, so no end offset covers it yet."""
+    complete on end offsets looked up after that is forwarded (rule 8): its t is ahead of the wall clock, so
+    no end offset covers it yet."""
+    monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)  # steps take no time
     driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=0.0, evidence_after_minutes=0,
                             evidence_grace_seconds=0.0)  # fmt: skip
     try:
