@@ -156,3 +156,17 @@ def count_outputs(bootstrap: str, topics: dict[str, str], timeout: float = 300) 
         complete = False  # not read to the end in time: the check reports it
     duplicates = sum(n - 1 for n in ids.values() if n > 1)
     return {"by_topic": dict(counts), "distinct_alert_ids": len(ids), "duplicates": duplicates, "complete": complete}
+
+
+def uncommitted_records(bootstrap: str, group: str, topic: str, timeout: float = 60) -> int:
+    """Records of a transactionally written topic at or after the group's committed offsets. Not end offset
+    minus committed offset: a transaction marker after the last record takes an offset no consumer commits."""
+    client = admin(bootstrap)
+    committed = committed_offsets(client, group, topic, end_offsets(client, topic))
+    records = read_to_end(settings_for(bootstrap), topic, timeout, group_id=f"{group}.bench-count")
+    uncommitted = 0
+    for msg in records:
+        partition, offset = msg.partition(), msg.offset()
+        assert partition is not None and offset is not None  # set on every consumed message
+        uncommitted += offset >= committed.get(partition, 0)
+    return uncommitted

@@ -49,7 +49,7 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rate = w1.get("sustained_rate")
     ratio = _get(results, "passthrough", "worker_to_txn")
     ratio_plain = _get(results, "passthrough", "worker_to_plain")
-    lat5k: dict[str, Any] = next((r for r in results.get("latency", []) if r.get("rate") == 5000), {})
+    lat5k: dict[str, Any] = _not_covered(next((r for r in results.get("latency", []) if r.get("rate") == 5000), {}))
     p99 = lat5k.get("p99_ms")
     load_s = _get(results, "load", "total_s")
     drain = w1.get("drain_s_from_ready")
@@ -72,7 +72,12 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             _verdict(ratio, t["passthrough_share"], lower_is_better=False),
         ),
         ("worker / plain pass-through", _fmt(ratio_plain, "", 3), "(info)", ""),
-        ("p99 latency at 5,000/s", _fmt(p99, "ms"), f"< {t['p99_ms_at_5000']} ms", _verdict(p99, t["p99_ms_at_5000"])),
+        (
+            "p99 latency at 5,000/s, alerts no window covers",
+            _fmt(p99, "ms"),
+            f"< {t['p99_ms_at_5000']} ms",
+            _verdict(p99, t["p99_ms_at_5000"]),
+        ),
         ("p50 / p99.9 at 5,000/s", f"{_fmt(lat5k.get('p50_ms'), 'ms')} / {_fmt(lat5k.get('p999_ms'), 'ms')}", "", ""),
         (
             f"drain {_fmt(backlog)} alerts (from ready)",
@@ -210,6 +215,15 @@ def table(results: dict[str, Any]) -> str:
                 f"max {lat['max_ms']:.0f} ms; suppressed AD1s p99 {_fmt(lat.get('ad1_p99_ms'), 'ms')}; "
                 f"missing {lat['missing']}; longest output gaps {lat.get('longest_output_gaps_ms')} ms"
             )
+            if "not_covered" in lat:
+                covered, waiting = lat["not_covered"], lat["ad1_in_window"]
+                extra.append(
+                    f"  of which alerts no window covers: p50 {_fmt(covered['p50_ms'], 'ms')}, p99 "
+                    f"{_fmt(covered['p99_ms'], 'ms')}, p99.9 {_fmt(covered['p999_ms'], 'ms')}; AD1s in windows (they "
+                    f"wait for evidence, A + grace {_fmt(waiting.get('bound_ms'), 'ms', 0)}): p50 "
+                    f"{_fmt(waiting['p50_ms'], 'ms')}, max {_fmt(waiting['max_ms'], 'ms')}, "
+                    f"{waiting['missing']} not out"
+                )
     extra.extend(evidence_latency_lines(results.get("evidence_latency") or {}))
     check = results.get("correctness", {})
     if check:
@@ -227,7 +241,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lat = [r for r in results.get("latency", []) if "p50_ms" in r]
+    lat = [{**r, **_not_covered(r)} for r in results.get("latency", []) if "p50_ms" in r]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 6))
     offered = [r["rate"] for r in lat]
     ax1.plot(offered, [r["output_rate"] for r in lat], "o-", label="worker, paced load")
@@ -276,3 +290,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _not_covered(latency: dict[str, Any]) -> dict[str, Any]:
+    """The percentiles of the alerts no window covers, where a run has them: AD1s in windows wait for rule 9's
+    evidence by design (minutes), so the latency targets hold for the rest."""
+    return latency.get("not_covered") or latency
