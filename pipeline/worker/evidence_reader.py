@@ -17,6 +17,7 @@ PermissionWatch, as for the state reader.
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from confluent_kafka import (
@@ -32,12 +33,12 @@ from confluent_kafka import (
 from pipeline.core.bad_input import BadInput
 from pipeline.core.filter_state import FilterState
 from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
-from pipeline.core.read_frontier import ReadFrontier
+from pipeline.core.read_frontier import CORROBORATING_RECORDS, ReadFrontier
 from pipeline.core.records import OUTAGE_ALERT_CODE
 from pipeline.kafka.admin import EndOffsetLookup
 from pipeline.kafka.batches import coordinates
 from pipeline.wire import validation
-from pipeline.wire.alert_bytes import alert_fields, read_alert_fields
+from pipeline.wire.alert_bytes import alert_fields, peek_alert_code, read_alert_fields
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import RegistryUnavailable
 from pipeline.worker.permissions import PermissionWatch
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 POSITION = "evpos/"  # meta key prefix: evpos/<partition> -> next offset of the alert topic to read
 EVIDENCE_CODES = SUPPLY_RESTORED_CODES | {OUTAGE_ALERT_CODE}  # supply evidence (9.a), AD1s for storms (9.b)
+_EVIDENCE_CODE_BYTES = frozenset(code.encode() for code in EVIDENCE_CODES)
 END_OFFSET_INTERVAL_S = 0.5  # while AD1s wait for evidence, look up the alert topic's end offsets this often
 
 
@@ -131,6 +133,10 @@ class EvidenceReader:
         self.read_ad1s = False
         moved: set[int] = set()
         read_any = False
+        # Most alerts are no evidence: their code is peeked at, and only the last CORROBORATING_RECORDS of each
+        # partition in the batch are read for the read clock. Fewer windows can only lower the clock (a longer
+        # wait, never an earlier decision), and the last records of a batch always move it.
+        after_this = Counter(msg.partition() for msg in messages if msg.error() is None)
         for msg in messages:
             if waits.stopped and waits.skips(msg.topic(), msg.partition()):
                 continue  # stopped for the schema registry: read again from the alert it failed
@@ -147,6 +153,14 @@ class EvidenceReader:
             moved.add(partition)
             read_any = True
             value = msg.value()
+            after_this[partition] -= 1
+            if after_this[partition] >= CORROBORATING_RECORDS and value is not None:
+                code = peek_alert_code(value, header)
+                if code is not None and code not in _EVIDENCE_CODE_BYTES:
+                    if waits.stopped:
+                        waits.passed(topic, partition)
+                    self.frontier.observe_position((topic, partition), offset + 1)
+                    continue
             raw = None if value is None else read_alert_fields(value, header)
             if raw is not None:
                 event_time: int | None = raw[3]

@@ -39,3 +39,47 @@ def test_a_refused_evidence_group_is_named_on_ready_and_the_reader_goes_on(tmp_p
     assert reader.read(100) == 1  # still reading, nothing moved
     assert "evidence-reader" in readiness.status()[1]
     assert not reader.complete(0), "nothing read: evidence is not complete"
+
+
+T = 1_790_000_000_000
+ESME = "00-1B-C5-0C-00-00-00-02"
+
+
+class OneBatch:
+    """A consumer that hands out one batch of alert records on partition 0, then nothing."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.batches = [[Message(topic="dsp.alerts", partition=0, offset=i, value=v) for i, v in enumerate(values)]]
+
+    def incremental_assign(self, partitions: Any) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        return self.batches.pop() if self.batches else []
+
+
+def test_evidence_in_the_middle_of_a_batch_is_kept_and_only_the_batch_end_moves_the_clock(tmp_path: Path) -> None:
+    """Most alerts' code is only peeked at: evidence anywhere in a batch is kept, every offset is passed, and the
+    read clock comes from the last records of the batch (here the middle ones are later: they do not count,
+    so the clock is lower, a longer wait, never an earlier decision)."""
+    codec = AvroCodec()
+
+    def alert(n: int, code: str, device: str, at: int) -> bytes:
+        datum = {"alert_id": f"a{n}", "alert_code": code, "device_id": device, "mpxn": None, "raised_at": None,
+                 "received_at": at, "payload": None}  # fmt: skip
+        return codec.encode("DeviceAlert", datum)
+
+    other = "00-1B-C5-0C-00-00-00-09"
+    values = [alert(n, "8F01", other, T + 100) for n in range(6)]
+    values += [alert(n, "8F01", other, T + n) for n in range(6, 10)]
+    values[2] = alert(2, "8F35", ESME, T + 100)
+    state = FilterState(StagedStore(RocksBackend(tmp_path / "state")), WindowPolicy())
+    permissions = PermissionWatch(Readiness(WorkerMetrics().ready), Settings(), None, "tx")  # type: ignore[arg-type]
+    reader = EvidenceReader(
+        "dsp.alerts", lambda: OneBatch(values), None, state, AvroCodec(), EvidencePolicy(), 0, permissions  # type: ignore[arg-type,return-value]
+    )
+    reader.start(1)
+    assert reader.read(100) == 10
+    assert [a.alert_id for a in state.supply_alerts(ESME, T, T + 200)] == ["a2"]
+    assert reader.frontier.next_offsets() == {("dsp.alerts", 0): 10}
+    assert reader.frontier.may_decide(T + 5, 0) and not reader.frontier.may_decide(T + 6, 0)
