@@ -216,14 +216,7 @@ def table(results: dict[str, Any]) -> str:
                 f"missing {lat['missing']}; longest output gaps {lat.get('longest_output_gaps_ms')} ms"
             )
             if "not_covered" in lat:
-                covered, waiting = lat["not_covered"], lat["ad1_in_window"]
-                extra.append(
-                    f"  of which alerts no window covers: p50 {_fmt(covered['p50_ms'], 'ms')}, p99 "
-                    f"{_fmt(covered['p99_ms'], 'ms')}, p99.9 {_fmt(covered['p999_ms'], 'ms')}; AD1s in windows (they "
-                    f"wait for evidence, A + grace {_fmt(waiting.get('bound_ms'), 'ms', 0)}): p50 "
-                    f"{_fmt(waiting['p50_ms'], 'ms')}, max {_fmt(waiting['max_ms'], 'ms')}, "
-                    f"{waiting['missing']} not out"
-                )
+                extra.append(f"  of which {by_class(lat)}")
     extra.extend(evidence_latency_lines(results.get("evidence_latency") or {}))
     check = results.get("correctness", {})
     if check:
@@ -296,3 +289,14 @@ def _not_covered(latency: dict[str, Any]) -> dict[str, Any]:
     """The percentiles of the alerts no window covers, where a run has them: AD1s in windows wait for rule 9's
     evidence by design (minutes), so the latency targets hold for the rest."""
     return latency.get("not_covered") or latency
+
+
+def by_class(latency: dict[str, Any]) -> str:
+    """A latency run's two classes in a line: alerts no window covers, and AD1s in windows."""
+    covered, waiting = latency["not_covered"], latency["ad1_in_window"]
+    return (
+        f"alerts no window covers: p50 {_fmt(covered['p50_ms'], 'ms')}, p99 {_fmt(covered['p99_ms'], 'ms')}, "
+        f"p99.9 {_fmt(covered['p999_ms'], 'ms')}; AD1s in windows (they wait for evidence, A + grace "
+        f"{_fmt(waiting.get('bound_ms'), 'ms', 0)}): p50 {_fmt(waiting['p50_ms'], 'ms')}, max "
+        f"{_fmt(waiting['max_ms'], 'ms')}, {waiting['missing']} not out"
+    )

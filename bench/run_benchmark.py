@@ -556,12 +556,9 @@ class Bench:
                 )
             self.results["latency"].append(result)
             if "p50_ms" in result:
-                covered, waiting = result["not_covered"], result["ad1_in_window"]
                 self.say(
-                    f"  {rate:,}/s, alerts no window covers: p50 {covered['p50_ms']} ms, p99 {covered['p99_ms']} ms, "
-                    f"p99.9 {covered['p999_ms']} ms, max {covered['max_ms']} ms; AD1s in windows (wait for "
-                    f"evidence): p50 {waiting['p50_ms']} ms, max {waiting['max_ms']} ms, {waiting['missing']} not out "
-                    f"(sent {result['achieved_rate']:,.0f}/s, out {result['output_rate']:,.0f}/s)"
+                    f"  {rate:,}/s (sent {result['achieved_rate']:,.0f}/s, out {result['output_rate']:,.0f}/s), "
+                    f"{report.by_class(result)}"
                 )
             else:
                 self.say(f"  {rate:,}/s: {result.get('error')}")

@@ -11,8 +11,6 @@ An uncommitted held record is read again by whoever owns its partition next, and
 
 import logging
 import struct
-from collections import deque
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +19,7 @@ from confluent_kafka import Message
 from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.output_records import Outgoing
-from pipeline.worker.hold_queues import ReadAlert, read_alert
+from pipeline.worker.hold_queues import PartitionQueues, ReadAlert, read_alert
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +63,12 @@ class HeldAD1:
         self.bound_from_ms = max(self.bound_from_ms, self.first_read_ms)
 
 
-class EvidenceHolds:
+class EvidenceHolds(PartitionQueues[HeldAD1]):
     """The held topic's records of this worker's held partitions, in offset order per partition."""
 
     def __init__(self, codec: AvroCodec) -> None:
+        super().__init__()
         self._codec = codec
-        self._queues: dict[int, deque[HeldAD1]] = {}
-
-    def assigned(self, partitions: Iterable[int]) -> None:
-        for p in partitions:
-            self._queues.setdefault(p, deque())
-
-    def revoked(self, partitions: Iterable[int]) -> None:
-        for p in partitions:
-            self._queues.pop(p, None)
-
-    def clear(self) -> None:
-        for items in self._queues.values():
-            items.clear()
 
     def add(self, msg: Message, read_seq: int, read_at: float) -> None:
         """A record read from the held topic in batch `read_seq` at monotonic time `read_at`; its alert is
@@ -99,16 +85,6 @@ class EvidenceHolds:
         source_partition, source_offset, read_ms = _ENVELOPE.unpack_from(value, len(_MAGIC))
         alert = read_alert(self._codec, source_partition, source_offset, msg.key(), value[head:], read_seq, read_at)
         queue.append(HeldAD1(partition, msg.offset(), read_ms, alert))  # type: ignore[arg-type]
-
-    def release(self, decide: Callable[[HeldAD1], bool]) -> None:
-        """Offer each held partition's records to `decide` in order, up to the first it keeps (False)."""
-        for items in self._queues.values():
-            while items and decide(items[0]):
-                items.popleft()
-
-    def sizes(self) -> dict[int, int]:
-        """Held AD1s read back and undecided, by held partition."""
-        return {p: len(items) for p, items in self._queues.items()}
 
     def restart_bounds(self, wall_ms: int) -> None:
         """Count every bound from `wall_ms` (a broker outage ended: nothing could be forwarded during it, and

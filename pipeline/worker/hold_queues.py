@@ -7,13 +7,15 @@ the activation inputs (contract 5.7) holds the alerts behind it, which keeps exa
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from pipeline.core.bad_input import BadInput
 from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
 from pipeline.wire import validation
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import RegistryUnavailable
+
+Item = TypeVar("Item")
 
 
 @dataclass(slots=True)
@@ -98,11 +100,11 @@ class HeldAlerts(Protocol):
     def sizes(self) -> dict[int, int]: ...
 
 
-class AlertQueues:
-    """The in-memory `HeldAlerts`: one queue per assigned partition, decided strictly in offset order."""
+class PartitionQueues(Generic[Item]):
+    """One queue per assigned partition, each decided strictly in offset order: what waits in memory."""
 
     def __init__(self) -> None:
-        self._queues: dict[int, deque[ReadAlert]] = {}
+        self._queues: dict[int, deque[Item]] = {}
 
     def assigned(self, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -112,13 +114,25 @@ class AlertQueues:
         for p in partitions:
             self._queues.pop(p, None)
 
-    def waiting(self, partition: int) -> deque[ReadAlert] | None:
-        return self._queues.get(partition)
-
-    def release(self, decide: Callable[[ReadAlert], bool]) -> None:
+    def release(self, decide: Callable[[Item], bool]) -> None:
+        """Offer each partition's items to `decide` in order, up to the first it keeps (False)."""
         for items in self._queues.values():
             while items and decide(items[0]):
                 items.popleft()
+
+    def clear(self) -> None:
+        for items in self._queues.values():
+            items.clear()
+
+    def sizes(self) -> dict[int, int]:
+        return {p: len(items) for p, items in self._queues.items()}
+
+
+class AlertQueues(PartitionQueues[ReadAlert]):
+    """The in-memory `HeldAlerts`."""
+
+    def waiting(self, partition: int) -> deque[ReadAlert] | None:
+        return self._queues.get(partition)
 
     def first_waiting_for_inputs(self) -> ReadAlert | None:
         heads = [items[0] for items in self._queues.values() if items and items[0].waits_for_inputs]
@@ -128,10 +142,3 @@ class AlertQueues:
         for items in self._queues.values():
             for item in items:
                 item.read_at = max(item.read_at, now)
-
-    def clear(self) -> None:
-        for items in self._queues.values():
-            items.clear()
-
-    def sizes(self) -> dict[int, int]:
-        return {p: len(items) for p, items in self._queues.items()}
