@@ -98,11 +98,12 @@ def test_the_wait_for_evidence_is_bounded_and_ends_in_forwarding(
     complete on end offsets looked up after that is forwarded (rule 8): its t is ahead of the wall clock, so
     no end offset covers it yet."""
     monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)  # steps take no time
+    monkeypatch.setattr("pipeline.worker.filter_worker.HELD_FOR_EVIDENCE_INTERVAL_S", 0.0)
     driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=0.0, evidence_after_minutes=0,
                             evidence_grace_seconds=0.0)  # fmt: skip
     try:
         driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW + 10 * MIN))
-        driver.until(lambda: driver.forwarded() == ["ad1"], "the AD1 forwarded after its wait")
+        driver.until(lambda: driver.forwarded() == ["ad1"], "the AD1 forwarded after its wait", max_steps=2000)
         driver.steps(5)  # the transaction settles: its decisions are counted
         assert driver.held() == ["ad1"]
         assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="hold_expired") == 1
@@ -160,10 +161,11 @@ def test_an_ad1_past_its_bound_after_a_stall_is_decided_on_fresh_end_offsets_not
         monkeypatch.setattr("pipeline.worker.evidence_reader.wall_clock_ms", later)
         monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)  # steps take no time
         monkeypatch.setattr("pipeline.worker.end_offsets.END_OFFSET_INTERVAL_S", 0.0)
+        monkeypatch.setattr("pipeline.worker.filter_worker.HELD_FOR_EVIDENCE_INTERVAL_S", 0.0)
         driver.worker._last_held_drain = 0.0  # the held AD1s are looked at in the next step, as after a stall
         driver.steps(10)
         assert driver.forwarded() == []
-        driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed on fresh end offsets")
+        driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed on fresh end offsets", max_steps=2000)
         assert driver.forwarded() == []
     finally:
         driver.worker.close()

@@ -75,12 +75,14 @@ def test_an_ad1_whose_activation_request_is_not_read_yet_is_no_storm_evidence(
         monkeypatch.setattr("pipeline.worker.filter_worker.wall_clock_ms", later)
         monkeypatch.setattr("pipeline.worker.evidence_reader.wall_clock_ms", later)
         monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)
+        monkeypatch.setattr("pipeline.worker.filter_worker.HELD_FOR_EVIDENCE_INTERVAL_S", 0.0)
         for _ in range(30):
             driver.worker.step()
             time.sleep(0.01)
         assert "ad1-y" not in driver.forwarded(), "released on an AD1 whose window was not read yet"
         cluster.slow.discard((T.service_requests, 1))
-        driver.until(lambda: driver.suppressed() == ["ad1-y"], "Y's AD1 suppressed once X's request is read")
+        driver.until(lambda: driver.suppressed() == ["ad1-y"], "Y's AD1 suppressed once X's request is read",
+                     max_steps=2000)  # fmt: skip
         assert driver.forwarded() == []
     finally:
         driver.worker.close()
