@@ -91,28 +91,6 @@ def test_an_ad1_without_evidence_is_suppressed_once_every_partition_is_read_past
     assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 1
 
 
-def test_the_wait_for_evidence_is_bounded_and_ends_in_forwarding(
-    activation: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A + grace + POA_MAX_HOLD_SECONDS after it was read (here 0 + 0 + 0), an AD1 whose evidence is not
-    complete on end offsets looked up after that is forwarded (rule 8): its t is ahead of the wall clock, so
-    no end offset covers it yet."""
-    monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)  # steps take no time
-    monkeypatch.setattr("pipeline.worker.filter_worker.HELD_FOR_EVIDENCE_INTERVAL_S", 0.0)
-    driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=0.0, evidence_after_minutes=0,
-                            evidence_grace_seconds=0.0)  # fmt: skip
-    try:
-        driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW + 10 * MIN))
-        driver.until(lambda: driver.forwarded() == ["ad1"], "the AD1 forwarded after its wait", max_steps=2000)
-        driver.steps(5)  # the transaction settles: its decisions are counted
-        assert driver.held() == ["ad1"]
-        assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="hold_expired") == 1
-        assert driver.metric("poa_holds_expired_total", held_for="evidence") == 1
-        assert driver.metric("poa_holds_expired_total", held_for="inputs") == 0
-    finally:
-        driver.worker.close()
-
-
 def test_alerts_no_window_covers_never_go_to_the_held_topic(driver: EvidenceDriver) -> None:
     other_chf = "00-1B-C5-0C-00-00-00-09"
     driver.cluster.append(T.alerts, 0, other_chf.encode(), alert("outage", "AD1", other_chf, NOW))
