@@ -12,44 +12,113 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 
-# Work done by the loop but not per alert: matched anywhere in the stack, before the rules below.
-OUTER_CATEGORIES: list[tuple[str, str]] = [
-    ("housekeeping: FilterState.sweep (runs in the decision loop)", "FilterState.sweep"),
-    ("housekeeping: gauges (positions, watermarks)", "_update_gauges"),
-    ("state commit (RocksDB write batch)", "_commit_state"),
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A category of the worker's time. `modules` are the project's files (repo-relative; a folder ends in
+    '/'), `functions` are 'file:function' in the project, both checked against the tree by a test so that
+    a module moved or renamed cannot silently leave its samples under "other"; `code` are fragments of the
+    source line or of a library's path (without native frames, the time spent inside a C call shows as the
+    Python line that made it)."""
+
+    name: str
+    modules: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
+
+    def matches(self, frame: str, text: str) -> bool:
+        return (
+            any(f"({module}" in frame for module in self.modules)
+            or any(_in_function(frame, where) for where in self.functions)
+            or any(fragment in frame or fragment in text for fragment in self.code)
+        )
+
+
+def _in_function(frame: str, where: str) -> bool:
+    path, _, function = where.partition(":")
+    return frame.startswith(f"{function} ({path}:")
+
+
+# Work done by the loop but not per alert: matched anywhere in the stack, before the buckets below.
+OUTER_BUCKETS: list[Bucket] = [
+    Bucket(
+        "housekeeping: the state sweep (runs in the decision loop)",
+        functions=("pipeline/core/filter_state.py:sweep_some",),
+    ),
+    Bucket(
+        "housekeeping: gauges (positions, watermarks)", functions=("pipeline/worker/housekeeping.py:_update_gauges",)
+    ),
+    Bucket("state commit (RocksDB write batch)", functions=("pipeline/worker/state_reader.py:commit",)),
 ]
 
-# Rules tried from the innermost frame outwards; the first that matches names a sample's category.
-# A frame is matched on "function (file:line)" and on the text of that source line, because without
-# native frames the time spent inside a C call (librdkafka, fastavro, RocksDB) shows as the Python line
-# that made the call.
-CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("sleeping (time.sleep in the loop)", ("time.sleep(",)),
-    ("Kafka consume() calls", (".consume(",)),
-    (
+# Tried from the innermost frame outwards; the first that matches names a sample's bucket.
+BUCKETS: list[Bucket] = [
+    Bucket("sleeping (time.sleep in the loop)", code=("time.sleep(",)),
+    Bucket("Kafka consume() calls", code=(".consume(",)),
+    Bucket(
         "transaction round trips (begin/send_offsets/commit)",
-        ("commit_transaction(", "send_offsets_to_transaction(", "begin_transaction("),
+        code=("commit_transaction(", "send_offsets_to_transaction(", "begin_transaction("),
     ),
-    ("Kafka produce() calls", (".produce(",)),
-    (
+    Bucket("Kafka produce() calls", code=(".produce(",)),
+    Bucket(
         "Kafka admin/positions (end offsets, lag gauges)",
-        ("list_offsets", "position(", "get_watermark_offsets", "kafka_admin.py"),
+        modules=("pipeline/kafka/admin.py", "pipeline/worker/end_offsets.py"),
+        code=("list_offsets", "position(", "get_watermark_offsets"),
     ),
-    ("metrics (prometheus_client)", ("prometheus_client",)),
-    ("Avro decode", ("schemaless_reader", "fastavro/_read", "fastavro/read")),
-    ("Avro encode", ("schemaless_writer", "fastavro/_write", "fastavro/write", "avro_codec.py:")),
-    ("validation (input_records, device IDs)", ("input_records.py", "device_ids.py")),
-    ("JSON (state values)", ("json/",)),
-    ("RocksDB get/write", ("state_backends.py",)),
-    ("decision logic (FilterState, windows)", ("filter_state.py", "activation_windows.py")),
-    ("read frontier / hold checks", ("read_frontier.py", "_first_held", "_request_end_offsets")),
-    ("per-alert objects and queues", ("alert_intake.py", "__create_fn__", "output_records.py")),
+    Bucket("metrics (prometheus_client)", code=("prometheus_client",)),
+    Bucket(
+        "Avro decode",
+        modules=("pipeline/wire/avro_scan.py",),
+        code=("schemaless_reader", "fastavro/_read", "fastavro/read"),
+    ),
+    Bucket(
+        "Avro encode",
+        modules=("pipeline/wire/avro_codec.py",),
+        code=("schemaless_writer", "fastavro/_write", "fastavro/write"),
+    ),
+    Bucket(
+        "fast readers and writers of the Avro bytes",
+        modules=("pipeline/wire/alert_bytes.py", "pipeline/wire/reference_bytes.py", "pipeline/wire/avro_binary.py"),
+    ),
+    Bucket("validation (records, device IDs)", modules=("pipeline/wire/validation.py", "pipeline/core/device_ids.py")),
+    Bucket("JSON (state values)", code=("json/",)),
+    Bucket(
+        "RocksDB get/scan/write",
+        modules=("pipeline/worker/rocks_store.py", "pipeline/core/key_value.py"),
+        code=("rocksdict",),
+    ),
+    Bucket(
+        "rule 9: outage evidence (storms, supply restored, the evidence reader)",
+        modules=(
+            "pipeline/core/outage_evidence.py",
+            "pipeline/worker/evidence_reader.py",
+            "pipeline/worker/evidence_holds.py",
+        ),
+    ),
+    Bucket(
+        "decision logic (FilterState, windows, reference data)",
+        modules=(
+            "pipeline/core/filter_state.py",
+            "pipeline/core/activation_windows.py",
+            "pipeline/core/alert_decisions.py",
+            "pipeline/core/reference_data.py",
+        ),
+    ),
+    Bucket("read frontier", modules=("pipeline/core/read_frontier.py",)),
+    Bucket(
+        "per-alert objects and queues",
+        modules=("pipeline/worker/hold_queues.py", "pipeline/wire/output_records.py"),
+        code=("__create_fn__",),
+    ),
+    Bucket("triage (the fast path and the drains)", modules=("pipeline/worker/triage.py",)),
 ]
+LOOP_MODULE = "pipeline/worker/filter_worker.py"  # what is left in the loop itself: bookkeeping between calls
 _NO_LINE = re.compile(r":\d+\)$")
 _REPO_ROOT = str(Path(__file__).resolve().parents[1]) + "/"
 _LINENO = re.compile(r"\((?P<file>.*):(?P<line>\d+)\)$")
@@ -139,11 +208,11 @@ def summarise(raw: Path, top: int = 25) -> dict[str, Any]:
 
 
 def _category(frames: list[tuple[str, str]]) -> str:
-    for name, needle in OUTER_CATEGORIES:
-        if any(needle in frame for frame, _ in frames):
-            return name
+    for bucket in OUTER_BUCKETS:
+        if any(bucket.matches(frame, text) for frame, text in frames):
+            return bucket.name
     for frame, text in reversed(frames):
-        for name, needles in CATEGORIES:
-            if any(n in frame or n in text for n in needles):
-                return name
-    return "loop code in worker.py (bookkeeping between calls)" if "worker.py" in frames[-1][0] else "other"
+        for bucket in BUCKETS:
+            if bucket.matches(frame, text):
+                return bucket.name
+    return "loop code (bookkeeping between calls)" if f"({LOOP_MODULE}:" in frames[-1][0] else "other"
