@@ -1,15 +1,16 @@
 """The `poa-filter` console script (contract 7): worker, bulk loaders, simulator and demo summary.
 
-Every subcommand takes the same settings flags; a flag overrides its environment variable, which
-overrides the default, so one environment can drive the worker, the loaders and the demo alike. Each
-subcommand logs in the format the settings ask for (`--log-format`), and a bad setting is a one-line
-message with exit code 2.
+A flag overrides its environment variable, which overrides the default, so one environment can drive the
+worker, the loaders and the demo alike. Each subcommand shows, in its help and usage, only the settings and
+topics it reads (`COMMAND_OPTIONS`); the other settings flags are still accepted, unlisted, so that a script
+passing one environment's flags to every command keeps working. Each subcommand logs in the format the
+settings ask for (`--log-format`), and a bad setting is a one-line message with exit code 2.
 """
 
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,46 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _settings_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class CommandOptions:
+    """The settings and topics a subcommand reads, by field name: the flags its help lists (None: all)."""
+
+    settings: frozenset[str] | None
+    topics: frozenset[str] | None = frozenset()
+
+
+# What every command that talks to Kafka reads: the connection, the codec's registry, the log format.
+_KAFKA = frozenset({"bootstrap_servers", "client_config_file", "schema_registry_url", "schema_registry_auth_file",
+                    "log_format"})  # fmt: skip
+_RULE_TIMES = frozenset({"window_minutes", "lead_in_minutes", "max_future_days", "evidence_before_minutes",
+                         "evidence_after_minutes", "storm_min_hans"})  # fmt: skip
+_HOLD_BOUND = frozenset({"evidence_after_minutes", "evidence_grace_seconds", "max_hold_seconds"})
+_INPUT_TOPICS = frozenset({"service_requests", "activation_outcomes", "alerts", "inventory", "tracked_devices"})
+_HTTP_CLIENT = frozenset({"metrics_port", "http_token_file", "http_tls_cert_file"})
+
+COMMAND_OPTIONS: dict[str, CommandOptions] = {
+    "worker": CommandOptions(None, None),
+    "load-tracked": CommandOptions(_KAFKA, frozenset({"tracked_devices"})),
+    "load-inventory": CommandOptions(_KAFKA, frozenset({"inventory"})),
+    "simulate": CommandOptions(_KAFKA | _RULE_TIMES, _INPUT_TOPICS),
+    "demo-summary": CommandOptions(
+        _KAFKA | _HTTP_CLIENT | {"app_id"}, frozenset({"alerts", "dno_alerts", "suppressed", "dead_letter"})
+    ),
+    "release": CommandOptions(_KAFKA | _HOLD_BOUND | {"app_id"}, frozenset({"suppressed", "dno_alerts", "released"})),
+    "mode": CommandOptions(_KAFKA | {"app_id", "initial_mode"}, frozenset({"control"})),
+    "audit": CommandOptions(_KAFKA, frozenset({"dno_alerts", "suppressed", "dead_letter", "released", "shadow"})),
+    "explain": CommandOptions(_HTTP_CLIENT | {"log_format"}),
+}
+
+
+def _settings_parser(shown: CommandOptions) -> argparse.ArgumentParser:
+    """The settings flags of a subcommand: those it reads listed, the others accepted but not shown."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("settings (each overrides its environment variable, see contract 7)")
     for setting in _SETTING_FIELDS:
         flag, bounds, choices = _flag(setting.name), bounds_of(setting), choices_of(setting)
         allowed = f"; {bounds.describe()}" if bounds else f"; one of {', '.join(choices)}" if choices else ""
+        listed = shown.settings is None or setting.name in shown.settings
         group.add_argument(
             flag,
             dest=setting.name,
@@ -82,16 +117,25 @@ def _settings_parser() -> argparse.ArgumentParser:
             choices=choices or None,
             default=argparse.SUPPRESS,
             metavar=setting.name.upper(),
-            help=f"${env_var(setting)}, default {setting.default}{allowed}",
+            help=f"${env_var(setting)}, default {setting.default}{allowed}" if listed else argparse.SUPPRESS,
         )
     for topic in fields(Topics):
+        listed = shown.topics is None or topic.name in shown.topics
         group.add_argument(
             _flag(_TOPIC_PREFIX + topic.name),
             dest=_TOPIC_PREFIX + topic.name,
             default=argparse.SUPPRESS,
             metavar="TOPIC",
-            help=f"${TOPIC_ENV[topic.name]}, default {topic.default}",
+            help=f"${TOPIC_ENV[topic.name]}, default {topic.default}" if listed else argparse.SUPPRESS,
         )
+    return parser
+
+
+def _subcommand(commands: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand whose help shows the settings it reads (COMMAND_OPTIONS) and no others."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, parents=[_settings_parser(COMMAND_OPTIONS[name])], **kwargs
+    )
     return parser
 
 
@@ -228,19 +272,16 @@ def _jobs_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _settings_parser()
     parser = argparse.ArgumentParser(
         prog="poa-filter",
         description="Suppresses AD1 power-outage alerts caused by firmware activations (SEC MP102B).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    worker = commands.add_parser("worker", parents=[common], help="run the filter")
+    worker = _subcommand(commands, "worker", help="run the filter")
     worker.set_defaults(run=_worker)
 
-    tracked = commands.add_parser(
-        "load-tracked", parents=[common], help="load a tracked-list CSV (device_id[,manufacturer,model,...])"
-    )
+    tracked = _subcommand(commands, "load-tracked", help="load a tracked-list CSV (device_id[,manufacturer,model,...])")
     tracked.add_argument("csv", metavar="CSV")
     tracked.add_argument(
         "--replace",
@@ -255,18 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     tracked.set_defaults(run=_load(TRACKED))
     _jobs_flag(tracked)
 
-    inventory = commands.add_parser(
+    inventory = _subcommand(
+        commands,
         "load-inventory",
-        parents=[common],
         help="load an inventory CSV (device_id,device_type,chf_id[,mpxn,postcode,updated_at])",
     )
     inventory.add_argument("csv", metavar="CSV")
     inventory.set_defaults(run=_load(INVENTORY))
     _jobs_flag(inventory)
 
-    simulate = commands.add_parser(
+    simulate = _subcommand(
+        commands,
         "simulate",
-        parents=[common],
         help="write a simulated estate and scenario, load the estate and play the scenario",
         description="Writes OUT/tracked.csv, OUT/inventory.csv and OUT/expected.json, creates missing input "
         "topics, loads the CSVs with the load-tracked/load-inventory code, then produces the scenario.",
@@ -301,9 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--no-play", action="store_true", help="do not produce the scenario records")
     simulate.set_defaults(run=_simulate)
 
-    summary = commands.add_parser(
-        "demo-summary", parents=[common], help="check the filter's outputs against a simulated scenario"
-    )
+    summary = _subcommand(commands, "demo-summary", help="check the filter's outputs against a simulated scenario")
     summary.add_argument("--expected", required=True, help="expected.json written by simulate")
     summary.add_argument(
         "--timeout",
@@ -314,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(run=_demo_summary)
 
     for name, tool, run, help_text in _TOOLS:
-        sub = commands.add_parser(name, parents=[common], help=help_text, description=tool.DESCRIPTION)
+        sub = _subcommand(commands, name, help=help_text, description=tool.DESCRIPTION)
         tool.add_arguments(sub)
         sub.set_defaults(run=run)
     return parser

@@ -155,3 +155,46 @@ def test_simulate_without_kafka_writes_the_csvs_and_expected_alerts(tmp_path, ca
     expected = json.loads((out / "expected.json").read_text())
     assert expected["seed"] == 3 and expected["homes"] == 60 and len(expected["alerts"]) > 20
     assert "to suppress" in capsys.readouterr().out
+
+
+def help_text(command: str, capsys) -> str:
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    return capsys.readouterr().out
+
+
+def test_each_subcommand_lists_only_the_settings_it_reads(capsys):
+    mode = help_text("mode", capsys)
+    assert "--topic-control" in mode and "--app-id" in mode and "--bootstrap-servers" in mode
+    for foreign in ("--window-minutes", "--http-tls-cert-file", "--topic-alerts", "--evidence-after-minutes"):
+        assert foreign not in mode, foreign
+    explain = help_text("explain", capsys)
+    assert "--metrics-port" in explain and "--http-token-file" in explain
+    assert "--bootstrap-servers" not in explain and "--topic-dno-alerts" not in explain
+    loader = help_text("load-tracked", capsys)
+    assert "--topic-tracked-devices" in loader and "--topic-inventory" not in loader
+    worker = help_text("worker", capsys)
+    assert all(f"--topic-{name.replace('_', '-')} " in worker for name in vars(Topics()))
+
+
+def test_a_usage_error_shows_only_the_subcommands_own_options(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["mode", "--initial-mode", "bogus"])
+    assert exit_.value.code == 2
+    usage = capsys.readouterr().err
+    assert "bogus" in usage and "--topic-control" in usage and "--window-minutes" not in usage
+
+
+def test_settings_a_subcommand_does_not_list_are_still_accepted_from_scripts():
+    settings = parsed(["mode", "show", "--window-minutes", "40", "--topic-alerts", "x.alerts"])
+    assert settings.window_minutes == 40 and settings.topics.alerts == "x.alerts"
+
+
+def test_every_listed_option_names_a_setting_or_topic_and_every_subcommand_has_its_list():
+    setting_names = {setting.name for setting in cli._SETTING_FIELDS}
+    topic_names = set(vars(Topics()))
+    for command, options in cli.COMMAND_OPTIONS.items():
+        assert options.settings is None or options.settings <= setting_names, command
+        assert options.topics is None or options.topics <= topic_names, command
+    subcommands = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    assert set(subcommands.choices) == set(cli.COMMAND_OPTIONS)  # type: ignore[arg-type]
