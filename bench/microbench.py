@@ -135,7 +135,7 @@ def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
         us["alert: AvroCodec.decode"] = per_op(lambda i: codec.decode("DeviceAlert", raw[i]), n)
         us["alert: validate (validation.device_alert)"] = per_op(lambda i: validation.device_alert(datums[i]), n)
         us["alert: read_alert (decode + validate + queue item)"] = per_op(
-            lambda i: read_alert(codec, 0, i, b"k", raw[i], i, 0.0), n
+            lambda i: read_alert(codec, 0, i, b"k", raw[i], i, 0.0, timestamp=None), n
         )
         header = codec.single_object_header("DeviceAlert")
         us["alert: alert_wire.read_alert_fields (the worker's path)"] = per_op(

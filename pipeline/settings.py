@@ -62,6 +62,7 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 LOG_FORMATS = ("text", "json")
 DUIS_COMMAND_VARIANT = Bounds(int, 1, 9, "a DUIS CommandVariant")
+DEFAULT_COMMAND_VARIANTS = frozenset({5, 7})
 MODES = tuple(mode.value for mode in Mode)
 
 T = TypeVar("T")
@@ -207,7 +208,9 @@ class Settings:
     log_format: str = _setting("text", "POA_LOG_FORMAT", choices=LOG_FORMATS)
     # The CommandVariants of a DUIS SR 11.3 that count (contract 9): 5 and 7 are sent to the device over the
     # WAN; 4 (before the User signs it) and 6 (local delivery, run at a time nobody knows) are ignored.
-    duis_command_variants: str = _setting("5,7", "POA_DUIS_COMMAND_VARIANTS", each_in=DUIS_COMMAND_VARIANT)
+    duis_command_variants: str = _setting(
+        ",".join(map(str, sorted(DEFAULT_COMMAND_VARIANTS))), "POA_DUIS_COMMAND_VARIANTS", each_in=DUIS_COMMAND_VARIANT
+    )
     # The mode of a deployment whose control topic holds no schedule yet (contract 8).
     initial_mode: str = _setting(Mode.FILTER.value, "POA_INITIAL_MODE", choices=MODES)
     # Protection of GET /explain (contract 7; pipeline/worker/http_access.py): a file holding a bearer token,

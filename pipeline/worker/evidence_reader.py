@@ -37,7 +37,7 @@ from pipeline.core.read_frontier import CORROBORATING_RECORDS, ReadFrontier
 from pipeline.core.records import OUTAGE_ALERT_CODE
 from pipeline.kafka.admin import EndOffsetLookup
 from pipeline.kafka.batches import coordinates
-from pipeline.wire import validation
+from pipeline.wire import input_records
 from pipeline.wire.alert_bytes import alert_fields, peek_alert_code, read_alert_fields
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import RegistryUnavailable
@@ -184,8 +184,10 @@ class EvidenceReader:
         return len(messages)
 
     def _generic(self, value: bytes | None, written: int | None) -> int | None:
+        """An alert not in the common shape (a DUIS one among them) read by the generic reader: it may be
+        evidence; bad input is no evidence and moves no clock."""
         try:
-            alert = validation.device_alert(self._codec.decode("DeviceAlert", value))
+            _, alert = input_records.device_alert(self._codec, value, written)
         except BadInput:
             return None
         self._state.put_evidence_alert(alert, written)
