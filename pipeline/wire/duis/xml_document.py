@@ -35,6 +35,12 @@ _DATE_TIME = re.compile(
 _LONG_MAX = 2**63 - 1
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
+_DOCTYPE = b"<!DOCTYPE"
+_DOCTYPE_REFUSED = (
+    "DUIS document has a DOCTYPE (document type declaration); DUIS never uses one and the filter refuses it, "
+    "with any entity it declares, unread"
+)
+
 _local = threading.local()
 
 
@@ -63,16 +69,15 @@ def parse(value: bytes) -> "Element":
     """The document's root element; BadInput for anything over the size cap, not well-formed, or with a DTD."""
     if len(value) > MAX_DOCUMENT_BYTES:
         raise BadInput(f"DUIS document of {len(value)} bytes is over the {MAX_DOCUMENT_BYTES} bytes (1 MiB) limit")
+    if _DOCTYPE in value:  # before parsing, so that no entity is even declared (libxml2 still sizes them)
+        raise BadInput(_DOCTYPE_REFUSED)
     try:
         root = etree.fromstring(value.lstrip(b" \t\r\n"), _parser())
     except etree.XMLSyntaxError as e:
         raise BadInput(_syntax_error(e)) from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise BadInput(
-            "DUIS document has a DOCTYPE (document type declaration); DUIS never uses one and the filter "
-            "refuses it, with any entity it declares, unread"
-        )
+        raise BadInput(_DOCTYPE_REFUSED)
     for entity in root.iter(etree.Entity):
         raise BadInput(f"DUIS document has an entity reference {entity.text}; the filter never resolves entities")
     return Element(root, "/" + etree.QName(root).localname)
@@ -116,7 +121,10 @@ class DuisId:
 
 def eui64(text: str, path: str) -> str:
     """A device ID in canonical form; surrounding whitespace collapsed, as xs:token says."""
-    value = collapse(text)
+    return _canonical_eui64(collapse(text), path)
+
+
+def _canonical_eui64(value: str, path: str) -> str:
     if not _EUI64.fullmatch(value):
         raise BadInput(
             f"{path}: {value!r} is not an EUI-64 device ID "
@@ -131,8 +139,8 @@ def duis_id(text: str, path: str) -> DuisId:
     parts = value.split(":")
     if len(parts) != 3:
         raise BadInput(f"{path}: {value!r} is not originator:target:counter (two EUI-64s and a decimal counter)")
-    originator = eui64(parts[0], path)
-    target = eui64(parts[1], path)
+    originator = _canonical_eui64(parts[0], path)
+    target = _canonical_eui64(parts[1], path)
     if not _DECIMAL_COUNTER.fullmatch(parts[2]) or int(parts[2]) > MAX_COUNTER:
         raise BadInput(
             f"{path}: counter {parts[2]!r} is not a decimal from 1 to {MAX_COUNTER} (2^64 - 1) without leading zeros"
