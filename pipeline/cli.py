@@ -17,7 +17,7 @@ from confluent_kafka import KafkaException
 
 from pipeline.log_format import configure_logging
 from pipeline.settings import TOPIC_ENV, Bounds, Settings, SettingsError, Topics, bounds_of, choices_of, env_var
-from pipeline.tools import alert_audit, explain_client, mode_control
+from pipeline.tools import alert_audit, explain_client, mode_control, publish_duis
 from pipeline.tools import estate_simulator as sim
 from pipeline.tools import release as release_tool
 from pipeline.tools.bulk_producer import DeliveryFailed, TopicMissing
@@ -69,10 +69,13 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _settings_parser() -> argparse.ArgumentParser:
+def _settings_parser(only: frozenset[str] | None = None) -> argparse.ArgumentParser:
+    """The settings flags, or `only` those named (Settings and Topics field names) for a tool that needs few."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("settings (each overrides its environment variable, see contract 7)")
     for setting in _SETTING_FIELDS:
+        if only is not None and setting.name not in only:
+            continue
         flag, bounds, choices = _flag(setting.name), bounds_of(setting), choices_of(setting)
         allowed = f"; {bounds.describe()}" if bounds else f"; one of {', '.join(choices)}" if choices else ""
         group.add_argument(
@@ -85,6 +88,8 @@ def _settings_parser() -> argparse.ArgumentParser:
             help=f"${env_var(setting)}, default {setting.default}{allowed}",
         )
     for topic in fields(Topics):
+        if only is not None and topic.name not in only:
+            continue
         group.add_argument(
             _flag(_TOPIC_PREFIX + topic.name),
             dest=_TOPIC_PREFIX + topic.name,
@@ -196,6 +201,16 @@ def _with_codec(tool: Any) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _publish_duis(args: argparse.Namespace) -> int:
+    return publish_duis.run(args, settings_from_args(args))
+
+
+# What publish-duis needs: the connection, the log format and the three topics DUIS documents go on.
+_PUBLISH_DUIS_SETTINGS = frozenset(
+    {"bootstrap_servers", "client_config_file", "log_format", "service_requests", "activation_outcomes", "alerts"}
+)
+
+
 def _explain(args: argparse.Namespace) -> int:
     return explain_client.run(args, settings_from_args(args))
 
@@ -300,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--no-load", action="store_true", help="do not load the CSVs onto the reference topics")
     simulate.add_argument("--no-play", action="store_true", help="do not produce the scenario records")
     simulate.set_defaults(run=_simulate)
+
+    publish = commands.add_parser(
+        "publish-duis",
+        parents=[_settings_parser(_PUBLISH_DUIS_SETTINGS)],
+        help="publish DUIS documents (files, folders, - for stdin) to the input topic each belongs on",
+        description=publish_duis.DESCRIPTION,
+    )
+    publish_duis.add_arguments(publish)
+    publish.set_defaults(run=_publish_duis)
 
     summary = commands.add_parser(
         "demo-summary", parents=[common], help="check the filter's outputs against a simulated scenario"
