@@ -31,6 +31,10 @@ def hex_bytes(raw: bytes) -> str:
     return raw.hex(" ").upper()
 
 
+def byte_count(count: int) -> str:
+    return "1 byte" if count == 1 else f"{count} bytes"
+
+
 # Lengths: BER definite form, shortest encoding (DER), as GBCS frames and DER contents both use.
 
 
@@ -54,7 +58,8 @@ def read_length(data: bytes, pos: int, end: int, field: str) -> tuple[int, int]:
         after = pos + 1 + count
         if after > end:
             raise GbcsError(
-                f"{field} at byte {pos}: 0x{first:02X} announces {count} length bytes, only {end - pos - 1} left"
+                f"{field} at byte {pos}: 0x{first:02X} announces {count} length bytes, "
+                f"only {byte_count(end - pos - 1)} left"
             )
         length = int.from_bytes(data[pos + 1 : after], "big")
         if length < 0x80 or length >> (8 * (count - 1)) == 0:
@@ -64,7 +69,8 @@ def read_length(data: bytes, pos: int, end: int, field: str) -> tuple[int, int]:
             )
     if length > end - after:
         raise GbcsError(
-            f"{field} {length} ({hex_bytes(data[pos:after])}) at byte {pos} runs past the end: {end - after} bytes left"
+            f"{field} {length} ({hex_bytes(data[pos:after])}) at byte {pos} runs past the end: "
+            f"{byte_count(end - after)} left"
         )
     return length, after
 
@@ -143,7 +149,7 @@ def read_generalized_time(data: bytes, pos: int, end: int, what: str) -> tuple[i
 def expect_end(pos: int, end: int, what: str) -> None:
     """Nothing may follow the last field of a structure."""
     if pos != end:
-        raise GbcsError(f"{what}: {end - pos} unexpected bytes at byte {pos}, after its last field")
+        raise GbcsError(f"{what}: {byte_count(end - pos)} more at byte {pos}, after its last field")
 
 
 def tlv(tag: int, body: bytes) -> bytes:

@@ -59,11 +59,11 @@ def _field_problem(
 ) -> str | None:
     """Why a field is out of range (0xFF and the wildcards aside), or None."""
     if not (1 <= month <= 12 or month in _WILDCARDS):
-        return f"month 0x{month:02X}, expected 1 to 12, 0xFD, 0xFE or 0xFF"
+        return f"month {month} (0x{month:02X}), expected 1 to 12, 0xFD, 0xFE or 0xFF"
     if not (1 <= day <= 31 or day in _WILDCARDS):
-        return f"day 0x{day:02X}, expected 1 to 31, 0xFD, 0xFE or 0xFF"
+        return f"day {day} (0x{day:02X}), expected 1 to 31, 0xFD, 0xFE or 0xFF"
     if not (1 <= weekday <= 7 or weekday == _NOT_SPECIFIED):
-        return f"day of week 0x{weekday:02X}, expected 1 to 7 or 0xFF"
+        return f"day of week {weekday} (0x{weekday:02X}), expected 1 to 7 or 0xFF"
     problem = time_problem(
         0 if hour == _NOT_SPECIFIED else hour,
         0 if minute == _NOT_SPECIFIED else minute,

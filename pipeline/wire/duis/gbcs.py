@@ -5,8 +5,9 @@ the general signing frame, optionally wrapped in general ciphering, whose conten
 Activate Firmware command and response, the 0x00CA future-dated activation alert) or a DLMS data
 notification (the ECS80 0x0067 Supply Outage Restored alert). Every length is followed, never a fixed
 offset; anything left over, cut short or encoded in more than one way is a GbcsError naming the field,
-its byte offset, what was found and what was expected. Signatures and MACs are kept or skipped, never
-verified: the DSP has checked them.
+its byte offset, what was found and what was expected (offsets count from the start of what the reader
+was given: the payload, wrapper included, for read_frame; the content for the content readers).
+Signatures and MACs are kept or skipped, never verified: the DSP has checked them.
 
 Read then write gives the same bytes for frames in canonical form, which GBCS test frames are: shortest
 lengths, other information of the message code alone, DLMS date-times with day of week, deviation and
@@ -19,7 +20,7 @@ import struct
 from dataclasses import dataclass
 
 from pipeline.wire.duis import der
-from pipeline.wire.duis.der import GbcsError, hex_bytes, read_length
+from pipeline.wire.duis.der import GbcsError, byte_count, hex_bytes, read_length
 from pipeline.wire.duis.dlms import DATE_TIME_SIZE, date_time_bytes, read_date_time
 
 __all__ = [
@@ -153,11 +154,12 @@ def _unwrap(payload: bytes) -> tuple[int, int]:
     size, start = read_length(payload, 7, len(payload), "general ciphering: ciphered content length")
     if start + size != len(payload):
         raise GbcsError(
-            f"general ciphering: {len(payload) - start - size} bytes after the ciphered content of {size} bytes"
+            f"general ciphering: {byte_count(len(payload) - start - size)} more after the ciphered content of "
+            f"{byte_count(size)}"
         )
     if size < _SECURITY_HEADER_SIZE + _MAC_SIZE + 1:
         raise GbcsError(
-            f"general ciphering: ciphered content of {size} bytes, too short for a 5-byte security header, "
+            f"general ciphering: ciphered content of {byte_count(size)}, too short for a 5-byte security header, "
             "a signing frame and a 12-byte MAC"
         )
     if payload[start] != _AUTHENTICATED_ONLY:
@@ -177,8 +179,8 @@ def _read_signing(data: bytes, pos: int, end: int) -> GbcsFrame:
     if end - pos < _HEADER.size:
         field = next(name for offset, name in reversed(_HEADER_FIELDS) if offset <= end - pos)
         raise GbcsError(
-            f"general signing frame of {end - pos} bytes ends in its {field}: "
-            f"{_HEADER.size} bytes at least come before the content"
+            f"general signing frame cut short: {byte_count(end - pos)}, ending in the {field} "
+            f"(at least {_HEADER.size} bytes come before the content)"
         )
     _tag, tid_size, cra, counter, orig_size, orig, recip_size, recip, dt_size = _HEADER.unpack_from(data, pos)
     if tid_size != _TRANSACTION_ID_SIZE:
@@ -196,7 +198,7 @@ def _read_signing(data: bytes, pos: int, end: int) -> GbcsFrame:
         date_time_ms = None
     elif dt_size == DATE_TIME_SIZE:
         if end - pos < DATE_TIME_SIZE:
-            raise GbcsError(f"date-time at byte {pos}: {end - pos} bytes left, expected 12")
+            raise GbcsError(f"date-time at byte {pos}: {byte_count(end - pos)} left, expected 12")
         date_time_ms = read_date_time(data, pos, "frame date-time")
         pos += DATE_TIME_SIZE
     else:
@@ -215,7 +217,7 @@ def _read_signing(data: bytes, pos: int, end: int) -> GbcsFrame:
             "or the end of the frame (an unsigned pre-command)"
         )
     elif end - pos - 1 != SIGNATURE_SIZE:
-        raise GbcsError(f"signature at byte {pos + 1}: {end - pos - 1} bytes, expected 64")
+        raise GbcsError(f"signature at byte {pos + 1}: {byte_count(end - pos - 1)}, expected 64")
     else:
         signature = data[pos + 1 : end]
     return GbcsFrame(
@@ -323,7 +325,7 @@ def read_activate_firmware_response(content: bytes) -> ExecutionOutcome | None:
 def _read_null(content: bytes, what: str) -> None:
     start, stop = der.read_tlv(content, 0, len(content), der.NULL, what)
     if stop != start:
-        raise GbcsError(f"{what}: NULL with {stop - start} content bytes, expected 05 00")
+        raise GbcsError(f"{what}: NULL with {byte_count(stop - start)} of content, expected 05 00")
     der.expect_end(stop, len(content), what)
 
 
@@ -356,12 +358,12 @@ def read_future_dated_activation_alert(content: bytes) -> FutureDatedActivationA
     what = "0x00CA alert"
     start, stop = der.read_tlv(content, 0, len(content), der.SEQUENCE, what)
     der.expect_end(stop, len(content), what)
-    alert_code, pos = der.read_integer(content, start, stop, f"{what} alert code")
+    alert_code, pos = der.read_integer(content, start, stop, "0x00CA alert code")
     if alert_code > 0xFFFF:
-        raise GbcsError(f"{what}: alert code 0x{alert_code:X} is more than 16 bits")
-    execution_ms, pos = der.read_generalized_time(content, pos, stop, f"{what} execution date-time")
-    counter, pos = der.read_integer(content, pos, stop, f"{what} originator counter")
-    outcome, pos = _read_outcome(content, pos, stop, what)
+        raise GbcsError(f"0x00CA alert code 0x{alert_code:X} is more than 16 bits")
+    execution_ms, pos = der.read_generalized_time(content, pos, stop, "0x00CA execution date-time")
+    counter, pos = der.read_integer(content, pos, stop, "0x00CA originator counter")
+    outcome, pos = _read_outcome(content, pos, stop, "0x00CA")
     der.expect_end(pos, stop, what)
     return FutureDatedActivationAlert(alert_code, execution_ms, counter, outcome)
 
@@ -388,14 +390,14 @@ def write_future_dated_activation_alert(alert: FutureDatedActivationAlert) -> by
 def read_supply_outage_restored_alert(content: bytes) -> SupplyOutageRestoredAlert:
     """0F, long-invoke-id (4), date-time (00, or 09 0C and 12 bytes), then structure 02 04 of the alert code
     (12 and 2 bytes) and three date-times (09 0C and 12 bytes each: the alert, the outage start and its end)."""
-    what = "0x0067 alert"
+    what = "ECS80 alert (0x0067)"
     end = len(content)
     if end < 6:
-        raise GbcsError(f"{what}: {end} bytes, too short for a DLMS data notification (0F, invoke id, date-time)")
+        raise GbcsError(f"{what}: {byte_count(end)}, too short for a DLMS data notification (0F, invoke id, date-time)")
     if content[0] != _DATA_NOTIFICATION:
         raise GbcsError(f"{what}: tag 0x{content[0]:02X} at byte 0, expected 0x0F (DLMS data-notification)")
     invoke_id = int.from_bytes(content[1:5], "big")
-    notification_ms, pos = _read_dlms_date_time(content, 5, f"{what} notification date-time", optional=True)
+    notification_ms, pos = _read_dlms_date_time(content, 5, "ECS80 notification date-time", optional=True)
     if content[pos : pos + 2] != bytes((_STRUCTURE, _ECS80_ELEMENTS)):
         raise GbcsError(
             f"{what}: {hex_bytes(content[pos : pos + 2]) or 'nothing'} at byte {pos}, expected 02 04 "
@@ -404,13 +406,13 @@ def read_supply_outage_restored_alert(content: bytes) -> SupplyOutageRestoredAle
     pos += 2
     if content[pos : pos + 1] != bytes((_LONG_UNSIGNED,)) or end - pos < 3:
         raise GbcsError(
-            f"{what} alert code: {hex_bytes(content[pos : pos + 3]) or 'nothing'} at byte {pos}, "
+            f"ECS80 alert code: {hex_bytes(content[pos : pos + 3]) or 'nothing'} at byte {pos}, "
             "expected 12 and 2 bytes (long-unsigned)"
         )
     alert_code = int.from_bytes(content[pos + 1 : pos + 3], "big")
-    alert_ms, pos = _read_dlms_date_time(content, pos + 3, f"{what} alert time")
-    start_ms, pos = _read_dlms_date_time(content, pos, f"{what} outage start")
-    end_ms, pos = _read_dlms_date_time(content, pos, f"{what} outage end")
+    alert_ms, pos = _read_dlms_date_time(content, pos + 3, "ECS80 alert time")
+    start_ms, pos = _read_dlms_date_time(content, pos, "ECS80 outage start")
+    end_ms, pos = _read_dlms_date_time(content, pos, "ECS80 outage end")
     der.expect_end(pos, end, what)
     return SupplyOutageRestoredAlert(alert_code, alert_ms, start_ms, end_ms, invoke_id, notification_ms)
 
@@ -426,7 +428,7 @@ def _read_dlms_date_time(data: bytes, pos: int, what: str, optional: bool = Fals
         )
     pos += 2
     if len(data) - pos < DATE_TIME_SIZE:
-        raise GbcsError(f"{what} at byte {pos}: {len(data) - pos} bytes left, expected 12")
+        raise GbcsError(f"{what} at byte {pos}: {byte_count(len(data) - pos)} left, expected 12")
     return read_date_time(data, pos, what), pos + DATE_TIME_SIZE
 
 
