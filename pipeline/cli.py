@@ -153,7 +153,7 @@ def _simulate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     base_time = sim.parse_base_time(args.base_time)
     estate = sim.build_estate(args.homes, args.seed, args.tracked_fraction, base_time)
-    scenario = sim.build_scenario(estate, args.seed, base_time, settings)
+    scenario = sim.build_scenario(estate, args.seed, base_time, settings, args.format)
     tracked_csv, inventory_csv = estate.write_csvs(out)
     expected = out / "expected.json"
     sim.write_expected(
@@ -174,7 +174,7 @@ def _simulate(args: argparse.Namespace) -> int:
         f"{len(estate.sectors())} postcode sectors, {len(estate.tracked)} tracked ESMEs, {len(labels)} alerts "
         f"({labels.count(sim.FORWARD)} to forward, {len(scenario.released_on_evidence())} of them AD1s in windows "
         f"on evidence of a genuine outage, {labels.count(sim.SUPPRESS)} to suppress, "
-        f"{labels.count(sim.DEAD_LETTER)} to dead-letter)"
+        f"{labels.count(sim.DEAD_LETTER)} to dead-letter), written as {args.format}"
     )
     if args.no_load and args.no_play:
         return 0
@@ -230,7 +230,7 @@ _TOOLS: tuple[tuple[str, Any, Callable[[argparse.Namespace], int], str], ...] = 
 
 def _demo_summary(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    return summarise(settings, codec_for(settings), Path(args.expected), args.timeout)
+    return summarise(settings, codec_for(settings), [Path(path) for path in args.expected], args.timeout)
 
 
 def _jobs_flag(parser: argparse.ArgumentParser) -> None:
@@ -312,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="partitions of input topics it creates",
     )
+    simulate.add_argument(
+        "--format",
+        choices=sim.FORMATS,
+        default=sim.AVRO,
+        help="write the records as the project's Avro records (default) or as DUIS documents, the DSP's own",
+    )
     simulate.add_argument("--no-load", action="store_true", help="do not load the CSVs onto the reference topics")
     simulate.add_argument("--no-play", action="store_true", help="do not produce the scenario records")
     simulate.set_defaults(run=_simulate)
@@ -328,7 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser(
         "demo-summary", parents=[common], help="check the filter's outputs against a simulated scenario"
     )
-    summary.add_argument("--expected", required=True, help="expected.json written by simulate")
+    summary.add_argument(
+        "--expected",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="expected.json written by simulate; repeat it for scenarios played on the same topics",
+    )
     summary.add_argument(
         "--timeout",
         type=bounded(Bounds(float, 0, 86_400, "seconds"), "--timeout"),
