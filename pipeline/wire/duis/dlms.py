@@ -17,6 +17,7 @@ byte for byte.
 """
 
 import struct
+from functools import lru_cache
 
 from pipeline.wire.duis.der import GbcsError, civil, date_problem, epoch_ms, hex_bytes, time_problem
 
@@ -31,6 +32,32 @@ UNSPECIFIED = _FIELDS.pack(0xFFFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, UNS
 
 def read_date_time(data: bytes, pos: int, what: str) -> int | None:
     """The date-time of the 12 bytes at pos (which the caller has checked are there), in epoch ms."""
+    year, month, day, weekday, hour, minute, second, hundredths, deviation, status = _FIELDS.unpack_from(data, pos)
+    if (  # the usual form, decided in a few comparisons: the alert path reads three of these
+        hour < 24
+        and minute < 60
+        and second < 60
+        and hundredths < 100
+        and deviation == UNSPECIFIED_DEVIATION
+        and (weekday == _NOT_SPECIFIED or 1 <= weekday <= 7)
+        and (status == _NOT_SPECIFIED or not status & 0x01)
+    ):
+        midnight = _midnight_ms(year, month, day)
+        if midnight is not None:
+            return midnight + ((hour * 60 + minute) * 60 + second) * 1000 + hundredths * 10
+    return _read_unusual_date_time(data, pos, what)
+
+
+@lru_cache(maxsize=4096)
+def _midnight_ms(year: int, month: int, day: int) -> int | None:
+    """Epoch ms of a concrete, valid date's midnight, else None (left to the full reading)."""
+    if year == 0xFFFF or date_problem(year, month, day):
+        return None
+    return epoch_ms(year, month, day, 0, 0, 0)
+
+
+def _read_unusual_date_time(data: bytes, pos: int, what: str) -> int | None:
+    """Every other form: fields not specified, a deviation, or a field out of range (a GbcsError)."""
     year, month, day, weekday, hour, minute, second, hundredths, deviation, status = _FIELDS.unpack_from(data, pos)
     problem = _field_problem(month, day, weekday, hour, minute, second, hundredths, deviation)
     if problem:

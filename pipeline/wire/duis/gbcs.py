@@ -80,6 +80,7 @@ _EUI64 = re.compile(r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}")
 _DATA_NOTIFICATION, _OCTET_STRING, _STRUCTURE, _LONG_UNSIGNED = 0x0F, 0x09, 0x02, 0x12
 _ECS80_ELEMENTS = 4  # alert code, alert time, outage start, outage end
 _DLMS_DATE_TIME = bytes((_OCTET_STRING, DATE_TIME_SIZE))
+_ECS80_STRUCTURE = bytes((_STRUCTURE, _ECS80_ELEMENTS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,13 +399,13 @@ def read_supply_outage_restored_alert(content: bytes) -> SupplyOutageRestoredAle
         raise GbcsError(f"{what}: tag 0x{content[0]:02X} at byte 0, expected 0x0F (DLMS data-notification)")
     invoke_id = int.from_bytes(content[1:5], "big")
     notification_ms, pos = _read_dlms_date_time(content, 5, "ECS80 notification date-time", optional=True)
-    if content[pos : pos + 2] != bytes((_STRUCTURE, _ECS80_ELEMENTS)):
+    if not content.startswith(_ECS80_STRUCTURE, pos):
         raise GbcsError(
             f"{what}: {hex_bytes(content[pos : pos + 2]) or 'nothing'} at byte {pos}, expected 02 04 "
             "(a structure of 4: alert code, alert time, outage start, outage end)"
         )
     pos += 2
-    if content[pos : pos + 1] != bytes((_LONG_UNSIGNED,)) or end - pos < 3:
+    if end - pos < 3 or content[pos] != _LONG_UNSIGNED:
         raise GbcsError(
             f"ECS80 alert code: {hex_bytes(content[pos : pos + 3]) or 'nothing'} at byte {pos}, "
             "expected 12 and 2 bytes (long-unsigned)"
@@ -419,9 +420,9 @@ def read_supply_outage_restored_alert(content: bytes) -> SupplyOutageRestoredAle
 
 def _read_dlms_date_time(data: bytes, pos: int, what: str, optional: bool = False) -> tuple[int | None, int]:
     """A DLMS date-time as octet-string data (09 0C and 12 bytes), or null-data (00) when optional."""
-    if optional and data[pos : pos + 1] == b"\x00":
+    if optional and data.startswith(b"\x00", pos):
         return None, pos + 1
-    if data[pos : pos + 2] != _DLMS_DATE_TIME:
+    if not data.startswith(_DLMS_DATE_TIME, pos):
         raise GbcsError(
             f"{what}: {hex_bytes(data[pos : pos + 2]) or 'nothing'} at byte {pos}, expected "
             f"{'00 (none) or ' if optional else ''}09 0C (a 12-byte octet string)"
