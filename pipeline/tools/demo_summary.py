@@ -238,6 +238,7 @@ class Released:
     reached: int  # of those, on the DNO topic
     kinds: Counter[str]  # of those reached, by the kind of evidence built
     counted: float | None  # the worker's poa_alerts_total{decision="forwarded",reason="outage_evidence"}
+    scenarios: int = 1  # how many scenarios played on the same topics that count covers
     named: list[str] = field(default_factory=list)  # lines naming the evidence, or why the worker was not asked
     problems: list[str] = field(default_factory=list)  # the worker's explanation disagreeing with the scenario
 
@@ -260,12 +261,15 @@ def released_on_evidence(settings: Settings, expected: dict[str, Any], observed:
     by_kind = [[r for r in reached if r[0]["evidence"]["kind"] == kind] for kind in (SUPPLY, STORM)]
     examples = [r for turn in zip_longest(*by_kind) for r in turn if r is not None][:EXAMPLES]
     for alert, decoded in examples:
+        # Asked at the time the alert was received: a DUIS alert's is its input's Kafka timestamp, which the
+        # forwarded record does not keep, so expected.json has it.
+        at = alert.get("received_at") or decoded["received_at"]
         try:
-            answer = explain_client.ask(settings, alert["key"], decoded["received_at"])
+            answer = explain_client.ask(settings, alert["key"], at)
         except explain_client.ExplainError as exc:
             released.named.append(f"(the worker's explanation is not available: {exc})")
             break
-        line, problem = _named_evidence(alert, decoded, answer)
+        line, problem = _named_evidence(alert, at, answer)
         released.named.append(line)
         released.problems += [problem] if problem else []
     return released
@@ -293,10 +297,10 @@ def _released_count(settings: Settings) -> tuple[float | None, str | None]:
     return total, None
 
 
-def _named_evidence(alert: dict[str, Any], decoded: dict[str, Any], answer: Json) -> tuple[str, str | None]:
-    """One line naming the evidence the worker gives for a released alert, and a problem when the worker's
-    explanation is not a release on the kind of evidence the scenario built."""
-    head = f"      e.g. alert {alert['alert_id']} from CHF {alert['key']} at {_time(decoded['received_at'])}: "
+def _named_evidence(alert: dict[str, Any], at: int, answer: Json) -> tuple[str, str | None]:
+    """One line naming the evidence the worker gives for a released alert (received at `at`), and a problem when
+    the worker's explanation is not a release on the kind of evidence the scenario built."""
+    head = f"      e.g. alert {alert['alert_id']} from CHF {alert['key']} at {_time(at)}: "
     decision, evidence = answer["decision"], answer["evidence"]
     if decision.get("reason") != OUTAGE_EVIDENCE:
         text = f"the worker's explanation says {decision['outcome']}: {decision['text']}"
@@ -418,6 +422,8 @@ def _documents_lines(expected: dict[str, Any], outcomes: dict[str, list[Seen]], 
 def _released_lines(released: Released) -> list[str]:
     kinds = ", ".join(f"{released.kinds[kind]} on {kind} evidence" for kind in (SUPPLY, STORM) if released.kinds[kind])
     counted = "not read" if released.counted is None else f"{released.counted:g}"
+    if released.counted is not None and released.scenarios > 1:
+        counted += f" for all {released.scenarios} scenarios"
     return [
         f"      of which AD1s inside activation windows released on evidence of a genuine outage: "
         f"{released.reached} of {released.expected} expected ({kinds or 'none'}); the worker counted {counted} "
@@ -437,6 +443,7 @@ def summarise(
     for n, one in enumerate(expected):
         part = observed.part(one, settings, first=n == 0)
         released = released_on_evidence(settings, one, part)
+        released.scenarios = len(expected)
         problems = mismatches(one, part, settings) + released.problems
         if n:
             print(file=out or sys.stdout)

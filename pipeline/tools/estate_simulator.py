@@ -189,6 +189,7 @@ class ExpectedAlert:
     reason: str | None = None  # OUTAGE_EVIDENCE for an AD1 in a window forwarded on evidence
     evidence: ExpectedEvidence | None = None
     value_sha256: str | None = None  # DUIS: the document as written, which the DNO must get byte for byte
+    received_at: int | None = None  # as written (a DUIS alert's Kafka timestamp, which its outputs do not keep)
 
 
 @dataclass(frozen=True)
@@ -436,7 +437,9 @@ class _ScenarioBuilder:
         self.scenario.events.append(Event("alerts", device, received_at, datum, raw))
         reason = None if evidence is None else OUTAGE_EVIDENCE
         self.scenario.alerts.append(
-            ExpectedAlert(alert_id, device, code, case, expected, esme, request_id, reason, evidence, digest)
+            ExpectedAlert(
+                alert_id, device, code, case, expected, esme, request_id, reason, evidence, digest, received_at
+            )
         )
         return alert_id
 
@@ -453,7 +456,9 @@ class _ScenarioBuilder:
         alert_id = f"{key}:{DNO_ID}:{self._alerts}"
         raw = mismatched_device_alert(alert_id, other, received_at)
         self.scenario.events.append(Event("alerts", key, received_at, raw=raw))
-        self.scenario.alerts.append(ExpectedAlert(alert_id, key, "8F36", "frame-disagrees-with-header", DEAD_LETTER))
+        self.scenario.alerts.append(
+            ExpectedAlert(alert_id, key, "8F36", "frame-disagrees-with-header", DEAD_LETTER, received_at=received_at)
+        )
 
 
 @dataclass

@@ -266,3 +266,14 @@ def test_two_scenarios_on_the_same_topics_are_told_apart() -> None:
     first, second = reader.observed.part(avro, settings, first=True), reader.observed.part(duis, settings, first=False)
     assert set(first.seen) == {"SIM-1-a", "SIM-1-b", "SIM-1-c"} and set(second.seen) == {AD1_ID}
     assert reader.observed.foreign == 0
+
+
+def test_a_released_duis_alert_is_explained_at_its_input_timestamp_not_its_outputs(worker_port: int) -> None:
+    """The forwarded record of a DUIS alert is stamped when the worker wrote it; expected.json has when it came."""
+    settings = replace(Settings(), metrics_port=worker_port)
+    expected, observed = scenario()
+    expected["alerts"][0]["received_at"] = BASE + 9 * MIN
+    observed.seen["SIM-1-a"] = [forwarded("SIM-1-a", CHF, BASE + 25 * MIN)]  # the output's timestamp
+    released = released_on_evidence(settings, expected, observed)
+    assert released.problems == []
+    assert f"alert SIM-1-a from CHF {CHF} at 2025-01-15 08:09:00.000Z: its ESME" in released.named[0]
