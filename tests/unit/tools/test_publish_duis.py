@@ -2,15 +2,17 @@
 received_at; every file the worker would dead-letter refused with the element path, and nothing else on stderr."""
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline import cli
 from pipeline.core.bad_input import BadInput
+from pipeline.settings import Settings
 from pipeline.tools import publish_duis
 from pipeline.tools.publish_duis import Placed, Source, place, sources
-from pipeline.wire.duis import documents
+from pipeline.wire.duis import documents, read_activation_outcome, read_device_alert, read_service_request
 from pipeline.wire.duis.gbcs import CANCELLATION_TIME_MS
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -193,3 +195,25 @@ def test_a_file_that_cannot_be_read_is_named(recorder, tmp_path, capsys):
 
 def test_source_reads_stdin_bytes():
     assert Source("<stdin>", None).read(io.BytesIO(b"<a/>")) == b"<a/>"
+
+
+def readme_examples() -> list[bytes]:
+    """The DUIS examples of README's section for DSP engineers, in order."""
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = text.split("## Feeding DUIS to the filter", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0].encode() for block in section.split("```xml\n")[1:]]
+
+
+def test_the_readme_examples_are_read_as_the_readme_says():
+    variant_4, variant_5, outcome, success, ad1_alert, restored = readme_examples()
+    counted = Settings().command_variants
+    assert read_service_request(variant_4, NOW, counted) is None  # not counted by default
+    signed = read_service_request(variant_5, NOW, counted)
+    assert signed is not None and signed["execution_datetime"] == 1_894_698_000_000  # 2030-01-15T09:00:00Z
+    for document in (outcome, success):
+        datum = read_activation_outcome(document, NOW)
+        assert datum is not None and datum["outcome"] == "SUCCESS"
+    assert read_device_alert(ad1_alert, NOW)["alert_code"] == "AD1"
+    assert read_device_alert(restored, NOW)["alert_code"] == "8F36"
+    topics = [place(document, NOW, NOW).topic for document in readme_examples()]
+    assert topics == ["service_requests"] * 2 + ["activation_outcomes"] * 2 + ["alerts"] * 2
