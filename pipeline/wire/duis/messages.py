@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.core.bad_input import BadInput
+from pipeline.core.event_time import EARLIEST_MS
 from pipeline.core.records import FIRMWARE_ACTIVATION_VARIANT, OUTAGE_ALERT_CODE, Outcome
+from pipeline.wire import validation
 from pipeline.wire.duis import gbcs
 from pipeline.wire.duis.xml_document import MAX_COUNTER, Children, DuisId, Element, parse
 
@@ -23,6 +25,7 @@ _SIGNED_VARIANTS = frozenset({5, 6, 7})
 _OUTCOMES = {0: Outcome.SUCCESS, 1: Outcome.NO_IMAGE_HELD, 2: Outcome.HASH_MISMATCH, 3: Outcome.ACTIVATION_FAILURE}
 _FUTURE_DATED_ALERT_CODES = frozenset({0x8F66, 0x8F67})
 _SUPPLY_RESTORED_ALERT_CODES = frozenset({0x8F35, 0x8F36})
+_ALL_VARIANTS = frozenset(range(1, 10))
 _HASH_BYTES = 32
 _MPXN_MAX = 13
 _ALERT_MESSAGES = ("DeviceAlertMessage", "DCCAlertMessage")
@@ -41,13 +44,61 @@ class _Request:
 class _Response:
     request_id: DuisId | None
     response_id: DuisId | None
-    responded_ms: int
+    responded: Element  # ResponseDateTime, read only when wanted (the records take received_at from Kafka)
     message: Element  # the one child of Body: ResponseMessage, DeviceAlertMessage, ...
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """Where a DUIS document belongs, for the tools that publish DUIS files (contract 2's topics and keys)."""
+
+    topic: str  # SERVICE_REQUEST_TOPIC, ACTIVATION_OUTCOME_TOPIC or ALERT_TOPIC
+    key: str  # the target device of a request, the device of a response, the originating device of an alert
+    responded_ms: int | None  # a Response's ResponseDateTime; None for a Request
 
 
 def read_service_request(value: bytes, received_at: int, command_variants: frozenset[int]) -> dict[str, Any] | None:
     """An SR 11.3 of a counted variant as a ServiceRequest datum; None for other requests (decoded first)."""
-    request = _read_request(value, SERVICE_REQUEST_TOPIC)
+    return _service_request(_request(_root(value, "Request", SERVICE_REQUEST_TOPIC)), received_at, command_variants)
+
+
+def read_activation_outcome(value: bytes, received_at: int) -> dict[str, Any] | None:
+    """An 11.3 response's execution outcome, or an 8F66/8F67's, as an ActivationOutcome datum; None for
+    "command accepted" and for every other response."""
+    return _activation_outcome(_response(_root(value, "Response", ACTIVATION_OUTCOME_TOPIC)), received_at)
+
+
+def read_device_alert(value: bytes, received_at: int) -> dict[str, Any]:
+    """A DCC alert or a device alert as a DeviceAlert datum whose payload is the document as received."""
+    return _device_alert(_response(_root(value, "Response", ALERT_TOPIC)), value, received_at)
+
+
+def classify(value: bytes) -> Classification:
+    """The topic and key of a DUIS document, read and validated in full as the worker will (BadInput otherwise);
+    the receipt time is the publisher's to choose and check."""
+    root = _root(value, None, "")
+    if root.local == "Request":
+        request = _request(root)
+        if (datum := _service_request(request, EARLIEST_MS, _ALL_VARIANTS)) is not None:
+            validation.service_request(datum)
+        return Classification(SERVICE_REQUEST_TOPIC, request.request_id.target, None)
+    response = _response(root)
+    responded_ms = response.responded.date_time()
+    if response.message.local in _ALERT_MESSAGES:
+        alert = validation.device_alert(_device_alert(response, value, EARLIEST_MS))
+        return Classification(ALERT_TOPIC, alert.device_id, responded_ms)
+    if (datum := _activation_outcome(response, EARLIEST_MS)) is not None:
+        key = validation.activation_outcome(datum).device_id
+    elif response.request_id is not None:
+        key = response.request_id.target
+    elif response.response_id is not None:
+        key = response.response_id.originator
+    else:
+        raise BadInput(f"{_header_path(response.message)}: neither RequestID nor ResponseID names the device")
+    return Classification(ACTIVATION_OUTCOME_TOPIC, key, responded_ms)
+
+
+def _service_request(request: _Request, received_at: int, command_variants: frozenset[int]) -> dict[str, Any] | None:
     if request.service_reference_variant != FIRMWARE_ACTIVATION_VARIANT:
         return None
     firmware_hash, execution_ms = _activation(request)
@@ -63,10 +114,7 @@ def read_service_request(value: bytes, received_at: int, command_variants: froze
     }
 
 
-def read_activation_outcome(value: bytes, received_at: int) -> dict[str, Any] | None:
-    """An 11.3 response's execution outcome, or an 8F66/8F67's, as an ActivationOutcome datum; None for
-    "command accepted" and for every other response."""
-    response = _read_response(value, ACTIVATION_OUTCOME_TOPIC)
+def _activation_outcome(response: _Response, received_at: int) -> dict[str, Any] | None:
     message = response.message
     if message.local == "SMETS1ResponseMessage":
         return None
@@ -86,18 +134,16 @@ def read_activation_outcome(value: bytes, received_at: int) -> dict[str, Any] | 
     return None
 
 
-def read_device_alert(value: bytes, received_at: int) -> dict[str, Any]:
-    """A DCC alert or a device alert as a DeviceAlert datum whose payload is the document as received."""
-    response = _read_response(value, ALERT_TOPIC)
+def _device_alert(response: _Response, value: bytes, received_at: int) -> dict[str, Any]:
     message = response.message
     if message.local not in _ALERT_MESSAGES:
         raise _wrong_topic(message, ALERT_TOPIC)
     if response.response_id is None:
         raise BadInput(f"{_header_path(message)}/ResponseID: missing (an alert's ResponseID is its ID)")
     if message.local == "DCCAlertMessage":
-        alert_code, device_id, mpxn, raised_at = _dcc_alert(message, response.response_id)
+        alert_code, device_id, mpxn, raised_at = _dcc_alert_fields(message, response.response_id)
     else:
-        alert_code, device_id, mpxn, raised_at = _device_alert(message, response.response_id)
+        alert_code, device_id, mpxn, raised_at = _device_alert_fields(message, response.response_id)
     return {
         "alert_id": str(response.response_id),
         "alert_code": alert_code,
@@ -109,20 +155,21 @@ def read_device_alert(value: bytes, received_at: int) -> dict[str, Any]:
     }
 
 
-def _root(value: bytes, expected: str, topic: str) -> Element:
+def _root(value: bytes, expected: str | None, topic: str) -> Element:
+    """The document's root, a DUIS 5.x Request or Response: the `expected` one, else bad input on `topic`."""
     root = parse(value)
-    if root.is_sr(expected):
-        version = root.attribute("schemaVersion")
-        if version is None:
-            raise BadInput(f"{root.path}/@schemaVersion: missing")
-        if not _is_schema_5(version):
-            raise BadInput(f"{root.path}/@schemaVersion: {version!r} is not a DUIS 5.x schema version")
-        return root
-    if root.is_sr("Request") or root.is_sr("Response"):
+    if not (root.is_sr("Request") or root.is_sr("Response")):
+        raise BadInput(f"{root.path}: the root element {root.describe()} is not a DUIS Request or Response")
+    if expected is not None and root.local != expected:
         if root.local == "Response":
             raise _wrong_topic(_body_message(root), topic)
         raise BadInput(f"{root.path}: a Request on the {topic}")
-    raise BadInput(f"{root.path}: the root element {root.describe()} is not a DUIS Request or Response")
+    version = root.attribute("schemaVersion")
+    if version is None:
+        raise BadInput(f"{root.path}/@schemaVersion: missing")
+    if not _is_schema_5(version):
+        raise BadInput(f"{root.path}/@schemaVersion: {version!r} is not a DUIS 5.x schema version")
+    return root
 
 
 def _is_schema_5(version: str) -> bool:
@@ -143,8 +190,7 @@ def _wrong_topic(message: Element, topic: str) -> BadInput:
     return BadInput(f"{message.path}: a {message.local} on the {topic}")
 
 
-def _read_request(value: bytes, topic: str) -> _Request:
-    root = _root(value, "Request", topic)
+def _request(root: Element) -> _Request:
     children = root.children()
     header = children.required("Header").children()
     body = children.required("Body")
@@ -229,8 +275,7 @@ def _frame(payload: Element, cra_flag: int, message_code: int | None) -> gbcs.Gb
 _CRA = {gbcs.CRA_COMMAND: "a command", gbcs.CRA_RESPONSE: "a response", gbcs.CRA_ALERT: "an alert"}
 
 
-def _read_response(value: bytes, topic: str) -> _Response:
-    root = _root(value, "Response", topic)
+def _response(root: Element) -> _Response:
     children = root.children()
     header = children.required("Header").children()
     body = children.required("Body").children()
@@ -238,11 +283,11 @@ def _read_response(value: bytes, topic: str) -> _Response:
     request_id = None if (element := header.optional("RequestID")) is None else element.duis_id()
     response_id = None if (element := header.optional("ResponseID")) is None else element.duis_id()
     header.required("ResponseCode").token()
-    responded_ms = header.required("ResponseDateTime").date_time()
+    responded = header.required("ResponseDateTime")
     header.end()
     message = body.one_of(*_RESPONSE_MESSAGES)
     body.end()
-    return _Response(request_id, response_id, responded_ms, message)
+    return _Response(request_id, response_id, responded, message)
 
 
 def _outcome(response_code: int) -> str:
@@ -322,7 +367,7 @@ def _throttling(children: Children) -> None:
         count.integer(0, MAX_COUNTER)
 
 
-def _dcc_alert(message: Element, response_id: DuisId) -> tuple[str, str, str | None, int | None]:
+def _dcc_alert_fields(message: Element, response_id: DuisId) -> tuple[str, str, str | None, int | None]:
     children = message.children()
     alert_code = children.required("DCCAlertCode").token()
     _throttling(children)
@@ -343,7 +388,7 @@ def _dcc_alert(message: Element, response_id: DuisId) -> tuple[str, str, str | N
     return alert_code, device_id, mpxn, started_ms
 
 
-def _device_alert(message: Element, response_id: DuisId) -> tuple[str, str, str | None, int | None]:
+def _device_alert_fields(message: Element, response_id: DuisId) -> tuple[str, str, str | None, int | None]:
     children = message.children()
     code_element = children.required("AlertCode")
     alert_code = _alert_code(code_element)

@@ -16,6 +16,7 @@ from lxml import etree
 from pipeline.core.bad_input import BadInput
 
 SR = "http://www.dccinterface.co.uk/ServiceUserGateway"
+_SR_TAG = "{" + SR + "}"
 DS = "http://www.w3.org/2000/09/xmldsig#"
 MAX_DOCUMENT_BYTES = 1 << 20
 MAX_COUNTER = 2**64 - 1
@@ -75,12 +76,12 @@ def parse(value: bytes) -> "Element":
         root = etree.fromstring(value.lstrip(b" \t\r\n"), _parser())
     except etree.XMLSyntaxError as e:
         raise BadInput(_syntax_error(e)) from None
+    # Without a DTD an entity reference other than the five predefined ones is not well-formed, so the
+    # tree can hold none; the DTD check stands for documents the byte scan cannot see (another encoding).
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise BadInput(_DOCTYPE_REFUSED)
-    for entity in root.iter(etree.Entity):
-        raise BadInput(f"DUIS document has an entity reference {entity.text}; the filter never resolves entities")
-    return Element(root, "/" + etree.QName(root).localname)
+    return Element(root)
 
 
 def _syntax_error(e: Any) -> str:
@@ -102,9 +103,16 @@ def _syntax_error(e: Any) -> str:
     return f"DUIS document is not well-formed XML at {where}: {msg}"
 
 
+def _path(at: "Where") -> str:
+    return at if isinstance(at, str) else at.path
+
+
 def collapse(text: str) -> str:
     """xs:token's whitespace rule: runs of XML whitespace become one space, none at either end."""
-    return _XML_WHITESPACE_RUN.sub(" ", text).strip(_XML_WHITESPACE)
+    value = text.strip(_XML_WHITESPACE)
+    if "  " in value or "\t" in value or "\n" in value or "\r" in value:
+        value = _XML_WHITESPACE_RUN.sub(" ", value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,43 +127,44 @@ class DuisId:
         return f"{self.originator}:{self.target}:{self.counter}"
 
 
-def eui64(text: str, path: str) -> str:
+def eui64(text: str, at: "Where") -> str:
     """A device ID in canonical form; surrounding whitespace collapsed, as xs:token says."""
-    return _canonical_eui64(collapse(text), path)
+    return _canonical_eui64(collapse(text), at)
 
 
-def _canonical_eui64(value: str, path: str) -> str:
+def _canonical_eui64(value: str, at: "Where") -> str:
     if not _EUI64.fullmatch(value):
         raise BadInput(
-            f"{path}: {value!r} is not an EUI-64 device ID "
+            f"{_path(at)}: {value!r} is not an EUI-64 device ID "
             "(expected 8 hyphen-separated hex octets, e.g. 00-DB-12-34-56-78-90-A0)"
         )
     return value.upper()
 
 
-def duis_id(text: str, path: str) -> DuisId:
+def duis_id(text: str, at: "Where") -> DuisId:
     """`EUI:EUI:counter`, the counter decimal 1 to 2^64 - 1 without leading zeros."""
     value = collapse(text)
     parts = value.split(":")
     if len(parts) != 3:
-        raise BadInput(f"{path}: {value!r} is not originator:target:counter (two EUI-64s and a decimal counter)")
-    originator = _canonical_eui64(parts[0], path)
-    target = _canonical_eui64(parts[1], path)
+        raise BadInput(f"{_path(at)}: {value!r} is not originator:target:counter (two EUI-64s and a decimal counter)")
+    originator = _canonical_eui64(parts[0], at)
+    target = _canonical_eui64(parts[1], at)
     if not _DECIMAL_COUNTER.fullmatch(parts[2]) or int(parts[2]) > MAX_COUNTER:
         raise BadInput(
-            f"{path}: counter {parts[2]!r} is not a decimal from 1 to {MAX_COUNTER} (2^64 - 1) without leading zeros"
+            f"{_path(at)}: counter {parts[2]!r} is not a decimal from 1 to {MAX_COUNTER} (2^64 - 1) "
+            "without leading zeros"
         )
     return DuisId(originator, target, int(parts[2]))
 
 
-def hex_binary(text: str, path: str) -> bytes:
+def hex_binary(text: str, at: "Where") -> bytes:
     value = collapse(text)
     if not _HEX.fullmatch(value):
-        raise BadInput(f"{path}: {_shorten(value)!r} is not hexBinary (an even number of hex digits)")
+        raise BadInput(f"{_path(at)}: {_shorten(value)!r} is not hexBinary (an even number of hex digits)")
     return bytes.fromhex(value)
 
 
-def base64_binary(text: str, path: str) -> bytes:
+def base64_binary(text: str, at: "Where") -> bytes:
     """Strict base64: whitespace (line wrapping) removed, then every character and the padding checked."""
     value = re.sub(r"[ \t\r\n]", "", text)
     try:
@@ -163,41 +172,45 @@ def base64_binary(text: str, path: str) -> bytes:
     except (binascii.Error, ValueError):
         data = None
     if data is None or base64.b64encode(data).decode("ascii") != value:
-        raise BadInput(f"{path}: {_shorten(value)!r} is not base64 (characters A-Z a-z 0-9 + / and = padding only)")
+        raise BadInput(
+            f"{_path(at)}: {_shorten(value)!r} is not base64 (characters A-Z a-z 0-9 + / and = padding only)"
+        )
     return data
 
 
-def integer(text: str, path: str, low: int, high: int) -> int:
+def integer(text: str, at: "Where", low: int, high: int) -> int:
     value = collapse(text)
     if not _INTEGER.fullmatch(value) or not low <= int(value) <= high:
-        raise BadInput(f"{path}: {_shorten(value)!r} is not an integer from {low} to {high}")
+        raise BadInput(f"{_path(at)}: {_shorten(value)!r} is not an integer from {low} to {high}")
     return int(value)
 
 
-def date_time(text: str, path: str) -> int:
+def date_time(text: str, at: "Where") -> int:
     """xs:dateTime in epoch ms: no zone is UTC, offsets applied, fraction cut (not rounded) to the ms,
     24:00:00 the midnight ending the day, years past 9999 allowed. The valid range is validation's to judge."""
     value = collapse(text)
     m = _DATE_TIME.fullmatch(value)
     if m is None:
         raise BadInput(
-            f"{path}: {_shorten(value)!r} is not an xs:dateTime (e.g. 2030-01-15T09:00:00.00Z, "
+            f"{_path(at)}: {_shorten(value)!r} is not an xs:dateTime (e.g. 2030-01-15T09:00:00.00Z, "
             "YYYY-MM-DDThh:mm:ss with optional fraction and zone)"
         )
     year_text = m["year"]
     if m["sign"] or int(year_text) == 0:
-        raise BadInput(f"{path}: {value!r} is outside the valid range (year {m['sign']}{year_text})")
+        raise BadInput(f"{_path(at)}: {value!r} is outside the valid range (year {m['sign']}{year_text})")
     if len(year_text) > 4 and year_text.startswith("0"):
-        raise BadInput(f"{path}: {value!r} is not an xs:dateTime (a year of more than 4 digits has no leading zero)")
+        raise BadInput(
+            f"{_path(at)}: {value!r} is not an xs:dateTime (a year of more than 4 digits has no leading zero)"
+        )
     year, month, day = int(year_text), int(m["month"]), int(m["day"])
     hour, minute, second = int(m["hour"]), int(m["minute"]), int(m["second"])
     fraction = m["fraction"] or ""
     if not 1 <= month <= 12 or not 1 <= day <= _days_in_month(year, month):
-        raise BadInput(f"{path}: {value!r} is not a date (no day {day:02d} in month {month:02d} of {year})")
+        raise BadInput(f"{_path(at)}: {value!r} is not a date (no day {day:02d} in month {month:02d} of {year})")
     if hour == 24 and (minute, second) == (0, 0) and not fraction.strip("0"):
         hour, fraction, day_carry = 0, "", 1
     elif hour > 23 or minute > 59 or second > 59:
-        raise BadInput(f"{path}: {value!r} is not a time of day (00:00:00 to 23:59:59, or 24:00:00)")
+        raise BadInput(f"{_path(at)}: {value!r} is not a time of day (00:00:00 to 23:59:59, or 24:00:00)")
     else:
         day_carry = 0
     offset_minutes = 0
@@ -205,13 +218,15 @@ def date_time(text: str, path: str) -> int:
     if zone and zone != "Z":
         zone_hours, zone_minutes = int(zone[1:3]), int(zone[4:6])
         if zone_minutes > 59 or zone_hours * 60 + zone_minutes > 14 * 60:
-            raise BadInput(f"{path}: {value!r} has a zone offset {zone} outside -14:00 to +14:00")
+            raise BadInput(f"{_path(at)}: {value!r} has a zone offset {zone} outside -14:00 to +14:00")
         offset_minutes = (zone_hours * 60 + zone_minutes) * (-1 if zone[0] == "-" else 1)
     days = _days_from_civil(year, month, day) + day_carry
     seconds = ((days * 24 + hour) * 60 + minute - offset_minutes) * 60 + second
     ms = seconds * 1000 + int((fraction + "000")[:3])
     if ms > _LONG_MAX:
-        raise BadInput(f"{path}: {_shorten(value)!r} is outside the valid range (past any timestamp in milliseconds)")
+        raise BadInput(
+            f"{_path(at)}: {_shorten(value)!r} is outside the valid range (past any timestamp in milliseconds)"
+        )
     return ms
 
 
@@ -235,19 +250,29 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 
 class Element:
-    """One element of the document and its path by local names from the root, for error messages."""
+    """One element of the document; its path by local names from the root is built only for error messages."""
 
-    __slots__ = ("_node", "namespace", "local", "path")
+    __slots__ = ("_node", "tag", "_parent")
 
-    def __init__(self, node: Any, path: str) -> None:
+    def __init__(self, node: Any, parent: "Element | None" = None) -> None:
         self._node = node
-        qname = etree.QName(node)
-        self.namespace: str | None = qname.namespace
-        self.local: str = qname.localname
-        self.path = path
+        self.tag: str = node.tag  # "{namespace}local", as lxml gives it
+        self._parent = parent
+
+    @property
+    def namespace(self) -> str | None:
+        return self.tag[1:].partition("}")[0] if self.tag.startswith("{") else None
+
+    @property
+    def local(self) -> str:
+        return self.tag.rpartition("}")[2]
+
+    @property
+    def path(self) -> str:
+        return ("" if self._parent is None else self._parent.path) + "/" + self.local
 
     def is_sr(self, local: str) -> bool:
-        return self.namespace == SR and self.local == local
+        return self.tag == _SR_TAG + local
 
     def describe(self) -> str:
         """How a person would name this element: its local name, and its namespace when not DUIS's."""
@@ -261,10 +286,13 @@ class Element:
 
     def text(self) -> str:
         """Simple content: the text, comments and processing instructions left out; child elements refused."""
-        parts = [self._node.text or ""]
-        for child in self._node:
+        node = self._node
+        if not len(node):
+            return node.text or ""
+        parts = [node.text or ""]
+        for child in node:
             if isinstance(child.tag, str):
-                raise BadInput(f"{self.path}: unexpected child element {Element(child, '').describe()}")
+                raise BadInput(f"{self.path}: unexpected child element {Element(child).describe()}")
             parts.append(child.tail or "")
         return "".join(parts)
 
@@ -273,16 +301,16 @@ class Element:
 
     def element_nodes(self) -> list["Element"]:
         """Element children; text between them (other than whitespace) is refused, comments are skipped."""
-        if (self._node.text or "").strip(_XML_WHITESPACE):
-            raise BadInput(f"{self.path}: unexpected text {_shorten(collapse(self._node.text))!r}")
+        node = self._node
+        if node.text and node.text.strip(_XML_WHITESPACE):
+            raise BadInput(f"{self.path}: unexpected text {_shorten(collapse(node.text))!r}")
         children = []
-        for child in self._node:
+        for child in node:
             if isinstance(child.tag, str):
-                element = Element(child, "")
-                element.path = f"{self.path}/{element.local}"
-                children.append(element)
-            if (child.tail or "").strip(_XML_WHITESPACE):
-                raise BadInput(f"{self.path}: unexpected text {_shorten(collapse(child.tail))!r}")
+                children.append(Element(child, self))
+            tail = child.tail
+            if tail and tail.strip(_XML_WHITESPACE):
+                raise BadInput(f"{self.path}: unexpected text {_shorten(collapse(tail))!r}")
         return children
 
     # The value readers, each naming this element's path in its error.
@@ -293,22 +321,25 @@ class Element:
         return value
 
     def eui64(self) -> str:
-        return eui64(self.text(), self.path)
+        return eui64(self.text(), self)
 
     def duis_id(self) -> DuisId:
-        return duis_id(self.text(), self.path)
+        return duis_id(self.text(), self)
 
     def hex_binary(self) -> bytes:
-        return hex_binary(self.text(), self.path)
+        return hex_binary(self.text(), self)
 
     def base64_binary(self) -> bytes:
-        return base64_binary(self.text(), self.path)
+        return base64_binary(self.text(), self)
 
     def integer(self, low: int, high: int) -> int:
-        return integer(self.text(), self.path, low, high)
+        return integer(self.text(), self, low, high)
 
     def date_time(self) -> int:
-        return date_time(self.text(), self.path)
+        return date_time(self.text(), self)
+
+
+Where = str | Element  # an element, or the path to name in an error
 
 
 class Children:
@@ -327,9 +358,9 @@ class Children:
         return self._items[self._next] if self._next < len(self._items) else None
 
     def optional(self, local: str) -> Element | None:
-        item = self.peek()
-        if item is None or not item.is_sr(local):
+        if self._next >= len(self._items) or self._items[self._next].tag != _SR_TAG + local:
             return None
+        item = self._items[self._next]
         self._next += 1
         self._taken.append(local)
         return item

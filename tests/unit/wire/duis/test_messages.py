@@ -10,7 +10,18 @@ import pytest
 from pipeline.core.bad_input import BadInput
 from pipeline.core.records import Outcome
 from pipeline.wire import validation
-from pipeline.wire.duis import documents, gbcs, read_activation_outcome, read_device_alert, read_service_request
+from pipeline.wire.duis import (
+    ACTIVATION_OUTCOME_TOPIC,
+    ALERT_TOPIC,
+    SERVICE_REQUEST_TOPIC,
+    Classification,
+    classify,
+    documents,
+    gbcs,
+    read_activation_outcome,
+    read_device_alert,
+    read_service_request,
+)
 
 USER = "90-B3-D5-1F-30-01-00-00"
 ESME = "00-DB-12-34-56-78-90-A0"
@@ -447,3 +458,56 @@ def test_an_alert_without_a_response_id_is_refused() -> None:
 def test_another_kind_on_the_alert_topic_is_bad_input(document: bytes, match: str) -> None:
     with refused(match):
         alert(document)
+
+
+# Classification, for the tools that publish DUIS files.
+
+
+@pytest.mark.parametrize(
+    ("document", "topic", "key", "responded_ms"),
+    [
+        (request(command_variant=4), SERVICE_REQUEST_TOPIC, ESME, None),
+        (
+            request().replace(b">11.3<", b">4.1.1<").replace(b"SignedPreCommand", b"Other"),
+            SERVICE_REQUEST_TOPIC,
+            ESME,
+            None,
+        ),
+        (
+            documents.activation_outcome_response(REQUEST_ID, RESPONSE_ID, response_code=0, responded_ms=T + 10),
+            ACTIVATION_OUTCOME_TOPIC,
+            ESME,
+            T + 10,
+        ),
+        (
+            documents.activation_outcome_response(REQUEST_ID, RESPONSE_ID, response_code=None, responded_ms=T),
+            ACTIVATION_OUTCOME_TOPIC,
+            ESME,
+            T,
+        ),
+        (future_dated(None), ACTIVATION_OUTCOME_TOPIC, ESME, T + 60_000),
+        (
+            documents.power_outage_alert(DCC_ALERT_ID, chf_id=CHF.lower(), started_ms=T, mpxn="1", responded_ms=T),
+            ALERT_TOPIC,
+            CHF,
+            T,
+        ),
+        (documents.device_alert(ALERT_ID, alert_code="8F36", alert_ms=None, responded_ms=T), ALERT_TOPIC, ESME, T),
+    ],
+)
+def test_classify_names_the_topic_and_key(document: bytes, topic: str, key: str, responded_ms: int | None) -> None:
+    assert classify(document) == Classification(topic, key, responded_ms)
+
+
+def test_classify_reads_the_whole_document() -> None:
+    with refused(r"^/Request/Body/ActivateFirmware/FirmwareHash: 31 bytes, expected 32$"):
+        classify(request(command_variant=4, firmware_hash=HASH[:31]))
+    ad1 = documents.power_outage_alert(DCC_ALERT_ID, chf_id=CHF, started_ms=T, mpxn="1", responded_ms=T)
+    with refused(r"^/Response/Header/ResponseDateTime: '2030-01-15 09:00Z' is not an xs:dateTime"):
+        classify(
+            ad1.replace(b"2030-01-15T09:00:00.00Z</sr:ResponseDateTime>", b"2030-01-15 09:00Z</sr:ResponseDateTime>")
+        )
+    with refused(r"^raised_at 1999-12-31T00:00:00.000\+00:00 is before 2000-01-01"):
+        classify(
+            documents.power_outage_alert(DCC_ALERT_ID, chf_id=CHF, started_ms=946_598_400_000, mpxn="1", responded_ms=T)
+        )
