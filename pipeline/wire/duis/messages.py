@@ -168,7 +168,7 @@ def _root(value: bytes, expected: str | None, topic: str) -> Element:
     if version is None:
         raise BadInput(f"{root.path}/@schemaVersion: missing")
     if not _is_schema_5(version):
-        raise BadInput(f"{root.path}/@schemaVersion: {version!r} is not a DUIS 5.x schema version")
+        raise BadInput(f"{root.path}/@schemaVersion: {version[:60]!r} is not a DUIS 5.x schema version")
     return root
 
 
@@ -210,7 +210,7 @@ def _request(root: Element) -> _Request:
 def _boolean(element: Element) -> bool:
     text = element.token()
     if text not in ("true", "false", "1", "0"):
-        raise BadInput(f"{element.path}: {text!r} is not a boolean (true, false, 1 or 0)")
+        raise BadInput(f"{element.path}: {text[:60]!r} is not a boolean (true, false, 1 or 0)")
     return text in ("true", "1")
 
 

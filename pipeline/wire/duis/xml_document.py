@@ -23,6 +23,8 @@ MAX_COUNTER = 2**64 - 1
 
 # XML whitespace only: str.strip() would also remove Unicode spaces the schema types do not allow.
 _XML_WHITESPACE = " \t\r\n"
+_WHITESPACE_BYTES = _XML_WHITESPACE.encode()
+_LESS_THAN = ord("<")
 _XML_WHITESPACE_RUN = re.compile(r"[ \t\r\n]+")
 _EUI64 = re.compile(r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}")
 _DECIMAL_COUNTER = re.compile(r"[1-9][0-9]{0,19}")
@@ -62,8 +64,14 @@ def _parser() -> Any:
 
 
 def is_duis(value: bytes | None) -> bool:
-    """Contract 9: a value whose first byte other than whitespace is `<` is a DUIS document."""
-    return bool(value) and value.lstrip(b" \t\r\n")[:1] == b"<"  # type: ignore[union-attr]
+    """Contract 9: a value whose first byte other than whitespace is `<` is a DUIS document (Avro records start
+    with 0x00 or 0xC3, so the first byte alone decides nearly always)."""
+    if not value:
+        return False
+    first = value[0]
+    if first == _LESS_THAN:
+        return True
+    return first in _WHITESPACE_BYTES and value.lstrip(_WHITESPACE_BYTES)[:1] == b"<"
 
 
 def parse(value: bytes) -> "Element":
@@ -73,7 +81,7 @@ def parse(value: bytes) -> "Element":
     if _DOCTYPE in value:  # before parsing, so that no entity is even declared (libxml2 still sizes them)
         raise BadInput(_DOCTYPE_REFUSED)
     try:
-        root = etree.fromstring(value.lstrip(b" \t\r\n"), _parser())
+        root = etree.fromstring(value.lstrip(_WHITESPACE_BYTES), _parser())
     except etree.XMLSyntaxError as e:
         raise BadInput(_syntax_error(e)) from None
     # Without a DTD an entity reference other than the five predefined ones is not well-formed, so the
@@ -135,7 +143,7 @@ def eui64(text: str, at: "Where") -> str:
 def _canonical_eui64(value: str, at: "Where") -> str:
     if not _EUI64.fullmatch(value):
         raise BadInput(
-            f"{_path(at)}: {value!r} is not an EUI-64 device ID "
+            f"{_path(at)}: {_shorten(value)!r} is not an EUI-64 device ID "
             "(expected 8 hyphen-separated hex octets, e.g. 00-DB-12-34-56-78-90-A0)"
         )
     return value.upper()
@@ -146,12 +154,14 @@ def duis_id(text: str, at: "Where") -> DuisId:
     value = collapse(text)
     parts = value.split(":")
     if len(parts) != 3:
-        raise BadInput(f"{_path(at)}: {value!r} is not originator:target:counter (two EUI-64s and a decimal counter)")
+        raise BadInput(
+            f"{_path(at)}: {_shorten(value)!r} is not originator:target:counter (two EUI-64s and a decimal counter)"
+        )
     originator = _canonical_eui64(parts[0], at)
     target = _canonical_eui64(parts[1], at)
     if not _DECIMAL_COUNTER.fullmatch(parts[2]) or int(parts[2]) > MAX_COUNTER:
         raise BadInput(
-            f"{_path(at)}: counter {parts[2]!r} is not a decimal from 1 to {MAX_COUNTER} (2^64 - 1) "
+            f"{_path(at)}: counter {_shorten(parts[2])!r} is not a decimal from 1 to {MAX_COUNTER} (2^64 - 1) "
             "without leading zeros"
         )
     return DuisId(originator, target, int(parts[2]))
@@ -196,21 +206,26 @@ def date_time(text: str, at: "Where") -> int:
             "YYYY-MM-DDThh:mm:ss with optional fraction and zone)"
         )
     year_text = m["year"]
-    if m["sign"] or int(year_text) == 0:
-        raise BadInput(f"{_path(at)}: {value!r} is outside the valid range (year {m['sign']}{year_text})")
+    # Nine digits are past any timestamp in milliseconds already; more would only cost int() time.
+    if m["sign"] or len(year_text) > 9 or int(year_text) == 0:
+        raise BadInput(
+            f"{_path(at)}: {_shorten(value)!r} is outside the valid range (year {m['sign']}{_shorten(year_text, 12)})"
+        )
     if len(year_text) > 4 and year_text.startswith("0"):
         raise BadInput(
-            f"{_path(at)}: {value!r} is not an xs:dateTime (a year of more than 4 digits has no leading zero)"
+            f"{_path(at)}: {_shorten(value)!r} is not an xs:dateTime (a year of more than 4 digits has no leading zero)"
         )
     year, month, day = int(year_text), int(m["month"]), int(m["day"])
     hour, minute, second = int(m["hour"]), int(m["minute"]), int(m["second"])
     fraction = m["fraction"] or ""
     if not 1 <= month <= 12 or not 1 <= day <= _days_in_month(year, month):
-        raise BadInput(f"{_path(at)}: {value!r} is not a date (no day {day:02d} in month {month:02d} of {year})")
+        raise BadInput(
+            f"{_path(at)}: {_shorten(value)!r} is not a date (no day {day:02d} in month {month:02d} of {year})"
+        )
     if hour == 24 and (minute, second) == (0, 0) and not fraction.strip("0"):
         hour, fraction, day_carry = 0, "", 1
     elif hour > 23 or minute > 59 or second > 59:
-        raise BadInput(f"{_path(at)}: {value!r} is not a time of day (00:00:00 to 23:59:59, or 24:00:00)")
+        raise BadInput(f"{_path(at)}: {_shorten(value)!r} is not a time of day (00:00:00 to 23:59:59, or 24:00:00)")
     else:
         day_carry = 0
     offset_minutes = 0
@@ -218,7 +233,7 @@ def date_time(text: str, at: "Where") -> int:
     if zone and zone != "Z":
         zone_hours, zone_minutes = int(zone[1:3]), int(zone[4:6])
         if zone_minutes > 59 or zone_hours * 60 + zone_minutes > 14 * 60:
-            raise BadInput(f"{_path(at)}: {value!r} has a zone offset {zone} outside -14:00 to +14:00")
+            raise BadInput(f"{_path(at)}: {_shorten(value)!r} has a zone offset {zone} outside -14:00 to +14:00")
         offset_minutes = (zone_hours * 60 + zone_minutes) * (-1 if zone[0] == "-" else 1)
     days = _days_from_civil(year, month, day) + day_carry
     seconds = ((days * 24 + hour) * 60 + minute - offset_minutes) * 60 + second

@@ -250,6 +250,7 @@ def test_other_schema_versions_are_refused(version: str) -> None:
         ("10000-01-01T00:00:00Z", ms("9999-12-31T23:59:59") + 1000),
         ("\n  2030-01-15T09:00:00Z\t", ms("2030-01-15T09:00:00")),
         ("1969-12-31T23:59:59.999Z", -1),
+        ("292278994-08-17T07:12:55.807Z", 2**63 - 1),
     ],
 )
 def test_xs_date_time(text: str, expected: int) -> None:
@@ -278,6 +279,8 @@ def test_xs_date_time(text: str, expected: int) -> None:
         ("2030-01-15T09:00:00+14:30", "outside -14:00 to \\+14:00"),
         ("2030-01-15T09:00:00+01:60", "outside -14:00 to \\+14:00"),
         ("99999999999999-01-01T00:00:00Z", "outside the valid range"),
+        ("292278994-08-17T07:12:55.808Z", "outside the valid range"),  # one ms past the largest long
+        ("9" * 5000 + "-01-01T00:00:00Z", "outside the valid range"),  # longer than int() reads
     ],
 )
 def test_xs_date_time_refused(text: str, problem: str) -> None:
