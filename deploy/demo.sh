@@ -56,7 +56,7 @@ echo "      (SR 11.3 of variants 4, 5 and 7 with signed GBCS pre-commands, devic
 echo "      topic, DCC's AD1s and the ESMEs' 8F35/8F36 device alerts), each stamped with its received_at"
 # Dated three days ago, so that its Kafka timestamps (a DUIS record's received_at) are recent: the worker's
 # housekeeping purges what the topics' 31-day retention would have removed.
-DUIS_BASE=$("$BIN/python" -c 'import datetime as d; print(f"{d.date.today() - d.timedelta(days=3)}T08:00:00Z")')
+DUIS_BASE=$("$BIN/python" -c 'import datetime as d; print(f"{d.datetime.now(d.UTC).date() - d.timedelta(days=3)}T08:00:00Z")')
 "$BIN/poa-filter" simulate --format duis --homes "$DUIS_HOMES" --seed 2 --base-time "$DUIS_BASE" --out "$OUT/duis"
 echo "      poa-filter publish-duis puts DUIS files on the topic each belongs on, and refuses what the filter would"
 echo "      dead-letter, e.g. a document with a DOCTYPE:"
