@@ -10,9 +10,8 @@ was given: the payload, wrapper included, for read_frame; the content for the co
 Signatures and MACs are kept or skipped, never verified: the DSP has checked them.
 
 Read then write gives the same bytes for frames in canonical form, which GBCS test frames are: shortest
-lengths, other information of the message code alone, DLMS date-times with day of week, deviation and
-clock status not specified. A ciphering wrapper is written with a zero invocation counter and a zero
-MAC (reading does not keep them).
+lengths, DLMS date-times with day of week, deviation and clock status not specified. A ciphering wrapper
+is written with a zero invocation counter and a zero MAC (reading does not keep them).
 """
 
 import re
@@ -92,7 +91,12 @@ class GbcsFrame:
     date_time_ms: int | None  # the frame's DLMS date-time, None when absent or not specified
     message_code: int
     content: bytes  # the ASN.1 DER or DLMS content, as framed
-    signature: bytes | None  # the 64-byte ECDSA signature, None when absent (unsigned pre-command)
+    # The 64-byte ECDSA signature of a critical message; b"" for the empty one (length 00) a non-critical
+    # message carries inside general ciphering; None when absent (an unsigned pre-command).
+    signature: bytes | None
+    # What follows the message code in the other information (a supplementary remote party ID and counter,
+    # say): kept so that the frame writes back byte for byte; the filter reads none of it.
+    supplementary: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,13 +216,16 @@ def _read_signing(data: bytes, pos: int, end: int) -> GbcsFrame:
     pos = content + content_size
     if pos == end:
         signature = None
-    elif data[pos] != SIGNATURE_SIZE:
+    elif data[pos] not in (0, SIGNATURE_SIZE):
         raise GbcsError(
-            f"signature length 0x{data[pos]:02X} at byte {pos}, expected 0x40 (a 64-byte ECDSA signature) "
-            "or the end of the frame (an unsigned pre-command)"
+            f"signature length 0x{data[pos]:02X} at byte {pos}, expected 0x40 (a 64-byte ECDSA signature), "
+            "00 (none: a non-critical message) or the end of the frame (an unsigned pre-command)"
         )
-    elif end - pos - 1 != SIGNATURE_SIZE:
-        raise GbcsError(f"signature at byte {pos + 1}: {byte_count(end - pos - 1)}, expected 64")
+    elif end - pos - 1 != data[pos]:
+        raise GbcsError(
+            f"signature at byte {pos + 1}: {byte_count(end - pos - 1)} after its length 0x{data[pos]:02X}, "
+            f"expected {data[pos]}"
+        )
     else:
         signature = data[pos + 1 : end]
     return GbcsFrame(
@@ -230,6 +237,7 @@ def _read_signing(data: bytes, pos: int, end: int) -> GbcsFrame:
         message_code,
         data[content : content + content_size],
         signature,
+        data[info + 2 : info + info_size],
     )
 
 
@@ -241,8 +249,8 @@ def write_frame(frame: GbcsFrame, *, ciphered: bool = False) -> bytes:
         raise GbcsError(f"originator counter {frame.originator_counter} is outside 0 to 2^64 - 1")
     if not 0 <= frame.message_code <= 0xFFFF:
         raise GbcsError(f"message code {frame.message_code} is outside 0 to 0xFFFF")
-    if frame.signature is not None and len(frame.signature) != SIGNATURE_SIZE:
-        raise GbcsError(f"signature of {len(frame.signature)} bytes, expected 64 or None")
+    if frame.signature is not None and len(frame.signature) not in (0, SIGNATURE_SIZE):
+        raise GbcsError(f"signature of {len(frame.signature)} bytes, expected 64, 0 or None")
     date_time = b"\x00" if frame.date_time_ms is None else b"\x0c" + date_time_bytes(frame.date_time_ms, "date-time")
     signed = b"".join(
         (
@@ -258,11 +266,12 @@ def write_frame(frame: GbcsFrame, *, ciphered: bool = False) -> bytes:
                 len(date_time) - 1,
             ),
             date_time[1:],
-            b"\x02",
+            der.length_bytes(2 + len(frame.supplementary)),
             frame.message_code.to_bytes(2, "big"),
+            frame.supplementary,
             der.length_bytes(len(frame.content)),
             frame.content,
-            b"" if frame.signature is None else b"\x40" + frame.signature,
+            b"" if frame.signature is None else bytes((len(frame.signature),)) + frame.signature,
         )
     )
     if not ciphered:

@@ -145,6 +145,22 @@ ECS80_UNSPECIFIED = _hex(  # the device knew none of its times
     "35 0F 200007D5 00 02 04 12 8F35" + "09 0C FFFF FF FF FF FF FF FF FF 8000 FF" * 3 + _SIG
 )
 
+# A non-critical alert: authenticated by the ciphering wrapper's MAC alone, so its signature is empty (00).
+NONCRITICAL_ALERT = _hex(
+    "DD 000000000000 4D 11 00000000"  # ciphered content length 77
+    "DF 09 03 0000000000000BBA" + _FROM_ESME + "00 02 1001"
+    "19 0F 20000BBA 00 02 02 12 8F3E 09 0C"
+    + _RESPONDED  # content: a DLMS notification, not read here
+    + "00"  # signature length 0: none
+    "0123456789ABCDEF01234567"  # MAC
+)
+# Other information beyond the message code: a supplementary remote party ID and its counter.
+PRECOMMAND_SUPPLEMENTARY = _hex(
+    "DF 09 01 00000182AC7B58DF" + _TO_ESME + "00"
+    "12 0012 90B3D51F30030000 00000000000003E9"  # other information of 18 bytes
+     + PRECOMMAND_IMMEDIATE[33:].hex()
+)
+
 
 @dataclass(frozen=True)
 class Vector:
@@ -180,4 +196,6 @@ VECTORS = (
     Vector("ECS80 8F36", ECS80_8F36, _ecs80_times(34, notification=False)),
     Vector("ECS80 notification time", ECS80_NOTIFICATION_TIME, _ecs80_times(34, notification=True)),
     Vector("ECS80 unspecified", ECS80_UNSPECIFIED, _ecs80_times(34, notification=False)),
+    Vector("non-critical alert", NONCRITICAL_ALERT, ((9, 13), (len(NONCRITICAL_ALERT) - 12, len(NONCRITICAL_ALERT)))),
+    Vector("precommand supplementary", PRECOMMAND_SUPPLEMENTARY),
 )

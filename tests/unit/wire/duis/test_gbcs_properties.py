@@ -51,7 +51,8 @@ frames = st.builds(
     date_time_ms=st.none() | DLMS_MS,
     message_code=st.integers(0, 0xFFFF),
     content=CONTENTS,
-    signature=st.none() | st.binary(min_size=64, max_size=64),
+    signature=st.none() | st.just(b"") | st.binary(min_size=64, max_size=64),
+    supplementary=st.binary(max_size=140),
 )
 outcomes = st.builds(ExecutionOutcome, response_code=U64, firmware_version=st.binary(max_size=300))
 commands = st.builds(
@@ -155,11 +156,18 @@ def generalized_times(draw: st.DrawFn) -> tuple[bytes, int]:
     st.binary(min_size=8 + 8 + 8, max_size=8 + 8 + 8),
     st.none() | dlms_times(),
     st.integers(0, 0xFFFF),
+    st.binary(max_size=140),
     CONTENTS,
-    st.none() | st.binary(min_size=64, max_size=64),
+    st.none() | st.just(b"") | st.binary(min_size=64, max_size=64),
 )
 def test_canonical_frames_write_back_byte_for_byte(
-    cra: int, ids: bytes, date_time: tuple[bytes, int] | None, code: int, content: bytes, signature: bytes | None
+    cra: int,
+    ids: bytes,
+    date_time: tuple[bytes, int] | None,
+    code: int,
+    supplementary: bytes,
+    content: bytes,
+    signature: bytes | None,
 ) -> None:
     counter, originator, recipient = ids[:8], ids[8:16], ids[16:]
     payload = b"".join(
@@ -170,9 +178,9 @@ def test_canonical_frames_write_back_byte_for_byte(
             b"\x08" + originator,
             b"\x08" + recipient,
             b"\x00" if date_time is None else b"\x0c" + date_time[0],
-            b"\x02" + code.to_bytes(2, "big"),
+            length(2 + len(supplementary)) + code.to_bytes(2, "big") + supplementary,
             length(len(content)) + content,
-            b"" if signature is None else b"\x40" + signature,
+            b"" if signature is None else bytes([len(signature)]) + signature,
         )
     )
     frame = gbcs.read_frame(payload)
@@ -185,6 +193,7 @@ def test_canonical_frames_write_back_byte_for_byte(
         code,
         content,
         signature,
+        supplementary,
     )
     assert gbcs.write_frame(frame) == payload
 

@@ -177,10 +177,20 @@ def test_device_ids_are_canonical_upper_case_and_the_writer_takes_either_case() 
     assert gbcs.write_frame(replace(frame, originator=frame.originator.lower())) == v.ALERT_8F66
 
 
-def test_other_information_beyond_the_message_code_is_skipped() -> None:
-    # A supplementary remote party ID (8 bytes) after the message code: read, not kept.
-    payload = v.PRECOMMAND_IMMEDIATE[:30] + bytes.fromhex("0A 0012 0011223344556677") + v.PRECOMMAND_IMMEDIATE[33:]
-    assert gbcs.read_frame(payload) == gbcs.read_frame(v.PRECOMMAND_IMMEDIATE)
+def test_other_information_beyond_the_message_code_is_kept_apart() -> None:
+    frame = gbcs.read_frame(v.PRECOMMAND_SUPPLEMENTARY)
+    assert frame.supplementary == bytes.fromhex("90B3D51F30030000 00000000000003E9")
+    assert replace(frame, supplementary=b"") == gbcs.read_frame(v.PRECOMMAND_IMMEDIATE)
+    assert gbcs.write_frame(frame) == v.PRECOMMAND_SUPPLEMENTARY
+
+
+def test_a_non_critical_alert_has_an_empty_signature() -> None:
+    frame = gbcs.read_frame(v.NONCRITICAL_ALERT)
+    assert (frame.cra_flag, frame.originator, frame.message_code) == (gbcs.CRA_ALERT, v.ESME, 0x1001)
+    assert frame.signature == b""
+    assert frame.content == v.NONCRITICAL_ALERT[47:-13]
+    rewrapped = gbcs.write_frame(frame, ciphered=True)
+    assert rewrapped[:9] + rewrapped[13:-12] == v.NONCRITICAL_ALERT[:9] + v.NONCRITICAL_ALERT[13:-12]
 
 
 @pytest.mark.parametrize(
