@@ -80,10 +80,11 @@ def parse(value: bytes) -> "Element":
         raise BadInput(f"DUIS document of {len(value)} bytes is over the {MAX_DOCUMENT_BYTES} bytes (1 MiB) limit")
     if _DOCTYPE in value:  # before parsing, so that no entity is even declared (libxml2 still sizes them)
         raise BadInput(_DOCTYPE_REFUSED)
+    document = value.lstrip(_WHITESPACE_BYTES)
     try:
-        root = etree.fromstring(value.lstrip(_WHITESPACE_BYTES), _parser())
+        root = etree.fromstring(document, _parser())
     except etree.XMLSyntaxError as e:
-        raise BadInput(_syntax_error(e)) from None
+        raise BadInput(_syntax_error(e, document)) from None
     # Without a DTD an entity reference other than the five predefined ones is not well-formed, so the
     # tree can hold none; the DTD check stands for documents the byte scan cannot see (another encoding).
     docinfo = root.getroottree().docinfo
@@ -92,7 +93,7 @@ def parse(value: bytes) -> "Element":
     return Element(root)
 
 
-def _syntax_error(e: Any) -> str:
+def _syntax_error(e: Any, document: bytes) -> str:
     """libxml2's message in terms a DSP engineer can act on, with where it happened."""
     line, column = e.position
     where = f"line {line}, column {column}"
@@ -104,6 +105,9 @@ def _syntax_error(e: Any) -> str:
         )
     if msg.startswith("Document is empty") or msg.startswith("Start tag expected"):
         return f"DUIS document has no root element ({where}): empty or not XML"
+    last_line = document.rsplit(b"\n", 1)[-1]
+    if line == document.count(b"\n") + 1 and column >= len(last_line):
+        return f"DUIS document ends at {where} in the middle of markup ({msg}): truncated or not the whole document"
     if msg.startswith("Extra content at the end of the document"):
         return f"DUIS document has content after its root element ends, at {where}: two documents in one record?"
     if m := re.fullmatch(r"Opening and ending tag mismatch: (\S+) line (\d+) and (\S+)", msg):

@@ -102,7 +102,8 @@ def test_the_size_cap_is_checked_before_parsing() -> None:
             b"<sr:DCCAlertCode>AD1</sr:DCCAlertCode>",
             r"ends at line 1, column \d+ before <DCCAlertMessage> .*truncated",
         ),
-        (b"<sr:PowerOutageEvent><sr:Comm", r"line 1, column \d+"),
+        (b"<sr:PowerOutageEvent><sr:Comm", r"ends at line 1, column \d+ in the middle of markup \(.*\): truncated"),
+        (b'<sr:Response xmlns:sr="http://www.dcc', r"ends at line 1, column \d+ in the middle of markup .*: truncated"),
         (b"", "no root element .*empty"),
     ],
 )
