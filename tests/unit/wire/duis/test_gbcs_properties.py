@@ -7,6 +7,7 @@ checked against datetime, so neither direction is checked only against itself.
 
 import calendar
 import contextlib
+import struct
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -330,3 +331,66 @@ def test_calendar_matches_datetime_at_the_edges() -> None:
         command = ActivateFirmwareCommand(v.FIRMWARE_HASH, 1, expected)
         assert gbcs.read_activate_firmware_command(gbcs.write_activate_firmware_command(command)) == command
         assert f"{year:04}{month:02}{day:02}235959Z".encode() in gbcs.write_activate_firmware_command(command)
+
+
+def _field(valid: st.SearchStrategy[int]) -> st.SearchStrategy[int]:
+    return valid | st.integers(0, 255)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.integers(1, 9999) | st.just(0xFFFF),
+    _field(st.integers(1, 12) | st.sampled_from([0xFD, 0xFE, 0xFF])),
+    _field(st.integers(1, 31) | st.sampled_from([0xFD, 0xFE, 0xFF])),
+    _field(st.integers(1, 7) | st.just(0xFF)),
+    _field(st.integers(0, 23) | st.just(0xFF)),
+    _field(st.integers(0, 59) | st.just(0xFF)),
+    _field(st.integers(0, 59) | st.just(0xFF)),
+    _field(st.integers(0, 99) | st.just(0xFF)),
+    st.integers(-720, 720) | st.just(-0x8000) | st.integers(-0x8000, 0x7FFF),
+    st.integers(0, 255),
+)
+def test_dlms_date_times_follow_the_documented_rules(
+    year: int,
+    month: int,
+    day: int,
+    weekday: int,
+    hour: int,
+    minute: int,
+    second: int,
+    hundredths: int,
+    deviation: int,
+    status: int,
+) -> None:
+    """Any 12 bytes, against the rules of dlms.py's docstring written out here with datetime."""
+    raw = struct.pack(">HBBBBBBBhB", year, month, day, weekday, hour, minute, second, hundredths, deviation, status)
+    in_range = (
+        (1 <= month <= 12 or month >= 0xFD)
+        and (1 <= day <= 31 or day >= 0xFD)
+        and (1 <= weekday <= 7 or weekday == 0xFF)
+        and (hour <= 23 or hour == 0xFF)
+        and (minute <= 59 or minute == 0xFF)
+        and (second <= 59 or second == 0xFF)
+        and (hundredths <= 99 or hundredths == 0xFF)
+        and (abs(deviation) <= 720 or deviation == -0x8000)
+    )
+    expected: int | None | type[GbcsError]
+    if not in_range:
+        expected = GbcsError
+    elif year == 0xFFFF or month > 12 or day > 31 or 0xFF in (hour, minute, second) or (status != 0xFF and status & 1):
+        expected = None
+    else:
+        try:
+            since = datetime(year, month, day, hour, minute, second, tzinfo=UTC) - EPOCH
+        except ValueError:  # no such day in that month
+            expected = GbcsError
+        else:
+            expected = (since.days * 86_400 + since.seconds) * 1000 + (0 if hundredths == 0xFF else hundredths * 10)
+            if deviation != -0x8000:
+                expected += deviation * 60_000
+    payload = v.RESPONSE_ACCEPTED[:30] + raw + v.RESPONSE_ACCEPTED[42:]
+    try:
+        found: int | None | type[GbcsError] = gbcs.read_frame(payload).date_time_ms
+    except GbcsError:
+        found = GbcsError
+    assert found == expected
