@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from xml.sax.saxutils import escape, quoteattr
 
 from pipeline.wire.duis import gbcs
-from pipeline.wire.duis.xml_document import DS, SR, duis_id
+from pipeline.wire.duis.xml_document import DS, SR, DuisId, duis_id
 
 DCC_EUI = "90-B3-D5-1F-30-00-00-02"  # DCC's own originator ID on its alerts
 DEFAULT_SCHEMA_VERSION = "5.4"
@@ -69,17 +69,14 @@ def activate_firmware_request(
     else:
         counter = ids.counter if gbcs_counter is None else gbcs_counter
         command = gbcs.ActivateFirmwareCommand(firmware_hash=firmware_hash, counter=counter, execution_ms=execution_ms)
-        frame = gbcs.GbcsFrame(
-            cra_flag=gbcs.CRA_COMMAND,
-            originator_counter=counter,
-            originator=ids.originator,
-            recipient=ids.target,
-            date_time_ms=None,
-            message_code=gbcs.ACTIVATE_FIRMWARE,
-            content=gbcs.write_activate_firmware_command(command),
-            signature=_SIGNATURE_BYTES,
+        payload = _payload(
+            gbcs.CRA_COMMAND,
+            DuisId(ids.originator, ids.target, counter),
+            gbcs.ACTIVATE_FIRMWARE,
+            gbcs.write_activate_firmware_command(command),
+            ciphered,
         )
-        body = f"<sr:SignedPreCommand>{execution}{_payload(frame, ciphered)}</sr:SignedPreCommand>"
+        body = f"<sr:SignedPreCommand>{execution}{payload}</sr:SignedPreCommand>"
     header = (
         f"<sr:RequestID>{escape(request_id)}</sr:RequestID><sr:CommandVariant>{command_variant}</sr:CommandVariant>"
         "<sr:ServiceReference>11.3</sr:ServiceReference><sr:ServiceReferenceVariant>11.3</sr:ServiceReferenceVariant>"
@@ -102,17 +99,15 @@ def activation_outcome_response(
     "command accepted" when `response_code` is None (the answer to a future-dated request or a cancellation)."""
     ids = duis_id(request_id, "request_id")
     outcome = None if response_code is None else gbcs.ExecutionOutcome(response_code, firmware_version)
-    frame = gbcs.GbcsFrame(
-        cra_flag=gbcs.CRA_RESPONSE,
-        originator_counter=ids.counter,
-        originator=ids.target,
-        recipient=ids.originator,
+    payload = _payload(
+        gbcs.CRA_RESPONSE,
+        DuisId(ids.target, ids.originator, ids.counter),
+        gbcs.ACTIVATE_FIRMWARE,
+        gbcs.write_activate_firmware_response(outcome),
+        ciphered,
         date_time_ms=responded_ms // 1000 * 1000,
-        message_code=gbcs.ACTIVATE_FIRMWARE,
-        content=gbcs.write_activate_firmware_response(outcome),
-        signature=_SIGNATURE_BYTES,
     )
-    body = _response_message(_payload(frame, ciphered))
+    body = _response_message(payload)
     return _response(request_id, response_id, body, responded_ms, signed, schema_version)
 
 
@@ -140,19 +135,16 @@ def future_dated_activation_alert(
         counter=counter,
         outcome=gbcs.ExecutionOutcome(response_code, firmware_version),
     )
-    frame = gbcs.GbcsFrame(
-        cra_flag=gbcs.CRA_ALERT,
-        originator_counter=response.counter,
-        originator=response.originator,
-        recipient=response.target,
-        date_time_ms=None,
-        message_code=gbcs.FUTURE_DATED_ACTIVATION_ALERT,
-        content=gbcs.write_future_dated_activation_alert(alert),
-        signature=_SIGNATURE_BYTES,
+    payload = _payload(
+        gbcs.CRA_ALERT,
+        response,
+        gbcs.FUTURE_DATED_ACTIVATION_ALERT,
+        gbcs.write_future_dated_activation_alert(alert),
+        ciphered,
     )
     body = _response_message(
         f"<sr:FutureDatedDeviceAlertMessage><sr:FutureDatedAlertCode>{alert_code:04X}</sr:FutureDatedAlertCode>"
-        f"{_payload(frame, ciphered)}<sr:InstructionNumber>1</sr:InstructionNumber>"
+        f"{payload}<sr:InstructionNumber>1</sr:InstructionNumber>"
         "<sr:TotalCommandInstructions>1</sr:TotalCommandInstructions></sr:FutureDatedDeviceAlertMessage>"
     )
     return _response(request_id, response_id, body, responded_ms, signed, schema_version)
@@ -233,24 +225,28 @@ def device_alert(
         content = gbcs.write_supply_outage_restored_alert(notification)
     else:
         message_code, date_time_ms, content = _OTHER_ALERT_MESSAGE_CODE, alert_ms, bytes.fromhex(alert_code)
+    payload = _payload(gbcs.CRA_ALERT, response, message_code, content, ciphered, date_time_ms=date_time_ms)
+    body = (
+        f"<sr:DeviceAlertMessage><sr:AlertCode>{escape(alert_code)}</sr:AlertCode>{_throttled(throttled)}"
+        f"{payload}</sr:DeviceAlertMessage>"
+    )
+    return _response(None, response_id, body, responded_ms, signed, schema_version)
+
+
+def _payload(
+    cra_flag: int, ids: DuisId, message_code: int, content: bytes, ciphered: bool, date_time_ms: int | None = None
+) -> str:
+    """A GBCSPayload element: a signed GBCS frame from `ids.originator` to `ids.target` with counter `ids.counter`."""
     frame = gbcs.GbcsFrame(
-        cra_flag=gbcs.CRA_ALERT,
-        originator_counter=response.counter,
-        originator=response.originator,
-        recipient=response.target,
+        cra_flag=cra_flag,
+        originator_counter=ids.counter,
+        originator=ids.originator,
+        recipient=ids.target,
         date_time_ms=date_time_ms,
         message_code=message_code,
         content=content,
         signature=_SIGNATURE_BYTES,
     )
-    body = (
-        f"<sr:DeviceAlertMessage><sr:AlertCode>{escape(alert_code)}</sr:AlertCode>{_throttled(throttled)}"
-        f"{_payload(frame, ciphered)}</sr:DeviceAlertMessage>"
-    )
-    return _response(None, response_id, body, responded_ms, signed, schema_version)
-
-
-def _payload(frame: gbcs.GbcsFrame, ciphered: bool) -> str:
     return f"<sr:GBCSPayload>{base64.b64encode(gbcs.write_frame(frame, ciphered=ciphered)).decode()}</sr:GBCSPayload>"
 
 
