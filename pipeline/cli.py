@@ -8,6 +8,7 @@ message with exit code 2.
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -178,6 +179,8 @@ def _simulate(args: argparse.Namespace) -> int:
     )
     if args.no_load and args.no_play:
         return 0
+    if not args.no_play:
+        sim.check_stamps(scenario, int(time.time() * 1000))
     created = sim.ensure_input_topics(settings, args.partitions)
     if created:
         print(f"created input topics: {', '.join(created)}")
@@ -316,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=sim.FORMATS,
         default=sim.AVRO,
-        help="write the records as the project's Avro records (default) or as DUIS documents, the DSP's own",
+        help="write the records as the project's Avro records (default) or as DUIS documents, the DSP's own, "
+        "stamped with their received_at (so give a --base-time within the last 30 days)",
     )
     simulate.add_argument("--no-load", action="store_true", help="do not load the CSVs onto the reference topics")
     simulate.add_argument("--no-play", action="store_true", help="do not produce the scenario records")

@@ -721,6 +721,24 @@ def _cancelled_and_withdrawn(b: _ScenarioBuilder, cast: _Cast, start: int, base_
     b.alert("AD1", home.chf, t + offset, "withdrawn-no-image-held", FORWARD, home.mpan)
 
 
+# DUIS records are stamped with their received_at. A worker's housekeeping takes records stamped long before its
+# wall clock for ones the inputs' retention (31 days by default) has removed, and may purge what they made.
+DUIS_MAX_AGE_DAYS = 30
+
+
+def check_stamps(scenario: Scenario, now_ms: int) -> None:
+    """SimulationError when a DUIS campaign would be stamped too long ago to be decided as built."""
+    if scenario.record_format != DUIS or not scenario.events:
+        return
+    oldest = min(e.received_at for e in scenario.events)
+    if oldest < now_ms - DUIS_MAX_AGE_DAYS * DAY_MS:
+        raise SimulationError(
+            f"a DUIS record's received_at is its Kafka timestamp, and this campaign starts {_iso(oldest)}, more than "
+            f"{DUIS_MAX_AGE_DAYS} days ago, beyond what the input topics keep: give a --base-time within the last "
+            f"{DUIS_MAX_AGE_DAYS} days (the campaign spans about 3 days)"
+        )
+
+
 def ensure_input_topics(settings: Settings, partitions: int) -> list[str]:
     """Create missing input topics (the simulator plays the DSP, which owns them); compact reference ones."""
     topics = settings.topics

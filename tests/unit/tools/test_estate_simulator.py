@@ -21,6 +21,7 @@ from pipeline.tools.estate_simulator import (
     CANCEL_AT_MS,
     DEAD_LETTER,
     DUIS,
+    DUIS_MAX_AGE_DAYS,
     FORMATS,
     FORWARD,
     MIN_HOMES,
@@ -35,6 +36,7 @@ from pipeline.tools.estate_simulator import (
     SimulationError,
     build_estate,
     build_scenario,
+    check_stamps,
     parse_base_time,
     write_expected,
 )
@@ -486,3 +488,13 @@ def test_a_duis_scenario_is_refused_when_variant_4_would_count():
 def test_the_expected_file_says_the_format():
     for record_format in FORMATS:
         assert simulate(record_format=record_format)[1].expected_json()["format"] == record_format
+
+
+def test_a_duis_campaign_stamped_too_long_ago_is_refused_an_avro_one_is_not():
+    _, duis = simulate(record_format=DUIS)
+    _, avro = simulate()
+    start = min(e.received_at for e in duis.events)
+    check_stamps(duis, start + DUIS_MAX_AGE_DAYS * 24 * 60 * MINUTE)  # just within
+    check_stamps(avro, start + 400 * 24 * 60 * MINUTE)
+    with pytest.raises(SimulationError, match="give a --base-time within the last 30 days"):
+        check_stamps(duis, start + DUIS_MAX_AGE_DAYS * 24 * 60 * MINUTE + 1)

@@ -88,7 +88,7 @@ def test_received_at_given_stamps_every_kind():
         (ad1("00-DB-12-34-56-78-90"), "/Response/Body/DCCAlertMessage/DCCAlert/PowerOutageEvent/CommsHubDeviceID: "),
         (supply_restored().replace(f"<sr:ResponseID>{ESME}".encode(), f"<sr:ResponseID>{CHF}".encode()),
          "/Response/Body/DeviceAlertMessage/GBCSPayload: the GBCS alert is from"),
-        (ad1()[:-40], "not well-formed"),
+        (ad1()[:-40], "truncated"),
     ],
     ids=["doctype", "avro", "31-byte-hash", "short-chf", "frame-disagrees", "truncated"],
 )  # fmt: skip
