@@ -511,3 +511,52 @@ def test_classify_reads_the_whole_document() -> None:
         classify(
             documents.power_outage_alert(DCC_ALERT_ID, chf_id=CHF, started_ms=946_598_400_000, mpxn="1", responded_ms=T)
         )
+
+
+HAND_WRITTEN_AD1 = b"""<?xml version='1.0' encoding='UTF-8'?>
+<sr:Response xmlns:ns3="http://www.w3.org/2000/09/xmldsig#"
+  xmlns:ra="http://www.dccinterface.co.uk/ResponseAndAlert"
+  xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" schemaVersion="5.1">
+  <sr:Header>
+    <sr:ResponseID>
+      90-b3-d5-1f-30-00-00-02:90-b3-d5-1f-30-01-00-00:1658482675800
+    </sr:ResponseID>
+    <sr:ResponseCode>I0</sr:ResponseCode>
+    <sr:ResponseDateTime>2022-07-22T09:37:56.134Z</sr:ResponseDateTime>
+  </sr:Header>
+  <sr:Body>
+    <sr:DCCAlertMessage>
+      <!-- throttled: still an alert -->
+      <sr:DCCAlertCode>AD1</sr:DCCAlertCode>
+      <sr:ThrottledAlertSequenceId>4</sr:ThrottledAlertSequenceId>
+      <sr:ThrottledAlertCount>17</sr:ThrottledAlertCount>
+      <sr:DCCAlert>
+        <sr:PowerOutageEvent>
+          <sr:CommsHubDeviceID>
+            00-db-12-34-56-78-90-a1
+          </sr:CommsHubDeviceID>
+          <sr:StartDateTime>2022-07-22T10:30:00.1299+01:00</sr:StartDateTime>
+          <sr:MPxN>1234567890123</sr:MPxN>
+        </sr:PowerOutageEvent>
+      </sr:DCCAlert>
+    </sr:DCCAlertMessage>
+  </sr:Body>
+  <Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo><Reference URI=""/></SignedInfo>
+    <SignatureValue>AAEC&#13;
+AwQF</SignatureValue></Signature>
+</sr:Response>
+"""
+
+
+def test_a_hand_written_document_as_dcc_formats_them() -> None:
+    """Pretty-printed, IDs in lower case over lines, an offset and four fraction digits, a comment, a signature
+    in xmldsig's default namespace: read as the compact document would be."""
+    assert alert(HAND_WRITTEN_AD1) == {
+        "alert_id": "90-B3-D5-1F-30-00-00-02:90-B3-D5-1F-30-01-00-00:1658482675800",
+        "alert_code": "AD1",
+        "device_id": CHF,
+        "mpxn": "1234567890123",
+        "raised_at": 1_658_482_200_129,  # 2022-07-22T09:30:00.129Z
+        "received_at": R,
+        "payload": HAND_WRITTEN_AD1,
+    }
