@@ -156,7 +156,9 @@ class EvidenceReader:
             after_this[partition] -= 1
             if after_this[partition] >= CORROBORATING_RECORDS and value is not None:
                 code = peek_alert_code(value, header)
-                if code is not None and code not in _EVIDENCE_CODE_BYTES:
+                if (code is not None and code not in _EVIDENCE_CODE_BYTES) or (
+                    code is None and input_records.duis_alert_lacks(value, _EVIDENCE_CODE_BYTES)
+                ):
                     if waits.stopped:
                         waits.passed(topic, partition)
                     self.frontier.observe_position((topic, partition), offset + 1)
