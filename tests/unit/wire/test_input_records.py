@@ -99,11 +99,10 @@ def test_avro_records_go_to_the_codec_whatever_the_timestamp() -> None:
     ],
 )  # fmt: skip
 def test_a_duis_record_without_a_usable_timestamp_is_bad_input(timestamp: int | None, message: str) -> None:
+    accepted = documents.activation_outcome_response(REQUEST_ID, f"{ESME}:{USER}:5", response_code=None, responded_ms=R)
     for read in (
         lambda: input_records.service_request(CODEC, request(4), timestamp, DEFAULT_COMMAND_VARIANTS),  # ignored
-        lambda: input_records.activation_outcome(
-            CODEC, documents.activation_outcome_response(REQUEST_ID, f"{ESME}:{USER}:5", response_code=None,
-                                                         responded_ms=R), timestamp),  # fmt: skip
+        lambda: input_records.activation_outcome(CODEC, accepted, timestamp),  # ignored
         lambda: input_records.device_alert(CODEC, ad1(), timestamp),
     ):
         with pytest.raises(BadInput) as error:
