@@ -5,7 +5,11 @@ The other DUIS tests may build their GBCSPayloads from these. Device IDs: a Supp
 commands), an ESME (the device) and a DNO (recipient of its ECS80 alert).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from pipeline.wire.duis import gbcs
 
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 ESME = "00-DB-12-34-56-78-90-A0"
@@ -164,7 +168,7 @@ PRECOMMAND_SUPPLEMENTARY = _hex(
 
 @dataclass(frozen=True)
 class Vector:
-    """A frame, the content reader that applies, and the spans (start, end) read loosely: bytes there may
+    """A frame, and the spans (start, end) read loosely: bytes there may
     change without an error and without the frame writing back identically (DLMS date-times, the
     ciphering wrapper's invocation counter and MAC)."""
 
@@ -199,3 +203,17 @@ VECTORS = (
     Vector("non-critical alert", NONCRITICAL_ALERT, ((9, 13), (len(NONCRITICAL_ALERT) - 12, len(NONCRITICAL_ALERT)))),
     Vector("precommand supplementary", PRECOMMAND_SUPPLEMENTARY),
 )
+
+# The content reader and writer of each (message code, CRA flag).
+CONTENT_READERS: dict[tuple[int, int], Callable[[bytes], Any]] = {
+    (gbcs.ACTIVATE_FIRMWARE, gbcs.CRA_COMMAND): gbcs.read_activate_firmware_command,
+    (gbcs.ACTIVATE_FIRMWARE, gbcs.CRA_RESPONSE): gbcs.read_activate_firmware_response,
+    (gbcs.FUTURE_DATED_ACTIVATION_ALERT, gbcs.CRA_ALERT): gbcs.read_future_dated_activation_alert,
+    (gbcs.SUPPLY_OUTAGE_RESTORED_ALERT, gbcs.CRA_ALERT): gbcs.read_supply_outage_restored_alert,
+}
+WRITERS: dict[tuple[int, int], Callable[[Any], bytes]] = {
+    (gbcs.ACTIVATE_FIRMWARE, gbcs.CRA_COMMAND): gbcs.write_activate_firmware_command,
+    (gbcs.ACTIVATE_FIRMWARE, gbcs.CRA_RESPONSE): gbcs.write_activate_firmware_response,
+    (gbcs.FUTURE_DATED_ACTIVATION_ALERT, gbcs.CRA_ALERT): gbcs.write_future_dated_activation_alert,
+    (gbcs.SUPPLY_OUTAGE_RESTORED_ALERT, gbcs.CRA_ALERT): gbcs.write_supply_outage_restored_alert,
+}

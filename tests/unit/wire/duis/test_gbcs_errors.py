@@ -463,14 +463,6 @@ def test_broken_contents(read: Callable[[bytes], Any], content: bytes, message: 
     assert str(refused.value) == message
 
 
-CONTENT_READERS: dict[tuple[int, int], Callable[[bytes], Any]] = {
-    (gbcs.ACTIVATE_FIRMWARE, gbcs.CRA_COMMAND): gbcs.read_activate_firmware_command,
-    (gbcs.ACTIVATE_FIRMWARE, gbcs.CRA_RESPONSE): gbcs.read_activate_firmware_response,
-    (gbcs.FUTURE_DATED_ACTIVATION_ALERT, gbcs.CRA_ALERT): gbcs.read_future_dated_activation_alert,
-    (gbcs.SUPPLY_OUTAGE_RESTORED_ALERT, gbcs.CRA_ALERT): gbcs.read_supply_outage_restored_alert,
-}
-
-
 @pytest.mark.parametrize("vector", v.VECTORS, ids=lambda vector: vector.name)
 def test_every_cut_is_refused(vector: v.Vector) -> None:
     whole = gbcs.read_frame(vector.frame)
@@ -482,7 +474,7 @@ def test_every_cut_is_refused(vector: v.Vector) -> None:
         else:
             with pytest.raises(GbcsError):
                 gbcs.read_frame(vector.frame[:size])
-    read_content = CONTENT_READERS.get((whole.message_code, whole.cra_flag))
+    read_content = v.CONTENT_READERS.get((whole.message_code, whole.cra_flag))
     if read_content is not None:
         for size in range(len(whole.content)):
             with pytest.raises(GbcsError):

@@ -8,7 +8,6 @@ checked against datetime, so neither direction is checked only against itself.
 import calendar
 import contextlib
 import struct
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +25,6 @@ from pipeline.wire.duis.gbcs import (
     SupplyOutageRestoredAlert,
 )
 from tests.unit.wire.duis import gbcs_vectors as v
-from tests.unit.wire.duis.test_gbcs_errors import CONTENT_READERS
 
 U64 = st.integers(0, 2**64 - 1)
 EUIS = st.binary(min_size=8, max_size=8).map(lambda raw: raw.hex("-").upper())
@@ -35,13 +33,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DLMS_MS = st.integers(-6_216_721_920_000, 200_591_760_959_999).map(lambda t: t * 10)
 SECONDS_MS = st.integers(-62_167_219_200, 253_402_300_799).map(lambda t: t * 1000)
 CONTENTS = st.one_of(st.binary(max_size=130), st.binary(min_size=250, max_size=300))
-
-WRITERS: dict[tuple[int, int], Callable[[Any], bytes]] = {
-    (gbcs.ACTIVATE_FIRMWARE, gbcs.CRA_COMMAND): gbcs.write_activate_firmware_command,
-    (gbcs.ACTIVATE_FIRMWARE, gbcs.CRA_RESPONSE): gbcs.write_activate_firmware_response,
-    (gbcs.FUTURE_DATED_ACTIVATION_ALERT, gbcs.CRA_ALERT): gbcs.write_future_dated_activation_alert,
-    (gbcs.SUPPLY_OUTAGE_RESTORED_ALERT, gbcs.CRA_ALERT): gbcs.write_supply_outage_restored_alert,
-}
 
 frames = st.builds(
     GbcsFrame,
@@ -264,14 +255,14 @@ def read_all(payload: bytes) -> tuple[GbcsFrame, Any]:
     """The frame and its content read as the message code and CRA flag say (the raw content otherwise); the
     frame's raw content is dropped when it was read (its value stands for it)."""
     frame = gbcs.read_frame(payload)
-    read_content = CONTENT_READERS.get((frame.message_code, frame.cra_flag))
+    read_content = v.CONTENT_READERS.get((frame.message_code, frame.cra_flag))
     if read_content is None:
         return frame, frame.content
     return replace(frame, content=b""), read_content(frame.content)
 
 
 def write_all(frame: GbcsFrame, value: Any, ciphered: bool) -> bytes:
-    write_content = WRITERS.get((frame.message_code, frame.cra_flag))
+    write_content = v.WRITERS.get((frame.message_code, frame.cra_flag))
     content = value if write_content is None else write_content(value)
     return gbcs.write_frame(replace(frame, content=content), ciphered=ciphered)
 
@@ -279,7 +270,7 @@ def write_all(frame: GbcsFrame, value: Any, ciphered: bool) -> bytes:
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=200) | st.binary(max_size=200).map(lambda tail: b"\xdf\x09" + tail))
 def test_random_bytes_are_refused_or_read(payload: bytes) -> None:
-    for read in (gbcs.read_frame, *CONTENT_READERS.values()):
+    for read in (gbcs.read_frame, *v.CONTENT_READERS.values()):
         with contextlib.suppress(GbcsError):
             read(payload)
 
