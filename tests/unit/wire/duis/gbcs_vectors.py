@@ -160,9 +160,11 @@ NONCRITICAL_ALERT = _hex(
 )
 # Other information beyond the message code: a supplementary remote party ID and its counter.
 PRECOMMAND_SUPPLEMENTARY = _hex(
-    "DF 09 01 00000182AC7B58DF" + _TO_ESME + "00"
-    "12 0012 90B3D51F30030000 00000000000003E9"  # other information of 18 bytes
-     + PRECOMMAND_IMMEDIATE[33:].hex()
+    "DF 09 01 00000182AC7B58DF"
+    + _TO_ESME
+    + "00"
+    + "12 0012 90B3D51F30030000 00000000000003E9"  # other information of 18 bytes
+    + PRECOMMAND_IMMEDIATE[33:].hex()
 )
 
 
