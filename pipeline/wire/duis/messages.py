@@ -44,7 +44,7 @@ class _Request:
 class _Response:
     request_id: DuisId | None
     response_id: DuisId | None
-    responded: Element  # ResponseDateTime, read only when wanted (the records take received_at from Kafka)
+    responded_ms: int  # ResponseDateTime: checked, though the records take received_at from Kafka
     message: Element  # the one child of Body: ResponseMessage, DeviceAlertMessage, ...
 
 
@@ -83,7 +83,7 @@ def classify(value: bytes) -> Classification:
             validation.service_request(datum)
         return Classification(SERVICE_REQUEST_TOPIC, request.request_id.target, None)
     response = _response(root)
-    responded_ms = response.responded.date_time()
+    responded_ms = response.responded_ms
     if response.message.local in _ALERT_MESSAGES:
         alert = validation.device_alert(_device_alert(response, value, EARLIEST_MS))
         return Classification(ALERT_TOPIC, alert.device_id, responded_ms)
@@ -283,11 +283,11 @@ def _response(root: Element) -> _Response:
     request_id = None if (element := header.optional("RequestID")) is None else element.duis_id()
     response_id = None if (element := header.optional("ResponseID")) is None else element.duis_id()
     header.required("ResponseCode").token()
-    responded = header.required("ResponseDateTime")
+    responded_ms = header.required("ResponseDateTime").date_time()
     header.end()
     message = body.one_of(*_RESPONSE_MESSAGES)
     body.end()
-    return _Response(request_id, response_id, responded, message)
+    return _Response(request_id, response_id, responded_ms, message)
 
 
 def _outcome(response_code: int) -> str:

@@ -560,3 +560,15 @@ def test_a_hand_written_document_as_dcc_formats_them() -> None:
         "received_at": R,
         "payload": HAND_WRITTEN_AD1,
     }
+
+
+def test_a_bad_response_date_time_is_refused_on_every_topic() -> None:
+    """Not a field of any record (received_at is Kafka's), but a DSP engineer expects the broken document back."""
+    ad1 = documents.power_outage_alert(DCC_ALERT_ID, chf_id=CHF, started_ms=T, mpxn="1", responded_ms=T)
+    response = documents.activation_outcome_response(REQUEST_ID, RESPONSE_ID, response_code=0, responded_ms=T)
+    for document, read in ((ad1, alert), (response, outcome)):
+        broken = document.replace(
+            b"2030-01-15T09:00:00.00Z</sr:ResponseDateTime>", b"2030-01-15T25:00:00Z</sr:ResponseDateTime>"
+        )
+        with refused(r"^/Response/Header/ResponseDateTime: '2030-01-15T25:00:00Z' is not a time of day"):
+            read(broken)
