@@ -367,3 +367,14 @@ def test_a_doctype_in_another_encoding_is_refused_after_parsing(tmp_path: Path) 
     with pytest.raises(BadInput, match="DOCTYPE") as raised:
         read_device_alert(utf16, T)
     assert "9999999999" not in str(raised.value)
+
+
+def test_xinclude_and_stylesheets_are_never_processed(tmp_path: Path) -> None:
+    secret = tmp_path / "mpxn.txt"
+    secret.write_text("9999999999")
+    include = f'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{secret.as_uri()}" parse="text"/>'
+    document = ad1().replace(b"1234567890123</sr:MPxN>", include.encode() + b"</sr:MPxN>")
+    with pytest.raises(BadInput, match=r"PowerOutageEvent/MPxN: unexpected child element include \(namespace"):
+        read_device_alert(document, T)
+    styled = ad1().replace(b"?>", f'?><?xml-stylesheet href="{secret.as_uri()}"?>'.encode(), 1)
+    assert read_device_alert(styled, T)["mpxn"] == "1234567890123"
