@@ -22,8 +22,8 @@ _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 class GbcsError(ValueError):
-    """What is wrong with a GBCS payload, for a person (e.g. 'content length 0x93 runs past the end of the
-    frame (120 bytes)'); the XML layer prefixes the element path."""
+    """What is wrong with a GBCS payload, for a person (e.g. 'content length 147 (81 93) at byte 33 runs past
+    the end: 120 bytes left'); the XML layer prefixes the element path."""
 
 
 def hex_bytes(raw: bytes) -> str:
