@@ -214,54 +214,39 @@ class Bench:
             self.campaign()
         if self.failed("bulk load", "campaign"):
             return
-        if self.args.only is None:
-            self.throughput_phases()
-        if self.args.only == DUIS:
-            self.duis_phases()
+        if self.args.only in (None, DUIS):
+            self.throughput_phases(duis_only=self.args.only == DUIS)
         if self.args.only in (None, EVIDENCE_LATENCY) and not self.args.skip_evidence_latency:
             with self.phase(EVIDENCE_LATENCY):
                 self.results["evidence_latency"] = EvidenceLatencyPhase(self).run()
 
-    def throughput_phases(self) -> None:
-        with self.phase("ready times"):
-            self.ready_times()
+    def throughput_phases(self, duis_only: bool = False) -> None:
+        """Every phase but the evidence latency; with `duis_only` (`--only duis`), the backlog drained by one
+        worker as Avro records, then the same mix as DUIS documents, and the outputs checked."""
+        if not duis_only:
+            with self.phase("ready times"):
+                self.ready_times()
         with self.phase("backlog"):
             self.backlog()
         if self.failed("backlog"):
             return
-        with self.phase("pass-through"):
-            self.passthrough()
+        if not duis_only:
+            with self.phase("pass-through"):
+                self.passthrough()
         with self.phase("drain, 1 worker"):
             self.drain_one()
         if self.live_worker is not None:
-            with self.phase("latency"):
-                self.latency()
+            if not duis_only:
+                with self.phase("latency"):
+                    self.latency()
             self.stop_worker(self.live_worker)
             self.live_worker = None
-        if not self.args.skip_scaling:
+        if not (duis_only or self.args.skip_scaling):
             with self.phase("drain, 2 workers"):
                 self.drain_two()
-        if not self.args.skip_duis:
+        if duis_only or not self.args.skip_duis:
             with self.phase("drain DUIS, 1 worker"):
                 self.drain_duis()
-        self.settle_and_verify()
-
-    def duis_phases(self) -> None:
-        """DUIS alerts/s against Avro alerts/s: the same backlog in each format, drained by one worker in turn."""
-        with self.phase("backlog"):
-            self.backlog()
-        if self.failed("backlog"):
-            return
-        with self.phase("drain, 1 worker"):
-            self.drain_one()
-        if self.live_worker is not None:
-            self.stop_worker(self.live_worker)
-            self.live_worker = None
-        with self.phase("drain DUIS, 1 worker"):
-            self.drain_duis()
-        self.settle_and_verify()
-
-    def settle_and_verify(self) -> None:
         with self.phase("settle AD1s held for evidence"):
             self.settle_held()
         with self.phase("verify outputs"):
