@@ -32,7 +32,7 @@ _ALERT_MESSAGES = ("DeviceAlertMessage", "DCCAlertMessage")
 _RESPONSE_MESSAGES = ("ResponseMessage", *_ALERT_MESSAGES, "SMETS1ResponseMessage")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made for every document, and frozen ones cost more to make
 class _Request:
     request_id: DuisId
     command_variant: int
@@ -40,7 +40,7 @@ class _Request:
     body: Element
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Response:
     request_id: DuisId | None
     response_id: DuisId | None
