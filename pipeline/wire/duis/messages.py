@@ -5,8 +5,9 @@ Each reader returns a dict shaped as `AvroCodec.decode` returns it (timestamps i
 Bad input raises BadInput naming the element path.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.core.bad_input import BadInput
 from pipeline.core.event_time import EARLIEST_MS
@@ -30,6 +31,7 @@ _HASH_BYTES = 32
 _MPXN_MAX = 13
 _ALERT_MESSAGES = ("DeviceAlertMessage", "DCCAlertMessage")
 _RESPONSE_MESSAGES = ("ResponseMessage", *_ALERT_MESSAGES, "SMETS1ResponseMessage")
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)  # not frozen: one is made for every document, and frozen ones cost more to make
@@ -246,10 +248,7 @@ def _activation(request: _Request) -> tuple[bytes, int | None]:
 
 def _signed_pre_command(request_id: DuisId, payload: Element) -> tuple[bytes, int | None]:
     frame = _frame(payload, gbcs.CRA_COMMAND, gbcs.ACTIVATE_FIRMWARE)
-    try:
-        command = gbcs.read_activate_firmware_command(frame.content)
-    except gbcs.GbcsError as e:
-        raise BadInput(f"{payload.path}: {e}") from None
+    command = _content(payload, gbcs.read_activate_firmware_command, frame.content)
     signed = DuisId(frame.originator, frame.recipient, frame.originator_counter)
     if signed != request_id or command.counter != request_id.counter:
         raise BadInput(
@@ -261,15 +260,20 @@ def _signed_pre_command(request_id: DuisId, payload: Element) -> tuple[bytes, in
 
 def _frame(payload: Element, cra_flag: int, message_code: int | None) -> gbcs.GbcsFrame:
     """The GBCS frame of a GBCSPayload, of the kind the element's place in the document says it is."""
-    try:
-        frame = gbcs.read_frame(payload.base64_binary())
-    except gbcs.GbcsError as e:
-        raise BadInput(f"{payload.path}: {e}") from None
+    frame = _content(payload, gbcs.read_frame, payload.base64_binary())
     if frame.cra_flag != cra_flag:
         raise BadInput(f"{payload.path}: GBCS CRA flag {frame.cra_flag}, expected {cra_flag} ({_CRA[cra_flag]})")
     if message_code is not None and frame.message_code != message_code:
         raise BadInput(f"{payload.path}: GBCS message code 0x{frame.message_code:04X}, expected 0x{message_code:04X}")
     return frame
+
+
+def _content(payload: Element, read: Callable[[bytes], _T], content: bytes) -> _T:
+    """A GBCS frame's content read by `read`, its faults named by the GBCSPayload's path."""
+    try:
+        return read(content)
+    except gbcs.GbcsError as e:
+        raise BadInput(f"{payload.path}: {e}") from None
 
 
 _CRA = {gbcs.CRA_COMMAND: "a command", gbcs.CRA_RESPONSE: "a response", gbcs.CRA_ALERT: "an alert"}
@@ -296,10 +300,7 @@ def _outcome(response_code: int) -> str:
 
 def _immediate_outcome(response: _Response, payload: Element, received_at: int) -> dict[str, Any] | None:
     frame = _frame(payload, gbcs.CRA_RESPONSE, gbcs.ACTIVATE_FIRMWARE)
-    try:
-        outcome = gbcs.read_activate_firmware_response(frame.content)
-    except gbcs.GbcsError as e:
-        raise BadInput(f"{payload.path}: {e}") from None
+    outcome = _content(payload, gbcs.read_activate_firmware_response, frame.content)
     if outcome is None:
         return None  # "command accepted": a future-dated request or a cancellation, reported later
     if response.request_id is None:
@@ -323,10 +324,7 @@ def _future_dated_outcome(response: _Response, message: Element, received_at: in
     children.required("TotalCommandInstructions").integer(0, MAX_COUNTER)
     children.end()
     frame = _frame(payload, gbcs.CRA_ALERT, gbcs.FUTURE_DATED_ACTIVATION_ALERT)
-    try:
-        alert = gbcs.read_future_dated_activation_alert(frame.content)
-    except gbcs.GbcsError as e:
-        raise BadInput(f"{payload.path}: {e}") from None
+    alert = _content(payload, gbcs.read_future_dated_activation_alert, frame.content)
     if alert.alert_code != alert_code:
         raise BadInput(
             f"{payload.path}: the GBCS alert is {alert.alert_code:04X}, but FutureDatedAlertCode {alert_code:04X}"
@@ -403,10 +401,7 @@ def _device_alert_fields(message: Element, response_id: DuisId) -> tuple[str, st
         )
     raised_at = frame.date_time_ms
     if frame.message_code == gbcs.SUPPLY_OUTAGE_RESTORED_ALERT:
-        try:
-            alert = gbcs.read_supply_outage_restored_alert(frame.content)
-        except gbcs.GbcsError as e:
-            raise BadInput(f"{payload.path}: {e}") from None
+        alert = _content(payload, gbcs.read_supply_outage_restored_alert, frame.content)
         if alert.alert_code != alert_code:
             raise BadInput(f"{payload.path}: the GBCS alert is {alert.alert_code:04X}, but AlertCode {alert_code:04X}")
         if alert.alert_ms is not None:
