@@ -2,6 +2,7 @@
 received_at; every file the worker would dead-letter refused with the element path, and nothing else on stderr."""
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +218,17 @@ def test_the_readme_examples_are_read_as_the_readme_says():
     assert read_device_alert(restored, NOW)["alert_code"] == "8F36"
     topics = [place(document, NOW, NOW).topic for document in readme_examples()]
     assert topics == ["service_requests"] * 2 + ["activation_outcomes"] * 2 + ["alerts"] * 2
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_shown_on_a_terminal(tmp_path, recorder, monkeypatch, capsys):
+    for n in range(3):
+        (tmp_path / f"{n}.xml").write_bytes(ad1())
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert cli.main(["publish-duis", str(tmp_path)]) == 0
+    assert re.fullmatch(r"\rpublish-duis: 3 rows, [\d,]+ rows/s, \d+s\x1b\[K\n", terminal.getvalue())
