@@ -211,3 +211,10 @@ def test_the_cases_read_as_written() -> None:
     for case in CASES:
         assert case.read(case.document) is not None
         assert set(case.fields) <= {local for _, _, local in text_spans(case.document)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200).map(lambda b: b"<" + b) | st.text(max_size=200).map(lambda t: ("<" + t).encode()))
+def test_arbitrary_values_that_look_like_xml_are_bad_input(value: bytes) -> None:
+    for read in (requests, outcomes, alerts):
+        outcome_of(read, value)
