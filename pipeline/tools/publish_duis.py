@@ -58,7 +58,8 @@ def place(value: bytes, received_at: int | None, now_ms: int) -> Placed:
         if request is not None:
             validation.service_request(request)
             return Placed("service_requests", request["target_device_id"], at)
-        return Placed("service_requests", _header_id(root, "RequestID", "target"), at)  # another service request
+        validation.timestamp({"received_at": at}, "received_at")  # a request of another service
+        return Placed("service_requests", _header_id(root, "RequestID", "target"), at)
     message = _response_message(root)
     if message in _ALERT_MESSAGES:
         alert = read_device_alert(value, 0)  # checks the whole document, the header included

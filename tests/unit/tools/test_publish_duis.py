@@ -232,3 +232,10 @@ def test_progress_is_shown_on_a_terminal(tmp_path, recorder, monkeypatch, capsys
     monkeypatch.setattr("sys.stderr", terminal)
     assert cli.main(["publish-duis", str(tmp_path)]) == 0
     assert re.fullmatch(r"\rpublish-duis: 3 rows, [\d,]+ rows/s, \d+s\x1b\[K\n", terminal.getvalue())
+
+
+def test_a_request_of_another_service_goes_to_the_request_topic_with_a_valid_time():
+    other = request().replace(b"<sr:ServiceReferenceVariant>11.3<", b"<sr:ServiceReferenceVariant>11.1<")
+    assert place(other, AT, NOW) == Placed("service_requests", ESME, AT)
+    with pytest.raises(BadInput, match="before 2000-01-01"):
+        place(other, 5, NOW)
