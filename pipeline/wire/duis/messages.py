@@ -320,8 +320,9 @@ def _future_dated_outcome(response: _Response, message: Element, received_at: in
     if alert_code not in _FUTURE_DATED_ALERT_CODES:
         raise BadInput(f"{code_element.path}: {alert_code:04X} is not a future-dated activation alert (8F66 or 8F67)")
     payload = children.required("GBCSPayload")
-    children.required("InstructionNumber").integer(0, MAX_COUNTER)
-    children.required("TotalCommandInstructions").integer(0, MAX_COUNTER)
+    for count in ("InstructionNumber", "TotalCommandInstructions"):  # checked where given; the filter needs neither
+        if (element := children.optional(count)) is not None:
+            element.integer(0, MAX_COUNTER)
     children.end()
     frame = _frame(payload, gbcs.CRA_ALERT, gbcs.FUTURE_DATED_ACTIVATION_ALERT)
     alert = _content(payload, gbcs.read_future_dated_activation_alert, frame.content)

@@ -572,3 +572,10 @@ def test_a_bad_response_date_time_is_refused_on_every_topic() -> None:
         )
         with refused(r"^/Response/Header/ResponseDateTime: '2030-01-15T25:00:00Z' is not a time of day"):
             read(broken)
+
+
+def test_a_future_dated_alert_without_instruction_counts_is_read() -> None:
+    document = re.sub(rb"<sr:InstructionNumber>.*</sr:TotalCommandInstructions>", b"", future_dated())
+    assert outcome(document) == outcome(future_dated())
+    with refused(r"FutureDatedDeviceAlertMessage/InstructionNumber: 'x' is not an integer"):
+        outcome(future_dated().replace(b"<sr:InstructionNumber>1<", b"<sr:InstructionNumber>x<"))
