@@ -178,6 +178,8 @@ class AlertTriage:
             )
             if item.registry_error is not None:
                 self._registry_failed(now)
+            if item.alert is not None and item.alert.received_at > self._newest_read.get(partition, 0):
+                self._newest_read[partition] = item.alert.received_at  # DUIS, Confluent framing: the lag gauge
             return item
         return ReadAlert(partition, offset, msg.key(), msg.value(), seq, now, alert=alert_fields(raw))
 

@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
+from pipeline.core.read_frontier import ReadFrontier
 from pipeline.wire.duis import documents
 from pipeline.worker.evidence_holds import held_topic
+from pipeline.worker.hold_queues import AlertQueues
+from pipeline.worker.triage import AlertTriage
 from tests.unit.worker.kafka_stand_ins import Cluster
 from tests.unit.worker.test_evidence_loop import EvidenceDriver, alert
+from tests.unit.worker.test_triage_modes import filter_state
 from tests.unit.worker.test_worker_loop import CHF, CODEC, ESME, MIN, T, cluster
 
 __all__ = ["cluster"]  # the fixture of the loop's tests: a tracked ESME on CHF's HAN
@@ -229,3 +234,18 @@ def test_a_duis_ad1_held_for_evidence_without_any_is_suppressed_with_its_own_tim
             driver.alert(f"p{partition}-{n}", duis_device_alert(CHF, 10 * partition + n + 3, "8F3E", at), at, partition)
     driver.until(lambda: driver.outputs().suppressed_names == ["ad1"], "the AD1 suppressed")
     assert driver.outputs().suppressed[0]["alert"]["received_at"] == NOW - MIN
+
+
+def test_the_event_time_lag_counts_duis_alerts_read_behind_a_waiting_ad1() -> None:
+    """poa_event_time_lag_seconds: how far decisions trail the newest alert read, DUIS alerts included."""
+    frontier = ReadFrontier()
+    frontier.track([(T.service_requests, 0)], {})  # nothing read there: the AD1 waits for its inputs
+    triage = AlertTriage(T, CODEC, filter_state(), frontier, AlertQueues(), 30.0)
+    triage.holds.assigned([0])
+    values = [(duis_ad1(1, R + 4 * MIN), R + 5 * MIN), (duis_device_alert(CHF, 2, "8F3E", R + 15 * MIN), R + 15 * MIN)]
+    triage.triage([Message(topic=T.alerts, partition=0, offset=i, key=CHF.encode(), value=v,
+                           timestamp=(TIMESTAMP_CREATE_TIME, at)) for i, (v, at) in enumerate(values)],
+                  triage.next_read(), 0.0)  # fmt: skip
+    triage.drain(0.0, hold_clock_stopped=False)
+    assert triage.holds.sizes() == {0: 2}
+    assert triage.event_times(0) == (R + 15 * MIN, 0)
