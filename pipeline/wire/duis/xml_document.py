@@ -17,6 +17,7 @@ from pipeline.core.bad_input import BadInput
 SR = "http://www.dccinterface.co.uk/ServiceUserGateway"
 _SR_TAG = "{" + SR + "}"
 DS = "http://www.w3.org/2000/09/xmldsig#"
+_DS_SIGNATURE = "{" + DS + "}Signature"
 MAX_DOCUMENT_BYTES = 1 << 20
 MAX_COUNTER = 2**64 - 1
 
@@ -363,24 +364,22 @@ class Children:
     """The element children of one element, taken in the schema's order: anything missing, out of order,
     repeated or unknown is bad input naming where."""
 
-    __slots__ = ("_parent", "_items", "_next", "_taken")
+    __slots__ = ("_parent", "_items", "_next")
 
     def __init__(self, parent: Element) -> None:
         self._parent = parent
         self._items = parent.element_nodes()
         self._next = 0
-        self._taken: list[str] = []
 
     def peek(self) -> Element | None:
         return self._items[self._next] if self._next < len(self._items) else None
 
     def optional(self, local: str) -> Element | None:
-        if self._next >= len(self._items) or self._items[self._next].tag != _SR_TAG + local:
-            return None
-        item = self._items[self._next]
-        self._next += 1
-        self._taken.append(local)
-        return item
+        items, i = self._items, self._next
+        if i < len(items) and items[i].tag == _SR_TAG + local:
+            self._next = i + 1
+            return items[i]
+        return None
 
     def required(self, local: str) -> Element:
         item = self.optional(local)
@@ -400,17 +399,21 @@ class Children:
 
     def end(self, signature: bool = False) -> None:
         """No more children, but for one ds:Signature where the schema allows it (kept in the bytes, not read)."""
-        item = self.peek()
-        if item is None:
+        items, i = self._items, self._next
+        if i == len(items):
             return
-        if signature and item.namespace == DS and item.local == "Signature" and self._next == len(self._items) - 1:
+        item = items[i]
+        if signature and item.tag == _DS_SIGNATURE and i == len(items) - 1:
             return
-        if item.namespace == SR and item.local in self._taken:
-            raise BadInput(f"{item.path}: repeated, or out of order (the schema has it before {self._taken[-1]})")
+        if item.namespace == SR and item.local in self._taken():
+            raise BadInput(f"{item.path}: repeated, or out of order (the schema has it before {self._after()})")
         raise BadInput(f"{self._parent.path}: unexpected element {item.describe()} after {self._after()}")
 
+    def _taken(self) -> list[str]:
+        return [item.local for item in self._items[: self._next]]
+
     def _after(self) -> str:
-        return self._taken[-1] if self._taken else "the start"
+        return self._items[self._next - 1].local if self._next else "the start"
 
     def _missing(self, expected: str) -> BadInput:
         item = self.peek()
