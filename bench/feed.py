@@ -2,7 +2,8 @@
 
 Run as a child process so that producing a million alerts neither bloats nor blocks the orchestrator.
 Two jobs: `campaign` (service requests and outcomes, in received_at order) and `backlog` (alerts in
-received_at order, each with the decision the contract requires, counted for the final check).
+received_at order, each with the decision the contract requires, counted for the final check; Avro records, or
+with `"format": "duis"` DUIS documents).
 """
 
 import json
@@ -38,13 +39,15 @@ def produce_campaign(p: dict[str, Any]) -> dict[str, Any]:
 
 def produce_backlog(p: dict[str, Any]) -> dict[str, Any]:
     world = WorldParams(**p["world"])
-    factory = AlertFactory(world, build_campaign(world), AvroCodec(), AlertMix(**p.get("mix", {})), p["seed"])
+    duis = p.get("format") == "duis"  # DUIS documents, stamped with their received_at (contract 9)
+    mix = AlertMix(**p.get("mix", {}))
+    factory = AlertFactory(world, build_campaign(world), AvroCodec(), mix, p["seed"], duis=duis)
     out = BulkProducer(settings_for(p["bootstrap"]), client_id="bench-feed")
     started = time.monotonic()
     expected: Counter[str] = Counter()
     topic = p["topic"]
     for alert in backlog(factory, p["count"], p["first_ms"], p["last_ms"], p["prefix"]):
-        out.produce(topic, alert.key, alert.value)
+        out.produce(topic, alert.key, alert.value, alert.received_at if duis else None)
         expected[alert.expected] += 1
     out.flush()
     return {"produced": sum(expected.values()), "expected": dict(expected), "seconds": time.monotonic() - started}

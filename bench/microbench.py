@@ -123,19 +123,19 @@ def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
         factory = AlertFactory(world, campaign, codec, AlertMix(), "microbench")
         t = now - 60 * 60_000
         values = [factory.make(f"M{i:08d}", t + i) for i in range(n)]
-        ad1_in = [v for _k, v, e, _c in values if e == "suppress"]
-        alerts = [validation.device_alert(codec.decode("DeviceAlert", v)) for _k, v, _e, _c in values]
+        ad1_in = [v for _k, v, e, _c, _t in values if e == "suppress"]
+        alerts = [validation.device_alert(codec.decode("DeviceAlert", v)) for _k, v, _e, _c, _t in values]
         other = [a for a in alerts if a.alert_code != "AD1"]
         ad1_out = [
-            a for a, (_k, _v, e, _c) in zip(alerts, values, strict=True) if a.alert_code == "AD1" and e != "suppress"
+            a for a, made in zip(alerts, values, strict=True) if a.alert_code == "AD1" and made.expected != "suppress"
         ]
         ad1_hit = [validation.device_alert(codec.decode("DeviceAlert", v)) for v in ad1_in]
-        raw = [v for _k, v, _e, _c in values]
+        raw = [v for _k, v, _e, _c, _t in values]
         datums = [codec.decode("DeviceAlert", v) for v in raw]
         us["alert: AvroCodec.decode"] = per_op(lambda i: codec.decode("DeviceAlert", raw[i]), n)
         us["alert: validate (validation.device_alert)"] = per_op(lambda i: validation.device_alert(datums[i]), n)
         us["alert: read_alert (decode + validate + queue item)"] = per_op(
-            lambda i: read_alert(codec, 0, i, b"k", raw[i], i, 0.0), n
+            lambda i: read_alert(codec, 0, i, b"k", raw[i], i, 0.0, timestamp=None), n
         )
         header = codec.single_object_header("DeviceAlert")
         us["alert: alert_wire.read_alert_fields (the worker's path)"] = per_op(

@@ -14,8 +14,10 @@ One run, in this order, each phase bounded by a timeout and recorded even when a
  9. two worker processes drain a second backlog of the same size (scaling);
 10. every output read back read_committed: each alert exactly once, the expected suppressions;
 11. evidence-latency (bench/evidence_latency.py): 5,000 alerts/s through the worker of the last revision
-    without contract rule 9 and through the current one, alternated, latencies split by alert class.
-`--only evidence-latency` runs 1 to 3 and 11 alone.
+    without contract rule 9 and through the current one, alternated, latencies split by alert class;
+12. DUIS (contract 9, before 10): a backlog of the same size and mix as DUIS documents, drained by one worker,
+    against the Avro drain of the same run.
+`--only evidence-latency` runs 1 to 3 and 11 alone; `--only duis` runs 1 to 3, 5, 7, 12 and 10.
 Peak RSS of every worker process is sampled throughout. Results: bench-results/results.json and
 chart.png, and a summary table on stdout. Topics are named per run and deleted afterwards.
 """
@@ -53,7 +55,8 @@ from pipeline.settings import Settings, Topics
 from pipeline.worker.evidence_holds import held_topic
 
 MB = 1024 * 1024
-EVIDENCE_LATENCY = "evidence-latency"  # the phase `--only` can pick
+EVIDENCE_LATENCY = "evidence-latency"  # the phases `--only` can pick
+DUIS = "duis"
 
 
 @dataclass(frozen=True)
@@ -211,31 +214,39 @@ class Bench:
             self.campaign()
         if self.failed("bulk load", "campaign"):
             return
-        if self.args.only is None:
-            self.throughput_phases()
+        if self.args.only in (None, DUIS):
+            self.throughput_phases(duis_only=self.args.only == DUIS)
         if self.args.only in (None, EVIDENCE_LATENCY) and not self.args.skip_evidence_latency:
             with self.phase(EVIDENCE_LATENCY):
                 self.results["evidence_latency"] = EvidenceLatencyPhase(self).run()
 
-    def throughput_phases(self) -> None:
-        with self.phase("ready times"):
-            self.ready_times()
+    def throughput_phases(self, duis_only: bool = False) -> None:
+        """Every phase but the evidence latency; with `duis_only` (`--only duis`), the backlog drained by one
+        worker as Avro records, then the same mix as DUIS documents, and the outputs checked."""
+        if not duis_only:
+            with self.phase("ready times"):
+                self.ready_times()
         with self.phase("backlog"):
             self.backlog()
         if self.failed("backlog"):
             return
-        with self.phase("pass-through"):
-            self.passthrough()
+        if not duis_only:
+            with self.phase("pass-through"):
+                self.passthrough()
         with self.phase("drain, 1 worker"):
             self.drain_one()
         if self.live_worker is not None:
-            with self.phase("latency"):
-                self.latency()
+            if not duis_only:
+                with self.phase("latency"):
+                    self.latency()
             self.stop_worker(self.live_worker)
             self.live_worker = None
-        if not self.args.skip_scaling:
+        if not (duis_only or self.args.skip_scaling):
             with self.phase("drain, 2 workers"):
                 self.drain_two()
+        if duis_only or not self.args.skip_duis:
+            with self.phase("drain DUIS, 1 worker"):
+                self.drain_duis()
         with self.phase("settle AD1s held for evidence"):
             self.settle_held()
         with self.phase("verify outputs"):
@@ -407,7 +418,7 @@ class Bench:
             self.wait_state_read(w)
         ready[f"{key}_stop_s"] = round(self.stop_worker(w), 2)
 
-    def _produce_backlog(self, name: str, prefix: str) -> dict[str, Any]:
+    def _produce_backlog(self, name: str, prefix: str, duis: bool = False) -> dict[str, Any]:
         now = self.world.now_ms
         result = run_json_tool(
             self.children,
@@ -423,10 +434,11 @@ class Bench:
                 "prefix": prefix,
                 "seed": f"{name}-{self.args.seed}",
                 "mix": self.mix,
+                "format": "duis" if duis else "avro",
             },
             self.work,
             name,
-            timeout=120 + self.scale.backlog / 5_000,
+            timeout=120 + self.scale.backlog / (2_000 if duis else 5_000),
         )
         self.sent[name] = result["produced"]
         self.expected_suppressed[name] = result["expected"].get("suppress", 0)
@@ -714,6 +726,31 @@ class Bench:
             f"sustained {result['sustained_rate'] or 0:,}/s; CPU {result['worker_cpu_pct_of_one_core']}%"
         )
 
+    def drain_duis(self) -> None:
+        """The make-bench mix as DUIS documents (contract 9), drained by one worker from where the group stands:
+        DUIS alerts/s against the Avro drain of this run (`worker_1`), on the same state and broker."""
+        client = kafka_ops.admin(self.bootstrap)
+        start = kafka_ops.end_offsets(client, self.topics["alerts"])
+        committed = kafka_ops.committed_offsets(client, self.app_id, self.topics["alerts"], start)
+        if committed != start:
+            raise RuntimeError(f"alerts not all committed before the DUIS run: {committed} vs {start}")
+        self.results["backlog_duis"] = self._produce_backlog("backlog-duis", "D", duis=True)
+        ends = kafka_ops.end_offsets(client, self.topics["alerts"])
+        w = self.worker("worker-8-duis")
+        try:
+            result = self._drain([w], start, ends)
+        finally:
+            self.stop_worker(w)
+        avro = self.results.get("worker_1", {}).get("sustained_rate")
+        if avro and result["sustained_rate"]:
+            result["duis_to_avro"] = round(result["sustained_rate"] / avro, 3)
+        self.results["worker_duis"] = result
+        self.say(
+            f"  DUIS: drained {result['alerts']:,} in {result['drain_s_from_ready']} s from ready; sustained "
+            f"{result['sustained_rate'] or 0:,}/s (Avro in this run: {avro or 0:,}/s); "
+            f"CPU {result['cpu_us_per_alert']} us an alert"
+        )
+
     def verify(self) -> None:
         t = self.topics
         counts = kafka_ops.count_outputs(
@@ -914,10 +951,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=[EVIDENCE_LATENCY],
+        choices=[EVIDENCE_LATENCY, DUIS],
         help="after the world, bulk load and campaign, run only this phase (evidence-latency: latency at 5,000/s "
-        "before and after rule 9)",
+        "before and after rule 9; duis: an Avro and a DUIS backlog of the same mix, each drained by one worker)",
     )
+    parser.add_argument("--skip-duis", action="store_true", help="skip the DUIS drain in a full run")
     parser.add_argument(
         "--evidence-rounds", type=int, default=2, help="before/after pairs in the evidence-latency phase (2)"
     )

@@ -11,6 +11,7 @@ exactly the AD1s it should, not only that it was fast.
 import bisect
 import csv
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, NamedTuple
 from pipeline.core.event_time import HOUR_MS, MINUTE_MS
 from pipeline.wire.avro_binary import long_bytes, optional_text_bytes, text_bytes
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis import documents
 
 WINDOW_MS = 30 * MINUTE_MS  # the worker's default window; the bench runs it with defaults
 CANCEL_AT_MS = 32_535_129_600_000  # 3000-12-31: the DUIS cancellation convention
@@ -213,9 +215,41 @@ class AlertEncoder:
         )
 
 
+class DuisAlertEncoder:
+    """The same alerts as the DSP holds them in DUIS (contract 9), by the project's DUIS writers: an AD1 as a DCC
+    alert from its CH Function, any other code as a device alert from its device (8F35/8F36 with the ESME's
+    Supply Outage Restored notification). The alert ID is the ResponseID, numbered by this encoder; the record's
+    Kafka timestamp must be the datum's received_at (`MadeAlert.received_at`)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def encode(self, datum: dict[str, Any]) -> bytes:
+        self._count += 1
+        received, raised, code = datum["received_at"], datum["raised_at"], datum["alert_code"]
+        if code == "AD1":
+            return documents.power_outage_alert(
+                f"{documents.DCC_EUI}:{_SUPPLIER}:{self._count}", chf_id=datum["device_id"], started_ms=raised,
+                mpxn=datum["mpxn"], responded_ms=received,
+            )  # fmt: skip
+        at = raised // 10 * 10  # GBCS (DLMS) times hold hundredths of a second
+        supply = code in _SUPPLY_RESTORED
+        return documents.device_alert(
+            f"{datum['device_id']}:{_SUPPLIER}:{self._count}", alert_code=code, alert_ms=at, responded_ms=received,
+            outage_start_ms=at - 10 * MINUTE_MS if supply else None, outage_end_ms=at if supply else None,
+        )  # fmt: skip
+
+
+_RESPONSE_ID = re.compile(rb"<sr:ResponseID>([^<]*)</sr:ResponseID>")
+
+
 def alert_id_of(value: bytes) -> bytes:
     """The alert_id of a forwarded DeviceAlert or of a SuppressedAlert (whose first field is the alert):
-    both start, after the 10-byte single-object header, with that string. Cheap enough for 10k records/s."""
+    both start, after the 10-byte single-object header, with that string. Cheap enough for 10k records/s.
+    A forwarded DUIS alert's is its ResponseID, as DuisAlertEncoder writes it."""
+    if value[:1] == b"<":
+        found = _RESPONSE_ID.search(value)
+        return found.group(1) if found else value
     shift = length = 0
     i = 10
     while True:
@@ -233,12 +267,14 @@ SUPPRESS, FORWARD = "suppress", "forward"
 
 
 class MadeAlert(NamedTuple):
-    """An encoded alert with the decision rule 5 requires and its code (the latency report splits by both)."""
+    """An encoded alert with the decision rule 5 requires and its code (the latency report splits by both), and
+    when it was received (a DUIS record's Kafka timestamp)."""
 
     key: bytes
     value: bytes
     expected: str
     code: str
+    received_at: int
 
 
 @dataclass(frozen=True)
@@ -252,12 +288,15 @@ class AlertMix:
 class AlertFactory:
     """Alerts with their required decision; AD1s from CHFs, other codes from CHFs and ESMEs."""
 
-    def __init__(self, params: WorldParams, campaign: Campaign, codec: AvroCodec, mix: AlertMix, seed: str) -> None:
+    def __init__(
+        self, params: WorldParams, campaign: Campaign, codec: AvroCodec, mix: AlertMix, seed: str, duis: bool = False
+    ) -> None:
+        """`duis`: the alerts as DUIS documents (DuisAlertEncoder), else as Avro records."""
         self.params = params
         self.campaign = campaign
         self.mix = mix
         self.rng = random.Random(seed)
-        self.encoder = AlertEncoder(codec)
+        self.encoder: AlertEncoder | DuisAlertEncoder = DuisAlertEncoder() if duis else AlertEncoder(codec)
         self._plain_starts = [a.start for a in campaign.plain]
         self._stopped_starts = [a.start for a in campaign.stopped]
         self._payloads = [self.rng.randbytes(PAYLOAD_BYTES) for _ in range(256)]
@@ -297,7 +336,7 @@ class AlertFactory:
             "received_at": t,
             "payload": self._payloads[below(256)],
         }
-        return MadeAlert(device.encode(), self.encoder.encode(datum), expected, code)
+        return MadeAlert(device.encode(), self.encoder.encode(datum), expected, code, t)
 
     def _idle_home(self) -> int:
         """A home with no campaign activation: tracked but not in the campaign, or untracked."""

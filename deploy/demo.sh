@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: a simulated firmware campaign through a real poa-filter worker on the local broker.
-# Loads a simulated estate with the bulk loaders, plays the scenario, starts the worker on it, prints the
-# summary, then stops the worker and the broker (KEEP_RUNNING=1 leaves both running).
+# Loads a simulated estate with the bulk loaders, plays the scenario (and a small one written as DUIS documents),
+# starts the worker on it, prints the summary, then stops the worker and the broker (KEEP_RUNNING=1 leaves both
+# running).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ RUN="demo-$(date +%Y%m%d-%H%M%S)"
 OUT="demo-output/$RUN"
 PORT="${POA_METRICS_PORT:-9108}"
 HOMES=500  # two postcode sectors of about 250 homes
+DUIS_HOMES=40  # the smallest estate that holds every case, written as DUIS
 mkdir -p "$OUT"
 
 # Each run gets its own topics and consumer group, so a second demo never re-reads the first one.
@@ -49,6 +51,18 @@ echo "      genuine outages inside activation windows (with the ESMEs' 8F35/8F36
 # reads every partition past each AD1's t + A first, and decides as it would have live.
 "$BIN/poa-filter" simulate --homes "$HOMES" --seed 1 --out "$OUT"
 
+echo "== 2b. the same kind of campaign for $DUIS_HOMES more homes, written as DUIS: the DSP's own XML on the same topics"
+echo "      (SR 11.3 of variants 4, 5 and 7 with signed GBCS pre-commands, device responses and 8F66/8F67 on the outcome"
+echo "      topic, DCC's AD1s and the ESMEs' 8F35/8F36 device alerts), each stamped with its received_at"
+# Dated three days ago, so that its Kafka timestamps (a DUIS record's received_at) are recent: the worker's
+# housekeeping purges what the topics' 31-day retention would have removed.
+DUIS_BASE=$("$BIN/python" -c 'import datetime as d; print(f"{d.datetime.now(d.UTC).date() - d.timedelta(days=3)}T08:00:00Z")')
+"$BIN/poa-filter" simulate --format duis --homes "$DUIS_HOMES" --seed 2 --base-time "$DUIS_BASE" --out "$OUT/duis"
+echo "      poa-filter publish-duis puts DUIS files on the topic each belongs on, and refuses what the filter would"
+echo "      dead-letter, e.g. a document with a DOCTYPE:"
+printf '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>' >"$OUT/hostile.xml"
+"$BIN/poa-filter" publish-duis "$OUT/hostile.xml" 2>&1 | sed 's/^/      /' || true
+
 echo "== 3. starting the worker on that backlog (log: $OUT/worker.log)"
 "$BIN/poa-filter" worker >"$OUT/worker.log" 2>&1 &
 worker_pid=$!
@@ -60,7 +74,7 @@ done
 curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null || { echo "worker not ready after 60 s; log:"; tail -30 "$OUT/worker.log"; exit 1; }
 
 echo "== 4. what the filter did"
-"$BIN/poa-filter" demo-summary --expected "$OUT/expected.json" --timeout 120
+"$BIN/poa-filter" demo-summary --expected "$OUT/expected.json" --expected "$OUT/duis/expected.json" --timeout 120
 echo
 echo "metrics: http://127.0.0.1:$PORT/metrics (poa_alerts_total, poa_dead_letters_total, poa_held_alerts, ...):"
 curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^poa_(alerts_total|dead_letters_total|tracked_devices|activation_windows)' \

@@ -9,6 +9,7 @@ settings ask for (`--log-format`), and a bad setting is a one-line message with 
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from confluent_kafka import KafkaException
 
 from pipeline.log_format import configure_logging
 from pipeline.settings import TOPIC_ENV, Bounds, Settings, SettingsError, Topics, bounds_of, choices_of, env_var
-from pipeline.tools import alert_audit, explain_client, mode_control
+from pipeline.tools import alert_audit, explain_client, mode_control, publish_duis
 from pipeline.tools import estate_simulator as sim
 from pipeline.tools import release as release_tool
 from pipeline.tools.bulk_producer import DeliveryFailed, TopicMissing
@@ -91,7 +92,7 @@ COMMAND_OPTIONS: dict[str, CommandOptions] = {
     "worker": CommandOptions(None, None),
     "load-tracked": CommandOptions(_KAFKA, frozenset({"tracked_devices"})),
     "load-inventory": CommandOptions(_KAFKA, frozenset({"inventory"})),
-    "simulate": CommandOptions(_KAFKA | _RULE_TIMES, _INPUT_TOPICS),
+    "simulate": CommandOptions(_KAFKA | _RULE_TIMES | {"duis_command_variants"}, _INPUT_TOPICS),
     "demo-summary": CommandOptions(
         _KAFKA | _HTTP_CLIENT | {"app_id"}, frozenset({"alerts", "dno_alerts", "suppressed", "dead_letter"})
     ),
@@ -99,6 +100,10 @@ COMMAND_OPTIONS: dict[str, CommandOptions] = {
     "mode": CommandOptions(_KAFKA | {"app_id", "initial_mode"}, frozenset({"control"})),
     "audit": CommandOptions(_KAFKA, frozenset({"dno_alerts", "suppressed", "dead_letter", "released", "shadow"})),
     "explain": CommandOptions(_HTTP_CLIENT | {"log_format"}),
+    "publish-duis": CommandOptions(
+        frozenset({"bootstrap_servers", "client_config_file", "log_format"}),
+        frozenset({"service_requests", "activation_outcomes", "alerts"}),
+    ),
 }
 
 
@@ -192,7 +197,7 @@ def _simulate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     base_time = sim.parse_base_time(args.base_time)
     estate = sim.build_estate(args.homes, args.seed, args.tracked_fraction, base_time)
-    scenario = sim.build_scenario(estate, args.seed, base_time, settings)
+    scenario = sim.build_scenario(estate, args.seed, base_time, settings, args.format)
     tracked_csv, inventory_csv = estate.write_csvs(out)
     expected = out / "expected.json"
     sim.write_expected(
@@ -213,10 +218,12 @@ def _simulate(args: argparse.Namespace) -> int:
         f"{len(estate.sectors())} postcode sectors, {len(estate.tracked)} tracked ESMEs, {len(labels)} alerts "
         f"({labels.count(sim.FORWARD)} to forward, {len(scenario.released_on_evidence())} of them AD1s in windows "
         f"on evidence of a genuine outage, {labels.count(sim.SUPPRESS)} to suppress, "
-        f"{labels.count(sim.DEAD_LETTER)} to dead-letter)"
+        f"{labels.count(sim.DEAD_LETTER)} to dead-letter), written as {args.format}"
     )
     if args.no_load and args.no_play:
         return 0
+    if not args.no_play:
+        sim.check_stamps(scenario, int(time.time() * 1000))
     created = sim.ensure_input_topics(settings, args.partitions)
     if created:
         print(f"created input topics: {', '.join(created)}")
@@ -240,6 +247,11 @@ def _with_codec(tool: Any) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _publish_duis(args: argparse.Namespace) -> int:
+    return publish_duis.run(args, settings_from_args(args))
+
+
+# What publish-duis needs: the connection, the log format and the three topics DUIS documents go on.
 def _explain(args: argparse.Namespace) -> int:
     return explain_client.run(args, settings_from_args(args))
 
@@ -259,7 +271,7 @@ _TOOLS: tuple[tuple[str, Any, Callable[[argparse.Namespace], int], str], ...] = 
 
 def _demo_summary(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    return summarise(settings, codec_for(settings), Path(args.expected), args.timeout)
+    return summarise(settings, codec_for(settings), [Path(path) for path in args.expected], args.timeout)
 
 
 def _jobs_flag(parser: argparse.ArgumentParser) -> None:
@@ -338,12 +350,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="partitions of input topics it creates",
     )
+    simulate.add_argument(
+        "--format",
+        choices=sim.FORMATS,
+        default=sim.AVRO,
+        help="write the records as the project's Avro records (default) or as DUIS documents, the DSP's own, "
+        "stamped with their received_at (so give a --base-time within the last 30 days)",
+    )
     simulate.add_argument("--no-load", action="store_true", help="do not load the CSVs onto the reference topics")
     simulate.add_argument("--no-play", action="store_true", help="do not produce the scenario records")
     simulate.set_defaults(run=_simulate)
 
+    publish = _subcommand(
+        commands,
+        "publish-duis",
+        help="publish DUIS documents (files, folders, - for stdin) to the input topic each belongs on",
+        description=publish_duis.DESCRIPTION,
+    )
+    publish_duis.add_arguments(publish)
+    publish.set_defaults(run=_publish_duis)
+
     summary = _subcommand(commands, "demo-summary", help="check the filter's outputs against a simulated scenario")
-    summary.add_argument("--expected", required=True, help="expected.json written by simulate")
+    summary.add_argument(
+        "--expected",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="expected.json written by simulate; repeat it for scenarios played on the same topics",
+    )
     summary.add_argument(
         "--timeout",
         type=bounded(Bounds(float, 0, 86_400, "seconds"), "--timeout"),

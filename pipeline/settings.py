@@ -61,17 +61,25 @@ class Bounds:
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 LOG_FORMATS = ("text", "json")
+DUIS_COMMAND_VARIANT = Bounds(int, 1, 9, "a DUIS CommandVariant")
+DEFAULT_COMMAND_VARIANTS = frozenset({5, 7})
 MODES = tuple(mode.value for mode in Mode)
 
 T = TypeVar("T")
 
 
 def _setting(
-    default: T, env: str, bounds: Bounds | None = None, choices: tuple[str, ...] = (), readable_file: bool = False
+    default: T,
+    env: str,
+    bounds: Bounds | None = None,
+    choices: tuple[str, ...] = (),
+    readable_file: bool = False,
+    each_in: Bounds | None = None,
 ) -> T:
-    """A Settings field read from `env`; numeric ones carry their bounds, textual ones may carry choices, and
-    a `readable_file` names a file that must exist and be readable (its content is never shown)."""
-    metadata = {"env": env, "bounds": bounds, "choices": choices, "readable_file": readable_file}
+    """A Settings field read from `env`; numeric ones carry their bounds, textual ones may carry choices, a
+    `readable_file` names a file that must exist and be readable (its content is never shown), and a list
+    of whole numbers written `5,7` has the bounds of each (`each_in`)."""
+    metadata = {"env": env, "bounds": bounds, "choices": choices, "readable_file": readable_file, "each_in": each_in}
     return field(default=default, metadata=metadata)
 
 
@@ -90,6 +98,28 @@ def choices_of(setting: Field[Any]) -> tuple[str, ...]:
 
 def is_readable_file(setting: Field[Any]) -> bool:
     return bool(setting.metadata.get("readable_file"))
+
+
+def each_in(setting: Field[Any]) -> Bounds | None:
+    """The bounds of each number of a comma-separated list setting; None for other settings."""
+    return setting.metadata.get("each_in")
+
+
+def parse_number_list(raw: str, bounds: Bounds, source: str) -> frozenset[int | float]:
+    """The comma-separated numbers of `raw` (at least one), each within `bounds`; SettingsError naming
+    `source`, the value, the item at fault and what is allowed otherwise."""
+    if not isinstance(raw, str):
+        raise SettingsError(f"{source}={raw!r} is not text: expected a comma-separated list, e.g. 5,7")
+    numbers: set[int | float] = set()
+    for item in raw.split(","):
+        try:
+            numbers.add(bounds.parse(item, source))
+        except SettingsError:
+            raise SettingsError(
+                f"{source}={raw!r}: {item.strip()!r} is not {bounds.describe()}; expected a comma-separated list "
+                "of them, e.g. 5,7"
+            ) from None
+    return frozenset(numbers)
 
 
 def _check_readable(path: str, source: str) -> None:
@@ -176,6 +206,11 @@ class Settings:
         30.0, "POA_PARTITION_CHECK_SECONDS", Bounds(float, 0.5, 3600, "seconds, at least 0.5, at most an hour")
     )
     log_format: str = _setting("text", "POA_LOG_FORMAT", choices=LOG_FORMATS)
+    # The CommandVariants of a DUIS SR 11.3 that count (contract 9): 5 and 7 are sent to the device over the
+    # WAN; 4 (before the User signs it) and 6 (local delivery, run at a time nobody knows) are ignored.
+    duis_command_variants: str = _setting(
+        ",".join(map(str, sorted(DEFAULT_COMMAND_VARIANTS))), "POA_DUIS_COMMAND_VARIANTS", each_in=DUIS_COMMAND_VARIANT
+    )
     # The mode of a deployment whose control topic holds no schedule yet (contract 8).
     initial_mode: str = _setting(Mode.FILTER.value, "POA_INITIAL_MODE", choices=MODES)
     # Protection of GET /explain (contract 7; pipeline/worker/http_access.py): a file holding a bearer token,
@@ -195,6 +230,8 @@ class Settings:
                 raise SettingsError(f"{setting.name} (${env})={value!r} is not one of {', '.join(choices)}")
             if is_readable_file(setting) and value is not None:
                 _check_readable(value, f"{setting.name} (${env})")
+            if (each := each_in(setting)) is not None:
+                parse_number_list(value, each, f"{setting.name} (${env})")
         if (self.http_tls_cert_file is None) != (self.http_tls_key_file is None):
             raise SettingsError("$POA_HTTP_TLS_CERT_FILE and $POA_HTTP_TLS_KEY_FILE are set together or not at all")
 
@@ -209,6 +246,12 @@ class Settings:
     @property
     def max_future_ms(self) -> int:
         return self.max_future_days * DAY_MS
+
+    @property
+    def command_variants(self) -> frozenset[int]:
+        """The DUIS CommandVariants whose SR 11.3 requests count (`POA_DUIS_COMMAND_VARIANTS`)."""
+        variants = parse_number_list(self.duis_command_variants, DUIS_COMMAND_VARIANT, "$POA_DUIS_COMMAND_VARIANTS")
+        return frozenset(int(n) for n in variants)
 
     @property
     def evidence_policy(self) -> EvidencePolicy:
@@ -232,4 +275,6 @@ def _parse(setting: Field[Any], raw: str, variable: str) -> Any:
         return bounds.parse(raw, variable)
     if choices and raw not in choices:
         raise SettingsError(f"{variable}={raw!r} is not one of {', '.join(choices)}")
+    if (each := each_in(setting)) is not None:
+        parse_number_list(raw, each, variable)
     return raw

@@ -34,6 +34,7 @@ from pipeline.tools.csv_loaders import parse_time
 from pipeline.tools.progress import Progress
 from pipeline.wire.alert_bytes import read_alert_fields
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis import is_duis, read_device_alert
 from pipeline.wire.schema_registry import RegistryUnavailable
 
 READ_TIMEOUT_S = 3600.0  # to read the output topics to their end: millions of records take minutes
@@ -81,7 +82,7 @@ class Finding:
     `matched_by` is "alert_id" when the record decodes and names the alert. A dead letter's input value may
     not decode at all (nor, with another framing, an output record): then it is "key" (the dead letter's input
     key is the alert ID) or "bytes" (the undecodable bytes hold the alert ID as Avro writes a string, its
-    length then its bytes), and the match is less certain.
+    length then its bytes, or hold its text in a DUIS document), and the match is less certain.
     """
 
     outcome: str
@@ -150,7 +151,7 @@ class RecordMatcher:
                 return ("alert_id", {"alert": alert}) if alert["alert_id"] == self.alert_id else None
             record = self._codec.decode(output.record_name, value)
         except BadInput as exc:  # not the record due (e.g. another framing): only its bytes can tell
-            return ("bytes", {"decode_error": str(exc)}) if self._avro_id in value else None
+            return ("bytes", {"decode_error": str(exc)}) if self.holds_id(value) else None
         if output.record_name == "SuppressedAlert":
             return ("alert_id", _suppression(record)) if record["alert"]["alert_id"] == self.alert_id else None
         if output.record_name == "ReleasedAlert":
@@ -163,7 +164,15 @@ class RecordMatcher:
         if raw is not None:
             alert_id, alert_code, device_id, received_at = raw
             return dict(zip(_ALERT_FIELDS, (alert_id, alert_code, device_id.decode(), received_at), strict=True))
+        if value is not None and is_duis(value):  # XML forwarded as it came: its received_at was the input's
+            return _alert(read_device_alert(value, None))  # type: ignore[arg-type]  # Kafka timestamp, not kept
         return _alert(self._codec.decode("DeviceAlert", value))
+
+    def holds_id(self, value: bytes | None) -> bool:
+        """Whether bytes that cannot be read hold the alert ID as a record would: an Avro string, or DUIS text."""
+        if value is None:
+            return False
+        return self._avro_id in value or (is_duis(value) and self._raw_id in value)
 
     def _dead_letter(self, record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         key, value = record["key"], record["value"]
@@ -181,7 +190,7 @@ class RecordMatcher:
             details["decode_error"] = str(exc)
             if key == self._raw_id:
                 return "key", details
-            return ("bytes", details) if value is not None and self._avro_id in value else None
+            return ("bytes", details) if self.holds_id(value) else None
         return ("alert_id", {**details, "alert": alert}) if alert["alert_id"] == self.alert_id else None
 
 
@@ -345,9 +354,8 @@ def _where(f: Finding) -> str:
 
 
 def _alert_words(alert: dict[str, Any]) -> str:
-    return (
-        f"{alert['alert_code']} alert from device {alert['device_id']}, received by the DSP {iso(alert['received_at'])}"
-    )
+    received = iso(alert["received_at"]) or "at the Kafka timestamp of its input record (a DUIS document)"
+    return f"{alert['alert_code']} alert from device {alert['device_id']}, received by the DSP {received}"
 
 
 def _match_words(f: Finding) -> str:

@@ -67,9 +67,11 @@ class BulkProducer:
             self._failed += 1
             self._first_error = self._first_error or err
 
-    def produce(self, topic: str, key: str | bytes, value: bytes | None) -> None:
-        """Queue one record; when librdkafka's queue is full, wait for deliveries and retry."""
-        produce_when_room(self._producer, topic, value, key)
+    def produce(self, topic: str, key: str | bytes, value: bytes | None, timestamp_ms: int | None = None) -> None:
+        """Queue one record, stamped `timestamp_ms` when given (else the time of producing); when librdkafka's
+        queue is full, wait for deliveries and retry."""
+        stamp = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
+        produce_when_room(self._producer, topic, value, key, **stamp)
         self.produced += 1
         self._since_poll += 1
         if self._since_poll >= _POLL_EVERY:

@@ -1,11 +1,15 @@
 """`poa-filter demo-summary`: reads the filter's three outputs and explains them to a DSP operator,
-checking every simulated alert against the decision it was built to get (expected.json from `simulate`).
+checking every simulated alert against the decision it was built to get (expected.json from `simulate`; several
+scenarios played on the same topics, an Avro campaign and a DUIS one say, are read once and told apart).
+For a DUIS scenario it also checks that every alert reached the DNO topic, or the audit record, as the very
+document the DSP published (its SHA-256 in expected.json).
 
 For the AD1s in windows that the scenario built to be released on evidence of a genuine outage (rule 9),
 it also reads the worker's own count (`/metrics`) and asks the worker (`/explain`) which evidence released
 a few of them: the outputs cannot say, a released AD1 is forwarded byte for byte.
 """
 
+import hashlib
 import json
 import re
 import ssl
@@ -29,8 +33,9 @@ from pipeline.kafka.clients import admin_client
 from pipeline.kafka.topics import TopicsMissing, wait_for_topics
 from pipeline.settings import Settings
 from pipeline.tools import explain_client
-from pipeline.tools.estate_simulator import DEAD_LETTER, FORWARD, OUTAGE_EVIDENCE, STORM, SUPPLY, SUPPRESS
+from pipeline.tools.estate_simulator import AVRO, DEAD_LETTER, DUIS, FORWARD, OUTAGE_EVIDENCE, STORM, SUPPLY, SUPPRESS
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis import is_duis, read_device_alert
 
 EXAMPLES = 3
 LISTED_HANS = 3  # a storm's other CH Functions named in an example
@@ -53,6 +58,7 @@ class Seen:
     alert: dict[str, Any] | None  # the decoded alert, when it decodes
     suppressed: dict[str, Any] | None = None  # the SuppressedAlert record
     error: str | None = None  # the DeadLetter error
+    document_sha256: str | None = None  # a DUIS alert: of the value forwarded, or of the audit record's payload
 
 
 @dataclass
@@ -62,6 +68,19 @@ class Observed:
     unreadable: list[str] = field(default_factory=list)  # output records that are not what the topic holds
     foreign: int = 0  # records of alerts not in this scenario (earlier runs on the same topics)
     seconds: float = 0.0
+
+    def part(self, expected: dict[str, Any], settings: Settings, first: bool) -> "Observed":
+        """What was seen of one scenario's alerts and dead letters; the records no scenario explains go with
+        the first."""
+        ids = {a["alert_id"] for a in expected["alerts"]}
+        others = {(getattr(settings.topics, d["topic"]), d["key"]) for d in expected.get("other_dead_letters", ())}
+        return Observed(
+            {alert_id: seen for alert_id, seen in self.seen.items() if alert_id in ids},
+            [letter for letter in self.other_dead_letters if letter[:2] in others],
+            self.unreadable if first else [],
+            self.foreign if first else 0,
+            self.seconds,
+        )
 
 
 def load_expected(path: Path) -> dict[str, Any]:
@@ -74,29 +93,43 @@ def load_expected(path: Path) -> dict[str, Any]:
     return expected
 
 
+def _document_sha256(value: bytes | None) -> str | None:
+    return hashlib.sha256(value).hexdigest() if value is not None and is_duis(value) else None
+
+
 class _Reader:
     """Sorts output records into what happened to each alert."""
 
-    def __init__(self, settings: Settings, codec: AvroCodec, expected: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, codec: AvroCodec, expected: list[dict[str, Any]]) -> None:
         self.topics = settings.topics
         self.codec = codec
-        self.known = {a["alert_id"] for a in expected["alerts"]}
-        by_key = Counter(a["key"] for a in expected["alerts"])
+        alerts = [a for one in expected for a in one["alerts"]]
+        self.known = {a["alert_id"] for a in alerts}
+        by_key = Counter(a["key"] for a in alerts)
         # An alert whose value cannot be decoded is recognised by its key, when no other alert shares it.
-        self.by_key = {a["key"]: a["alert_id"] for a in expected["alerts"] if by_key[a["key"]] == 1}
+        self.by_key = {a["key"]: a["alert_id"] for a in alerts if by_key[a["key"]] == 1}
         self.observed = Observed()
+
+    def alert(self, value: bytes | None, received_at: int) -> dict[str, Any]:
+        """An alert as the worker reads it: a DUIS document (received at its Kafka timestamp) or an Avro record."""
+        if value is not None and is_duis(value):
+            return read_device_alert(value, received_at)
+        return self.codec.decode("DeviceAlert", value)
 
     def add(self, message: Message) -> None:
         topic, where = message.topic(), f"{message.topic()} {message.partition()}/{message.offset()}"
+        value = message.value()
         try:
             if topic == self.topics.dno_alerts:
-                alert = self.codec.decode("DeviceAlert", message.value())
-                self._note(alert["alert_id"], Seen(FORWARD, where, alert))
+                alert = self.alert(value, message.timestamp()[1])
+                self._note(alert["alert_id"], Seen(FORWARD, where, alert, document_sha256=_document_sha256(value)))
             elif topic == self.topics.suppressed:
-                record = self.codec.decode("SuppressedAlert", message.value())
-                self._note(record["alert"]["alert_id"], Seen(SUPPRESS, where, record["alert"], suppressed=record))
+                record = self.codec.decode("SuppressedAlert", value)
+                alert = record["alert"]
+                digest = _document_sha256(alert["payload"])
+                self._note(alert["alert_id"], Seen(SUPPRESS, where, alert, suppressed=record, document_sha256=digest))
             else:
-                self._dead_letter(self.codec.decode("DeadLetter", message.value()), where)
+                self._dead_letter(self.codec.decode("DeadLetter", value), where)
         except BadInput as exc:
             self.observed.unreadable.append(f"{where}: {exc}")
 
@@ -106,7 +139,7 @@ class _Reader:
             self.observed.other_dead_letters.append((record["source_topic"], key, record["error"]))
             return
         try:
-            alert: dict[str, Any] | None = self.codec.decode("DeviceAlert", record["value"])
+            alert: dict[str, Any] | None = self.alert(record["value"], record["failed_at"])
             alert_id = alert["alert_id"] if alert else ""
         except BadInput:
             alert, alert_id = None, self.by_key.get(key, "")
@@ -119,9 +152,9 @@ class _Reader:
             self.observed.foreign += 1
 
 
-def collect(settings: Settings, codec: AvroCodec, expected: dict[str, Any], timeout_s: float) -> Observed:
-    """Read the outputs from the beginning (read_committed, no group) until every expected alert and dead
-    letter has shown up and the partitions are read to their end, or until the timeout."""
+def collect(settings: Settings, codec: AvroCodec, expected: list[dict[str, Any]], timeout_s: float) -> Observed:
+    """Read the outputs from the beginning (read_committed, no group) until every alert and dead letter the
+    scenarios expect has shown up and the partitions are read to their end, or until the timeout."""
     started = time.monotonic()
     deadline = started + timeout_s
     reader = _Reader(settings, codec, expected)
@@ -160,10 +193,10 @@ def _wait_for_topics(settings: Settings, topics: tuple[str, ...], deadline: floa
     return {(t, p) for t, n in counts.items() for p in range(n)}
 
 
-def _all_seen(observed: Observed, expected: dict[str, Any]) -> bool:
-    return len(observed.seen) == len(expected["alerts"]) and len(observed.other_dead_letters) >= len(
-        expected.get("other_dead_letters", ())
-    )
+def _all_seen(observed: Observed, expected: list[dict[str, Any]]) -> bool:
+    alerts = sum(len(one["alerts"]) for one in expected)
+    others = sum(len(one.get("other_dead_letters", ())) for one in expected)
+    return len(observed.seen) == alerts and len(observed.other_dead_letters) >= others
 
 
 def mismatches(expected: dict[str, Any], observed: Observed, settings: Settings) -> list[str]:
@@ -183,6 +216,10 @@ def mismatches(expected: dict[str, Any], observed: Observed, settings: Settings)
             want = (alert["esme_id"], alert["activation_request_id"])
             if got != want:
                 problems.append(f"{label}: suppressed for ESME {got[0]} request {got[1]}, expected {want[0]} {want[1]}")
+        published = alert.get("value_sha256")
+        if len(seen) == 1 and published and seen[0].output != DEAD_LETTER and seen[0].document_sha256 != published:
+            what = "the value forwarded" if seen[0].output == FORWARD else "the audit record's payload"
+            problems.append(f"{label}: {what} ({seen[0].where}) is not the DUIS document published, byte for byte")
     seen_other = Counter((topic, key) for topic, key, _ in observed.other_dead_letters)
     for dead in expected.get("other_dead_letters", ()):
         topic = getattr(settings.topics, dead["topic"])
@@ -201,6 +238,7 @@ class Released:
     reached: int  # of those, on the DNO topic
     kinds: Counter[str]  # of those reached, by the kind of evidence built
     counted: float | None  # the worker's poa_alerts_total{decision="forwarded",reason="outage_evidence"}
+    scenarios: int = 1  # how many scenarios played on the same topics that count covers
     named: list[str] = field(default_factory=list)  # lines naming the evidence, or why the worker was not asked
     problems: list[str] = field(default_factory=list)  # the worker's explanation disagreeing with the scenario
 
@@ -223,12 +261,15 @@ def released_on_evidence(settings: Settings, expected: dict[str, Any], observed:
     by_kind = [[r for r in reached if r[0]["evidence"]["kind"] == kind] for kind in (SUPPLY, STORM)]
     examples = [r for turn in zip_longest(*by_kind) for r in turn if r is not None][:EXAMPLES]
     for alert, decoded in examples:
+        # Asked at the time the alert was received: a DUIS alert's is its input's Kafka timestamp, which the
+        # forwarded record does not keep, so expected.json has it.
+        at = alert.get("received_at") or decoded["received_at"]
         try:
-            answer = explain_client.ask(settings, alert["key"], decoded["received_at"])
+            answer = explain_client.ask(settings, alert["key"], at)
         except explain_client.ExplainError as exc:
             released.named.append(f"(the worker's explanation is not available: {exc})")
             break
-        line, problem = _named_evidence(alert, decoded, answer)
+        line, problem = _named_evidence(alert, at, answer)
         released.named.append(line)
         released.problems += [problem] if problem else []
     return released
@@ -256,10 +297,10 @@ def _released_count(settings: Settings) -> tuple[float | None, str | None]:
     return total, None
 
 
-def _named_evidence(alert: dict[str, Any], decoded: dict[str, Any], answer: Json) -> tuple[str, str | None]:
-    """One line naming the evidence the worker gives for a released alert, and a problem when the worker's
-    explanation is not a release on the kind of evidence the scenario built."""
-    head = f"      e.g. alert {alert['alert_id']} from CHF {alert['key']} at {_time(decoded['received_at'])}: "
+def _named_evidence(alert: dict[str, Any], at: int, answer: Json) -> tuple[str, str | None]:
+    """One line naming the evidence the worker gives for a released alert (received at `at`), and a problem when
+    the worker's explanation is not a release on the kind of evidence the scenario built."""
+    head = f"      e.g. alert {alert['alert_id']} from CHF {alert['key']} at {_time(at)}: "
     decision, evidence = answer["decision"], answer["evidence"]
     if decision.get("reason") != OUTAGE_EVIDENCE:
         text = f"the worker's explanation says {decision['outcome']}: {decision['text']}"
@@ -327,8 +368,9 @@ def render(
     forwarded = Counter(s.alert["alert_code"] for s in outcomes[FORWARD] if s.alert)
     records = [s.suppressed for s in outcomes[SUPPRESS] if s.suppressed]
     activations = Counter(r["activation_request_id"] for r in records)
+    written = "DUIS documents" if expected.get("format") == DUIS else "Avro records"
     lines = [
-        f"poa-filter demo summary (seed {expected.get('seed')}, {expected.get('homes')} homes, "
+        f"poa-filter demo summary: {written} (seed {expected.get('seed')}, {expected.get('homes')} homes, "
         f"outputs read in {observed.seconds:.1f} s)",
         f"  alerts in:            {len(expected['alerts'])}",
         f"  forwarded to the DNO: {len(outcomes[FORWARD])}  ("
@@ -349,6 +391,7 @@ def render(
             f"CHF {r['alert']['device_id']}, ESME {r['esme_id']}, request {r['activation_request_id']}, "
             f"window {_time(r['window_start'])} .. {_time(r['window_end'])}"
         )
+    lines += _documents_lines(expected, outcomes, settings)
     lines.append(f"  dead-lettered:        {len(outcomes[DEAD_LETTER])}  on {settings.topics.dead_letter}")
     for alert_id, s in zip(dead_ids, outcomes[DEAD_LETTER], strict=True):
         lines.append(f"      {alert_id} ({s.where}): {s.error}")
@@ -363,9 +406,24 @@ def render(
     return lines
 
 
+def _documents_lines(expected: dict[str, Any], outcomes: dict[str, list[Seen]], settings: Settings) -> list[str]:
+    """For DUIS: how many alerts reached the DNO topic, and the audit, as the very document published."""
+    if expected.get("format", AVRO) != DUIS:
+        return []
+    published = {a["alert_id"]: a.get("value_sha256") for a in expected["alerts"]}
+    lines = []
+    for output, where in ((FORWARD, f"on {settings.topics.dno_alerts}"), (SUPPRESS, "in the audit records")):
+        seen = [(s.document_sha256, s.alert["alert_id"]) for s in outcomes[output] if s.alert is not None]
+        same = sum(1 for digest, alert_id in seen if digest == published.get(alert_id))
+        lines.append(f"  DUIS XML {where} byte for byte as published (SHA-256 checked): {same} of {len(seen)}")
+    return lines
+
+
 def _released_lines(released: Released) -> list[str]:
     kinds = ", ".join(f"{released.kinds[kind]} on {kind} evidence" for kind in (SUPPLY, STORM) if released.kinds[kind])
     counted = "not read" if released.counted is None else f"{released.counted:g}"
+    if released.counted is not None and released.scenarios > 1:
+        counted += f" for all {released.scenarios} scenarios"
     return [
         f"      of which AD1s inside activation windows released on evidence of a genuine outage: "
         f"{released.reached} of {released.expected} expected ({kinds or 'none'}); the worker counted {counted} "
@@ -375,13 +433,21 @@ def _released_lines(released: Released) -> list[str]:
 
 
 def summarise(
-    settings: Settings, codec: AvroCodec, expected_path: Path, timeout_s: float, out: TextIO | None = None
+    settings: Settings, codec: AvroCodec, expected_paths: list[Path], timeout_s: float, out: TextIO | None = None
 ) -> int:
-    """Print the summary (to stdout by default); 0 when every alert ended where the scenario says, else 1."""
-    expected = load_expected(expected_path)
+    """Print a summary of each scenario (to stdout by default); 0 when every alert ended where its scenario
+    says, else 1."""
+    expected = [load_expected(path) for path in expected_paths]
     observed = collect(settings, codec, expected, timeout_s)
-    released = released_on_evidence(settings, expected, observed)
-    problems = mismatches(expected, observed, settings) + released.problems
-    for line in render(expected, observed, settings, problems, released):
-        print(line, file=out or sys.stdout)
-    return 1 if problems else 0
+    status = 0
+    for n, one in enumerate(expected):
+        part = observed.part(one, settings, first=n == 0)
+        released = released_on_evidence(settings, one, part)
+        released.scenarios = len(expected)
+        problems = mismatches(one, part, settings) + released.problems
+        if n:
+            print(file=out or sys.stdout)
+        for line in render(one, part, settings, problems, released):
+            print(line, file=out or sys.stdout)
+        status = max(status, 1 if problems else 0)
+    return status

@@ -10,6 +10,7 @@ the point.
 """
 
 import csv
+import hashlib
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -23,14 +24,25 @@ from pipeline.kafka.clients import admin_client
 from pipeline.kafka.topics import create_topics
 from pipeline.settings import Settings
 from pipeline.tools.bulk_producer import BulkProducer
+from pipeline.tools.duis_campaign import (
+    COUNTED_VARIANTS,
+    DNO_ID,
+    DuisWriter,
+    hundredths,
+    mismatched_device_alert,
+    whole_second,
+)
 from pipeline.tools.progress import Progress
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis.gbcs import CANCELLATION_TIME_MS
 
 SECOND_MS = 1_000
 CANCEL_AT_MS = 32_535_129_600_000  # 3000-12-31T00:00:00Z, the DUIS cancellation date
 DEFAULT_BASE_TIME = "2025-01-15T08:00:00Z"
 
 FORWARD, SUPPRESS, DEAD_LETTER = "forward", "suppress", "dead-letter"
+AVRO, DUIS = "avro", "duis"  # how the records are written: the project's Avro records, or DUIS documents
+FORMATS = (AVRO, DUIS)
 OUTAGE_EVIDENCE = "outage_evidence"  # contract rule 9: the reason an AD1 in a window is forwarded
 SUPPLY, STORM = "supply", "storm"  # the two kinds of evidence (rule 9.a, 9.b)
 
@@ -140,13 +152,17 @@ class Estate:
 
 @dataclass(frozen=True)
 class Event:
-    """One record for an input topic; `raw` replaces the encoded datum for undecodable bytes."""
+    """One record for an input topic. `datum` is the record the filter reads from it, in the shape the Avro codec
+    decodes (None: the bytes are bad); `raw`, when set, is the value as written instead of the datum's Avro
+    encoding: a DUIS document, or bad bytes. `ignored` marks a valid DUIS document the filter reads nothing from
+    (a variant 4 request, which the DSP answers with the pre-command to sign)."""
 
     topic: str  # Topics attribute
     key: str
     received_at: int
     datum: dict[str, Any] | None = None
     raw: bytes | None = None
+    ignored: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,6 +188,8 @@ class ExpectedAlert:
     activation_request_id: str | None = None
     reason: str | None = None  # OUTAGE_EVIDENCE for an AD1 in a window forwarded on evidence
     evidence: ExpectedEvidence | None = None
+    value_sha256: str | None = None  # DUIS: the document as written, which the DNO must get byte for byte
+    received_at: int | None = None  # as written (a DUIS alert's Kafka timestamp, which its outputs do not keep)
 
 
 @dataclass(frozen=True)
@@ -185,6 +203,7 @@ class ExpectedDeadLetter:
 
 @dataclass
 class Scenario:
+    record_format: str = AVRO
     events: list[Event] = field(default_factory=list)
     alerts: list[ExpectedAlert] = field(default_factory=list)
     other_dead_letters: list[ExpectedDeadLetter] = field(default_factory=list)
@@ -199,6 +218,7 @@ class Scenario:
     def expected_json(self, **about: Any) -> dict[str, Any]:
         return {
             **about,
+            "format": self.record_format,
             "alerts": [asdict(a) for a in self.alerts],
             "other_dead_letters": [asdict(d) for d in self.other_dead_letters],
         }
@@ -311,19 +331,23 @@ def _spelled(postcode: str, rng: random.Random) -> str:
 
 
 class _ScenarioBuilder:
-    """Writes records the way the DSP would and notes, per alert, what the contract requires for it."""
+    """Writes records the way the DSP would and notes, per alert, what the contract requires for it. With a
+    DuisWriter, each record is written as the DUIS document it stands for; the random draws are the same in
+    both formats, so one seed gives one campaign whichever way it is written."""
 
-    def __init__(self, rng: random.Random, ids: _Ids, seed: int, window_ms: int) -> None:
+    def __init__(self, rng: random.Random, ids: _Ids, seed: int, window_ms: int, duis: DuisWriter | None) -> None:
         self.rng = rng
         self.ids = ids
         self.seed = seed
         self.window_ms = window_ms
-        self.scenario = Scenario()
+        self.duis = duis
+        self.scenario = Scenario(AVRO if duis is None else DUIS)
         self.latest_alert = 0
         self._suppliers = [ids.eui64() for _ in range(3)]
         self._counters = dict.fromkeys(self._suppliers, 1_000_000)
         self._alerts = 0
         self.firmware_hash = f"{rng.getrandbits(256):064x}"
+        self.cancel_at = CANCEL_AT_MS if duis is None else CANCELLATION_TIME_MS  # DUIS: GBCS's 9999-12-31
 
     def ota_offset(self) -> int:
         """When the CH reports its outage after an activation: 12-16.5 minutes with the default 30-minute
@@ -337,32 +361,45 @@ class _ScenarioBuilder:
         execution: int | None = None,
         variant: str = "11.3",
         request_id: str | None = None,
-        target: str | None = None,
+        command_variant: int = 5,
     ) -> str:
+        """An SR 11.3 (or `variant`); in DUIS a signed pre-command of `command_variant` (4: the request the DSP
+        answers with the pre-command to sign, which the filter ignores)."""
         if request_id is None:
             supplier = self.rng.choice(self._suppliers)
             self._counters[supplier] += 1
             request_id = f"{supplier}:{esme}:{self._counters[supplier]}"
+        if execution is not None and self.duis is not None:
+            execution = whole_second(execution)
         datum = {
             "request_id": request_id,
             "service_reference_variant": variant,
-            "target_device_id": target or esme,
+            "target_device_id": esme,
             "execution_datetime": execution,
             "firmware_hash": self.firmware_hash,
             "received_at": received_at,
         }
-        self.scenario.events.append(Event("service_requests", target or esme, received_at, datum))
+        raw = None if self.duis is None else self.duis.request(datum, command_variant)
+        ignored = raw is not None and (command_variant == 4 or variant != "11.3")
+        self.scenario.events.append(Event("service_requests", esme, received_at, datum, raw, ignored))
         return request_id
 
     def activation_around(self, home: Home, t: int, earliest: int) -> str:
         """A future-dated activation of the home's ESME whose window holds t, requested hours before."""
         start = t - self.rng.randint(0, self.window_ms)
+        if self.duis is not None and t - whole_second(start) > self.window_ms:  # GBCS times are whole seconds
+            start = whole_second(start) + 1000
         received = max(earliest, start - self.rng.randint(HOUR_MS, DAY_MS))
         return self.request(home.esme, received, start)
 
-    def outcome(self, request_id: str, esme: str, received_at: int, outcome: str) -> None:
+    def outcome(
+        self, request_id: str, esme: str, received_at: int, outcome: str, executed_at: int | None = None
+    ) -> None:
+        """The device's answer to an immediate 11.3, or with `executed_at` its 0x8F66 (SUCCESS) or 0x8F67 alert
+        on a future-dated one: the Supplier's, on the outcome topic, never an alert for the DNO."""
         datum = {"request_id": request_id, "device_id": esme, "outcome": outcome, "received_at": received_at}
-        self.scenario.events.append(Event("activation_outcomes", esme, received_at, datum))
+        raw = None if self.duis is None else self.duis.outcome(datum, executed_at)
+        self.scenario.events.append(Event("activation_outcomes", esme, received_at, datum, raw))
 
     def alert(
         self,
@@ -381,8 +418,8 @@ class _ScenarioBuilder:
         With `evidence`, an AD1 in a window expected forwarded on it (rule 9). Returns the alert ID."""
         self._alerts += 1
         self.latest_alert = max(self.latest_alert, received_at)
-        alert_id = f"SIM-{self.seed}-{self._alerts:06d}"
-        datum = {
+        alert_id = self._alert_id(code, device)
+        datum: dict[str, Any] = {
             "alert_id": alert_id,
             "alert_code": code,
             "device_id": device_text or device,
@@ -391,20 +428,37 @@ class _ScenarioBuilder:
             "received_at": received_at,
             "payload": self.rng.randbytes(24),
         }
-        self.scenario.events.append(Event("alerts", device, received_at, datum))
+        raw = digest = None
+        if self.duis is not None:  # the document is the payload, passed through untouched
+            if code != "AD1":  # a device alert's time is a DLMS one, and it names no meter point (contract 9)
+                datum["raised_at"], datum["mpxn"] = hundredths(datum["raised_at"]), None
+            raw = datum["payload"] = self.duis.alert(datum)
+            digest = hashlib.sha256(raw).hexdigest()
+        self.scenario.events.append(Event("alerts", device, received_at, datum, raw))
         reason = None if evidence is None else OUTAGE_EVIDENCE
         self.scenario.alerts.append(
-            ExpectedAlert(alert_id, device, code, case, expected, esme, request_id, reason, evidence)
+            ExpectedAlert(
+                alert_id, device, code, case, expected, esme, request_id, reason, evidence, digest, received_at
+            )
         )
         return alert_id
 
-    def undecodable_alert(self, received_at: int) -> None:
-        """Raw DUIS XML where an Avro DeviceAlert is due; its unique key identifies it when dead-lettered."""
+    def _alert_id(self, code: str, device: str) -> str:
+        if self.duis is None:
+            return f"SIM-{self.seed}-{self._alerts:06d}"
+        return self.duis.alert_id(code, device, self._alerts)
+
+    def malformed_alert(self, received_at: int) -> None:
+        """A DUIS device alert whose GBCS frame names another originator than its header (in both formats: the
+        worker reads any value starting with '<' as DUIS); its unique key identifies it when dead-lettered."""
         self._alerts += 1
-        alert_id, key = f"SIM-{self.seed}-{self._alerts:06d}", self.ids.eui64()
-        raw = f"<sr:Response><sr:DCCAlertCode>AD1</sr:DCCAlertCode><sr:CHF>{key}</sr:CHF></sr:Response>"
-        self.scenario.events.append(Event("alerts", key, received_at, raw=raw.encode()))
-        self.scenario.alerts.append(ExpectedAlert(alert_id, key, "AD1", "undecodable-bytes", DEAD_LETTER))
+        key, other = self.ids.eui64(), self.ids.eui64()
+        alert_id = f"{key}:{DNO_ID}:{self._alerts}"
+        raw = mismatched_device_alert(alert_id, other, received_at)
+        self.scenario.events.append(Event("alerts", key, received_at, raw=raw))
+        self.scenario.alerts.append(
+            ExpectedAlert(alert_id, key, "8F36", "frame-disagrees-with-header", DEAD_LETTER, received_at=received_at)
+        )
 
 
 @dataclass
@@ -476,12 +530,23 @@ def _cast(estate: Estate, rng: random.Random, k: int) -> _Cast:
     )  # fmt: skip
 
 
-def build_scenario(estate: Estate, seed: int, base_time: int, settings: Settings) -> Scenario:
-    """A firmware campaign day on the estate, with every case the contract distinguishes."""
+def build_scenario(
+    estate: Estate, seed: int, base_time: int, settings: Settings, record_format: str = AVRO
+) -> Scenario:
+    """A firmware campaign day on the estate, with every case the contract distinguishes, written as the
+    project's Avro records or as DUIS documents (the same campaign for the same seed)."""
     if settings.max_future_days < 3:
         raise SimulationError("the scenario dates activations up to 3 days ahead: it needs max future days >= 3")
+    if record_format not in FORMATS:
+        raise SimulationError(f"the record format must be one of {', '.join(FORMATS)}, got {record_format!r}")
+    if record_format == DUIS and settings.command_variants != COUNTED_VARIANTS:
+        raise SimulationError(
+            "the DUIS scenario is labelled for POA_DUIS_COMMAND_VARIANTS=5,7 (the default): its variant 4 requests, "
+            f"never signed, must not count; got {settings.duis_command_variants}"
+        )
     rng = random.Random(f"scenario-{seed}")
-    b = _ScenarioBuilder(rng, _Ids(rng), seed, settings.window_ms)
+    duis = DuisWriter() if record_format == DUIS else None
+    b = _ScenarioBuilder(rng, _Ids(rng), seed, settings.window_ms, duis)
     cast = _cast(estate, rng, settings.storm_min_hans)
     policy = settings.evidence_policy
     # Phases lie further apart than any window and B + A, so no case's evidence reaches another phase.
@@ -562,7 +627,7 @@ def _plain_forwards(b: _ScenarioBuilder, cast: _Cast, start: int) -> None:
             device_text=lower.chf.lower())  # fmt: skip
 
     r, home = in_phase(), cast.other_variant
-    b.request(home.esme, r, variant="11.1")  # firmware transfer: not an activation
+    b.request(home.esme, r, variant="11.1")  # firmware transfer: not an activation (DUIS: a variant 4 never signed)
     b.alert("AD1", home.chf, r + b.ota_offset(), "other-variant", FORWARD, home.mpan)
 
     r, home = in_phase(), cast.untracked_activation
@@ -576,7 +641,7 @@ def _plain_forwards(b: _ScenarioBuilder, cast: _Cast, start: int) -> None:
 
     bad_home = cast.untracked_activation
     b.alert("AD1", bad_home.chf.replace("-", ""), in_phase(), "malformed-device-id", DEAD_LETTER, bad_home.mpan)
-    b.undecodable_alert(in_phase())
+    b.malformed_alert(in_phase())
     short_id = bad_home.esme[:-3]  # seven octets
     b.request(short_id, in_phase())
     b.scenario.other_dead_letters.append(ExpectedDeadLetter("service_requests", short_id, "malformed-target-id"))
@@ -629,14 +694,14 @@ def _future_dated(b: _ScenarioBuilder, homes: list[Home], start: int, base_time:
     for n, home in enumerate(homes):
         t = start + rng.randrange(2 * DAY_MS)
         r = max(base_time, t - rng.randint(HOUR_MS, 2 * DAY_MS))
-        req = b.request(home.esme, r, t)
-        if n == 0:  # the critical-command twice: pre-command, then the signed command, same request ID
-            b.request(home.esme, r + rng.randint(2 * MINUTE_MS, 10 * MINUTE_MS), t, request_id=req)
+        # The critical command twice, same request ID: as the request to sign (DUIS variant 4), then signed.
+        req = b.request(home.esme, r, t, command_variant=4 if n == 0 else 5)
+        if n == 0:
+            b.request(home.esme, r + rng.randint(2 * MINUTE_MS, 10 * MINUTE_MS), t, request_id=req, command_variant=7)
         ota = t + b.ota_offset()
         spelled = home.chf.lower() if n == 1 else None
         b.alert("AD1", home.chf, ota, "ota-future-dated", SUPPRESS, home.mpan, home.esme, req, spelled)
-        b.outcome(req, home.esme, ota + MINUTE_MS, "SUCCESS")
-        b.alert("8F66", home.esme, ota + MINUTE_MS, "future-dated-success-alert", FORWARD, home.mpan)
+        b.outcome(req, home.esme, ota + MINUTE_MS, "SUCCESS", executed_at=t)  # the ESME's 0x8F66
 
 
 def _cancelled_and_withdrawn(b: _ScenarioBuilder, cast: _Cast, start: int, base_time: int) -> None:
@@ -645,16 +710,33 @@ def _cancelled_and_withdrawn(b: _ScenarioBuilder, cast: _Cast, start: int, base_
     t, home = start + rng.randrange(HOUR_MS), cast.cancelled
     r = max(base_time, t - rng.randint(6 * HOUR_MS, DAY_MS))
     b.request(home.esme, r, t)
-    b.request(home.esme, r + 3 * HOUR_MS, CANCEL_AT_MS)
+    b.request(home.esme, r + 3 * HOUR_MS, b.cancel_at)
     b.alert("AD1", home.chf, t + b.ota_offset(), "genuine-cancelled-activation", FORWARD, home.mpan)
 
     t, home = start + rng.randrange(HOUR_MS), cast.no_image
     r = max(base_time, t - rng.randint(HOUR_MS, DAY_MS))
     req, offset = b.request(home.esme, r, t), b.ota_offset()
     reported = t + min(5 * SECOND_MS, offset // 2)  # the 0x8F67 comes at the execution time
-    b.outcome(req, home.esme, reported, "NO_IMAGE_HELD")
-    b.alert("8F67", home.esme, reported, "future-dated-failure-alert", FORWARD, home.mpan)
+    b.outcome(req, home.esme, reported, "NO_IMAGE_HELD", executed_at=t)
     b.alert("AD1", home.chf, t + offset, "withdrawn-no-image-held", FORWARD, home.mpan)
+
+
+# DUIS records are stamped with their received_at. A worker's housekeeping takes records stamped long before its
+# wall clock for ones the inputs' retention (31 days by default) has removed, and may purge what they made.
+DUIS_MAX_AGE_DAYS = 30
+
+
+def check_stamps(scenario: Scenario, now_ms: int) -> None:
+    """SimulationError when a DUIS campaign would be stamped too long ago to be decided as built."""
+    if scenario.record_format != DUIS or not scenario.events:
+        return
+    oldest = min(e.received_at for e in scenario.events)
+    if oldest < now_ms - DUIS_MAX_AGE_DAYS * DAY_MS:
+        raise SimulationError(
+            f"a DUIS record's received_at is its Kafka timestamp, and this campaign starts {_iso(oldest)}, more than "
+            f"{DUIS_MAX_AGE_DAYS} days ago, beyond what the input topics keep: give a --base-time within the last "
+            f"{DUIS_MAX_AGE_DAYS} days (the campaign spans about 3 days)"
+        )
 
 
 def ensure_input_topics(settings: Settings, partitions: int) -> list[str]:
@@ -669,7 +751,8 @@ def ensure_input_topics(settings: Settings, partitions: int) -> list[str]:
 
 
 def play(scenario: Scenario, settings: Settings, codec: AvroCodec) -> dict[str, int]:
-    """Produce the scenario in received_at order; returns the record count per topic.
+    """Produce the scenario in received_at order, DUIS documents stamped with their received_at; returns the
+    record count per topic.
 
     Like the DSP, which accepts a firmware request long before the outage it causes, requests and
     outcomes are acknowledged before any later alert is written: records on different topics have no
@@ -682,12 +765,16 @@ def play(scenario: Scenario, settings: Settings, codec: AvroCodec) -> dict[str, 
     with Progress("play scenario", total=len(events)) as progress:
         for played, event in enumerate(events, 1):
             topic = getattr(settings.topics, event.topic)
-            value = event.raw if event.datum is None else codec.encode(RECORD_NAMES[event.topic], event.datum, topic)
+            value = event.raw
+            if value is None:
+                assert event.datum is not None, "an event holds a record or its bytes"
+                value = codec.encode(RECORD_NAMES[event.topic], event.datum, topic)
             is_alert = topic == settings.topics.alerts
             if is_alert and unacknowledged_inputs:
                 producer.flush()
                 unacknowledged_inputs = False
-            producer.produce(topic, event.key, value)
+            # A DUIS record's received_at is its Kafka timestamp (contract 9); an Avro record carries its own.
+            producer.produce(topic, event.key, value, event.received_at if scenario.record_format == DUIS else None)
             unacknowledged_inputs = unacknowledged_inputs or not is_alert
             counts[event.topic] += 1
             progress.update(played)

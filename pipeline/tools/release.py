@@ -54,6 +54,7 @@ from pipeline.settings import Settings, Topics
 from pipeline.tools.csv_loaders import parse_time
 from pipeline.tools.progress import Progress
 from pipeline.wire.avro_codec import SINGLE_OBJECT_MARKER, AvroCodec
+from pipeline.wire.duis import is_duis, read_device_alert
 from pipeline.wire.output_records import now_ms
 
 BATCH_SIZE = 500  # alerts per transaction
@@ -120,11 +121,19 @@ class Counts:
 def original_alert_value(codec: AvroCodec, audit_value: bytes, audit: dict[str, Any], topics: Topics) -> bytes:
     """The alert of a SuppressedAlert record (`audit_value`, decoded as `audit`) as the DSP wrote it.
 
-    Usually the embedded body is the alert's Avro encoding, which Avro makes unique. The worker's fast reader
+    A DUIS alert's audit record holds the fields read from the document and the document as `payload`
+    (contract 9): when the payload reads as exactly that alert, it is what the DSP wrote, and XML stays XML.
+    (An Avro record could carry, as its payload, a DUIS document with exactly its own fields: the same alert,
+    then sent as the DSP's document. The audit record does not say which of the two the DSP wrote.)
+
+    Otherwise the embedded body is usually the alert's Avro encoding, which Avro makes unique. The worker's fast reader
     also splices bodies with longer-than-needed varints: then the embedded body is what the audit record holds
     between its header and its fields after `alert`, taken when it decodes to the same alert. Failing that
     (an audit record of another schema version), the alert encoded afresh.
     """
+    document = _duis_document(audit["alert"])
+    if document is not None:
+        return document
     alert_header = codec.header("DeviceAlert", topics.dno_alerts)
     fresh = _body(codec, "DeviceAlert", audit["alert"], topics.dno_alerts)
     if audit_value[:2] == SINGLE_OBJECT_MARKER:
@@ -142,6 +151,17 @@ def original_alert_value(codec: AvroCodec, audit_value: bytes, audit: dict[str, 
         except BadInput:
             pass
     return alert_header + fresh
+
+
+def _duis_document(alert: dict[str, Any]) -> bytes | None:
+    """The alert's payload when it is the DUIS document the alert was read from."""
+    payload = alert.get("payload")
+    if payload is None or not is_duis(payload):
+        return None
+    try:
+        return payload if read_device_alert(payload, alert["received_at"]) == alert else None
+    except BadInput:
+        return None
 
 
 def _body(codec: AvroCodec, record_name: str, datum: dict[str, Any], topic: str) -> bytes:

@@ -17,6 +17,7 @@ from typing import Protocol
 from confluent_kafka import Message
 
 from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.wire import duis
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.output_records import Outgoing
 from pipeline.worker.hold_queues import PartitionQueues, ReadAlert, read_alert
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 _MAGIC = b"POAH\x01"
 FRESH_ENDS_WAIT_MS = 10_000  # how long an AD1 past its bound waits at most for end offsets looked up after it
 _ENVELOPE = struct.Struct(">iqq")  # source partition, source offset, wall-clock ms when first read
+# A DUIS alert's received_at is its record's Kafka timestamp (contract 9), which the held record does not keep:
+# its envelope carries it too. Held Avro alerts keep the first envelope, which workers of earlier versions read.
+_DUIS_MAGIC = b"POAH\x02"
+_DUIS_ENVELOPE = struct.Struct(">iqqq")  # as _ENVELOPE, then the source record's Kafka timestamp (ms)
 
 
 def held_topic(app_id: str) -> str:
@@ -34,9 +39,18 @@ def held_topic(app_id: str) -> str:
 
 
 def held_record(
-    topic: str, item_key: bytes | None, value: bytes, partition: int, offset: int, read_ms: int
+    topic: str,
+    item_key: bytes | None,
+    value: bytes,
+    partition: int,
+    offset: int,
+    read_ms: int,
+    timestamp: int | None = None,
 ) -> Outgoing:
-    """The record that takes an AD1 out of its alert partition to the held topic."""
+    """The record that takes an AD1 out of its alert partition to the held topic; `timestamp` is its Kafka
+    record's, kept for a DUIS alert (a DUIS alert always has one: it was decoded with it)."""
+    if timestamp is not None and duis.is_duis(value):
+        return topic, item_key, _DUIS_MAGIC + _DUIS_ENVELOPE.pack(partition, offset, read_ms, timestamp) + value
     return topic, item_key, _MAGIC + _ENVELOPE.pack(partition, offset, read_ms) + value
 
 
@@ -78,12 +92,16 @@ class EvidenceHolds(PartitionQueues[HeldAD1]):
         if queue is None:  # revoked meanwhile: its new owner reads it again
             return
         value = msg.value() or b""
-        head = len(_MAGIC) + _ENVELOPE.size
-        if not value.startswith(_MAGIC) or len(value) <= head:
+        timestamp = None
+        if value.startswith(_MAGIC) and len(value) > (head := len(_MAGIC) + _ENVELOPE.size):
+            source_partition, source_offset, read_ms = _ENVELOPE.unpack_from(value, len(_MAGIC))
+        elif value.startswith(_DUIS_MAGIC) and len(value) > (head := len(_DUIS_MAGIC) + _DUIS_ENVELOPE.size):
+            source_partition, source_offset, read_ms, timestamp = _DUIS_ENVELOPE.unpack_from(value, len(_DUIS_MAGIC))
+        else:
             log.error("skipping a record on the held topic that this filter did not write (offset %s)", msg.offset())
             return
-        source_partition, source_offset, read_ms = _ENVELOPE.unpack_from(value, len(_MAGIC))
-        alert = read_alert(self._codec, source_partition, source_offset, msg.key(), value[head:], read_seq, read_at)
+        alert = read_alert(self._codec, source_partition, source_offset, msg.key(), value[head:], read_seq, read_at,
+                           timestamp=timestamp)  # fmt: skip
         queue.append(HeldAD1(partition, msg.offset(), read_ms, alert))  # type: ignore[arg-type]
 
     def restart_bounds(self, wall_ms: int) -> None:

@@ -37,7 +37,7 @@ from pipeline.core.read_frontier import CORROBORATING_RECORDS, ReadFrontier
 from pipeline.core.records import OUTAGE_ALERT_CODE
 from pipeline.kafka.admin import EndOffsetLookup
 from pipeline.kafka.batches import coordinates
-from pipeline.wire import validation
+from pipeline.wire import input_records
 from pipeline.wire.alert_bytes import alert_fields, peek_alert_code, read_alert_fields
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import RegistryUnavailable
@@ -156,7 +156,9 @@ class EvidenceReader:
             after_this[partition] -= 1
             if after_this[partition] >= CORROBORATING_RECORDS and value is not None:
                 code = peek_alert_code(value, header)
-                if code is not None and code not in _EVIDENCE_CODE_BYTES:
+                if (code is not None and code not in _EVIDENCE_CODE_BYTES) or (
+                    code is None and input_records.duis_alert_lacks(value, _EVIDENCE_CODE_BYTES)
+                ):
                     if waits.stopped:
                         waits.passed(topic, partition)
                     self.frontier.observe_position((topic, partition), offset + 1)
@@ -184,8 +186,10 @@ class EvidenceReader:
         return len(messages)
 
     def _generic(self, value: bytes | None, written: int | None) -> int | None:
+        """An alert not in the common shape (a DUIS one among them) read by the generic reader: it may be
+        evidence; bad input is no evidence and moves no clock."""
         try:
-            alert = validation.device_alert(self._codec.decode("DeviceAlert", value))
+            _, alert = input_records.device_alert(self._codec, value, written)
         except BadInput:
             return None
         self._state.put_evidence_alert(alert, written)

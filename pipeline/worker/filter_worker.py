@@ -131,7 +131,7 @@ class FilterWorker:
                                               "schema registry unreachable")  # fmt: skip
         self.state_feed = feed = StateFeed(
             t, codec, self.state, Mode(s.initial_mode), self._mode_changed,
-            lambda partitions: self.registry_waits.waiting("state_partitions", partitions),
+            lambda partitions: self.registry_waits.waiting("state_partitions", partitions), s.command_variants,
         )  # fmt: skip
         self.state_reader = StateReader(
             lambda: kafka.consumer(s, f"{s.app_id}.state-reader", clients.STATE_READER_TUNING, error_cb=on_error),

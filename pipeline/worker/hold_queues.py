@@ -11,7 +11,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pipeline.core.bad_input import BadInput
 from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
-from pipeline.wire import validation
+from pipeline.wire import input_records
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import RegistryUnavailable
 
@@ -28,6 +28,7 @@ class ReadAlert:
     value: bytes | None
     read_seq: int
     read_at: float  # monotonic seconds, for the hold bound and the latency histogram
+    timestamp: int | None = None  # the Kafka record's (ms): a DUIS alert's received_at (input_records)
     datum: dict[str, Any] | None = None  # decoded by the generic path; None when read by alert_wire
     alert: AlertFacts | None = None
     error: str | None = None
@@ -41,19 +42,26 @@ class ReadAlert:
 
 
 def read_alert(
-    codec: AvroCodec, partition: int, offset: int, key: bytes | None, value: bytes | None, read_seq: int, read_at: float
+    codec: AvroCodec,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    read_seq: int,
+    read_at: float,
+    *,
+    timestamp: int | None,
 ) -> ReadAlert:
-    """The alert at `offset` decoded and validated by the generic reader: its facts, or why it is bad input,
-    or why it waits for the schema registry."""
-    return decode_again(codec, ReadAlert(partition, offset, key, value, read_seq, read_at))
+    """The alert at `offset`, written with Kafka `timestamp`, decoded and validated by the generic reader: its
+    facts, or why it is bad input, or why it waits for the schema registry."""
+    return decode_again(codec, ReadAlert(partition, offset, key, value, read_seq, read_at, timestamp))
 
 
 def decode_again(codec: AvroCodec, item: ReadAlert) -> ReadAlert:
     """Decode `item`'s value (again, when the registry failed it before); returns the item."""
     item.registry_error = None
     try:
-        item.datum = codec.decode("DeviceAlert", item.value)
-        item.alert = validation.device_alert(item.datum)
+        item.datum, item.alert = input_records.device_alert(codec, item.value, item.timestamp)
     except BadInput as exc:
         item.error = str(exc)
     except RegistryUnavailable as exc:

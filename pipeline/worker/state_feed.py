@@ -25,8 +25,8 @@ from pipeline.core.device_ids import canonical_device_id
 from pipeline.core.filter_state import FilterState
 from pipeline.core.operating_mode import Mode, ModeSchedule
 from pipeline.core.written import UNKNOWN, Written
-from pipeline.settings import Topics
-from pipeline.wire import validation
+from pipeline.settings import DEFAULT_COMMAND_VARIANTS, Topics
+from pipeline.wire import input_records, validation
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.control_records import CONTROL_KEY, decode_schedule, schedule_datum, schedule_from_datum
 from pipeline.wire.reference_bytes import read_inventory_record, read_tracked_device
@@ -61,13 +61,15 @@ class StateFeed:
         initial_mode: Mode = Mode.FILTER,
         on_schedule: Callable[[ModeSchedule], None] = lambda schedule: None,
         on_registry_wait: Callable[[int], None] = lambda partitions: None,
+        command_variants: frozenset[int] = DEFAULT_COMMAND_VARIANTS,
     ) -> None:
         """`initial_mode` applies while the control topic holds no schedule; `on_schedule` hears of every
         schedule taken, the stored one included (once, here); `on_registry_wait` of how many partitions wait
-        for the schema registry (`RegistryWaits`)."""
+        for the schema registry (`RegistryWaits`); `command_variants` are the DUIS requests' that count."""
         self.registry_waits = RegistryWaits(on_registry_wait)
         self._state = state
         self._codec = codec
+        self._command_variants = command_variants
         self._initial_mode = initial_mode
         self._on_schedule = on_schedule
         stored = state.get_meta(SCHEDULE)
@@ -95,12 +97,16 @@ class StateFeed:
             return Applied(error=str(exc))
 
     def _service_request(self, key: bytes | None, value: bytes | None, at: Written) -> Applied:
-        request = validation.service_request(self._codec.decode("ServiceRequest", value))
+        request = input_records.service_request(self._codec, value, at.timestamp, self._command_variants)
+        if request is None:  # a DUIS document the filter ignores: read at its time, like an ignored variant
+            return Applied(event_time=at.timestamp)
         self._state.apply_service_request(request, at)
         return Applied(event_time=request.received_at)
 
     def _outcome(self, key: bytes | None, value: bytes | None, at: Written) -> Applied:
-        outcome = validation.activation_outcome(self._codec.decode("ActivationOutcome", value))
+        outcome = input_records.activation_outcome(self._codec, value, at.timestamp)
+        if outcome is None:  # a DUIS response that reports no outcome: read at its time
+            return Applied(event_time=at.timestamp)
         self._state.apply_outcome(outcome, at)
         return Applied(event_time=outcome.received_at)
 

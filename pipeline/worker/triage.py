@@ -42,6 +42,7 @@ from pipeline.wire.output_records import Outgoing, audit_fields, now_ms
 from pipeline.wire.schema_registry import RegistryUnavailable
 from pipeline.worker.dead_letters import dead_letter_record
 from pipeline.worker.evidence_holds import FRESH_ENDS_WAIT_MS, EvidenceHolds, EvidenceWait, HeldAD1, held_record
+from pipeline.worker.evidence_reader import written_ms
 from pipeline.worker.hold_queues import HeldAlerts, ReadAlert, decode_again, read_alert
 from pipeline.worker.metrics import (
     PASS_THROUGH_REASON,
@@ -172,9 +173,13 @@ class AlertTriage:
     def _held(self, msg: Message, raw: RawAlertFields | None, seq: int, now: float) -> ReadAlert:
         _, partition, offset = coordinates(msg)
         if raw is None:  # not the common shape: the generic reader gives the verdict and the error
-            item = read_alert(self._codec, partition, offset, msg.key(), msg.value(), seq, now)
+            item = read_alert(
+                self._codec, partition, offset, msg.key(), msg.value(), seq, now, timestamp=written_ms(msg)
+            )
             if item.registry_error is not None:
                 self._registry_failed(now)
+            if item.alert is not None and item.alert.received_at > self._newest_read.get(partition, 0):
+                self._newest_read[partition] = item.alert.received_at  # DUIS, Confluent framing: the lag gauge
             return item
         return ReadAlert(partition, offset, msg.key(), msg.value(), seq, now, alert=alert_fields(raw))
 
@@ -359,8 +364,9 @@ class AlertTriage:
             return [record]
         assert item.value is not None
         return self._decide_alert(
-            item.partition, item.offset, item.key, item.value, item.alert, item.datum, item.read_seq, item.read_at
-        )
+            item.partition, item.offset, item.key, item.value, item.alert, item.datum, item.read_seq, item.read_at,
+            timestamp=item.timestamp,
+        )  # fmt: skip
 
     def _decide_alert(
         self,
@@ -372,16 +378,18 @@ class AlertTriage:
         datum: dict[str, Any] | None,
         read_seq: int,
         read_at: float,
+        timestamp: int | None = None,
     ) -> list[Outgoing]:
         """A valid alert's decision, as the records to write: its outputs, or, while evidence for it may still
         come, its record on the held topic. `datum` is the decoded alert when the generic path read it,
-        None when alert_wire did; `read_seq` the batch it was read in, `read_at` when (monotonic seconds).
+        None when alert_wire did; `read_seq` the batch it was read in, `read_at` when (monotonic seconds),
+        `timestamp` its Kafka record's (a DUIS alert's received_at, which the held record carries).
         RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
         records = self._decision_records(key, value, alert, datum, read_seq)
         if records is None:
             assert self._evidence is not None
             read_ms = now_ms() - int((time.monotonic() - read_at) * 1000)  # rule 7's bound runs from the read
-            records = [held_record(self._evidence.topic, key, value, partition, offset, read_ms)]
+            records = [held_record(self._evidence.topic, key, value, partition, offset, read_ms, timestamp)]
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at
         return records

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -137,26 +138,42 @@ def test_demo_summary_checks_every_alert_against_the_expected_outputs(settings, 
 
 @pytest.mark.broker
 def test_the_demo_end_to_end_simulate_worker_summary(settings, tmp_path):
-    """The Makefile's demo: simulate, run the real worker, check its outputs; 0 means every alert matched."""
+    """The Makefile's demo: simulate an Avro campaign and a DUIS one on the same topics, run the real worker, check
+    its outputs; 0 means every alert of both matched, the DUIS ones byte for byte."""
     assert cli.main(simulate(settings, tmp_path, homes=120, seed=11)) == 0
+    duis_base = (datetime.now(UTC).date() - timedelta(days=3)).isoformat() + "T08:00:00Z"  # as deploy/demo.sh
+    duis = ["--format", "duis", "--homes", "40", "--seed", "2", "--base-time", duis_base,
+            "--out", str(tmp_path / "duis")]  # fmt: skip
+    assert cli.main(["simulate", *duis, *all_flags(settings)]) == 0
     command = [sys.executable, "-m", "pipeline.cli"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     port = ["--metrics-port", str(free_port())]
     worker_args = [*all_flags(settings), "--data-dir", str(tmp_path / "state"), *port]
     worker = subprocess.Popen([*command, "worker", *worker_args], cwd=REPO, env=env)
     try:
-        expected = str(tmp_path / "expected.json")
+        expected = ["--expected", str(tmp_path / "expected.json"),
+                    "--expected", str(tmp_path / "duis" / "expected.json")]  # fmt: skip
         summary = subprocess.run(
-            [*command, "demo-summary", "--expected", expected, "--timeout", "120", *port, *all_flags(settings)],
+            [*command, "demo-summary", *expected, "--timeout", "120", *port, *all_flags(settings)],
             cwd=REPO, capture_output=True, text=True, timeout=180, env=env,
         )  # fmt: skip
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
     assert summary.returncode == 0, summary.stdout + summary.stderr
-    assert "mismatches against expected.json: none" in summary.stdout
+    assert summary.stdout.count("mismatches against expected.json: none") == 2
+    assert "poa-filter demo summary: DUIS documents (seed 2, 40 homes" in summary.stdout
+    for where in (f"on {settings.topics.dno_alerts}", "in the audit records"):
+        same = re.search(
+            rf"DUIS XML {where} byte for byte as published \(SHA-256 checked\): (\d+) of (\d+)", summary.stdout
+        )
+        assert same and same[1] == same[2] != "0", summary.stdout
+    forwarded = re.findall(r"forwarded to the DNO: .*", summary.stdout)
+    assert len(forwarded) == 2 and not any("8F6" in line for line in forwarded)  # outcomes, never for the DNO
     # The worker's own count and its explanations name the evidence: an ESME's 8F3x, and a sector's storm.
-    assert "6 of 6 expected (4 on supply evidence, 2 on storm evidence); the worker counted 6" in summary.stdout
+    assert (
+        "6 of 6 expected (4 on supply evidence, 2 on storm evidence); the worker counted 12 for all 2" in summary.stdout
+    )
     assert re.search(r"its ESME \S+ reported 8F3[56] \(supply restored\)", summary.stdout), summary.stdout
     assert re.search(r"a storm in postcode sector \w+ \d: AD1s no window covers from \d+ other", summary.stdout)
 

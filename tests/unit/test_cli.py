@@ -147,6 +147,12 @@ def test_the_console_script_reports_a_bad_port_in_one_line_without_a_traceback(t
     )
 
 
+def test_a_duis_campaign_dated_beyond_the_inputs_retention_is_refused_before_kafka(tmp_path, capsys):
+    args = ["simulate", "--format", "duis", "--homes", "60", "--out", str(tmp_path), "--base-time", BASE_TIME]
+    assert cli.main([*args, "--no-load", "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    assert "give a --base-time within the last 30 days" in capsys.readouterr().err
+
+
 def test_simulate_without_kafka_writes_the_csvs_and_expected_alerts(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["simulate", "--homes", "60", "--seed", "3", "--out", str(out), "--base-time", BASE_TIME]

@@ -164,3 +164,29 @@ def test_the_evidence_policy_of_rule_9_comes_from_its_settings():
 def test_evidence_settings_out_of_bounds_are_refused_by_name(variable, raw):
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({variable: raw})
+
+
+def test_the_duis_command_variants_are_5_and_7_unless_set():
+    assert Settings().command_variants == frozenset({5, 7})
+    assert Settings.from_env({"POA_DUIS_COMMAND_VARIANTS": " 4, 5,7 "}).command_variants == frozenset({4, 5, 7})
+    assert replace(Settings(), duis_command_variants="6").command_variants == frozenset({6})
+
+
+@pytest.mark.parametrize(
+    ("raw", "item"),
+    [("10", "10"), ("0", "0"), ("5,,7", ""), ("5;7", "5;7"), ("5,seven", "seven"), ("5.0", "5.0"), (",", ""),
+     ("5,-1", "-1"), ("\uff15", "\uff15")],
+)  # fmt: skip
+def test_bad_duis_command_variants_are_refused_naming_variable_value_item_and_range(raw, item):
+    allowed = "is not a whole number from 1 to 9 (a DUIS CommandVariant); expected a comma-separated list of them"
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"POA_DUIS_COMMAND_VARIANTS": raw})
+    assert str(error.value) == f"POA_DUIS_COMMAND_VARIANTS={raw!r}: {item!r} {allowed}, e.g. 5,7"
+    with pytest.raises(SettingsError) as error:  # the flag: a value set in code, as cli.py does
+        replace(Settings(), duis_command_variants=raw)
+    assert str(error.value).startswith(f"duis_command_variants ($POA_DUIS_COMMAND_VARIANTS)={raw!r}: {item!r} ")
+
+
+def test_an_empty_flag_of_duis_command_variants_is_refused():
+    with pytest.raises(SettingsError, match=r"duis_command_variants \(\$POA_DUIS_COMMAND_VARIANTS\)='': '' is not"):
+        replace(Settings(), duis_command_variants="")

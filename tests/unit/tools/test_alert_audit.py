@@ -19,6 +19,7 @@ from pipeline.tools.alert_audit import (
     report,
 )
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis import documents
 
 CODEC = AvroCodec()
 BY_OUTCOME = {output.outcome: output for output in OUTPUT_TOPICS}
@@ -236,3 +237,25 @@ def test_a_shadow_record_reads_as_what_the_rules_would_have_done() -> None:
     assert "Shadow record (the rules would suppress it): audit record on dsp.alerts.shadow" in text
     assert "Why: shadow: activation window of a tracked ESME." in text
     assert "copy `poa-filter release` sent" not in text
+
+
+DUIS_ID = f"{documents.DCC_EUI}:00-DB-12-D0-00-00-00-01:77"
+
+
+def duis_ad1() -> bytes:
+    return documents.power_outage_alert(DUIS_ID, chf_id=CHF, started_ms=T, mpxn="1234567890123", responded_ms=T)
+
+
+def test_a_forwarded_duis_alert_matches_by_its_response_id_and_says_when_it_was_received() -> None:
+    found = matched(DUIS_ID, "forwarded", duis_ad1())
+    assert found == ("alert_id", {"alert": {"alert_id": DUIS_ID, "alert_code": "AD1", "device_id": CHF,
+                                            "received_at": None}})  # fmt: skip
+    result = Audit(DUIS_ID, None, [finding("forwarded", found[1])], scans(forwarded=1))
+    assert "received by the DSP at the Kafka timestamp of its input record (a DUIS document)" in report(result)
+
+
+def test_a_dead_lettered_duis_alert_that_cannot_be_read_matches_by_the_id_in_its_text() -> None:
+    broken = duis_ad1().replace(CHF.encode(), CHF[:-3].encode())
+    found = matched(DUIS_ID, "dead_letter", dead_letter(CHF.encode(), broken))
+    assert found is not None and found[0] == "bytes" and "CommsHubDeviceID" in found[1]["decode_error"]
+    assert matched("77", "dead_letter", dead_letter(CHF.encode(), b"JSON {'alert_id': '77'}")) is None

@@ -2,6 +2,7 @@
 with expected.json, the worker's own count read from /metrics, and the evidence named by the worker's /explain,
 asked over real HTTP of a stand-in worker that answers with the real explanation code on a small state."""
 
+import hashlib
 import json
 import socket
 import threading
@@ -12,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from confluent_kafka import Message
 
 from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.explanation import explain
@@ -19,8 +21,11 @@ from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import MemoryBackend, StagedStore
 from pipeline.core.records import DeviceAlert, InventoryRecord, ServiceRequest
 from pipeline.settings import Settings
-from pipeline.tools.demo_summary import Observed, Seen, mismatches, released_on_evidence, render
-from pipeline.tools.estate_simulator import FORWARD, SUPPRESS
+from pipeline.tools.demo_summary import Observed, Seen, _Reader, mismatches, released_on_evidence, render
+from pipeline.tools.duis_campaign import DCC_ID, DNO_ID
+from pipeline.tools.estate_simulator import DUIS, FORWARD, SUPPRESS
+from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis import documents
 
 BASE = 1_736_928_000_000  # 2025-01-15T08:00:00Z
 MIN = 60_000
@@ -203,3 +208,72 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# --- DUIS scenarios: the documents read as the worker reads them, their bytes checked --------------------------
+
+AD1_ID = f"{DCC_ID}:{DNO_ID}:7"
+
+
+def ad1_document(mpxn: str = "1234567890123") -> bytes:
+    return documents.power_outage_alert(AD1_ID, chf_id=CHF, started_ms=BASE, mpxn=mpxn, responded_ms=BASE + MIN)
+
+
+def duis_expected(alert_id: str = AD1_ID, document: bytes | None = None) -> dict[str, Any]:
+    alert = expected_alert(alert_id, CHF, None)
+    alert["value_sha256"] = hashlib.sha256(document or ad1_document()).hexdigest()
+    return {"format": DUIS, "seed": 2, "homes": 1, "alerts": [alert]}
+
+
+def read_output(settings: Settings, expected: list[dict[str, Any]], topic: str, value: bytes) -> Observed:
+    reader = _Reader(settings, AvroCodec(), expected)
+    reader.add(Message(topic=topic, partition=0, offset=5, value=value, timestamp=(1, BASE + 2 * MIN)))
+    return reader.observed
+
+
+def test_a_duis_alert_on_the_dno_topic_is_read_as_the_worker_reads_it_and_its_bytes_checked() -> None:
+    settings = replace(Settings(), metrics_port=0)
+    expected = duis_expected()
+    observed = read_output(settings, [expected], settings.topics.dno_alerts, ad1_document())
+    (seen,) = observed.seen[AD1_ID]
+    assert seen.alert is not None and (seen.alert["device_id"], seen.alert["received_at"]) == (CHF, BASE + 2 * MIN)
+    assert mismatches(expected, observed, settings) == []
+    lines = render(expected, observed, settings, [], released_on_evidence(settings, expected, observed))
+    assert lines[0].startswith("poa-filter demo summary: DUIS documents (seed 2, 1 homes")
+    assert "  DUIS XML on dno.alerts byte for byte as published (SHA-256 checked): 1 of 1" in lines
+
+
+def test_a_duis_alert_forwarded_with_other_bytes_is_a_mismatch() -> None:
+    settings = replace(Settings(), metrics_port=0)
+    expected = duis_expected()
+    observed = read_output(settings, [expected], settings.topics.dno_alerts, ad1_document(mpxn="999"))
+    assert mismatches(expected, observed, settings) == [
+        f"{AD1_ID} (case-{AD1_ID}): the value forwarded (dno.alerts 0/5) is not the DUIS document published, "
+        "byte for byte"
+    ]
+    lines = render(expected, observed, settings, [], released_on_evidence(settings, expected, observed))
+    assert "  DUIS XML on dno.alerts byte for byte as published (SHA-256 checked): 0 of 1" in lines
+
+
+def test_two_scenarios_on_the_same_topics_are_told_apart() -> None:
+    settings = replace(Settings(), metrics_port=0)
+    avro, _ = scenario()
+    duis = duis_expected()
+    reader = _Reader(settings, AvroCodec(), [avro, duis])
+    reader.add(Message(topic=settings.topics.dno_alerts, partition=0, offset=1, value=ad1_document(),
+                       timestamp=(1, BASE)))  # fmt: skip
+    reader.observed.seen.update(scenario()[1].seen)
+    first, second = reader.observed.part(avro, settings, first=True), reader.observed.part(duis, settings, first=False)
+    assert set(first.seen) == {"SIM-1-a", "SIM-1-b", "SIM-1-c"} and set(second.seen) == {AD1_ID}
+    assert reader.observed.foreign == 0
+
+
+def test_a_released_duis_alert_is_explained_at_its_input_timestamp_not_its_outputs(worker_port: int) -> None:
+    """The forwarded record of a DUIS alert is stamped when the worker wrote it; expected.json has when it came."""
+    settings = replace(Settings(), metrics_port=worker_port)
+    expected, observed = scenario()
+    expected["alerts"][0]["received_at"] = BASE + 9 * MIN
+    observed.seen["SIM-1-a"] = [forwarded("SIM-1-a", CHF, BASE + 25 * MIN)]  # the output's timestamp
+    released = released_on_evidence(settings, expected, observed)
+    assert released.problems == []
+    assert f"alert SIM-1-a from CHF {CHF} at 2025-01-15 08:09:00.000Z: its ESME" in released.named[0]

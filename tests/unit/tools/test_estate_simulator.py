@@ -4,6 +4,7 @@ The labels are checked against a small oracle written here from contract section
 the simulator's construction and the filter's decision code.
 """
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -16,8 +17,12 @@ from pipeline.core.bad_input import BadInput
 from pipeline.settings import Settings
 from pipeline.tools.csv_loaders import INVENTORY, TRACKED, LoadReport, read_csv
 from pipeline.tools.estate_simulator import (
+    AVRO,
     CANCEL_AT_MS,
     DEAD_LETTER,
+    DUIS,
+    DUIS_MAX_AGE_DAYS,
+    FORMATS,
     FORWARD,
     MIN_HOMES,
     MIN_SECTORS,
@@ -25,16 +30,19 @@ from pipeline.tools.estate_simulator import (
     SECTOR_HOMES,
     SUPPRESS,
     Estate,
+    Event,
     ExpectedEvidence,
     Scenario,
     SimulationError,
     build_estate,
     build_scenario,
+    check_stamps,
     parse_base_time,
     write_expected,
 )
 from pipeline.wire import validation
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis import is_duis, read_activation_outcome, read_device_alert, read_service_request
 
 BASE = parse_base_time("2025-01-15T08:00:00Z")
 EUI64 = re.compile(r"[0-9A-F]{2}(?:-[0-9A-F]{2}){7}")
@@ -42,9 +50,11 @@ MINUTE = 60_000
 GB_POSTCODE = re.compile(r"[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][ABD-HJLNP-UW-Z]{2}", re.IGNORECASE)
 
 
-def simulate(seed: int = 7, homes: int = 200, settings: Settings | None = None) -> tuple[Estate, Scenario]:
+def simulate(
+    seed: int = 7, homes: int = 200, settings: Settings | None = None, record_format: str = AVRO
+) -> tuple[Estate, Scenario]:
     estate = build_estate(homes, seed, 0.3, BASE)
-    return estate, build_scenario(estate, seed, BASE, settings or Settings())
+    return estate, build_scenario(estate, seed, BASE, settings or Settings(), record_format)
 
 
 def written(tmp_path: Path, seed: int) -> dict[str, bytes]:
@@ -153,6 +163,9 @@ def test_the_scenario_has_every_kind_of_record_the_demo_needs():
     alerts = [e.datum for e in scenario.events if e.topic == "alerts" and e.datum]
     codes = Counter(a["alert_code"] for a in alerts)
     assert codes["8F36"] >= 10 and codes["8F35"] >= 1 and codes["AD1"] >= 40
+    # 0x8F66/0x8F67 answer the Supplier's future-dated 11.3: outcomes, never alerts for the DNO (issue 21 item 8)
+    assert not {"8F66", "8F67"} & set(codes)
+    assert outcomes["SUCCESS"] >= len(future) // 2
     assert any(e.raw for e in scenario.events)
     labels = Counter(a.expected for a in scenario.alerts)
     assert labels[SUPPRESS] >= 20 and labels[FORWARD] >= 30 and labels[DEAD_LETTER] == 2
@@ -208,7 +221,7 @@ def oracle(estate: Estate, scenario: Scenario, settings: Settings) -> Oracle:
     esmes_on = {h.chf: h.esme for h in estate.homes}
     tracked = {h.esme for h in estate.tracked}
     events = scenario.ordered()
-    requests = [e.datum for e in events if e.topic == "service_requests" and e.datum]
+    requests = [e.datum for e in events if e.topic == "service_requests" and e.datum and not e.ignored]
     outcomes = [e.datum for e in events if e.topic == "activation_outcomes" and e.datum]
 
     def rule_5(chf: str, t: int) -> set[tuple[str, str]]:
@@ -284,10 +297,11 @@ SETTINGS = {
 }
 
 
+@pytest.mark.parametrize("record_format", FORMATS)
 @pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
 @pytest.mark.parametrize("seed", [1, 7, 2024])
-def test_every_label_is_what_the_contract_rules_give(settings, seed):
-    estate, scenario = simulate(seed, settings=settings)
+def test_every_label_is_what_the_contract_rules_give(settings, seed, record_format):
+    estate, scenario = simulate(seed, settings=settings, record_format=record_format)
     decisions = oracle(estate, scenario, settings)
     for alert in scenario.alerts:
         decision, justified, released = decisions[alert.alert_id]
@@ -384,3 +398,103 @@ def test_the_expected_file_names_every_alert_once_with_the_evidence_of_those_rel
     storm = next(a for a in released if a["evidence"]["kind"] == "storm")
     assert sector_of(storm["evidence"]["sector"] + "AA") == storm["evidence"]["sector"]
     assert len(storm["evidence"]["chf_ids"]) >= 3
+
+
+# --- the campaign written as DUIS documents (simulate --format duis) ---------------------------------------
+
+
+def document(event: Event) -> bytes:
+    assert event.raw is not None, event
+    return event.raw
+
+
+READERS = {
+    "service_requests": (
+        lambda v, t: read_service_request(v, t, Settings().command_variants),
+        validation.service_request,
+    ),
+    "activation_outcomes": (read_activation_outcome, validation.activation_outcome),
+    "alerts": (read_device_alert, validation.device_alert),
+}
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_each_duis_document_reads_back_through_the_workers_readers_as_the_record_it_stands_for(seed):
+    _, scenario = simulate(seed, record_format=DUIS)
+    bad, ignored = [], []
+    for event in scenario.events:
+        assert is_duis(event.raw), event
+        read, validate = READERS[event.topic]
+        try:
+            datum = read(document(event), event.received_at)
+        except BadInput as exc:
+            assert str(exc).startswith(("/Request/", "/Response/")), exc  # the element path, for the DSP engineer
+            bad.append(event.key)
+            continue
+        if datum is None:
+            ignored.append(event)
+            continue
+        assert not event.ignored and event.datum is not None, event
+        assert validate(datum) == validate(event.datum)
+        if event.topic == "alerts":
+            assert datum["payload"] == event.raw == event.datum["payload"]
+    planned = [a.key for a in scenario.alerts if a.expected == DEAD_LETTER]
+    assert sorted(bad) == sorted(planned + [d.key for d in scenario.other_dead_letters])
+    assert ignored == [e for e in scenario.events if e.ignored] and len(ignored) == 2  # variant 4, never signed too
+
+
+def test_duis_and_avro_write_the_same_campaign_for_a_seed():
+    (_, avro), (_, duis) = simulate(7), simulate(7, record_format=DUIS)
+    assert [(e.topic, e.key, e.received_at) for e in avro.events] == [
+        (e.topic, e.key, e.received_at) for e in duis.events
+    ]
+    assert [(a.key, a.alert_code, a.case, a.expected) for a in avro.alerts] == [
+        (a.key, a.alert_code, a.case, a.expected) for a in duis.alerts
+    ]
+    assert all(a.value_sha256 is None for a in avro.alerts)
+    by_id = {e.datum["alert_id"]: e for e in duis.events if e.topic == "alerts" and e.datum}
+    for alert in duis.alerts:
+        if alert.expected != DEAD_LETTER:
+            assert alert.value_sha256 == hashlib.sha256(document(by_id[alert.alert_id])).hexdigest()
+
+
+def test_duis_outcomes_are_responses_and_future_dated_alerts_on_the_outcome_topic_never_on_the_alert_topic():
+    _, scenario = simulate(record_format=DUIS)
+    on = {topic: [document(e) for e in scenario.events if e.topic == topic] for topic in READERS}
+    future_dated = [v for v in on["activation_outcomes"] if b"FutureDatedDeviceAlertMessage" in v]
+    assert any(b"<sr:FutureDatedAlertCode>8F66<" in v for v in future_dated)
+    assert sum(b"<sr:FutureDatedAlertCode>8F67<" in v for v in future_dated) == 1
+    assert len(future_dated) < len(on["activation_outcomes"])  # and immediate outcomes
+    assert not any(b"FutureDated" in v for v in on["alerts"])
+    requests = on["service_requests"]
+    assert any(b"<sr:CommandVariant>4<" in v for v in requests) and any(b"<sr:CommandVariant>7<" in v for v in requests)
+
+
+@pytest.mark.parametrize("record_format", FORMATS)
+def test_the_bad_alert_is_a_duis_device_alert_whose_frame_disagrees_with_its_header(record_format):
+    _, scenario = simulate(record_format=record_format)
+    (expected,) = [a for a in scenario.alerts if a.case == "frame-disagrees-with-header"]
+    (event,) = [e for e in scenario.events if e.topic == "alerts" and e.key == expected.key]
+    assert expected.expected == DEAD_LETTER and event.datum is None
+    with pytest.raises(BadInput, match="^/Response/Body/DeviceAlertMessage/GBCSPayload: the GBCS alert is from "):
+        read_device_alert(document(event), event.received_at)
+
+
+def test_a_duis_scenario_is_refused_when_variant_4_would_count():
+    with pytest.raises(SimulationError, match="POA_DUIS_COMMAND_VARIANTS"):
+        simulate(settings=replace(Settings(), duis_command_variants="4,5,7"), record_format=DUIS)
+
+
+def test_the_expected_file_says_the_format():
+    for record_format in FORMATS:
+        assert simulate(record_format=record_format)[1].expected_json()["format"] == record_format
+
+
+def test_a_duis_campaign_stamped_too_long_ago_is_refused_an_avro_one_is_not():
+    _, duis = simulate(record_format=DUIS)
+    _, avro = simulate()
+    start = min(e.received_at for e in duis.events)
+    check_stamps(duis, start + DUIS_MAX_AGE_DAYS * 24 * 60 * MINUTE)  # just within
+    check_stamps(avro, start + 400 * 24 * 60 * MINUTE)
+    with pytest.raises(SimulationError, match="give a --base-time within the last 30 days"):
+        check_stamps(duis, start + DUIS_MAX_AGE_DAYS * 24 * 60 * MINUTE + 1)

@@ -15,6 +15,7 @@ from pipeline.tools.release import BATCH_SIZE, Selection, original_alert_value
 from pipeline.wire.alert_bytes import read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_binary import long_bytes
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis import documents, read_device_alert
 from pipeline.wire.output_records import audit_fields, suppressed_alert
 
 CODEC = AvroCodec()
@@ -161,3 +162,27 @@ def test_help_says_which_time_the_range_is_of_and_hides_the_batch_size(capsys: p
 def test_from_not_before_to_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["release", "--from", "5", "--to", "5", "--reason", "r"]) == 2
     assert "--from must be before --to" in capsys.readouterr().err
+
+
+DNO = "00-DB-12-D0-00-00-00-01"
+
+
+def duis_ad1(response_counter: int = 5) -> bytes:
+    return documents.power_outage_alert(
+        f"{documents.DCC_EUI}:{DNO}:{response_counter}", chf_id=CHF.lower(), started_ms=T0 - 1000,
+        mpxn="1900001234567", responded_ms=T0,
+    )  # fmt: skip
+
+
+def test_a_released_duis_alert_is_its_document_byte_for_byte() -> None:
+    sent = duis_ad1()
+    datum = read_device_alert(sent, T0 + 5)  # as the worker reads it, at its Kafka timestamp
+    audit_value = CODEC.encode("SuppressedAlert", suppressed_alert(datum, suppression()))
+    assert released_value(audit_value) == sent
+
+
+def test_an_avro_alert_whose_payload_is_another_duis_document_is_released_as_the_avro_record() -> None:
+    sent = CODEC.encode("DeviceAlert", alert(payload=duis_ad1()))  # its fields are not the document's
+    assert released_value(audit_by_worker(sent)) == sent
+    other = read_device_alert(duis_ad1(), T0) | {"payload": duis_ad1(6)}  # a document of another alert
+    assert released_value(CODEC.encode("SuppressedAlert", suppressed_alert(other, suppression())))[:2] == b"\xc3\x01"

@@ -13,16 +13,25 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
+    TIMESTAMP_NOT_AVAILABLE,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 TP = tuple[str, int]
+Stored = tuple[bytes | None, bytes | None, int | None]  # key, value, timestamp (ms; None: the record has none)
 NO_OFFSET = -1001  # what librdkafka reports for a partition with no committed offset
 
 
 class Cluster:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._logs: dict[str, list[list[tuple[bytes | None, bytes | None]]]] = {}
+        self._logs: dict[str, list[list[Stored]]] = {}
         self._group_offsets: dict[tuple[str, str, int], int] = {}
         self.slow: set[TP] = set()  # partitions the consumers get nothing from for now
         self.lookups_answer = True  # end-offset look-ups complete at once; False: when `answer_lookups` is called
@@ -41,22 +50,24 @@ class Cluster:
     def topics(self) -> dict[str, int]:
         return {name: len(parts) for name, parts in self._logs.items()}
 
-    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> int:
-        """A committed write (the DSP's); returns its offset."""
+    def append(
+        self, topic: str, partition: int, key: bytes | None, value: bytes | None, timestamp: int | None = None
+    ) -> int:
+        """A committed write (the DSP's), with its Kafka timestamp (ms) if it has one; returns its offset."""
         with self._lock:
             log = self._logs[topic][partition]
-            log.append((key, value))
+            log.append((key, value, timestamp))
             return len(log) - 1
 
     def records(self, topic: str) -> list[tuple[bytes | None, bytes | None]]:
         with self._lock:
-            return [record for log in self._logs.get(topic, []) for record in log]
+            return [(key, value) for log in self._logs.get(topic, []) for key, value, _ in log]
 
     def end(self, topic: str, partition: int) -> int:
         with self._lock:
             return len(self._logs[topic][partition])
 
-    def read(self, tp: TP, offset: int, limit: int) -> list[tuple[bytes | None, bytes | None]]:
+    def read(self, tp: TP, offset: int, limit: int) -> list[Stored]:
         with self._lock:
             return self._logs[tp[0]][tp[1]][offset : offset + limit]
 
@@ -80,7 +91,7 @@ class Cluster:
                group: str | None) -> None:  # fmt: skip
         with self._lock:
             for topic, key, value in records:
-                self._logs[topic][0].append((key, value))
+                self._logs[topic][0].append((key, value, None))  # the worker's own writes: no timestamp kept
             for tp in offsets:
                 assert group is not None
                 self._group_offsets[(group, tp.topic, tp.partition)] = tp.offset
@@ -131,8 +142,10 @@ class StandInConsumer:
             if tp in self._paused or tp in self._cluster.slow:
                 continue
             records = self._cluster.read(tp, position, num_messages - len(messages))
-            for i, (key, value) in enumerate(records):
-                messages.append(Message(topic=tp[0], partition=tp[1], offset=position + i, key=key, value=value))
+            for i, (key, value, timestamp) in enumerate(records):
+                stamp = (TIMESTAMP_NOT_AVAILABLE, 0) if timestamp is None else (TIMESTAMP_CREATE_TIME, timestamp)
+                messages.append(Message(topic=tp[0], partition=tp[1], offset=position + i, key=key, value=value,
+                                        timestamp=stamp))  # fmt: skip
             self._positions[tp] = position = position + len(records)
             if self._eof_events and position == self._cluster.end(*tp) and self._eof_at.get(tp) != position:
                 self._eof_at[tp] = position
