@@ -16,7 +16,6 @@ PermissionWatch, as for the state reader.
 """
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -30,6 +29,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.bad_input import BadInput
 from pipeline.core.filter_state import FilterState
 from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
@@ -52,11 +52,6 @@ _EVIDENCE_CODE_BYTES = frozenset(code.encode() for code in EVIDENCE_CODES)
 END_OFFSET_INTERVAL_S = 0.5  # while AD1s wait for evidence, look up the alert topic's end offsets this often
 
 
-def wall_clock_ms() -> int:
-    """Ends waits only (rule 7: the wall clock never makes a decision)."""
-    return time.time_ns() // 1_000_000
-
-
 def written_ms(msg: Message) -> int | None:
     """When the record was written to Kafka: housekeeping purges only what the topic no longer holds."""
     kind, ms = msg.timestamp()
@@ -75,8 +70,11 @@ class EvidenceReader:
         grace_ms: int,
         permissions: PermissionWatch,
         on_registry_wait: Callable[[int], None] = lambda partitions: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """`on_registry_wait` hears how many alert partitions wait for the schema registry, whenever that changes."""
+        """`on_registry_wait` hears how many alert partitions wait for the schema registry, whenever that changes;
+        `clock` ends waits only (rule 7: the wall clock never makes a decision)."""
+        self._clock = clock
         self._topic = topic
         self._permissions = permissions
         self._new_consumer = new_consumer
@@ -94,7 +92,7 @@ class EvidenceReader:
         self._last_lookup = 0.0
         self._ends_started_ms = 0  # wall clock when the look-up of the newest end offsets known started
         self.read_ad1s = False  # whether the last `read` kept AD1s: storm evidence the activation inputs must cover
-        self._registry_waits = RegistryWaits(on_registry_wait)
+        self._registry_waits = RegistryWaits(on_registry_wait, clock)
 
     def start(self, partitions: int) -> None:
         """Read every partition of the alert topic from the stored positions (the start, the first time)."""
@@ -129,7 +127,7 @@ class EvidenceReader:
             return 0
         if not messages:
             return 0
-        header, observe, now = self._header, self.frontier.observe, wall_clock_ms()
+        header, observe, now = self._header, self.frontier.observe, self._clock.wall_ms()
         self.read_ad1s = False
         moved: set[int] = set()
         read_any = False
@@ -214,10 +212,10 @@ class EvidenceReader:
             ends, started_ms = result
             self.frontier.set_end_offsets(ends, reads_before=started_ms)
             self._ends_started_ms = max(self._ends_started_ms, started_ms)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if needed and self._lookup.can_start() and now - self._last_lookup >= END_OFFSET_INTERVAL_S:
             self._last_lookup = now
-            self._lookup.start(self.frontier.partitions, tag=wall_clock_ms())
+            self._lookup.start(self.frontier.partitions, tag=self._clock.wall_ms())
         return result is not None
 
     def close(self) -> None:

@@ -21,7 +21,6 @@ behind it are not delayed; the held AD1s read back are decided here too (`drain_
 """
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.alert_decisions import Decision, Forward, ForwardReason, Suppress
 from pipeline.core.filter_state import FilterState
 from pipeline.core.operating_mode import Mode, ModeSchedule
@@ -38,7 +38,7 @@ from pipeline.kafka.batches import coordinates
 from pipeline.settings import Topics
 from pipeline.wire.alert_bytes import RawAlertFields, alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
-from pipeline.wire.output_records import Outgoing, audit_fields, now_ms
+from pipeline.wire.output_records import Outgoing, audit_fields
 from pipeline.wire.schema_registry import RegistryUnavailable
 from pipeline.worker.dead_letters import dead_letter_record
 from pipeline.worker.evidence_holds import FRESH_ENDS_WAIT_MS, EvidenceHolds, EvidenceWait, HeldAD1, held_record
@@ -86,11 +86,14 @@ class AlertTriage:
         schedule: Callable[[], ModeSchedule] = lambda: ModeSchedule(Mode.FILTER),
         on_registry_wait: Callable[[int], None] = lambda partitions: None,
         evidence: EvidenceWait | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`schedule` gives the operator's mode schedule as last read; `on_registry_wait` hears how many alert
         partitions wait for the schema registry, whenever that changes. Without `evidence`, rule 9 is not
-        applied (tests of the other rules alone)."""
+        applied (tests of the other rules alone). `clock` is the one the caller's `now` and `wall_ms` come
+        from."""
         self._topics = topics
+        self._clock = clock
         self._schedule = schedule
         self._on_registry_wait = on_registry_wait
         self._registry_retry_at = 0.0  # monotonic: alerts that wait for the registry are not tried before
@@ -275,13 +278,13 @@ class AlertTriage:
             item = held.alert
             waited_ms = wall_ms - held.bound_from_ms
             over = past_bound(held)
-            if item.registry_error is not None and time.monotonic() < self._registry_retry_at:
+            if item.registry_error is not None and self._clock.monotonic() < self._registry_retry_at:
                 return registry_wait(held, over, waited_ms)  # not tried again before REGISTRY_RETRY_S
             try:
                 records = decide_now(held, over, waited_ms)
             except RegistryUnavailable as exc:  # an output cannot be encoded now: it waits, like a held alert
                 item.registry_error = str(exc)
-                self._registry_failed(time.monotonic())
+                self._registry_failed(self._clock.monotonic())
                 return registry_wait(held, over, waited_ms)
             if records is None:
                 return False
@@ -380,7 +383,8 @@ class AlertTriage:
         records = self._decision_records(key, value, alert, datum, read_seq)
         if records is None:
             assert self._evidence is not None
-            read_ms = now_ms() - int((time.monotonic() - read_at) * 1000)  # rule 7's bound runs from the read
+            clock = self._clock  # rule 7's bound runs from the read
+            read_ms = clock.wall_ms() - int((clock.monotonic() - read_at) * 1000)
             records = [held_record(self._evidence.topic, key, value, partition, offset, read_ms)]
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at

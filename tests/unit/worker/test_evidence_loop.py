@@ -2,23 +2,20 @@
 held topic while evidence may still come, without holding the alerts behind it; evidence read on another
 partition releases it; and the wait is bounded (rule 8)."""
 
-import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.settings import Settings
 from pipeline.worker.evidence_holds import held_topic
-from pipeline.worker.filter_worker import FilterWorker
-from tests.unit.worker.kafka_stand_ins import NO_OFFSET, Cluster, StandInClients
+from tests.unit.worker.fake_clock import FakeClock
+from tests.unit.worker.kafka_stand_ins import NO_OFFSET, Cluster
 from tests.unit.worker.test_worker_loop import CHF, CODEC, ESME, MIN, Driver, T, cluster, service_request
 
 __all__ = ["cluster"]  # the fixture, shared with the loop's tests
 
-NOW = int(time.time() * 1000)  # event times around the wall clock: evidence up to t + A is still to come
+NOW = 1_772_323_200_000  # the fake clock's wall time at the start of each test: event times around it
 
 
 def alert(alert_id: str, code: str, device: str, received_at: int) -> bytes:
@@ -30,11 +27,7 @@ def alert(alert_id: str, code: str, device: str, received_at: int) -> bytes:
 
 class EvidenceDriver(Driver):
     def __init__(self, cluster: Cluster, data_dir: Path, **settings: Any) -> None:
-        self.cluster = cluster
-        chosen = replace(Settings(), app_id="loop-test", data_dir=str(data_dir), metrics_port=0, **settings)
-        self.worker = FilterWorker(chosen, kafka=StandInClients(cluster))  # type: ignore[arg-type]
-        self.worker.connect()
-        self.until(lambda: self.worker.readiness.status()[0], "the worker ready, alert partitions assigned")
+        super().__init__(cluster, data_dir, FakeClock(NOW), **settings)
 
     def held(self) -> list[str]:
         held = [value or b"" for _, value in self.cluster.records(held_topic("loop-test"))]
@@ -124,7 +117,7 @@ def test_a_held_partition_is_paused_while_many_ad1s_wait_in_memory_and_none_is_l
 
 
 def test_an_ad1_past_its_bound_after_a_stall_is_decided_on_fresh_end_offsets_not_forwarded(
-    activation: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    activation: Cluster, tmp_path: Path
 ) -> None:
     """Ten minutes pass without a step (a stall, a restart): the AD1 is past its bound, but its evidence is
     complete (nothing more was written; the wall clock is past t + A + grace). It is decided by the rules on
@@ -134,16 +127,10 @@ def test_an_ad1_past_its_bound_after_a_stall_is_decided_on_fresh_end_offsets_not
         driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW - MIN))
         driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 held for evidence")
         driver.steps(5)
-        later = lambda: time.time_ns() // 1_000_000 + 10 * MIN  # noqa: E731
-        monkeypatch.setattr("pipeline.worker.filter_worker.wall_clock_ms", later)
-        monkeypatch.setattr("pipeline.worker.evidence_reader.wall_clock_ms", later)
-        monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)  # steps take no time
-        monkeypatch.setattr("pipeline.worker.end_offsets.END_OFFSET_INTERVAL_S", 0.0)
-        monkeypatch.setattr("pipeline.worker.filter_worker.HELD_FOR_EVIDENCE_INTERVAL_S", 0.0)
-        driver.worker._last_held_drain = 0.0  # the held AD1s are looked at in the next step, as after a stall
-        driver.steps(10)
+        driver.clock.advance(10 * MIN / 1000)  # a stall: no step for ten minutes
+        driver.steps(1)
         assert driver.forwarded() == []
-        driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed on fresh end offsets", max_steps=2000)
+        driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed on fresh end offsets")
         assert driver.forwarded() == []
     finally:
         driver.worker.close()
