@@ -309,6 +309,8 @@ class FilterWorker:
     def _drain_held_for_evidence(self) -> None:
         """Decide the AD1s held for evidence that can be, at most every HELD_FOR_EVIDENCE_INTERVAL_S."""
         new_ends = self.evidence.refresh_end_offsets(needed=self.triage.held_for_evidence() > 0)
+        if new_ends:  # a broker answered: with nothing else read, this is how the held AD1s' bounds restart
+            self._broker_back()
         now = self.clock.monotonic()
         if self._held_read or new_ends or now - self._last_held_drain >= HELD_FOR_EVIDENCE_INTERVAL_S:
             self._last_held_drain, self._held_read = now, False

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 
 from pipeline.worker.evidence_holds import held_topic
 from tests.unit.worker.fake_clock import FakeClock
@@ -28,6 +29,12 @@ def alert(alert_id: str, code: str, device: str, received_at: int) -> bytes:
 class EvidenceDriver(Driver):
     def __init__(self, cluster: Cluster, data_dir: Path, **settings: Any) -> None:
         super().__init__(cluster, data_dir, FakeClock(NOW), **settings)
+
+    def run(self, seconds: float, step_s: float = 1.0) -> None:
+        """Step the loop while `seconds` pass on its clock, `step_s` a step."""
+        for _ in range(round(seconds / step_s)):
+            self.clock.advance(step_s)
+            self.worker.step()
 
     def held(self) -> list[str]:
         held = [value or b"" for _, value in self.cluster.records(held_topic("loop-test"))]
@@ -82,6 +89,53 @@ def test_an_ad1_without_evidence_is_suppressed_once_every_partition_is_read_past
             driver.cluster.append(T.alerts, partition, CHF.encode(), other)
     driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed")
     assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 1
+
+
+BOUND_S = 3 * 60 + 30 + 30  # A + grace + POA_MAX_HOLD_SECONDS with A = 3 min, grace 30 s, max hold 30 s
+
+
+def test_the_wait_for_evidence_is_bounded_and_ends_in_forwarding(activation: Cluster, tmp_path: Path) -> None:
+    """Rule 8: an AD1 whose evidence is still not complete A + grace + POA_MAX_HOLD_SECONDS after it was first
+    read is forwarded (`hold_expired`, counted as an evidence wait), and not a second before. Its t is ten
+    minutes ahead of the clock, so no end offset looked up by then covers t + A + grace."""
+    driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=30.0)
+    try:
+        driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW + 10 * MIN))
+        driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 held for evidence")
+        driver.run(BOUND_S - 2)
+        assert driver.forwarded() == [] and driver.suppressed() == [], "decided before its bound"
+        driver.run(5)  # the bound passed, end offsets looked up after it, the transaction committed
+        assert driver.forwarded() == ["ad1"] and driver.suppressed() == []
+        driver.steps(5)  # the transaction settles: its decisions are counted
+        assert driver.held() == ["ad1"]
+        assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="hold_expired") == 1
+        assert driver.metric("poa_holds_expired_total", held_for="evidence") == 1
+        assert driver.metric("poa_holds_expired_total", held_for="inputs") == 0
+    finally:
+        driver.worker.close()
+
+
+def test_the_bound_of_the_wait_for_evidence_stops_while_no_broker_answers(activation: Cluster, tmp_path: Path) -> None:
+    """Forwarding because of an outage would make decisions depend on its length: the bound counts again from
+    when a broker answers. The AD1 is dated twenty minutes ahead: its evidence is not complete by the
+    wall clock before the end of the test."""
+    driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=30.0)
+    try:
+        driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW + 20 * MIN))
+        driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 held for evidence")
+        driver.run(60)
+        driver.cluster.lookups_answer = False  # nothing answers from here on
+        driver.run(1)  # the look-ups answered before that are taken
+        driver.worker.watch.on_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+        driver.run(10 * 60, step_s=5.0)
+        assert driver.forwarded() == [], "forwarded during the outage"
+        driver.cluster.answer_lookups()  # the broker is back: the bound counts from now
+        driver.run(BOUND_S - 2)
+        assert driver.forwarded() == [], "forwarded before a full bound after the outage"
+        driver.run(5)  # the bound passed, end offsets looked up after it, the transaction committed
+        assert driver.forwarded() == ["ad1"]
+    finally:
+        driver.worker.close()
 
 
 def test_alerts_no_window_covers_never_go_to_the_held_topic(driver: EvidenceDriver) -> None:
