@@ -117,24 +117,25 @@ class AlertReader:
         offsets = [TopicPartition(self._topic, p, o) for p, o in next_offsets.items()] + also
         return offsets, self.consumer.consumer_group_metadata() if offsets else None
 
-    def rewind(self) -> None:
-        """Seek every assigned alert partition back to its committed offset."""
+    def rewind(self) -> list[TopicPartition]:
+        """Seek every assigned partition back to its committed offset; returns the committed offsets."""
         assignment = self.consumer.assignment()
         if not assignment:
-            return
+            return []
         while True:
             try:
                 committed = self.consumer.committed(assignment, timeout=TXN_TIMEOUT_S)
                 break
             except KafkaException as exc:
                 if self._stopping():
-                    return
+                    return []
                 if not self._permissions.alert_read_error(exc.args[0], None):
                     log.warning("reading committed offsets: %s", exc)
                 time.sleep(0.5)
         for tp in committed:
-            tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self.consumer.seek(tp)
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        return committed
 
     def pause_or_resume(self, waiting: Mapping[int, int], topic: str | None = None) -> None:
         """Stop fetching a partition with too many undecided alerts (`waiting`), resume at half as many: the

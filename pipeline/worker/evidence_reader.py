@@ -34,7 +34,7 @@ from pipeline.core.bad_input import BadInput
 from pipeline.core.filter_state import FilterState
 from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
 from pipeline.core.read_frontier import CORROBORATING_RECORDS, ReadFrontier
-from pipeline.core.records import OUTAGE_ALERT_CODE
+from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
 from pipeline.kafka.admin import EndOffsetLookup
 from pipeline.kafka.batches import coordinates
 from pipeline.wire import validation
@@ -92,6 +92,7 @@ class EvidenceReader:
         self._last_lookup = 0.0
         self._ends_started_ms = 0  # wall clock when the look-up of the newest end offsets known started
         self.read_ad1s = False  # whether the last `read` kept AD1s: storm evidence the activation inputs must cover
+        self.supply_from: set[str] = set()  # ESMEs whose Supply Outage Restored was kept since `take_supply_from`
         self._registry_waits = RegistryWaits(on_registry_wait, clock)
 
     def start(self, partitions: int) -> None:
@@ -163,8 +164,7 @@ class EvidenceReader:
             if raw is not None:
                 event_time: int | None = raw[3]
                 if raw[1] in EVIDENCE_CODES:  # the cheap check: most alerts are no evidence
-                    self._state.put_evidence_alert(alert_fields(raw), written_ms(msg))
-                    self.read_ad1s = self.read_ad1s or raw[1] == OUTAGE_ALERT_CODE
+                    self._keep(alert_fields(raw), written_ms(msg))
             else:  # not the common shape: the generic reader's verdict; bad input is no evidence, moves no clock
                 try:
                     event_time = self._generic(value, written_ms(msg))
@@ -186,9 +186,20 @@ class EvidenceReader:
             alert = validation.device_alert(self._codec.decode("DeviceAlert", value))
         except BadInput:
             return None
-        self._state.put_evidence_alert(alert, written)
-        self.read_ad1s = self.read_ad1s or alert.alert_code == OUTAGE_ALERT_CODE
+        self._keep(alert, written)
         return alert.received_at
+
+    def _keep(self, alert: AlertFacts, written: int | None) -> None:
+        if self._state.put_evidence_alert(alert, written):
+            if alert.alert_code == OUTAGE_ALERT_CODE:
+                self.read_ad1s = True
+            else:  # supply evidence: the AD1s held for it are looked at again at once
+                self.supply_from.add(alert.device_id)
+
+    def take_supply_from(self) -> set[str]:
+        """The ESMEs whose Supply Outage Restored alerts were read since the last call."""
+        taken, self.supply_from = self.supply_from, set()
+        return taken
 
     def complete(self, t: int) -> bool:
         """Whether no more evidence for an AD1 at t can appear (rule 7): every alert partition read past

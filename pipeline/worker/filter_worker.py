@@ -63,6 +63,7 @@ from pipeline.worker.startup import StartupSteps
 from pipeline.worker.state_feed import StateFeed
 from pipeline.worker.state_reader import StateReader
 from pipeline.worker.transactional_output import TransactionalOutput
+from pipeline.worker.transactions import TXN_TIMEOUT_S
 from pipeline.worker.triage import AlertTriage
 
 log = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ class FilterWorker:
         decided = self.triage.take()
         dead_letters, dead_lettered = self.dead_letter_owner.due(self.frontier.next_offsets(), bool(decided))
         if decided or dead_letters:
-            held = [TopicPartition(self.held_topic, p, o) for p, o in decided.held_offsets.items()]
+            held = [TopicPartition(self.held_topic, p, o, metadata=m) for p, (o, m) in decided.held_offsets.items()]
             offsets, group_metadata = self.alerts.offsets_to_commit(decided.next_offsets, [*dead_lettered, *held])
             self.output.start(decided, dead_letters, offsets, group_metadata)
         elif self.state_reader.commit_due():
@@ -312,9 +313,10 @@ class FilterWorker:
         if new_ends:  # a broker answered: with nothing else read, this is how the held AD1s' bounds restart
             self._broker_back()
         now = self.clock.monotonic()
-        if self._held_read or new_ends or now - self._last_held_drain >= HELD_FOR_EVIDENCE_INTERVAL_S:
+        supply = self.evidence.take_supply_from()  # AD1s it may release are looked at now, wherever they sit
+        if self._held_read or new_ends or supply or now - self._last_held_drain >= HELD_FOR_EVIDENCE_INTERVAL_S:
             self._last_held_drain, self._held_read = now, False
-            self.triage.drain_held(self.clock.wall_ms(), hold_clock_stopped=self.watch.down_since is not None)
+            self.triage.drain_held(self.clock.wall_ms(), self.watch.down_since is not None, supply)
 
     def _read_evidence(self) -> int:
         """Keep the evidence among the alerts read on every partition; its positions commit with the state."""
@@ -357,10 +359,12 @@ class FilterWorker:
         return True
 
     def _rewind(self) -> None:
-        """Seek every assigned alert partition back to its committed offset."""
+        """Seek every assigned alert partition back to its committed offset; held partitions learn again what
+        was decided beyond theirs."""
         self._rewind_pending = False
         self.triage.forget_undecided()
-        self.alerts.rewind()
+        committed = self.alerts.rewind()
+        self.triage.evidence_holds.restore(tp for tp in committed if tp.topic == self.held_topic)
 
     # --- the cluster: group membership, outages, added partitions --------------------------------
 
@@ -373,8 +377,16 @@ class FilterWorker:
         self.metrics.rebalanced("assigned")
 
     def _held_assigned(self, partitions: list[int]) -> None:
-        self.triage.evidence_holds.assigned(partitions)
+        """Their AD1s are decided once their committed offsets, and what was decided beyond them, are known."""
+        holds = self.triage.evidence_holds
+        holds.assigned(partitions)
         log.info("assigned held-AD1 partitions %s", sorted(partitions))
+        try:
+            holds.restore(self.alerts.consumer.committed([TopicPartition(self.held_topic, p) for p in partitions],
+                                                         timeout=TXN_TIMEOUT_S))  # fmt: skip
+        except KafkaException as exc:
+            log.warning("reading the committed offsets of held-AD1 partitions: %s; reading them again", exc)
+            self._rewind_pending = True
 
     def _held_revoked(self, partitions: list[int]) -> None:
         # As for alert partitions: the transaction in flight is settled before they move; the new owner

@@ -22,7 +22,7 @@ behind it are not delayed; the held AD1s read back are decided here too (`drain_
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +67,7 @@ class Decided:
     next_offsets: dict[int, int] = field(default_factory=dict)
     latencies: Counter[float] = field(default_factory=Counter)
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    held_offsets: dict[int, int] = field(default_factory=dict)
+    held_offsets: dict[int, tuple[int, str]] = field(default_factory=dict)  # held partition -> offset, metadata
     expired: Counter[str] = field(default_factory=Counter)  # hold_expired forwards, by what they waited for
 
     def __bool__(self) -> bool:
@@ -252,15 +252,18 @@ class AlertTriage:
         self.decided.next_offsets[item.partition] = item.offset + 1
         return True
 
-    def drain_held(self, wall_ms: int, hold_clock_stopped: bool = False) -> None:
-        """Decide the AD1s held for evidence, each held partition in order up to the first that must still
-        wait: for the activation inputs (rule 7, as when read), then for evidence. An AD1 still undecided
+    def drain_held(self, wall_ms: int, hold_clock_stopped: bool = False, supply_from: Collection[str] = ()) -> None:
+        """Decide the AD1s held for evidence that can be, wherever they sit in their held partition (those of
+        CH Functions that ESMEs `supply_from` just reported Supply Outage Restored for among them): each waits
+        for the activation inputs (rule 7, as when read), then for evidence. An AD1 still undecided
         A + grace + POA_MAX_HOLD_SECONDS of wall-clock time (`wall_ms`) after it was first read is forwarded
-        (`EvidenceWait`), but not while no broker answers (`hold_clock_stopped`)."""
+        (`EvidenceWait`), but not while no broker answers (`hold_clock_stopped`). An AD1 forwarded when read
+        (shadow mode) gets its shadow record at most."""
         if self._evidence is None:
             return
         decided, max_wait_ms = self.decided, self._evidence.max_wait_ms
         completeness = self._evidence.completeness
+        devices = {chf for esme in supply_from if (chf := self._state.chf_of(esme)) is not None}
 
         def past_bound(held: HeldAD1) -> bool:
             """Past its bound, on end offsets looked up after the bound (of the alert topic, for evidence, and
@@ -288,8 +291,9 @@ class AlertTriage:
                 return registry_wait(held, over, waited_ms)
             if records is None:
                 return False
+            if held.forwarded:  # at the DNO already (shadow mode): its shadow record at most
+                records = [record for record in records if record[0] != self._topics.dno_alerts]
             decided.records.extend(records)
-            decided.held_offsets[held.held_partition] = held.held_offset + 1
             return True
 
         def registry_wait(held: HeldAD1, over: bool, waited_ms: int) -> bool:
@@ -298,8 +302,9 @@ class AlertTriage:
             item = held.alert
             if item.error is not None or not over:
                 return False
-            decided.records.append(self._forward(item, REGISTRY_UNAVAILABLE_REASON))
-            decided.held_offsets[held.held_partition] = held.held_offset + 1
+            forward = self._forward(item, REGISTRY_UNAVAILABLE_REASON)
+            if not held.forwarded:
+                decided.records.append(forward)
             log.warning("forwarding held AD1 at %s[%d]@%d after %.0fs: %s", self._topics.alerts, item.partition,
                         item.offset, waited_ms / 1000, item.registry_error)  # fmt: skip
             return True
@@ -327,7 +332,11 @@ class AlertTriage:
                 decided.expired["evidence"] += 1
             return records
 
-        self._evidence.holds.release(decide)
+        def overdue(held: HeldAD1) -> bool:
+            return not hold_clock_stopped and wall_ms - held.bound_from_ms > max_wait_ms
+
+        self._evidence.holds.release(decide, devices, overdue)
+        decided.held_offsets.update(self._evidence.holds.commit_points())
 
     @property
     def evidence_holds(self) -> EvidenceHolds:
@@ -385,7 +394,11 @@ class AlertTriage:
             assert self._evidence is not None
             clock = self._clock  # rule 7's bound runs from the read
             read_ms = clock.wall_ms() - int((clock.monotonic() - read_at) * 1000)
-            records = [held_record(self._evidence.topic, key, value, partition, offset, read_ms)]
+            # Shadow mode changes nothing a DNO sees (contract 8): forwarded now, its shadow record written
+            # once its evidence is complete.
+            shadow = self._schedule().mode_at(alert.received_at) is Mode.SHADOW
+            held = held_record(self._evidence.topic, key, value, partition, offset, read_ms, forwarded=shadow)
+            records = [(self._topics.dno_alerts, key, value), held] if shadow else [held]
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at
         return records
@@ -400,10 +413,11 @@ class AlertTriage:
         held: HeldAD1 | None = None,
     ) -> list[Outgoing] | None:
         """The outputs of a valid alert's decision (rules 5 and 9) in the mode in force at its time, counted;
-        None while evidence may still come. In pass-through mode nothing waits; in shadow mode an AD1 waits
-        for evidence like in filter mode, and is recorded on the shadow topic only if rules 5 and 9 suppress
-        it. RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
-        mode = self._schedule().mode_at(alert.received_at)
+        None while evidence may still come. In pass-through mode nothing waits; in shadow mode an AD1 is
+        recorded on the shadow topic only if rules 5 and 9 suppress it, once its evidence is complete (`held`
+        forwarded when read is decided as in shadow mode, whatever was scheduled since: it reached the DNO).
+        RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
+        mode = Mode.SHADOW if held is not None and held.forwarded else self._schedule().mode_at(alert.received_at)
         code = code_label(alert.alert_code)
         forward = (self._topics.dno_alerts, key, value)
         if mode is Mode.PASS_THROUGH and alert.alert_code == OUTAGE_ALERT_CODE:
