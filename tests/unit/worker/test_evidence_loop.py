@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from pipeline.worker.evidence_holds import held_topic
 from tests.unit.worker.fake_clock import FakeClock
@@ -27,8 +27,11 @@ def alert(alert_id: str, code: str, device: str, received_at: int) -> bytes:
 
 
 class EvidenceDriver(Driver):
-    def __init__(self, cluster: Cluster, data_dir: Path, **settings: Any) -> None:
-        super().__init__(cluster, data_dir, FakeClock(NOW), **settings)
+    def __init__(self, cluster: Cluster, data_dir: Path, clock: FakeClock | None = None, **settings: Any) -> None:
+        super().__init__(cluster, data_dir, clock or FakeClock(NOW), **settings)
+
+    def shadowed(self) -> list[str]:
+        return [CODEC.decode("SuppressedAlert", v)["alert"]["alert_id"] for _, v in self.cluster.records(T.shadow)]
 
     def run(self, seconds: float, step_s: float = 1.0) -> None:
         """Step the loop while `seconds` pass on its clock, `step_s` a step."""
@@ -225,3 +228,72 @@ def test_invalid_supply_evidence_releases_nothing(driver: EvidenceDriver, value:
             driver.cluster.append(T.alerts, partition, CHF.encode(), later)
     driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed")
     assert "ad1" not in driver.forwarded()
+
+
+HELD_TOPIC = held_topic("loop-test")
+
+
+def test_supply_evidence_releases_a_held_ad1_at_once_behind_an_undecided_one_and_a_re_read_decides_it_once(
+    activation: Cluster, tmp_path: Path
+) -> None:
+    """Decision record 5: supply evidence releases an AD1 at once, wherever it sits in its held partition. Here
+    it sits behind an AD1 dated twenty minutes ahead (undecided for long). The held offset stays at the first
+    undecided; a worker that reads the partition again after a crash does not decide the released one twice."""
+    first = EvidenceDriver(activation, tmp_path / "first")
+    second: EvidenceDriver | None = None
+    try:
+        activation.append(T.alerts, 0, CHF.encode(), alert("ahead", "AD1", CHF, NOW + 20 * MIN))
+        activation.append(T.alerts, 0, CHF.encode(), alert("behind", "AD1", CHF, NOW - MIN))
+        first.until(lambda: first.worker.triage.held_for_evidence() == 2, "both AD1s held for evidence")
+        activation.append(T.alerts, 1, ESME.encode(), alert("restored", "8F35", ESME, NOW))  # evidence for "behind"
+        first.until(lambda: "behind" in first.forwarded(), "the AD1 behind released by the evidence")
+        first.steps(5)
+        assert first.forwarded() == ["restored", "behind"] and first.suppressed() == []
+        offset, metadata = activation.committed_with_metadata("loop-test", (HELD_TOPIC, 0))
+        assert offset == 0 and metadata, "committed up to the undecided AD1, the one decided beyond it named"
+
+        # The first worker crashes (it takes no more steps); another reads the held partition again.
+        second = EvidenceDriver(activation, tmp_path / "second", clock=first.clock)
+        second.until(lambda: second.worker.triage.held_for_evidence() == 1, "only the undecided AD1 held again")
+        second.run(24 * 60, step_s=5.0)  # past t + A + grace of the AD1 ahead: its evidence is complete
+        assert second.suppressed() == ["ahead"]
+        assert second.forwarded() == ["restored", "behind"], "each output once"
+        assert activation.committed_with_metadata("loop-test", (HELD_TOPIC, 0)) == (2, "")
+    finally:
+        first.worker.close()
+        if second is not None:
+            second.worker.close()
+
+
+def test_an_ad1_with_an_outlying_time_does_not_hold_up_its_held_partition(driver: EvidenceDriver) -> None:
+    """The AD1 behind it is decided once every partition is read past its t + A, not A + grace +
+    POA_MAX_HOLD_SECONDS later when the one ahead is forwarded."""
+    t = NOW - MIN
+    driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ahead", "AD1", CHF, NOW + 20 * MIN))
+    driver.cluster.append(T.alerts, 0, CHF.encode(), alert("behind", "AD1", CHF, t))
+    driver.until(lambda: driver.worker.triage.held_for_evidence() == 2, "both AD1s held for evidence")
+    for partition in (0, 1):  # four records past t + A on every partition: the frontier corroborates them
+        for n in range(4):
+            driver.cluster.append(T.alerts, partition, CHF.encode(), alert(f"p{partition}-{n}", "8F01", CHF,
+                                                                          t + 3 * MIN + 1 + n))  # fmt: skip
+    driver.until(lambda: driver.suppressed() == ["behind"], "the AD1 behind suppressed")
+    assert driver.worker.triage.held_for_evidence() == 1
+
+
+def test_in_shadow_mode_an_ad1_in_a_window_reaches_the_dno_at_once_and_its_shadow_record_is_written_once(
+    activation: Cluster, tmp_path: Path
+) -> None:
+    """Contract 8: shadow mode changes nothing a DNO sees. The shadow record waits for the evidence, and a
+    failed transaction (the held AD1 read again) writes neither it nor the alert twice."""
+    driver = EvidenceDriver(activation, tmp_path, initial_mode="shadow")
+    try:
+        activation.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW - MIN))
+        driver.until(lambda: driver.forwarded() == ["ad1"], "the AD1 forwarded as read")
+        assert driver.held() == ["ad1"] and driver.shadowed() == []
+        activation.commit_failures.append(KafkaException(KafkaError(KafkaError._FAIL, "injected failure")))
+        driver.run(4 * 60)  # past t + A + grace: no evidence came, the rules suppress it
+        assert driver.metric("poa_transactions_total", result="aborted") == 1
+        assert driver.shadowed() == ["ad1"] and driver.forwarded() == ["ad1"]
+        assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="shadow") == 1
+    finally:
+        driver.worker.close()
