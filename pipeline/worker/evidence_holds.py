@@ -97,13 +97,15 @@ class HeldPartition:
     # entry, if any, is undecided: it is the offset to commit
     next_read: int | None = None  # the offset after the last record read (or the committed offset)
     skip: list[tuple[int, int]] = field(default_factory=list)  # runs decided before this read (metadata)
-    fresh: list[HeldAD1] = field(default_factory=list)
+    fresh: list[HeldAD1] = field(default_factory=list)  # to be looked at in the next pass: just read, or kept
+    # back by the bound on the metadata when they could be decided
     by_time: list[tuple[int, int, HeldAD1]] = field(default_factory=list)  # heap: event time, offset
     by_offset: deque[HeldAD1] = field(default_factory=deque)
     by_device: dict[str, list[HeldAD1]] = field(default_factory=dict)
     waiting: int = 0  # undecided AD1s
     runs: int = 0  # at least the runs decided beyond the first undecided (recounted when it reaches the cap)
     changed: bool = False  # decided since its commit point was last taken
+    full: bool = False  # the metadata was found at its bound in this pass
 
     def add(self, held: HeldAD1) -> None:
         offset = held.held_offset
@@ -124,12 +126,10 @@ class HeldPartition:
 
     def release(self, decide: Callable[[HeldAD1], bool], devices: Collection[str],
                 overdue: Callable[[HeldAD1], bool]) -> None:  # fmt: skip
-        """Offer `decide` the AD1s that may be decidable now: those read since the last pass, those from
-        `devices` (new supply evidence), those in event-time order up to the first it keeps (evidence
-        completes in event-time order), and those `overdue` in offset order up to the first it keeps."""
-        fresh, self.fresh = self.fresh, []
-        for held in fresh:
-            self._attempt(held, decide)
+        """Offer `decide` the AD1s that may be decidable now: those from `devices` (new supply evidence), those
+        in event-time order up to the first it keeps (evidence completes in event-time order), those `overdue`
+        in offset order up to the first it keeps, and those read since the last pass or kept back then."""
+        self.full = False
         for device in devices:
             for held in list(self.by_device.get(device, ())):
                 self._attempt(held, decide)
@@ -140,13 +140,17 @@ class HeldPartition:
             if not held.decided and not (overdue(held) and self._attempt(held, decide)):
                 break
             self.by_offset.popleft()
+        fresh, self.fresh, self.full = self.fresh, [], False  # the AD1s ahead may have been decided meanwhile
+        for held in fresh:
+            self._attempt(held, decide)
 
     def _attempt(self, held: HeldAD1, decide: Callable[[HeldAD1], bool]) -> bool:
         if held.decided:
             return True
         head = next(iter(self.read)) == held.held_offset
         if not head and not self._room_for_a_run():
-            return False  # the metadata would grow past its bound: it waits for the AD1s ahead of it
+            self.fresh.append(held)  # looked at again once the AD1s ahead of it are decided
+            return False
         if not decide(held):
             return False
         held.decided, self.changed = True, True
@@ -164,10 +168,13 @@ class HeldPartition:
         return True
 
     def _room_for_a_run(self) -> bool:
+        """Whether one more run fits in the metadata (counted again, once a pass, when the count says no)."""
         if self.runs < DECIDED_RUNS_MAX:
             return True
-        self.runs = len(self.decided_runs())
-        return self.runs < DECIDED_RUNS_MAX
+        if not self.full:
+            self.runs = len(self.decided_runs())
+            self.full = self.runs >= DECIDED_RUNS_MAX
+        return not self.full
 
     def commit_point(self) -> int | None:
         """The offset to commit: the first undecided AD1's, or the one after the last record read."""
