@@ -197,7 +197,7 @@ class HeldPartition:
                 first = last = None
         if first is not None and last is not None:
             runs.append((first, last))
-        runs.extend((a, b) for a, b in self.skip if b >= point)
+        runs.extend((max(a, point), b) for a, b in self.skip if b >= point)  # the part not read yet
         merged: list[tuple[int, int]] = []
         for a, b in sorted(runs):
             if merged and a <= merged[-1][1] + 1:
@@ -221,9 +221,13 @@ def decided_runs_of(offset: int, metadata: str | None) -> list[tuple[int, int]]:
     if offset < 0 or not metadata or not metadata.startswith(_METADATA):
         return []
     runs = []
-    for run in metadata[len(_METADATA) :].split(","):
-        a, _, b = run.partition("-")
-        runs.append((offset + int(a), offset + int(b)))
+    try:
+        for run in metadata[len(_METADATA) :].split(","):
+            a, _, b = run.partition("-")
+            runs.append((offset + int(a), offset + int(b)))
+    except ValueError:  # not as this filter writes it: deciding them again forwards at worst (fail open)
+        log.error("the held offset %d has unreadable metadata %r: its AD1s are all decided again", offset, metadata)
+        return []
     return runs
 
 

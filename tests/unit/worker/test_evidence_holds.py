@@ -69,6 +69,18 @@ def test_a_partition_read_again_from_its_committed_offset_decides_only_the_other
     assert again.commit_points() == {0: (7, "")}
 
 
+def test_a_run_decided_before_and_read_in_part_is_committed_from_where_the_read_stopped() -> None:
+    holds = holds_reading([0, 2], TopicPartition(HELD, 0, 0, metadata="poa-decided:2-6"))
+    holds.release(decide_only({0}))
+    assert holds.commit_points() == {0: (3, "poa-decided:0-3")}, "3 to 6 were decided before, not read yet"
+    holds.add(held_message(4), 1, 0.0)
+    holds.add(held_message(6), 1, 0.0)
+    holds.add(held_message(8), 1, 0.0)
+    seen: list[int] = []
+    holds.release(decide_only({8}, seen))
+    assert seen == [8] and holds.commit_points() == {0: (9, "")}
+
+
 def test_the_metadata_is_bounded_an_ad1_beyond_it_waits_for_those_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(evidence_holds, "DECIDED_RUNS_MAX", 2)
     holds = holds_reading([0, 1, 2, 3, 4, 5, 6])
@@ -83,3 +95,4 @@ def test_the_metadata_is_bounded_an_ad1_beyond_it_waits_for_those_ahead(monkeypa
 def test_metadata_of_an_older_version_or_of_no_decision_names_nothing() -> None:
     assert decided_runs_of(5, "") == [] and decided_runs_of(5, None) == [] and decided_runs_of(NO_OFFSET, "x") == []
     assert decided_runs_of(5, "other tool's note") == []
+    assert decided_runs_of(5, "poa-decided:1-x") == [], "unreadable: decided again rather than the worker stopped"
