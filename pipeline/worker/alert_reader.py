@@ -7,12 +7,12 @@ the output transaction (`TransactionalOutput`), with the decisions they stand fo
 """
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.kafka.batches import next_batch
 from pipeline.worker.broker_watch import BrokerWatch
 from pipeline.worker.metrics import WorkerMetrics
@@ -35,8 +35,10 @@ class AlertReader:
         metrics: WorkerMetrics,
         stopping: Callable[[], bool],
         permissions: PermissionWatch,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._topic = topic
+        self._clock = clock
         self._new_consumer = new_consumer
         self._watch = watch
         self._metrics = metrics
@@ -131,7 +133,7 @@ class AlertReader:
                     return []
                 if not self._permissions.alert_read_error(exc.args[0], None):
                     log.warning("reading committed offsets: %s", exc)
-                time.sleep(0.5)
+                self._clock.sleep(0.5)
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))

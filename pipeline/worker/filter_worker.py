@@ -124,7 +124,7 @@ class FilterWorker:
         on_error = self.watch.on_client_error
         self.admin = kafka.admin_client(s)
         transactional_id = f"{local.instance_id}-tx"
-        self.permissions = PermissionWatch(self.readiness, s, self.admin, transactional_id)
+        self.permissions = PermissionWatch(self.readiness, s, self.admin, transactional_id, clock)
         self.output = TransactionalOutput(
             lambda: kafka.producer(s, clients.TRANSACTIONAL_PRODUCER_TUNING, **{"transactional.id": transactional_id}),
             self.metrics, t.alerts, self._is_stopping, self.permissions, clock,
@@ -146,7 +146,7 @@ class FilterWorker:
             t.alerts,
             lambda: kafka.consumer(s, s.app_id, {**clients.ALERT_CONSUMER_TUNING, **clients.ALERT_GROUP_MEMBERSHIP},
                                    **{"topic.metadata.refresh.interval.ms": refresh_ms}, error_cb=on_error),
-            self.watch, self.metrics, self._is_stopping, self.permissions,
+            self.watch, self.metrics, self._is_stopping, self.permissions, clock,
         )  # fmt: skip
         self.held_topic = held_topic(s.app_id)
         grace_ms = int(s.evidence_grace_seconds * 1000)
