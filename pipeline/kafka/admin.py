@@ -9,6 +9,7 @@ from concurrent.futures import Future, wait
 from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.read_frontier import Partition
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ class EndOffsetLookup:
 
     RENEW_AFTER_FAILURES = 3
 
-    def __init__(self, new_admin: Callable[[], AdminClient]) -> None:
+    def __init__(self, new_admin: Callable[[], AdminClient], clock: Clock = SYSTEM_CLOCK) -> None:
         self._new_admin = new_admin
+        self._clock = clock
         self._admin = new_admin()
         self._futures: dict[TopicPartition, Future] | None = None
         self._tag = 0
@@ -74,7 +76,7 @@ class EndOffsetLookup:
         self.last_error: tuple[KafkaError, str | None] | None = None  # of the last failed look-up, and its topic
 
     def can_start(self) -> bool:
-        return self._futures is None and time.monotonic() >= self._retry_at
+        return self._futures is None and self._clock.monotonic() >= self._retry_at
 
     @property
     def in_flight(self) -> bool:
@@ -113,7 +115,7 @@ class EndOffsetLookup:
 
     def _failed(self, exc: KafkaException) -> None:
         self._failures += 1
-        self._retry_at = time.monotonic() + min(0.05 * 2**self._failures, 2.0)
+        self._retry_at = self._clock.monotonic() + min(0.05 * 2**self._failures, 2.0)
         if self._failures == 1 or self._failures % 20 == 0:
             log.warning("end-offset look-up failed (%d in a row), will retry: %s", self._failures, exc)
         if self._failures % self.RENEW_AFTER_FAILURES == 0:

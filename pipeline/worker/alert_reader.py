@@ -7,12 +7,12 @@ the output transaction (`TransactionalOutput`), with the decisions they stand fo
 """
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.kafka.batches import next_batch
 from pipeline.worker.broker_watch import BrokerWatch
 from pipeline.worker.metrics import WorkerMetrics
@@ -35,8 +35,10 @@ class AlertReader:
         metrics: WorkerMetrics,
         stopping: Callable[[], bool],
         permissions: PermissionWatch,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._topic = topic
+        self._clock = clock
         self._new_consumer = new_consumer
         self._watch = watch
         self._metrics = metrics
@@ -117,24 +119,25 @@ class AlertReader:
         offsets = [TopicPartition(self._topic, p, o) for p, o in next_offsets.items()] + also
         return offsets, self.consumer.consumer_group_metadata() if offsets else None
 
-    def rewind(self) -> None:
-        """Seek every assigned alert partition back to its committed offset."""
+    def rewind(self) -> list[TopicPartition]:
+        """Seek every assigned partition back to its committed offset; returns the committed offsets."""
         assignment = self.consumer.assignment()
         if not assignment:
-            return
+            return []
         while True:
             try:
                 committed = self.consumer.committed(assignment, timeout=TXN_TIMEOUT_S)
                 break
             except KafkaException as exc:
                 if self._stopping():
-                    return
+                    return []
                 if not self._permissions.alert_read_error(exc.args[0], None):
                     log.warning("reading committed offsets: %s", exc)
-                time.sleep(0.5)
+                self._clock.sleep(0.5)
         for tp in committed:
-            tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self.consumer.seek(tp)
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        return committed
 
     def pause_or_resume(self, waiting: Mapping[int, int], topic: str | None = None) -> None:
         """Stop fetching a partition with too many undecided alerts (`waiting`), resume at half as many: the

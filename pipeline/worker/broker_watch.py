@@ -6,18 +6,19 @@ decisions depend on its length). Everything else is logged.
 """
 
 import logging
-import time
 
 from confluent_kafka import KafkaError
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.worker.metrics import Readiness
 
 log = logging.getLogger(__name__)
 
 
 class BrokerWatch:
-    def __init__(self, readiness: Readiness) -> None:
+    def __init__(self, readiness: Readiness, clock: Clock = SYSTEM_CLOCK) -> None:
         self._readiness = readiness
+        self._clock = clock
         self.fatal_error = False  # a client failed for good: the alert consumer is to be replaced
         self.down_since: float | None = None  # monotonic time since when no broker answered
 
@@ -29,7 +30,7 @@ class BrokerWatch:
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:
             if self.down_since is None:
                 log.warning("no broker reachable; holding alerts until it is back: %s", err)
-                self.down_since = time.monotonic()
+                self.down_since = self._clock.monotonic()
                 self._readiness.set("no Kafka broker reachable")
         elif err.code() != KafkaError._TRANSPORT:  # librdkafka logs each refused connection itself
             log.warning("Kafka client: %s", err)

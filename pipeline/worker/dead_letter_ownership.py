@@ -17,11 +17,11 @@ coordinator checks the generation, not the subscription).
 
 import logging
 import struct
-import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.filter_state import FilterState
 from pipeline.core.read_frontier import Partition
 from pipeline.wire.avro_codec import AvroCodec
@@ -72,6 +72,7 @@ class DeadLetterOwnership:
         dead_letter_topic: str,
         metrics: WorkerMetrics,
         committed: Callable[[list[TopicPartition], float], list[TopicPartition]],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`committed` fetches the alert group's committed offsets (the alert consumer's `committed`; it may
         raise KafkaException)."""
@@ -83,7 +84,8 @@ class DeadLetterOwnership:
         self._owner = False  # alert partition 0 is assigned to this worker
         self._done: dict[Partition, int] = {}  # state partition -> the group's committed offset, once looked up
         self._in_flight: dict[Partition, tuple[int, int]] = {}  # offset sent, dead letters written
-        self._last_prune = time.monotonic()
+        self._clock = clock
+        self._last_prune = clock.monotonic()
 
     def assigned(self, partitions: Collection[int]) -> None:
         if OWNING_ALERT_PARTITION in partitions:
@@ -143,7 +145,7 @@ class DeadLetterOwnership:
     def prune_if_due(self, state_partitions: Iterable[Partition]) -> None:
         """Now and then, drop the recorded bad records below the group's committed offsets, on every worker
         (never needed for correctness: they are never written again)."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._last_prune < PRUNE_INTERVAL_S or next(self._state.meta_items(BAD_RECORD), None) is None:
             return
         self._last_prune = now

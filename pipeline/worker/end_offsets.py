@@ -6,9 +6,9 @@ they follow, so the loop never blocks on them for long: it waits a few milliseco
 batch, and otherwise starts one whenever a held AD1 waits for it.
 """
 
-import time
 from collections.abc import Callable
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.read_frontier import ReadFrontier
 from pipeline.kafka.admin import EndOffsetLookup
 
@@ -17,9 +17,13 @@ END_OFFSET_WAIT_S = 0.02  # after reading a batch, wait at most this long for it
 
 
 class EndOffsetWatch:
-    def __init__(self, lookup: EndOffsetLookup, frontier: ReadFrontier, broker_answered: Callable[[], None]) -> None:
+    def __init__(
+        self, lookup: EndOffsetLookup, frontier: ReadFrontier, broker_answered: Callable[[], None],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:  # fmt: skip
         """`broker_answered` runs when a look-up returns, before the frontier takes its offsets."""
         self.lookup = lookup
+        self._clock = clock
         self._frontier = frontier
         self._broker_answered = broker_answered
         self._last_start = 0.0
@@ -36,24 +40,26 @@ class EndOffsetWatch:
         """End offsets looked up after batch `read_seq` was read, waited for at most END_OFFSET_WAIT_S (about
         a millisecond on a healthy broker): with them, the AD1s of the batch just read are decided as they
         are triaged, instead of one transaction later, live and in a backlog alike."""
-        deadline = time.monotonic() + END_OFFSET_WAIT_S
+        deadline = self._clock.monotonic() + END_OFFSET_WAIT_S
         while not self._frontier.covers(read_seq):
             if self.lookup.can_start():
-                self._last_start = time.monotonic()
+                self._last_start = self._clock.monotonic()
                 self.lookup.start(self._frontier.partitions, tag=read_seq + 1)
             elif not self.lookup.in_flight:
                 return  # backing off after a failed look-up; `request_if_held` retries
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return
             self.lookup.settle(remaining)
             self.poll()
+            if self.lookup.in_flight:
+                return  # not answered within the wait
 
     def request_if_held(self, held_seq: int | None, read_seq: int) -> None:
         """Start a look-up covering batches up to `read_seq` if an AD1 read in batch `held_seq` waits for it."""
         if held_seq is None or self._frontier.covers(held_seq) or not self.lookup.can_start():
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._last_start >= END_OFFSET_INTERVAL_S:
             self._last_start = now
             self.lookup.start(self._frontier.partitions, tag=read_seq + 1)

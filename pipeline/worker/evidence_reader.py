@@ -16,7 +16,6 @@ PermissionWatch, as for the state reader.
 """
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -30,11 +29,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.bad_input import BadInput
 from pipeline.core.filter_state import FilterState
 from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
 from pipeline.core.read_frontier import CORROBORATING_RECORDS, ReadFrontier
-from pipeline.core.records import OUTAGE_ALERT_CODE
+from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
 from pipeline.kafka.admin import EndOffsetLookup
 from pipeline.kafka.batches import coordinates
 from pipeline.wire import input_records
@@ -50,11 +50,6 @@ POSITION = "evpos/"  # meta key prefix: evpos/<partition> -> next offset of the 
 EVIDENCE_CODES = SUPPLY_RESTORED_CODES | {OUTAGE_ALERT_CODE}  # supply evidence (9.a), AD1s for storms (9.b)
 _EVIDENCE_CODE_BYTES = frozenset(code.encode() for code in EVIDENCE_CODES)
 END_OFFSET_INTERVAL_S = 0.5  # while AD1s wait for evidence, look up the alert topic's end offsets this often
-
-
-def wall_clock_ms() -> int:
-    """Ends waits only (rule 7: the wall clock never makes a decision)."""
-    return time.time_ns() // 1_000_000
 
 
 def written_ms(msg: Message) -> int | None:
@@ -75,8 +70,11 @@ class EvidenceReader:
         grace_ms: int,
         permissions: PermissionWatch,
         on_registry_wait: Callable[[int], None] = lambda partitions: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """`on_registry_wait` hears how many alert partitions wait for the schema registry, whenever that changes."""
+        """`on_registry_wait` hears how many alert partitions wait for the schema registry, whenever that changes;
+        `clock` ends waits only (rule 7: the wall clock never makes a decision)."""
+        self._clock = clock
         self._topic = topic
         self._permissions = permissions
         self._new_consumer = new_consumer
@@ -94,7 +92,8 @@ class EvidenceReader:
         self._last_lookup = 0.0
         self._ends_started_ms = 0  # wall clock when the look-up of the newest end offsets known started
         self.read_ad1s = False  # whether the last `read` kept AD1s: storm evidence the activation inputs must cover
-        self._registry_waits = RegistryWaits(on_registry_wait)
+        self.supply_from: set[str] = set()  # ESMEs whose Supply Outage Restored was kept since `take_supply_from`
+        self._registry_waits = RegistryWaits(on_registry_wait, clock)
 
     def start(self, partitions: int) -> None:
         """Read every partition of the alert topic from the stored positions (the start, the first time)."""
@@ -129,7 +128,7 @@ class EvidenceReader:
             return 0
         if not messages:
             return 0
-        header, observe, now = self._header, self.frontier.observe, wall_clock_ms()
+        header, observe, now = self._header, self.frontier.observe, self._clock.wall_ms()
         self.read_ad1s = False
         moved: set[int] = set()
         read_any = False
@@ -167,8 +166,7 @@ class EvidenceReader:
             if raw is not None:
                 event_time: int | None = raw[3]
                 if raw[1] in EVIDENCE_CODES:  # the cheap check: most alerts are no evidence
-                    self._state.put_evidence_alert(alert_fields(raw), written_ms(msg))
-                    self.read_ad1s = self.read_ad1s or raw[1] == OUTAGE_ALERT_CODE
+                    self._keep(alert_fields(raw), written_ms(msg))
             else:  # not the common shape: the generic reader's verdict; bad input is no evidence, moves no clock
                 try:
                     event_time = self._generic(value, written_ms(msg))
@@ -192,9 +190,20 @@ class EvidenceReader:
             _, alert = input_records.device_alert(self._codec, value, written)
         except BadInput:
             return None
-        self._state.put_evidence_alert(alert, written)
-        self.read_ad1s = self.read_ad1s or alert.alert_code == OUTAGE_ALERT_CODE
+        self._keep(alert, written)
         return alert.received_at
+
+    def _keep(self, alert: AlertFacts, written: int | None) -> None:
+        if self._state.put_evidence_alert(alert, written):
+            if alert.alert_code == OUTAGE_ALERT_CODE:
+                self.read_ad1s = True
+            else:  # supply evidence: the AD1s held for it are looked at again at once
+                self.supply_from.add(alert.device_id)
+
+    def take_supply_from(self) -> set[str]:
+        """The ESMEs whose Supply Outage Restored alerts were read since the last call."""
+        taken, self.supply_from = self.supply_from, set()
+        return taken
 
     def complete(self, t: int) -> bool:
         """Whether no more evidence for an AD1 at t can appear (rule 7): every alert partition read past
@@ -218,10 +227,10 @@ class EvidenceReader:
             ends, started_ms = result
             self.frontier.set_end_offsets(ends, reads_before=started_ms)
             self._ends_started_ms = max(self._ends_started_ms, started_ms)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if needed and self._lookup.can_start() and now - self._last_lookup >= END_OFFSET_INTERVAL_S:
             self._last_lookup = now
-            self._lookup.start(self.frontier.partitions, tag=wall_clock_ms())
+            self._lookup.start(self.frontier.partitions, tag=self._clock.wall_ms())
         return result is not None
 
     def close(self) -> None:

@@ -25,7 +25,6 @@ Decisions never read the wall clock; it only bounds the hold and stamps audit re
 
 import logging
 import signal
-import time
 from http.server import ThreadingHTTPServer
 from types import FrameType
 from typing import Any, Protocol
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.explanation import iso_utc
 from pipeline.core.filter_state import FilterState
@@ -51,7 +51,7 @@ from pipeline.worker.broker_watch import BrokerWatch
 from pipeline.worker.dead_letter_ownership import DeadLetterOwnership
 from pipeline.worker.end_offsets import EndOffsetWatch
 from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_topic
-from pipeline.worker.evidence_reader import EvidenceReader, wall_clock_ms
+from pipeline.worker.evidence_reader import EvidenceReader
 from pipeline.worker.explain_requests import ExplainRequests
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.housekeeping import Housekeeping
@@ -63,6 +63,7 @@ from pipeline.worker.startup import StartupSteps
 from pipeline.worker.state_feed import StateFeed
 from pipeline.worker.state_reader import StateReader
 from pipeline.worker.transactional_output import TransactionalOutput
+from pipeline.worker.transactions import TXN_TIMEOUT_S
 from pipeline.worker.triage import AlertTriage
 
 log = logging.getLogger(__name__)
@@ -85,20 +86,21 @@ class KafkaClients(Protocol):
 
 
 class FilterWorker:
-    def __init__(self, settings: Settings, kafka: KafkaClients = clients) -> None:
+    def __init__(self, settings: Settings, kafka: KafkaClients = clients, clock: Clock = SYSTEM_CLOCK) -> None:
         """Open the local state and assemble the parts; clients that join the cluster's protocols (the
-        transactional producer, the consumers) are made by `connect`."""
+        transactional producer, the consumers) are made by `connect`. Every part that reads time reads `clock`."""
+        self.clock = clock
         s, t = self.settings, self.topics = settings, settings.topics
         self.metrics = WorkerMetrics()
         self.readiness = Readiness(self.metrics.ready)
         self.metrics.describe_topics(t)
-        self.watch = BrokerWatch(self.readiness)
+        self.watch = BrokerWatch(self.readiness, clock)
         self._stopping = False
         self._bootstrapped = False
         self._rebalancing = True
         self._rewind_pending = False  # a transaction failed: seek back to the committed offsets
         self._bootstrap_ends: dict[Partition, int] = {}
-        self._last_partition_check = time.monotonic()
+        self._last_partition_check = clock.monotonic()
         self._last_held_drain = 0.0
         self._held_read = False  # AD1s were read back from the held topic since the last look at them
         self._http: ThreadingHTTPServer | None = None
@@ -122,21 +124,21 @@ class FilterWorker:
         on_error = self.watch.on_client_error
         self.admin = kafka.admin_client(s)
         transactional_id = f"{local.instance_id}-tx"
-        self.permissions = PermissionWatch(self.readiness, s, self.admin, transactional_id)
+        self.permissions = PermissionWatch(self.readiness, s, self.admin, transactional_id, clock)
         self.output = TransactionalOutput(
             lambda: kafka.producer(s, clients.TRANSACTIONAL_PRODUCER_TUNING, **{"transactional.id": transactional_id}),
-            self.metrics, t.alerts, self._is_stopping, self.permissions,
+            self.metrics, t.alerts, self._is_stopping, self.permissions, clock,
         )  # fmt: skip
         self.registry_waits = DependencyWaits(self.metrics, self.readiness, "schema_registry",
                                               "schema registry unreachable")  # fmt: skip
         self.state_feed = feed = StateFeed(
             t, codec, self.state, Mode(s.initial_mode), self._mode_changed,
-            lambda partitions: self.registry_waits.waiting("state_partitions", partitions), s.command_variants,
+            lambda partitions: self.registry_waits.waiting("state_partitions", partitions), s.command_variants, clock,
         )  # fmt: skip
         self.state_reader = StateReader(
             lambda: kafka.consumer(s, f"{s.app_id}.state-reader", clients.STATE_READER_TUNING, error_cb=on_error),
             feed, self.state, self.frontier, self.metrics, self._broker_back,
-            self.permissions,
+            self.permissions, clock,
         )  # fmt: skip
         # Partitions added to the alert topic are noticed (and handed out by the group) this often.
         refresh_ms = int(s.partition_check_seconds * 1000) or 1000
@@ -144,28 +146,30 @@ class FilterWorker:
             t.alerts,
             lambda: kafka.consumer(s, s.app_id, {**clients.ALERT_CONSUMER_TUNING, **clients.ALERT_GROUP_MEMBERSHIP},
                                    **{"topic.metadata.refresh.interval.ms": refresh_ms}, error_cb=on_error),
-            self.watch, self.metrics, self._is_stopping, self.permissions,
+            self.watch, self.metrics, self._is_stopping, self.permissions, clock,
         )  # fmt: skip
         self.held_topic = held_topic(s.app_id)
         grace_ms = int(s.evidence_grace_seconds * 1000)
         self.evidence = EvidenceReader(
             t.alerts,
             lambda: kafka.consumer(s, f"{s.app_id}.evidence-reader", clients.STATE_READER_TUNING, error_cb=on_error),
-            EndOffsetLookup(lambda: kafka.admin_client(s)), self.state, codec, s.evidence_policy, grace_ms,
+            EndOffsetLookup(lambda: kafka.admin_client(s), clock), self.state, codec, s.evidence_policy, grace_ms,
             self.permissions, lambda partitions: self.registry_waits.waiting("evidence_partitions", partitions),
+            clock,
         )  # fmt: skip
         max_wait_ms = s.evidence_policy.after_ms + grace_ms + int(s.max_hold_seconds * 1000)
         self.triage = AlertTriage(
             t, codec, self.state, self.frontier, AlertQueues(), s.max_hold_seconds, lambda: feed.schedule,
             lambda partitions: self.registry_waits.waiting("alert_partitions", partitions),
-            EvidenceWait(self.evidence, EvidenceHolds(codec), self.held_topic, max_wait_ms),
+            EvidenceWait(self.evidence, EvidenceHolds(codec), self.held_topic, max_wait_ms), clock,
         )  # fmt: skip
         self.dead_letter_owner = DeadLetterOwnership(
             self.state, codec, t.dead_letter, self.metrics,
-            lambda partitions, timeout: self.alerts.consumer.committed(partitions, timeout=timeout),
+            lambda partitions, timeout: self.alerts.consumer.committed(partitions, timeout=timeout), clock,
         )  # fmt: skip
-        self.ends = EndOffsetWatch(EndOffsetLookup(lambda: kafka.admin_client(s)), self.frontier, self._broker_back)
-        self.housekeeping = Housekeeping(self.state, self.metrics, local.backend.size)
+        lookup = EndOffsetLookup(lambda: kafka.admin_client(s), clock)
+        self.ends = EndOffsetWatch(lookup, self.frontier, self._broker_back, clock)
+        self.housekeeping = Housekeeping(self.state, self.metrics, local.backend.size, clock)
         self.cluster_watch = ClusterWatch(s, self._cluster_checked, new_admin=lambda: kafka.admin_client(s))
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -253,13 +257,13 @@ class FilterWorker:
             return
         read_state = self._read_state() + self._read_evidence()
         self.ends.poll()
-        self.triage.drain(time.monotonic(), hold_clock_stopped=self.watch.down_since is not None)
+        self.triage.drain(self.clock.monotonic(), hold_clock_stopped=self.watch.down_since is not None)
         self._drain_held_for_evidence()
-        self.ends.request_if_held(self.triage.first_waiting_seq(), self.triage.read_seq)
+        self.ends.request_if_held(self.triage.waited_seq(), self.triage.read_seq)
         decided = self.triage.take()
         dead_letters, dead_lettered = self.dead_letter_owner.due(self.frontier.next_offsets(), bool(decided))
         if decided or dead_letters:
-            held = [TopicPartition(self.held_topic, p, o) for p, o in decided.held_offsets.items()]
+            held = [TopicPartition(self.held_topic, p, o, metadata=m) for p, (o, m) in decided.held_offsets.items()]
             offsets, group_metadata = self.alerts.offsets_to_commit(decided.next_offsets, [*dead_lettered, *held])
             self.output.start(decided, dead_letters, offsets, group_metadata)
         elif self.state_reader.commit_due():
@@ -267,7 +271,7 @@ class FilterWorker:
         self.dead_letter_owner.prune_if_due(self.frontier.next_offsets())
         self._housekeeping()
         if not (read_state or read_alerts or decided.latencies or in_flight):
-            time.sleep(0.001)
+            self.clock.sleep(0.001)
 
     def _bootstrap_step(self) -> None:
         """Before joining the group: read the state topics until the reference topics are read to the end
@@ -282,7 +286,7 @@ class FilterWorker:
             self.alerts.also_subscribe(self.held_topic, self._held_assigned, self._held_revoked)
             self.alerts.subscribe(self._assigned, self._revoked)
         if not read_state:
-            time.sleep(0.01)
+            self.clock.sleep(0.01)
 
     def _read_alerts(self, wait_s: float) -> int:
         """Read a batch of alerts and triage it, with end offsets looked up after it was read if they come
@@ -290,7 +294,7 @@ class FilterWorker:
         records = self.alerts.read(READ_BATCH, wait_s)
         if not records:
             return 0
-        seq, now = self.triage.next_read(), time.monotonic()
+        seq, now = self.triage.next_read(), self.clock.monotonic()
         self.ends.poll()
         self.ends.await_covering(seq)
         alerts = [msg for msg in records if msg.topic() != self.held_topic]
@@ -306,10 +310,13 @@ class FilterWorker:
     def _drain_held_for_evidence(self) -> None:
         """Decide the AD1s held for evidence that can be, at most every HELD_FOR_EVIDENCE_INTERVAL_S."""
         new_ends = self.evidence.refresh_end_offsets(needed=self.triage.held_for_evidence() > 0)
-        now = time.monotonic()
-        if self._held_read or new_ends or now - self._last_held_drain >= HELD_FOR_EVIDENCE_INTERVAL_S:
+        if new_ends:  # a broker answered: with nothing else read, this is how the held AD1s' bounds restart
+            self._broker_back()
+        now = self.clock.monotonic()
+        supply = self.evidence.take_supply_from()  # AD1s it may release are looked at now, wherever they sit
+        if self._held_read or new_ends or supply or now - self._last_held_drain >= HELD_FOR_EVIDENCE_INTERVAL_S:
             self._last_held_drain, self._held_read = now, False
-            self.triage.drain_held(wall_clock_ms(), hold_clock_stopped=self.watch.down_since is not None)
+            self.triage.drain_held(self.clock.wall_ms(), self.watch.down_since is not None, supply)
 
     def _read_evidence(self) -> int:
         """Keep the evidence among the alerts read on every partition; its positions commit with the state."""
@@ -329,7 +336,7 @@ class FilterWorker:
     def _housekeeping(self) -> None:
         self.alerts.pause_or_resume(self.triage.holds.sizes())
         self.alerts.pause_or_resume(self.triage.evidence_holds.sizes(), self.held_topic)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self._last_partition_check >= self.settings.partition_check_seconds:
             self._last_partition_check = now
             self._read_added_partitions()
@@ -352,10 +359,12 @@ class FilterWorker:
         return True
 
     def _rewind(self) -> None:
-        """Seek every assigned alert partition back to its committed offset."""
+        """Seek every assigned alert partition back to its committed offset; held partitions learn again what
+        was decided beyond theirs."""
         self._rewind_pending = False
         self.triage.forget_undecided()
-        self.alerts.rewind()
+        committed = self.alerts.rewind()
+        self.triage.evidence_holds.restore(tp for tp in committed if tp.topic == self.held_topic)
 
     # --- the cluster: group membership, outages, added partitions --------------------------------
 
@@ -368,8 +377,16 @@ class FilterWorker:
         self.metrics.rebalanced("assigned")
 
     def _held_assigned(self, partitions: list[int]) -> None:
-        self.triage.evidence_holds.assigned(partitions)
+        """Their AD1s are decided once their committed offsets, and what was decided beyond them, are known."""
+        holds = self.triage.evidence_holds
+        holds.assigned(partitions)
         log.info("assigned held-AD1 partitions %s", sorted(partitions))
+        try:
+            holds.restore(self.alerts.consumer.committed([TopicPartition(self.held_topic, p) for p in partitions],
+                                                         timeout=TXN_TIMEOUT_S))  # fmt: skip
+        except KafkaException as exc:
+            log.warning("reading the committed offsets of held-AD1 partitions: %s; reading them again", exc)
+            self._rewind_pending = True
 
     def _held_revoked(self, partitions: list[int]) -> None:
         # As for alert partitions: the transaction in flight is settled before they move; the new owner
@@ -439,13 +456,13 @@ class FilterWorker:
         if self.watch.down_since is None:
             return
         self._settle()  # never replace a producer under a transaction in flight
-        now = time.monotonic()
+        now = self.clock.monotonic()
         log.info("broker reachable again after %.1fs; renewing the transactional producer", self.watch.answered(now))
         self.output.renew()
         if self._bootstrapped and not self._rebalancing:
             self.readiness.set(None)
         self.triage.holds.restart_holds(now)
-        self.triage.evidence_holds.restart_bounds(wall_clock_ms())
+        self.triage.evidence_holds.restart_bounds(self.clock.wall_ms())
 
     def _read_added_partitions(self) -> None:
         """Partitions the DSP added to an input topic while the worker runs: a new state partition is read

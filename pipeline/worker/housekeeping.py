@@ -6,11 +6,11 @@ from record times: no outlying record can move it, and every worker sweeps the s
 partitions it owns (contract 6: housekeeping never changes a decision, state stays bounded)."""
 
 import logging
-import time
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.filter_state import FilterState, SweepPass
 from pipeline.worker.metrics import WorkerMetrics
 from pipeline.worker.triage import AlertTriage
@@ -23,8 +23,12 @@ GAUGE_INTERVAL_S = 2.0
 
 
 class Housekeeping:
-    def __init__(self, state: FilterState, metrics: WorkerMetrics, state_size: Callable[[], tuple[int, int]]) -> None:
+    def __init__(
+        self, state: FilterState, metrics: WorkerMetrics, state_size: Callable[[], tuple[int, int]],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:  # fmt: skip
         self._state = state
+        self._clock = clock
         self._metrics = metrics
         self._state_size = state_size  # RocksDB's estimated keys and bytes
         self._sweep: SweepPass | None = None
@@ -32,14 +36,14 @@ class Housekeeping:
 
     def tick(self, triage: AlertTriage, consumers: list[Consumer]) -> bool:
         """One slice of housekeeping; True when a sweep pass finished, leaving staged state changes."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._last_gauges >= GAUGE_INTERVAL_S:
             self._last_gauges = now
             self._update_gauges(triage, consumers)
         if self._sweep is None:
             if now - self._last_sweep >= SWEEP_INTERVAL_S:
                 self._last_sweep = now
-                self._sweep = self._state.start_sweep(int(time.time() * 1000))
+                self._sweep = self._state.start_sweep(self._clock.wall_ms())
             return False
         if not self._state.sweep_some(self._sweep, SWEEP_SLICE):
             return False

@@ -9,12 +9,12 @@ works again (`permitted`) the hold on `/ready` is lifted by itself.
 """
 
 import logging
-import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AclOperation, AdminClient
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.settings import Settings
 from pipeline.worker.evidence_holds import held_topic
 from pipeline.worker.metrics import Readiness
@@ -44,8 +44,12 @@ def kafka_error(exc: BaseException) -> KafkaError | None:
 
 
 class PermissionWatch:
-    def __init__(self, readiness: Readiness, settings: Settings, admin: AdminClient, transactional_id: str) -> None:
+    def __init__(
+        self, readiness: Readiness, settings: Settings, admin: AdminClient, transactional_id: str,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:  # fmt: skip
         self._readiness = readiness
+        self._clock = clock
         self._settings = settings
         self._admin = admin
         self._transactional_id = transactional_id
@@ -63,7 +67,7 @@ class PermissionWatch:
         if err is None or not is_denied(err):
             return False
         reason = f"missing permission: {err.name()} on {resource}"
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if self._denied.get(scope) != reason or now - self._logged_at.get(scope, 0.0) >= REPEAT_LOG_S:
             log.error("%s; the worker keeps running and retries until it is granted (%s)", reason, err.str())
             self._logged_at[scope] = now
@@ -75,7 +79,7 @@ class PermissionWatch:
     def permitted(self, scope: str, quiet_s: float = 0.0) -> None:
         """The path `scope` worked: a permission it was refused has been granted back (if it has not been
         reported for `quiet_s` seconds: for a refusal that work on the path does not go through)."""
-        if self._denied and scope in self._denied and time.monotonic() - self._reported_at[scope] >= quiet_s:
+        if self._denied and scope in self._denied and self._clock.monotonic() - self._reported_at[scope] >= quiet_s:
             log.info("permission granted again: %s", self._denied.pop(scope).removeprefix("missing permission: "))
             self._logged_at.pop(scope, None)
             self._readiness.hold(f"permission {scope}", "")

@@ -14,12 +14,12 @@ that resumes past the schedule's record still has it.
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.bad_input import BadInput
 from pipeline.core.device_ids import canonical_device_id
 from pipeline.core.filter_state import FilterState
@@ -62,11 +62,12 @@ class StateFeed:
         on_schedule: Callable[[ModeSchedule], None] = lambda schedule: None,
         on_registry_wait: Callable[[int], None] = lambda partitions: None,
         command_variants: frozenset[int] = DEFAULT_COMMAND_VARIANTS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`initial_mode` applies while the control topic holds no schedule; `on_schedule` hears of every
         schedule taken, the stored one included (once, here); `on_registry_wait` of how many partitions wait
         for the schema registry (`RegistryWaits`); `command_variants` are the DUIS requests' that count."""
-        self.registry_waits = RegistryWaits(on_registry_wait)
+        self.registry_waits = RegistryWaits(on_registry_wait, clock)
         self._state = state
         self._codec = codec
         self._command_variants = command_variants
@@ -182,9 +183,10 @@ class RegistryWaits:
     stay in order, and the read frontier holds the AD1s that need it (rule 8 then forwards them).
     """
 
-    def __init__(self, report: Callable[[int], None]) -> None:
+    def __init__(self, report: Callable[[int], None], clock: Clock = SYSTEM_CLOCK) -> None:
         """`report` hears how many partitions wait, whenever that changes."""
         self._report = report
+        self._clock = clock
         self.stopped: dict[tuple[str, int], float | None] = {}  # -> monotonic retry time; None: retrying now
 
     def skips(self, topic: str | None, partition: int | None) -> bool:
@@ -198,7 +200,7 @@ class RegistryWaits:
         consumer.pause([position])
         consumer.seek(position)
         newly = (topic, partition) not in self.stopped
-        self.stopped[(topic, partition)] = time.monotonic() + REGISTRY_RETRY_S
+        self.stopped[(topic, partition)] = self._clock.monotonic() + REGISTRY_RETRY_S
         if newly:
             log.warning("%s[%d]@%d waits for the schema registry (retrying every %.0fs): %s",
                         topic, partition, offset, REGISTRY_RETRY_S, reason)  # fmt: skip
@@ -212,7 +214,7 @@ class RegistryWaits:
 
     def resume_due(self, consumer: Consumer) -> None:
         """Resume the stopped partitions whose retry is due."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         due = [p for p, retry_at in self.stopped.items() if retry_at is not None and retry_at <= now]
         if due:
             consumer.resume([TopicPartition(topic, partition) for topic, partition in due])

@@ -8,12 +8,12 @@ its partition (`dead_letter_ownership`).
 """
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.filter_state import FilterState
 from pipeline.core.read_frontier import Partition, ReadFrontier
 from pipeline.kafka.batches import coordinates
@@ -39,6 +39,7 @@ class StateReader:
         metrics: WorkerMetrics,
         broker_answered: Callable[[], None],
         permissions: PermissionWatch,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`broker_answered` runs when records arrive, before they are applied."""
         self._new_consumer = new_consumer
@@ -48,6 +49,7 @@ class StateReader:
         self._metrics = metrics
         self._broker_answered = broker_answered
         self._permissions = permissions
+        self._clock = clock
         self._consumer: Consumer | None = None
         self._partition_counts: dict[str, int] = {}
         self.dirty = False  # read (or swept) since the last commit
@@ -86,7 +88,7 @@ class StateReader:
         self._broker_answered()
         apply, observe, waits = self._feed.apply, self._frontier.observe, self._feed.registry_waits
         # Read time: a record far ahead of it moves no clock of the read frontier (an outlier, contract 6).
-        wall_ms = int(time.time() * 1000)
+        wall_ms = self._clock.wall_ms()
         records: Counter[str] = Counter()
         for msg in messages:
             if waits.stopped and waits.skips(msg.topic(), msg.partition()):
@@ -136,10 +138,10 @@ class StateReader:
             self._state.put_meta(f"{POSITION}{topic}/{partition}", str(offset).encode())
         self._state.commit()
         self.dirty = False
-        self._last_commit = time.monotonic()
+        self._last_commit = self._clock.monotonic()
 
     def commit_due(self) -> bool:
-        return self.dirty and time.monotonic() - self._last_commit > STATE_COMMIT_INTERVAL_S
+        return self.dirty and self._clock.monotonic() - self._last_commit > STATE_COMMIT_INTERVAL_S
 
     def read_added_partitions(self, partition_counts: Mapping[str, int]) -> None:
         """Partitions the DSP added to a state topic while the worker runs are read from their start, and

@@ -9,12 +9,12 @@ Metrics count a transaction's decisions once it commits, so an aborted and re-re
 """
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer, TopicPartition
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.kafka.batches import produce_when_room
 from pipeline.wire.output_records import Output
 from pipeline.worker.metrics import WorkerMetrics
@@ -31,13 +31,14 @@ RETRY_MAX_S = 10.0
 class TransactionalOutput:
     def __init__(
         self, new_producer: Callable[[], Producer], metrics: WorkerMetrics, alerts_topic: str,
-        stopping: Callable[[], bool], permissions: PermissionWatch,
+        stopping: Callable[[], bool], permissions: PermissionWatch, clock: Clock = SYSTEM_CLOCK,
     ) -> None:  # fmt: skip
         self._new_producer = new_producer
         self._metrics = metrics
         self._alerts_topic = alerts_topic
         self._stopping = stopping
         self._permissions = permissions
+        self._clock = clock
         self._retry_delay = RETRY_FIRST_S  # before the next attempt after a refused one
         self._producer: Producer | None = None
         self._in_flight: PendingCommit | None = None
@@ -123,7 +124,7 @@ class TransactionalOutput:
 
     def _observe_committed(self, commit: PendingCommit) -> None:
         """Its `latencies` count the decided alerts by the time they were read."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for read_at, count in commit.latencies.items():
             self._metrics.decision_latency.observe_many(now - read_at, count)
         for (decision, code, reason), count in commit.tally.items():
@@ -154,7 +155,7 @@ class TransactionalOutput:
 
     def _back_off(self) -> None:
         """Wait before retrying what was refused, longer each time (up to RETRY_MAX_S); SIGTERM cuts it short."""
-        deadline = time.monotonic() + self._retry_delay
+        deadline = self._clock.monotonic() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
-        while time.monotonic() < deadline and not self._stopping():
-            time.sleep(0.05)
+        while self._clock.monotonic() < deadline and not self._stopping():
+            self._clock.sleep(0.05)

@@ -21,14 +21,14 @@ behind it are not delayed; the held AD1s read back are decided here too (`drain_
 """
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Message
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.alert_decisions import Decision, Forward, ForwardReason, Suppress
 from pipeline.core.filter_state import FilterState
 from pipeline.core.operating_mode import Mode, ModeSchedule
@@ -38,7 +38,7 @@ from pipeline.kafka.batches import coordinates
 from pipeline.settings import Topics
 from pipeline.wire.alert_bytes import RawAlertFields, alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
-from pipeline.wire.output_records import Outgoing, audit_fields, now_ms
+from pipeline.wire.output_records import Outgoing, audit_fields
 from pipeline.wire.schema_registry import RegistryUnavailable
 from pipeline.worker.dead_letters import dead_letter_record
 from pipeline.worker.evidence_holds import FRESH_ENDS_WAIT_MS, EvidenceHolds, EvidenceWait, HeldAD1, held_record
@@ -68,7 +68,7 @@ class Decided:
     next_offsets: dict[int, int] = field(default_factory=dict)
     latencies: Counter[float] = field(default_factory=Counter)
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    held_offsets: dict[int, int] = field(default_factory=dict)
+    held_offsets: dict[int, tuple[int, str]] = field(default_factory=dict)  # held partition -> offset, metadata
     expired: Counter[str] = field(default_factory=Counter)  # hold_expired forwards, by what they waited for
 
     def __bool__(self) -> bool:
@@ -87,11 +87,14 @@ class AlertTriage:
         schedule: Callable[[], ModeSchedule] = lambda: ModeSchedule(Mode.FILTER),
         on_registry_wait: Callable[[int], None] = lambda partitions: None,
         evidence: EvidenceWait | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`schedule` gives the operator's mode schedule as last read; `on_registry_wait` hears how many alert
         partitions wait for the schema registry, whenever that changes. Without `evidence`, rule 9 is not
-        applied (tests of the other rules alone)."""
+        applied (tests of the other rules alone). `clock` is the one the caller's `now` and `wall_ms` come
+        from."""
         self._topics = topics
+        self._clock = clock
         self._schedule = schedule
         self._on_registry_wait = on_registry_wait
         self._registry_retry_at = 0.0  # monotonic: alerts that wait for the registry are not tried before
@@ -254,15 +257,18 @@ class AlertTriage:
         self.decided.next_offsets[item.partition] = item.offset + 1
         return True
 
-    def drain_held(self, wall_ms: int, hold_clock_stopped: bool = False) -> None:
-        """Decide the AD1s held for evidence, each held partition in order up to the first that must still
-        wait: for the activation inputs (rule 7, as when read), then for evidence. An AD1 still undecided
+    def drain_held(self, wall_ms: int, hold_clock_stopped: bool = False, supply_from: Collection[str] = ()) -> None:
+        """Decide the AD1s held for evidence that can be, wherever they sit in their held partition (those of
+        CH Functions that ESMEs `supply_from` just reported Supply Outage Restored for among them): each waits
+        for the activation inputs (rule 7, as when read), then for evidence. An AD1 still undecided
         A + grace + POA_MAX_HOLD_SECONDS of wall-clock time (`wall_ms`) after it was first read is forwarded
-        (`EvidenceWait`), but not while no broker answers (`hold_clock_stopped`)."""
+        (`EvidenceWait`), but not while no broker answers (`hold_clock_stopped`). An AD1 forwarded when read
+        (shadow mode) gets its shadow record at most."""
         if self._evidence is None:
             return
         decided, max_wait_ms = self.decided, self._evidence.max_wait_ms
         completeness = self._evidence.completeness
+        devices = {chf for esme in supply_from if (chf := self._state.chf_of(esme)) is not None}
 
         def past_bound(held: HeldAD1) -> bool:
             """Past its bound, on end offsets looked up after the bound (of the alert topic, for evidence, and
@@ -280,18 +286,19 @@ class AlertTriage:
             item = held.alert
             waited_ms = wall_ms - held.bound_from_ms
             over = past_bound(held)
-            if item.registry_error is not None and time.monotonic() < self._registry_retry_at:
+            if item.registry_error is not None and self._clock.monotonic() < self._registry_retry_at:
                 return registry_wait(held, over, waited_ms)  # not tried again before REGISTRY_RETRY_S
             try:
                 records = decide_now(held, over, waited_ms)
             except RegistryUnavailable as exc:  # an output cannot be encoded now: it waits, like a held alert
                 item.registry_error = str(exc)
-                self._registry_failed(time.monotonic())
+                self._registry_failed(self._clock.monotonic())
                 return registry_wait(held, over, waited_ms)
             if records is None:
                 return False
+            if held.forwarded:  # at the DNO already (shadow mode): its shadow record at most
+                records = [record for record in records if record[0] != self._topics.dno_alerts]
             decided.records.extend(records)
-            decided.held_offsets[held.held_partition] = held.held_offset + 1
             return True
 
         def registry_wait(held: HeldAD1, over: bool, waited_ms: int) -> bool:
@@ -300,8 +307,9 @@ class AlertTriage:
             item = held.alert
             if item.error is not None or not over:
                 return False
-            decided.records.append(self._forward(item, REGISTRY_UNAVAILABLE_REASON))
-            decided.held_offsets[held.held_partition] = held.held_offset + 1
+            forward = self._forward(item, REGISTRY_UNAVAILABLE_REASON)
+            if not held.forwarded:
+                decided.records.append(forward)
             log.warning("forwarding held AD1 at %s[%d]@%d after %.0fs: %s", self._topics.alerts, item.partition,
                         item.offset, waited_ms / 1000, item.registry_error)  # fmt: skip
             return True
@@ -329,7 +337,11 @@ class AlertTriage:
                 decided.expired["evidence"] += 1
             return records
 
-        self._evidence.holds.release(decide)
+        def overdue(held: HeldAD1) -> bool:
+            return not hold_clock_stopped and wall_ms - held.bound_from_ms > max_wait_ms
+
+        self._evidence.holds.release(decide, devices, overdue)
+        decided.held_offsets.update(self._evidence.holds.commit_points())
 
     @property
     def evidence_holds(self) -> EvidenceHolds:
@@ -339,12 +351,14 @@ class AlertTriage:
     def held_for_evidence(self) -> int:
         return 0 if self._evidence is None else self._evidence.holds.count()
 
-    def first_waiting_seq(self) -> int | None:
-        """The batch number of the earliest-read AD1 that waits for the activation inputs, if any."""
+    def waited_seq(self) -> int | None:
+        """The latest batch number after which an AD1 looked at first waits for the activation inputs to be
+        read, if any: an end-offset look-up is due while the inputs are not read to ends looked up after it
+        (the earliest would be covered while a later one, a held AD1's storm batch say, still waits)."""
         first = self.holds.first_waiting_for_inputs()
         seqs = [first.read_seq] if first is not None else []
-        held = None if self._evidence is None else self._evidence.holds.first_read_seq()
-        return min([*seqs, held] if held is not None else seqs, default=None)
+        held = None if self._evidence is None else self._evidence.holds.inputs_seq()
+        return max([*seqs, held] if held is not None else seqs, default=None)
 
     def event_times(self, partition: int) -> tuple[int, int]:
         """The newest event time read on an alert partition and the latest decided there (ms): how far
@@ -388,8 +402,14 @@ class AlertTriage:
         records = self._decision_records(key, value, alert, datum, read_seq)
         if records is None:
             assert self._evidence is not None
-            read_ms = now_ms() - int((time.monotonic() - read_at) * 1000)  # rule 7's bound runs from the read
-            records = [held_record(self._evidence.topic, key, value, partition, offset, read_ms, timestamp)]
+            clock = self._clock  # rule 7's bound runs from the read
+            read_ms = clock.wall_ms() - int((clock.monotonic() - read_at) * 1000)
+            # Shadow mode changes nothing a DNO sees (contract 8): forwarded now, its shadow record written
+            # once its evidence is complete.
+            shadow = self._schedule().mode_at(alert.received_at) is Mode.SHADOW
+            topic = self._evidence.topic
+            held = held_record(topic, key, value, partition, offset, read_ms, timestamp, forwarded=shadow)
+            records = [(self._topics.dno_alerts, key, value), held] if shadow else [held]
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at
         return records
@@ -404,10 +424,11 @@ class AlertTriage:
         held: HeldAD1 | None = None,
     ) -> list[Outgoing] | None:
         """The outputs of a valid alert's decision (rules 5 and 9) in the mode in force at its time, counted;
-        None while evidence may still come. In pass-through mode nothing waits; in shadow mode an AD1 waits
-        for evidence like in filter mode, and is recorded on the shadow topic only if rules 5 and 9 suppress
-        it. RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
-        mode = self._schedule().mode_at(alert.received_at)
+        None while evidence may still come. In pass-through mode nothing waits; in shadow mode an AD1 is
+        recorded on the shadow topic only if rules 5 and 9 suppress it, once its evidence is complete (`held`
+        forwarded when read is decided as in shadow mode, whatever was scheduled since: it reached the DNO).
+        RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
+        mode = Mode.SHADOW if held is not None and held.forwarded else self._schedule().mode_at(alert.received_at)
         code = code_label(alert.alert_code)
         forward = (self._topics.dno_alerts, key, value)
         if mode is Mode.PASS_THROUGH and alert.alert_code == OUTAGE_ALERT_CODE:

@@ -86,6 +86,11 @@ def shadow_records(settings: Settings) -> dict[str, tuple[str, str, str]]:
     return {r["alert"]["alert_id"]: (r["esme_id"], r["activation_request_id"], r["reason"]) for r in records}
 
 
+def wait_for_shadow_records(settings: Settings, count: int, worker: WorkerProcess) -> None:
+    """Shadow mode forwards an AD1 in a window at once; its shadow record follows once its evidence is complete."""
+    wait_until(lambda: len(shadow_records(settings)) >= count, 120, "the shadow records", alive=worker)
+
+
 def check_modes(settings: Settings, sc: Scenario, sent: dict[str, bytes], reader: OutputReader,
                 workers: list[WorkerProcess], schedule: ModeSchedule) -> None:  # fmt: skip
     expected, expected_shadow = expectations(sc, schedule)
@@ -96,6 +101,7 @@ def check_modes(settings: Settings, sc: Scenario, sent: dict[str, bytes], reader
         alert_id = CODEC.decode("DeviceAlert", value)["alert_id"]
         assert value == sent[alert_id], "forwarded bytes must be the input bytes, in every mode"
         assert key == CODEC.decode("DeviceAlert", value)["device_id"].encode()
+    wait_for_shadow_records(settings, len(expected_shadow), workers[0])
     shadow = shadow_records(settings)
     assert {a: ("suppress", request) for a, (_, request, _) in shadow.items()} == expected_shadow
     assert all(reason.startswith("shadow:") and "tracked ESME" in reason for _, _, reason in shadow.values())
@@ -202,7 +208,9 @@ def other_settings(settings: Settings, tmp_path: Path) -> Settings:
     return replace(settings, app_id=f"poa-filter-test-{tag}", data_dir=str(tmp_path / "other-state"), topics=names)
 
 
-def run_backlog(settings: Settings, sc: Scenario, tmp_path: Path, **env: str) -> tuple[Outputs, dict[str, bytes]]:
+def run_backlog(
+    settings: Settings, sc: Scenario, tmp_path: Path, shadow_records_due: int = 0, **env: str
+) -> tuple[Outputs, dict[str, bytes]]:
     dsp = DspProducer(settings)
     write_reference(dsp, sc)
     write_activation_inputs(dsp, sc)
@@ -211,7 +219,9 @@ def run_backlog(settings: Settings, sc: Scenario, tmp_path: Path, **env: str) ->
     worker = WorkerProcess(settings, tmp_path, **env).start()
     reader = OutputReader(settings)
     try:
-        return reader.wait_for(lambda o: o.alert_outputs >= len(sc.alerts), 180, "every alert decided", worker), sent
+        outputs = reader.wait_for(lambda o: o.alert_outputs >= len(sc.alerts), 180, "every alert decided", worker)
+        wait_for_shadow_records(settings, shadow_records_due, worker)
+        return outputs, sent
     finally:
         worker.stop()
         reader.close()
@@ -222,10 +232,10 @@ def test_shadow_records_exactly_what_filter_mode_suppresses_on_the_same_input(
 ) -> None:
     sc = campaign(homes=24, seed=9)
     filtered, _ = run_backlog(settings, sc, tmp_path)
-    shadowed_settings = other_settings(settings, tmp_path)
-    shadowed, sent = run_backlog(shadowed_settings, sc, tmp_path, POA_INITIAL_MODE="shadow")
-
     suppressed = {s["alert"]["alert_id"]: (s["esme_id"], s["activation_request_id"]) for _, s in filtered.suppressed}
+    shadowed_settings = other_settings(settings, tmp_path)
+    shadowed, sent = run_backlog(shadowed_settings, sc, tmp_path, len(suppressed), POA_INITIAL_MODE="shadow")
+
     shadow = shadow_records(shadowed_settings)
     assert suppressed, "filter mode suppresses something in this scenario"
     assert {a: (esme, request) for a, (esme, request, _) in shadow.items()} == suppressed

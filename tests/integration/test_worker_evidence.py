@@ -169,3 +169,49 @@ def test_backlog_with_alerts_before_requests_decides_evidence_as_live(settings: 
     finally:
         worker.stop()
         reader.close()
+
+
+def test_supply_evidence_releases_a_held_ad1_behind_an_undecided_one_at_once_and_once_across_a_crash(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Decision record 5 on the broker: an AD1 released by supply evidence leaves at once, though it sits on its
+    held partition behind an AD1 dated twenty minutes ahead (undecided until its bound, A + grace + max hold =
+    75 s here). The worker is then killed: its successor reads the held partition again from the committed
+    offset and its metadata, and forwards the released AD1 no second time."""
+    t = settings.topics
+    now = int(time.time() * 1000)
+    chf, esme = "00-1B-C5-0C-00-00-0A-01", "00-1B-C5-0C-00-00-0A-02"
+    dsp = DspProducer(settings)
+    dsp.tracked_esme_on(chf, esme, now - HOUR)
+    dsp.record(t.service_requests, esme, "ServiceRequest", {
+        "request_id": f"r:{esme}:1", "service_reference_variant": "11.3", "target_device_id": esme,
+        "execution_datetime": None, "firmware_hash": None, "received_at": now - 5 * MIN,
+    })  # fmt: skip
+    dsp.flush()
+    env = {"POA_EVIDENCE_AFTER_MINUTES": "1", "POA_EVIDENCE_GRACE_SECONDS": "5", "POA_MAX_HOLD_SECONDS": "10"}
+    worker = WorkerProcess(settings, tmp_path, **env).start()
+    reader = OutputReader(settings)
+
+    def alert(alert_id: str, code: str, device: str, received_at: int, partition: int) -> None:
+        value = CODEC.encode("DeviceAlert", {"alert_id": alert_id, "alert_code": code, "device_id": device,
+                                             "mpxn": None, "raised_at": None, "received_at": received_at,
+                                             "payload": None})  # fmt: skip
+        dsp.producer.produce(t.alerts, value, chf.encode(), partition=partition)
+        dsp.flush()
+
+    try:
+        worker.wait_ready()
+        alert("ahead", "AD1", chf, now + 20 * MIN, 0)
+        alert("behind", "AD1", chf, now, 0)
+        wait_until(lambda: metric_value(worker, HELD_METRIC) == 2, 30, "both AD1s held", alive=worker)
+        alert("restored", "8F35", esme, now + 10_000, 1)
+        outputs = reader.wait_for(lambda o: "behind" in o.forwarded_ids(), 30, "the AD1 behind released", worker)
+        assert sorted(outputs.forwarded_ids()) == ["behind", "restored"] and outputs.suppressed_ids() == []
+        worker.stop(signal.SIGKILL)
+        worker.start()
+        outputs = reader.wait_for(lambda o: "ahead" in o.forwarded_ids(), 120, "the AD1 ahead at its bound", worker)
+        assert sorted(outputs.forwarded_ids()) == ["ahead", "behind", "restored"], "each alert once"
+        assert outputs.suppressed_ids() == []
+    finally:
+        worker.stop()
+        reader.close()

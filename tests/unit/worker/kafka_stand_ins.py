@@ -3,8 +3,8 @@ worker loop can be driven without a broker (in the spirit of Kafka Streams' Topo
 
 The cluster keeps what a read_committed reader of a real one would see: records written in a transaction
 appear when it commits, and not at all when it aborts; consumer-group offsets move with the transaction
-that carries them. A test can hold a partition back from the state reader (a slow fetch), hold back or
-fail transaction commits, and hold back the answers to end-offset look-ups.
+that carries them, with their metadata. A test can hold a partition back from the state reader (a slow
+fetch), hold back or fail transaction commits, and hold back the answers to end-offset look-ups.
 """
 
 import threading
@@ -32,7 +32,7 @@ class Cluster:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._logs: dict[str, list[list[Stored]]] = {}
-        self._group_offsets: dict[tuple[str, str, int], int] = {}
+        self._group_offsets: dict[tuple[str, str, int], tuple[int, str | None]] = {}  # offset, its metadata
         self.slow: set[TP] = set()  # partitions the consumers get nothing from for now
         self.lookups_answer = True  # end-offset look-ups complete at once; False: when `answer_lookups` is called
         self._unanswered: list[tuple[TopicPartition, Future[Any]]] = []
@@ -84,8 +84,11 @@ class Cluster:
             future.set_result(SimpleNamespace(offset=self.end(tp.topic, tp.partition)))
 
     def committed_offset(self, group: str, tp: TP) -> int:
+        return self.committed_with_metadata(group, tp)[0]
+
+    def committed_with_metadata(self, group: str, tp: TP) -> tuple[int, str | None]:
         with self._lock:
-            return self._group_offsets.get((group, *tp), NO_OFFSET)
+            return self._group_offsets.get((group, *tp), (NO_OFFSET, None))
 
     def commit(self, records: list[tuple[str, bytes | None, bytes | None]], offsets: list[TopicPartition],
                group: str | None) -> None:  # fmt: skip
@@ -94,7 +97,7 @@ class Cluster:
                 self._logs[topic][0].append((key, value, None))  # the worker's own writes: no timestamp kept
             for tp in offsets:
                 assert group is not None
-                self._group_offsets[(group, tp.topic, tp.partition)] = tp.offset
+                self._group_offsets[(group, tp.topic, tp.partition)] = tp.offset, tp.metadata
 
 
 class StandInConsumer:
@@ -159,8 +162,11 @@ class StandInConsumer:
 
     def committed(self, partitions: list[TopicPartition], timeout: float | None = None) -> list[TopicPartition]:
         group, cluster = self._group, self._cluster
-        return [TopicPartition(tp.topic, tp.partition, cluster.committed_offset(group, (tp.topic, tp.partition)))
-                for tp in partitions]  # fmt: skip
+        committed = []
+        for tp in partitions:
+            offset, metadata = cluster.committed_with_metadata(group, (tp.topic, tp.partition))
+            committed.append(TopicPartition(tp.topic, tp.partition, offset, metadata=metadata or ""))
+        return committed
 
     def seek(self, tp: TopicPartition) -> None:
         self._positions[(tp.topic, tp.partition)] = max(tp.offset, 0)

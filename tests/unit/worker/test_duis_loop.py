@@ -4,7 +4,7 @@ DUIS byte for byte, audited with the document as payload, dead-lettered with the
 for evidence keeps its timestamp on the held topic and is released by a DUIS 8F36."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from pipeline.wire.duis import documents
 from pipeline.worker.evidence_holds import held_topic
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.triage import AlertTriage
+from tests.unit.worker.fake_clock import FakeClock
 from tests.unit.worker.kafka_stand_ins import Cluster
 from tests.unit.worker.test_evidence_loop import EvidenceDriver, alert
 from tests.unit.worker.test_triage_modes import filter_state
@@ -25,7 +26,7 @@ __all__ = ["cluster"]  # the fixture of the loop's tests: a tracked ESME on CHF'
 
 USER = "90-B3-D5-1F-30-01-00-00"
 REQUEST_ID = f"{USER}:{ESME}:1660751141087"
-NOW = int(time.time()) * 1000  # live event times (whole seconds, as GBCS times are): evidence up to t + A to come
+NOW = int(time.time()) * 1000  # the fake clock's start, near the real time (housekeeping reads it); live event times (whole seconds, as GBCS times are): evidence up to t + A to come
 # An hour ago: evidence up to t + A is complete once the worker is caught up; the Kafka timestamps of the state
 # records are within the topics' retention (housekeeping purges what was written before it).
 R = NOW - 60 * MIN
@@ -70,7 +71,7 @@ class Outputs:
 
 class DuisDriver(EvidenceDriver):
     def __init__(self, cluster: Cluster, data_dir: Path, **settings: Any) -> None:
-        super().__init__(cluster, data_dir, max_hold_seconds=3600.0, **settings)
+        super().__init__(cluster, data_dir, FakeClock(NOW), max_hold_seconds=3600.0, **settings)
         self.sent: dict[bytes, str] = {}
 
     def alert(self, name: str, value: bytes, timestamp: int | None, partition: int = 0, key: bytes = CHF.encode()
@@ -81,6 +82,16 @@ class DuisDriver(EvidenceDriver):
 
     def outputs(self) -> Outputs:
         return Outputs(self.cluster, self.sent)
+
+    def until(self, condition: Callable[[], bool], what: str, max_steps: int = 200) -> None:
+        """As the loop's driver, with a tenth of a second passing on the fake clock each step: the look-ups that
+        say evidence is complete are paced on it."""
+        for _ in range(max_steps):
+            if condition():
+                return
+            self.clock.advance(0.1)
+            self.worker.step()
+        raise AssertionError(f"not reached in {max_steps} steps: {what}")
 
 
 @pytest.fixture

@@ -2,23 +2,21 @@
 held topic while evidence may still come, without holding the alerts behind it; evidence read on another
 partition releases it; and the wait is bounded (rule 8)."""
 
-import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
-from pipeline.settings import Settings
 from pipeline.worker.evidence_holds import held_topic
-from pipeline.worker.filter_worker import FilterWorker
-from tests.unit.worker.kafka_stand_ins import NO_OFFSET, Cluster, StandInClients
+from tests.unit.worker.fake_clock import FakeClock
+from tests.unit.worker.kafka_stand_ins import NO_OFFSET, Cluster
 from tests.unit.worker.test_worker_loop import CHF, CODEC, ESME, MIN, Driver, T, cluster, service_request
 
 __all__ = ["cluster"]  # the fixture, shared with the loop's tests
 
-NOW = int(time.time() * 1000)  # event times around the wall clock: evidence up to t + A is still to come
+NOW = 1_772_323_200_000  # the fake clock's wall time at the start of each test: event times around it
 
 
 def alert(alert_id: str, code: str, device: str, received_at: int) -> bytes:
@@ -29,12 +27,17 @@ def alert(alert_id: str, code: str, device: str, received_at: int) -> bytes:
 
 
 class EvidenceDriver(Driver):
-    def __init__(self, cluster: Cluster, data_dir: Path, **settings: Any) -> None:
-        self.cluster = cluster
-        chosen = replace(Settings(), app_id="loop-test", data_dir=str(data_dir), metrics_port=0, **settings)
-        self.worker = FilterWorker(chosen, kafka=StandInClients(cluster))  # type: ignore[arg-type]
-        self.worker.connect()
-        self.until(lambda: self.worker.readiness.status()[0], "the worker ready, alert partitions assigned")
+    def __init__(self, cluster: Cluster, data_dir: Path, clock: FakeClock | None = None, **settings: Any) -> None:
+        super().__init__(cluster, data_dir, clock or FakeClock(NOW), **settings)
+
+    def shadowed(self) -> list[str]:
+        return [CODEC.decode("SuppressedAlert", v)["alert"]["alert_id"] for _, v in self.cluster.records(T.shadow)]
+
+    def run(self, seconds: float, step_s: float = 1.0) -> None:
+        """Step the loop while `seconds` pass on its clock, `step_s` a step."""
+        for _ in range(round(seconds / step_s)):
+            self.clock.advance(step_s)
+            self.worker.step()
 
     def held(self) -> list[str]:
         held = [value or b"" for _, value in self.cluster.records(held_topic("loop-test"))]
@@ -91,6 +94,53 @@ def test_an_ad1_without_evidence_is_suppressed_once_every_partition_is_read_past
     assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 1
 
 
+BOUND_S = 3 * 60 + 30 + 30  # A + grace + POA_MAX_HOLD_SECONDS with A = 3 min, grace 30 s, max hold 30 s
+
+
+def test_the_wait_for_evidence_is_bounded_and_ends_in_forwarding(activation: Cluster, tmp_path: Path) -> None:
+    """Rule 8: an AD1 whose evidence is still not complete A + grace + POA_MAX_HOLD_SECONDS after it was first
+    read is forwarded (`hold_expired`, counted as an evidence wait), and not a second before. Its t is ten
+    minutes ahead of the clock, so no end offset looked up by then covers t + A + grace."""
+    driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=30.0)
+    try:
+        driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW + 10 * MIN))
+        driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 held for evidence")
+        driver.run(BOUND_S - 2)
+        assert driver.forwarded() == [] and driver.suppressed() == [], "decided before its bound"
+        driver.run(5)  # the bound passed, end offsets looked up after it, the transaction committed
+        assert driver.forwarded() == ["ad1"] and driver.suppressed() == []
+        driver.steps(5)  # the transaction settles: its decisions are counted
+        assert driver.held() == ["ad1"]
+        assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="hold_expired") == 1
+        assert driver.metric("poa_holds_expired_total", held_for="evidence") == 1
+        assert driver.metric("poa_holds_expired_total", held_for="inputs") == 0
+    finally:
+        driver.worker.close()
+
+
+def test_the_bound_of_the_wait_for_evidence_stops_while_no_broker_answers(activation: Cluster, tmp_path: Path) -> None:
+    """Forwarding because of an outage would make decisions depend on its length: the bound counts again from
+    when a broker answers. The AD1 is dated twenty minutes ahead: its evidence is not complete by the
+    wall clock before the end of the test."""
+    driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=30.0)
+    try:
+        driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW + 20 * MIN))
+        driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 held for evidence")
+        driver.run(60)
+        driver.cluster.lookups_answer = False  # nothing answers from here on
+        driver.run(1)  # the look-ups answered before that are taken
+        driver.worker.watch.on_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+        driver.run(10 * 60, step_s=5.0)
+        assert driver.forwarded() == [], "forwarded during the outage"
+        driver.cluster.answer_lookups()  # the broker is back: the bound counts from now
+        driver.run(BOUND_S - 2)
+        assert driver.forwarded() == [], "forwarded before a full bound after the outage"
+        driver.run(5)  # the bound passed, end offsets looked up after it, the transaction committed
+        assert driver.forwarded() == ["ad1"]
+    finally:
+        driver.worker.close()
+
+
 def test_alerts_no_window_covers_never_go_to_the_held_topic(driver: EvidenceDriver) -> None:
     other_chf = "00-1B-C5-0C-00-00-00-09"
     driver.cluster.append(T.alerts, 0, other_chf.encode(), alert("outage", "AD1", other_chf, NOW))
@@ -124,7 +174,7 @@ def test_a_held_partition_is_paused_while_many_ad1s_wait_in_memory_and_none_is_l
 
 
 def test_an_ad1_past_its_bound_after_a_stall_is_decided_on_fresh_end_offsets_not_forwarded(
-    activation: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    activation: Cluster, tmp_path: Path
 ) -> None:
     """Ten minutes pass without a step (a stall, a restart): the AD1 is past its bound, but its evidence is
     complete (nothing more was written; the wall clock is past t + A + grace). It is decided by the rules on
@@ -134,16 +184,10 @@ def test_an_ad1_past_its_bound_after_a_stall_is_decided_on_fresh_end_offsets_not
         driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW - MIN))
         driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 held for evidence")
         driver.steps(5)
-        later = lambda: time.time_ns() // 1_000_000 + 10 * MIN  # noqa: E731
-        monkeypatch.setattr("pipeline.worker.filter_worker.wall_clock_ms", later)
-        monkeypatch.setattr("pipeline.worker.evidence_reader.wall_clock_ms", later)
-        monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)  # steps take no time
-        monkeypatch.setattr("pipeline.worker.end_offsets.END_OFFSET_INTERVAL_S", 0.0)
-        monkeypatch.setattr("pipeline.worker.filter_worker.HELD_FOR_EVIDENCE_INTERVAL_S", 0.0)
-        driver.worker._last_held_drain = 0.0  # the held AD1s are looked at in the next step, as after a stall
-        driver.steps(10)
+        driver.clock.advance(10 * MIN / 1000)  # a stall: no step for ten minutes
+        driver.steps(1)
         assert driver.forwarded() == []
-        driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed on fresh end offsets", max_steps=2000)
+        driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed on fresh end offsets")
         assert driver.forwarded() == []
     finally:
         driver.worker.close()
@@ -184,3 +228,72 @@ def test_invalid_supply_evidence_releases_nothing(driver: EvidenceDriver, value:
             driver.cluster.append(T.alerts, partition, CHF.encode(), later)
     driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed")
     assert "ad1" not in driver.forwarded()
+
+
+HELD_TOPIC = held_topic("loop-test")
+
+
+def test_supply_evidence_releases_a_held_ad1_at_once_behind_an_undecided_one_and_a_re_read_decides_it_once(
+    activation: Cluster, tmp_path: Path
+) -> None:
+    """Decision record 5: supply evidence releases an AD1 at once, wherever it sits in its held partition. Here
+    it sits behind an AD1 dated twenty minutes ahead (undecided for long). The held offset stays at the first
+    undecided; a worker that reads the partition again after a crash does not decide the released one twice."""
+    first = EvidenceDriver(activation, tmp_path / "first")
+    second: EvidenceDriver | None = None
+    try:
+        activation.append(T.alerts, 0, CHF.encode(), alert("ahead", "AD1", CHF, NOW + 20 * MIN))
+        activation.append(T.alerts, 0, CHF.encode(), alert("behind", "AD1", CHF, NOW - MIN))
+        first.until(lambda: first.worker.triage.held_for_evidence() == 2, "both AD1s held for evidence")
+        activation.append(T.alerts, 1, ESME.encode(), alert("restored", "8F35", ESME, NOW))  # evidence for "behind"
+        first.until(lambda: "behind" in first.forwarded(), "the AD1 behind released by the evidence")
+        first.steps(5)
+        assert first.forwarded() == ["restored", "behind"] and first.suppressed() == []
+        offset, metadata = activation.committed_with_metadata("loop-test", (HELD_TOPIC, 0))
+        assert offset == 0 and metadata, "committed up to the undecided AD1, the one decided beyond it named"
+
+        # The first worker crashes (it takes no more steps); another reads the held partition again.
+        second = EvidenceDriver(activation, tmp_path / "second", clock=first.clock)
+        second.until(lambda: second.worker.triage.held_for_evidence() == 1, "only the undecided AD1 held again")
+        second.run(24 * 60, step_s=5.0)  # past t + A + grace of the AD1 ahead: its evidence is complete
+        assert second.suppressed() == ["ahead"]
+        assert second.forwarded() == ["restored", "behind"], "each output once"
+        assert activation.committed_with_metadata("loop-test", (HELD_TOPIC, 0)) == (2, "")
+    finally:
+        first.worker.close()
+        if second is not None:
+            second.worker.close()
+
+
+def test_an_ad1_with_an_outlying_time_does_not_hold_up_its_held_partition(driver: EvidenceDriver) -> None:
+    """The AD1 behind it is decided once every partition is read past its t + A, not A + grace +
+    POA_MAX_HOLD_SECONDS later when the one ahead is forwarded."""
+    t = NOW - MIN
+    driver.cluster.append(T.alerts, 0, CHF.encode(), alert("ahead", "AD1", CHF, NOW + 20 * MIN))
+    driver.cluster.append(T.alerts, 0, CHF.encode(), alert("behind", "AD1", CHF, t))
+    driver.until(lambda: driver.worker.triage.held_for_evidence() == 2, "both AD1s held for evidence")
+    for partition in (0, 1):  # four records past t + A on every partition: the frontier corroborates them
+        for n in range(4):
+            driver.cluster.append(T.alerts, partition, CHF.encode(), alert(f"p{partition}-{n}", "8F01", CHF,
+                                                                          t + 3 * MIN + 1 + n))  # fmt: skip
+    driver.until(lambda: driver.suppressed() == ["behind"], "the AD1 behind suppressed")
+    assert driver.worker.triage.held_for_evidence() == 1
+
+
+def test_in_shadow_mode_an_ad1_in_a_window_reaches_the_dno_at_once_and_its_shadow_record_is_written_once(
+    activation: Cluster, tmp_path: Path
+) -> None:
+    """Contract 8: shadow mode changes nothing a DNO sees. The shadow record waits for the evidence, and a
+    failed transaction (the held AD1 read again) writes neither it nor the alert twice."""
+    driver = EvidenceDriver(activation, tmp_path, initial_mode="shadow")
+    try:
+        activation.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW - MIN))
+        driver.until(lambda: driver.forwarded() == ["ad1"], "the AD1 forwarded as read")
+        assert driver.held() == ["ad1"] and driver.shadowed() == []
+        activation.commit_failures.append(KafkaException(KafkaError(KafkaError._FAIL, "injected failure")))
+        driver.run(4 * 60)  # past t + A + grace: no evidence came, the rules suppress it
+        assert driver.metric("poa_transactions_total", result="aborted") == 1
+        assert driver.shadowed() == ["ad1"] and driver.forwarded() == ["ad1"]
+        assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="shadow") == 1
+    finally:
+        driver.worker.close()

@@ -8,15 +8,16 @@ from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
 from pipeline.settings import Settings
-from pipeline.worker import permissions as permissions_module
 from pipeline.worker.metrics import Readiness
 from pipeline.worker.permissions import PermissionWatch
+from tests.unit.worker.fake_clock import FakeClock
 
 
-def watch() -> tuple[PermissionWatch, Readiness]:
+def watch(clock: FakeClock | None = None) -> tuple[PermissionWatch, Readiness]:
     readiness = Readiness()
     settings = Settings()
-    return PermissionWatch(readiness, settings, cast(AdminClient, None), f"{settings.app_id}-x-tx"), readiness
+    admin = cast(AdminClient, None)
+    return PermissionWatch(readiness, settings, admin, f"{settings.app_id}-x-tx", clock or FakeClock()), readiness
 
 
 def test_a_denied_read_is_named_and_holds_ready_until_the_topic_is_read_again() -> None:
@@ -57,18 +58,16 @@ def test_the_transactional_id_is_named() -> None:
     )
 
 
-def test_a_standing_denial_is_logged_once_a_minute(monkeypatch: pytest.MonkeyPatch,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
-    permissions, _ = watch()
-    now = [1000.0]
-    monkeypatch.setattr(permissions_module.time, "monotonic", lambda: now[0])
+def test_a_standing_denial_is_logged_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    permissions, _ = watch(clock)
     denied = KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED)
     with caplog.at_level(logging.ERROR, logger="pipeline.worker.permissions"):
         for _ in range(5):
             permissions.alert_read_error(denied, None)
-            now[0] += 10
+            clock.advance(10)
         assert len(caplog.records) == 1
-        now[0] += 20
+        clock.advance(20)
         permissions.alert_read_error(denied, None)
         assert len(caplog.records) == 2
 

@@ -2,17 +2,13 @@
 so the activation requests the DSP wrote before it must have been read first, even when another worker
 decides that AD1 and only this worker's evidence reader reads it."""
 
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import TopicPartition
 
-from pipeline.settings import Settings
-from pipeline.worker.filter_worker import FilterWorker
-from tests.unit.worker.kafka_stand_ins import Cluster, StandInClients
+from tests.unit.worker.fake_clock import FakeClock
+from tests.unit.worker.kafka_stand_ins import Cluster
 from tests.unit.worker.test_evidence_loop import NOW, alert
 from tests.unit.worker.test_worker_loop import CODEC, MIN, Driver, T
 
@@ -45,23 +41,11 @@ def two_homes_of_one_sector() -> Cluster:
     return cluster
 
 
-class StormDriver(Driver):
-    def __init__(self, cluster: Cluster, data_dir: Path) -> None:
-        self.cluster = cluster
-        chosen = replace(Settings(), app_id="loop-test", data_dir=str(data_dir), metrics_port=0,
-                         max_hold_seconds=3600.0, storm_min_hans=1)  # fmt: skip
-        self.worker = FilterWorker(chosen, kafka=StandInClients(cluster))  # type: ignore[arg-type]
-        self.worker.connect()
-        self.until(lambda: self.worker.readiness.status()[0], "the worker ready, alert partitions assigned")
-
-
-def test_an_ad1_whose_activation_request_is_not_read_yet_is_no_storm_evidence(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_ad1_whose_activation_request_is_not_read_yet_is_no_storm_evidence(tmp_path: Path) -> None:
     """K = 1. X's activation request (received at t + 10 s) sits on a state partition whose fetch has not come
     back; X's AD1 (t + 20 s) is read by the evidence reader. X's AD1 is in a window: no storm evidence, Y's
     AD1 stays suppressed, whichever of the two reads comes first."""
-    driver = StormDriver(two_homes_of_one_sector(), tmp_path)
+    driver = Driver(two_homes_of_one_sector(), tmp_path, FakeClock(NOW), storm_min_hans=1)
     cluster = driver.cluster
     try:
         t = NOW - MIN
@@ -71,14 +55,10 @@ def test_an_ad1_whose_activation_request_is_not_read_yet_is_no_storm_evidence(
         cluster.slow.add((T.service_requests, 1))
         cluster.append(T.service_requests, 1, ESME_X.encode(), request(ESME_X, t + 10_000))
         cluster.append(T.alerts, 1, CHF_X.encode(), alert("ad1-x", "AD1", CHF_X, t + 20_000))
-        later = lambda: time.time_ns() // 1_000_000 + 10 * MIN  # noqa: E731  # evidence complete by the clock
-        monkeypatch.setattr("pipeline.worker.filter_worker.wall_clock_ms", later)
-        monkeypatch.setattr("pipeline.worker.evidence_reader.wall_clock_ms", later)
-        monkeypatch.setattr("pipeline.worker.evidence_reader.END_OFFSET_INTERVAL_S", 0.0)
-        monkeypatch.setattr("pipeline.worker.filter_worker.HELD_FOR_EVIDENCE_INTERVAL_S", 0.0)
+        driver.clock.advance(10 * MIN / 1000)  # evidence complete by the clock
         for _ in range(30):
             driver.worker.step()
-            time.sleep(0.01)
+            driver.clock.advance(0.1)  # each step looks at the held AD1 on fresh end offsets
         assert "ad1-y" not in driver.forwarded(), "released on an AD1 whose window was not read yet"
         cluster.slow.discard((T.service_requests, 1))
         driver.until(lambda: driver.suppressed() == ["ad1-y"], "Y's AD1 suppressed once X's request is read",

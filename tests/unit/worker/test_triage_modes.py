@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 
 from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.filter_state import FilterState
@@ -24,6 +24,7 @@ from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.state_feed import StateFeed
 from pipeline.worker.triage import AlertTriage, Decided
 from tests.unit.wire.fake_registry import FakeRegistry, Serving
+from tests.unit.worker.kafka_stand_ins import NO_OFFSET
 
 TOPICS = Topics()
 CODEC = AvroCodec()
@@ -175,12 +176,46 @@ def decided_ad1(triage: AlertTriage) -> tuple[bytes, Decided]:
     return value, triage.take()
 
 
-@pytest.mark.parametrize("mode", [Mode.FILTER, Mode.SHADOW])
-def test_in_filter_and_shadow_mode_an_ad1_in_a_window_waits_for_evidence(mode: Mode) -> None:
-    """Shadow mode records only what rules 5 and 9 would suppress, so it waits for evidence as filter does."""
-    _, decided = decided_ad1(triage_with_evidence(schedule((mode, T)), complete=False))
+def test_in_filter_mode_an_ad1_in_a_window_waits_for_evidence() -> None:
+    _, decided = decided_ad1(triage_with_evidence(schedule((Mode.FILTER, T)), complete=False))
     assert [topic for topic, _, _ in decided.records] == [HELD]
     assert decided.tally == {}
+
+
+def test_in_shadow_mode_an_ad1_in_a_window_is_forwarded_at_once_and_waits_for_evidence_on_the_held_topic() -> None:
+    """Shadow mode changes nothing a DNO sees (contract 8): the AD1 is not delayed by the wait for evidence;
+    only its shadow record waits. It is counted once, when that is decided."""
+    value, decided = decided_ad1(triage_with_evidence(schedule((Mode.SHADOW, T)), complete=False))
+    assert [(topic, v) for topic, _, v in decided.records][0] == (TOPICS.dno_alerts, value)
+    assert [topic for topic, _, _ in decided.records] == [TOPICS.dno_alerts, HELD]
+    assert decided.tally == {}
+
+
+def read_back(triage: AlertTriage, held: tuple[str, bytes | None, bytes], at_wall_ms: int) -> Decided:
+    """The held record read back from held partition 0 (offset 0) and the held AD1s looked at."""
+    holds = triage.evidence_holds
+    holds.assigned([0])
+    holds.restore([TopicPartition(HELD, 0, NO_OFFSET)])
+    holds.add(Message(topic=HELD, partition=0, offset=0, key=held[1], value=held[2]), triage.next_read(), 0.0)
+    triage.drain_held(at_wall_ms)
+    return triage.take()
+
+
+@pytest.mark.parametrize("evidence", [False, True], ids=["suppressed-by-the-rules", "released-by-evidence"])
+def test_in_shadow_mode_a_held_ad1_forwarded_when_read_gets_its_shadow_record_at_most(evidence: bool) -> None:
+    """Once its evidence is complete: the shadow record if rules 5 and 9 still suppress it, nothing if evidence
+    releases it; never a second forward."""
+    state = filter_state()
+    triage = triage_with_evidence(schedule((Mode.SHADOW, T)), complete=False, state=state)
+    _, decided = decided_ad1(triage)
+    held = decided.records[1]
+    triage._evidence.completeness.is_complete = True  # type: ignore[union-attr]  # the stand-in's
+    if evidence:
+        state.put_evidence_alert(DeviceAlert("restored", "8F35", ESME, None, None, T + 2 * MIN, None))
+    later = read_back(triage, held, T)
+    assert [topic for topic, _, _ in later.records] == ([] if evidence else [TOPICS.shadow])
+    assert later.tally == {("forwarded", "AD1", "outage_evidence" if evidence else "shadow"): 1}
+    assert later.held_offsets == {0: (1, "")}
 
 
 def test_in_pass_through_mode_nothing_waits_for_evidence() -> None:

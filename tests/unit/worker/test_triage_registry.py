@@ -279,6 +279,7 @@ def held_triage(codec: AvroCodec, monkeypatch: pytest.MonkeyPatch) -> tuple[Aler
     monkeypatch.setattr(triage_module, "REGISTRY_RETRY_S", 0.0)
     holds = EvidenceHolds(codec)
     holds.assigned([0])
+    holds.restore([TopicPartition("poa-filter.held-ad1s", 0, 3)])
     wait = EvidenceWait(EvidenceComplete(), holds, "poa-filter.held-ad1s", max_wait_ms=60_000)
     inputs = ReadFrontier()
     inputs.set_end_offsets({}, reads_before=2**62)  # no inputs to wait for, end offsets looked up after every read
@@ -302,7 +303,7 @@ def test_a_held_ad1_whose_audit_record_cannot_be_encoded_waits_for_the_registry(
     triage.drain_held(wall + 2000)
     decided = triage.take()
     assert [topic for topic, _, _ in decided.records] == [TOPICS.suppressed]
-    assert decided.held_offsets == {0: 4} and triage.held_for_evidence() == 0
+    assert decided.held_offsets == {0: (4, "")} and triage.held_for_evidence() == 0
 
 
 def test_a_held_ad1_is_forwarded_as_it_came_when_the_registry_is_down_past_its_bound(
@@ -314,7 +315,7 @@ def test_a_held_ad1_is_forwarded_as_it_came_when_the_registry_is_down_past_its_b
     decided = triage.take()
     assert [topic for topic, _, _ in decided.records] == [TOPICS.dno_alerts]
     assert decided.tally == {("forwarded", "AD1", "registry_unavailable"): 1}
-    assert decided.held_offsets == {0: 4}
+    assert decided.held_offsets == {0: (4, "")}
 
 
 def test_the_bound_of_a_held_ad1_does_not_run_while_no_broker_answers(

@@ -7,6 +7,7 @@ transaction."""
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -15,6 +16,7 @@ from pipeline.settings import Settings, Topics
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.worker.dead_letter_ownership import BAD_RECORD
 from pipeline.worker.filter_worker import FilterWorker
+from tests.unit.worker.fake_clock import FakeClock
 from tests.unit.worker.kafka_stand_ins import NO_OFFSET, Cluster, StandInClients
 
 CODEC = AvroCodec()
@@ -56,13 +58,14 @@ def cluster() -> Cluster:
 
 
 class Driver:
-    """A FilterWorker over the stand-in cluster, stepped by the test."""
+    """A FilterWorker over the stand-in cluster, stepped by the test, on a clock the test moves."""
 
-    def __init__(self, cluster: Cluster, data_dir: Path) -> None:
+    def __init__(self, cluster: Cluster, data_dir: Path, clock: FakeClock | None = None, **settings: Any) -> None:
         self.cluster = cluster
-        settings = replace(Settings(), app_id="loop-test", data_dir=str(data_dir), metrics_port=0,
-                           max_hold_seconds=3600.0)  # fmt: skip
-        self.worker = FilterWorker(settings, kafka=StandInClients(cluster))  # type: ignore[arg-type]
+        self.clock = clock or FakeClock()
+        chosen = replace(Settings(), app_id="loop-test", data_dir=str(data_dir), metrics_port=0,
+                         **{"max_hold_seconds": 3600.0, **settings})  # fmt: skip
+        self.worker = FilterWorker(chosen, kafka=StandInClients(cluster), clock=self.clock)  # type: ignore[arg-type]
         self.worker.connect()
         self.until(lambda: self.worker.readiness.status()[0], "the worker ready, alert partitions assigned")
 
