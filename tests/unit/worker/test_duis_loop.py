@@ -26,7 +26,8 @@ __all__ = ["cluster"]  # the fixture of the loop's tests: a tracked ESME on CHF'
 
 USER = "90-B3-D5-1F-30-01-00-00"
 REQUEST_ID = f"{USER}:{ESME}:1660751141087"
-NOW = int(time.time()) * 1000  # the fake clock's start, near the real time (housekeeping reads it); live event times (whole seconds, as GBCS times are): evidence up to t + A to come
+# The fake clock's start, near the real time (housekeeping reads it), in whole seconds as GBCS times are.
+NOW = int(time.time()) * 1000
 # An hour ago: evidence up to t + A is complete once the worker is caught up; the Kafka timestamps of the state
 # records are within the topics' retention (housekeeping purges what was written before it).
 R = NOW - 60 * MIN
