@@ -118,7 +118,7 @@ class FilterWorker:
         self.state.commit()
         self.backend = local.backend
         codec = codec_for_registry(s.schema_registry_url, s.schema_registry_auth_file)
-        self.frontier = ReadFrontier()
+        self.frontier = ReadFrontier(s.max_clock_ahead_ms)
         on_error = self.watch.on_client_error
         self.admin = kafka.admin_client(s)
         transactional_id = f"{local.instance_id}-tx"
@@ -153,6 +153,7 @@ class FilterWorker:
             lambda: kafka.consumer(s, f"{s.app_id}.evidence-reader", clients.STATE_READER_TUNING, error_cb=on_error),
             EndOffsetLookup(lambda: kafka.admin_client(s)), self.state, codec, s.evidence_policy, grace_ms,
             self.permissions, lambda partitions: self.registry_waits.waiting("evidence_partitions", partitions),
+            max_clock_ahead_ms=s.max_clock_ahead_ms,
         )  # fmt: skip
         max_wait_ms = s.evidence_policy.after_ms + grace_ms + int(s.max_hold_seconds * 1000)
         self.triage = AlertTriage(

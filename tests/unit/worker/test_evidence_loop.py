@@ -184,3 +184,24 @@ def test_invalid_supply_evidence_releases_nothing(driver: EvidenceDriver, value:
             driver.cluster.append(T.alerts, partition, CHF.encode(), later)
     driver.until(lambda: driver.suppressed() == ["ad1"], "the AD1 suppressed")
     assert "ad1" not in driver.forwarded()
+
+
+@pytest.mark.parametrize("max_clock_ahead_seconds", [3600, 3 * 3600])
+def test_the_clock_tolerance_setting_holds_for_both_read_frontiers(
+    cluster: Cluster, tmp_path: Path, max_clock_ahead_seconds: int
+) -> None:
+    """POA_MAX_CLOCK_AHEAD_SECONDS (contract 6): records two hours ahead of the wall clock move neither the
+    service-request nor the alert partition's clock at the default hour, and both when it is raised."""
+    ahead = NOW + 2 * 3600_000
+    for n in range(4):
+        cluster.append(T.service_requests, 0, ESME.encode(), service_request(ESME, ahead + n))
+        cluster.append(T.alerts, 0, CHF.encode(), alert(f"ahead-{n}", "8F01", CHF, ahead + n))
+    driver = EvidenceDriver(cluster, tmp_path, max_clock_ahead_seconds=max_clock_ahead_seconds)
+    try:
+        driver.until(lambda: driver.worker.evidence.frontier.next_offsets()[(T.alerts, 0)] == 4, "alerts read")
+        assert driver.worker.frontier.next_offsets()[(T.service_requests, 0)] == 4
+        moved = max_clock_ahead_seconds > 2 * 3600
+        assert driver.worker.frontier.clock((T.service_requests, 0)) == (ahead if moved else None)
+        assert driver.worker.evidence.frontier.clock((T.alerts, 0)) == (ahead if moved else None)
+    finally:
+        driver.worker.close()
