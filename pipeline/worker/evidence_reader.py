@@ -195,6 +195,19 @@ class EvidenceReader:
         after = self.policy.complete_after(t)
         return [p for _, p in self.frontier.lagging(after, after + self._grace_ms)]
 
+    def lag(self) -> list[tuple[int, int | None, float | None]]:
+        """By alert partition: the records not read yet (by the high watermark last fetched; None: unknown) and
+        the seconds its read clock trails the wall clock (None: no time yet): what AD1s in windows wait on."""
+        if self._consumer is None:
+            return []
+        now, lags = wall_clock_ms(), []
+        for (topic, partition), position in self.frontier.next_offsets().items():
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True) or (0, -1)
+            clock = self.frontier.clock((topic, partition))
+            behind = max(high - position, 0) if high >= 0 else None
+            lags.append((partition, behind, None if clock is None else max(now - clock, 0) / 1000))
+        return lags
+
     def ends_looked_up_after(self, wall_ms: int) -> bool:
         return self._ends_started_ms > wall_ms
 

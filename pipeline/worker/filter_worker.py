@@ -54,7 +54,7 @@ from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_top
 from pipeline.worker.evidence_reader import EvidenceReader, wall_clock_ms
 from pipeline.worker.explain_requests import ExplainRequests
 from pipeline.worker.hold_queues import AlertQueues
-from pipeline.worker.housekeeping import Housekeeping
+from pipeline.worker.housekeeping import HeldBacklog, Housekeeping
 from pipeline.worker.http_access import HttpAccess
 from pipeline.worker.local_state import open_local_state
 from pipeline.worker.metrics import DependencyWaits, Readiness, WorkerMetrics, serve_metrics
@@ -166,7 +166,10 @@ class FilterWorker:
             lambda partitions, timeout: self.alerts.consumer.committed(partitions, timeout=timeout),
         )  # fmt: skip
         self.ends = EndOffsetWatch(EndOffsetLookup(lambda: kafka.admin_client(s)), self.frontier, self._broker_back)
-        self.housekeeping = Housekeeping(self.state, self.metrics, local.backend.size)
+        self.housekeeping = Housekeeping(
+            self.state, self.metrics, local.backend.size, self.evidence,
+            HeldBacklog(self.held_topic, EndOffsetLookup(lambda: kafka.admin_client(s))),
+        )  # fmt: skip
         self.cluster_watch = ClusterWatch(s, self._cluster_checked, new_admin=lambda: kafka.admin_client(s))
 
     # --- lifecycle ------------------------------------------------------------------------------

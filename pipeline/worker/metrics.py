@@ -142,6 +142,20 @@ class WorkerMetrics:
             ["partition"],
             registry=r,
         )
+        self.evidence_lag = Gauge(
+            "poa_evidence_lag_records",
+            "By alert partition: records the evidence reader (rule 9, every worker, every partition) has not read "
+            "yet. AD1s in windows wait until every partition is read past t + A, then expire (hold_expired)",
+            ["partition"],
+            registry=r,
+        )
+        self.evidence_clock_lag = Gauge(
+            "poa_evidence_clock_lag_seconds",
+            "By alert partition: how far the evidence reader's read clock (event time) trails the wall clock; "
+            "an idle partition trails too, and is caught up when its records lag is 0",
+            ["partition"],
+            registry=r,
+        )
         self.transactions = Counter(
             "poa_transactions", "Kafka transactions, by result (committed, aborted)", ["result"], registry=r
         )
@@ -226,6 +240,13 @@ class WorkerMetrics:
     def set_event_time_lag(self, partition: int, newest_read_ms: int, decided_ms: int) -> None:
         """Event time (ms) of the newest alert read on an alert partition and of the latest decided there."""
         self.event_time_lag.labels(str(partition)).set(max(newest_read_ms - decided_ms, 0) / 1000)
+
+    def set_evidence_lag(self, partition: int, records: int | None, clock_lag_s: float | None) -> None:
+        """The evidence reader's records behind on an alert partition, and its clock's lag (None: not known yet)."""
+        if records is not None:
+            self.evidence_lag.labels(str(partition)).set(records)
+        if clock_lag_s is not None:
+            self.evidence_clock_lag.labels(str(partition)).set(clock_lag_s)
 
     def forget_alert_partitions(self, alerts_topic: str, partitions: Iterable[int]) -> None:
         """Partitions revoked from this worker: their lag is now another worker's to report."""
