@@ -42,6 +42,16 @@ class EvidenceDriver(Driver):
         return [CODEC.decode("DeviceAlert", value[envelope:])["alert_id"] for value in held]
 
 
+def latencies(driver: EvidenceDriver) -> dict[str, float]:
+    """poa_decision_latency_seconds's counts by whether the alert waited for evidence (those counted)."""
+    counts = {}
+    for family in driver.worker.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "poa_decision_latency_seconds_count" and sample.value:
+                counts[sample.labels.get("waited_for_evidence", "false")] = sample.value
+    return counts
+
+
 @pytest.fixture
 def activation(cluster: Cluster) -> Cluster:
     """ESME's immediate activation five minutes ago: its window covers now."""
@@ -67,6 +77,7 @@ def test_an_ad1_in_a_window_waits_on_the_held_topic_without_holding_the_alerts_b
     driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 read back from the held topic")
     driver.steps(20)
     assert driver.forwarded() == ["behind"] and driver.suppressed() == []
+    assert latencies(driver) == {"false": 1}, "the AD1 is not decided yet: its write to the held topic is no decision"
 
     # Supply evidence from the ESME on the HAN, on the other alert partition, received after the AD1.
     driver.cluster.append(T.alerts, 1, ESME.encode(), alert("restored", "8F35", ESME, NOW + MIN))
@@ -75,6 +86,7 @@ def test_an_ad1_in_a_window_waits_on_the_held_topic_without_holding_the_alerts_b
     assert driver.forwarded() == ["behind", "restored", "ad1"] and driver.suppressed() == []
     assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 1
     assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="outage_evidence") == 1
+    assert latencies(driver) == {"false": 2, "true": 1}, "the AD1, decided once its evidence was read"
     # Records read: the three alerts under the alert topic, the held AD1 read back under the held topic.
     assert driver.metric("poa_input_records_total", topic=T.alerts) == 3
     assert driver.metric("poa_input_records_total", topic=held_topic("loop-test")) == 1
