@@ -15,20 +15,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Message
+
 from bench.scenario import AlertFactory, AlertMix, WorldParams, build_campaign, chf_of, esme_of
 from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.alert_decisions import Suppress
 from pipeline.core.filter_state import FilterState, SweepPass
 from pipeline.core.key_value import StagedStore
-from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
-from pipeline.core.read_frontier import ReadFrontier
-from pipeline.settings import Topics
+from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.settings import Settings, Topics
 from pipeline.wire import validation
-from pipeline.wire.alert_bytes import alert_fields, read_alert_fields, suppressed_alert_bytes
+from pipeline.wire.alert_bytes import read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.output_records import audit_fields, suppressed_alert
+from pipeline.worker.evidence_reader import EvidenceReader
+from pipeline.worker.filter_worker import READ_BATCH as EVIDENCE_BATCH
 from pipeline.worker.hold_queues import read_alert
-from pipeline.worker.metrics import WorkerMetrics
+from pipeline.worker.metrics import Readiness, WorkerMetrics
+from pipeline.worker.permissions import PermissionWatch
 from pipeline.worker.rocks_store import RocksBackend
 from pipeline.worker.state_feed import StateFeed
 
@@ -42,6 +46,38 @@ def per_op(fn: Callable[[int], object], n: int) -> float:
     for i in range(n):
         fn(i)
     return (time.process_time() - started) / n * 1e6
+
+
+class _Batches:
+    """A consumer handing out the alerts in batches of EVIDENCE_BATCH, spread over 12 partitions."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        messages = [
+            Message(topic="dsp.alerts", partition=i % 12, offset=i // 12, value=v) for i, v in enumerate(values)
+        ]
+        self.batches = [messages[i : i + EVIDENCE_BATCH] for i in range(0, len(messages), EVIDENCE_BATCH)][::-1]
+
+    def incremental_assign(self, partitions: object) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        return self.batches.pop() if self.batches else []
+
+
+def evidence_read_us(values: list[bytes], codec: AvroCodec, state: FilterState) -> float:
+    """CPU us per alert of EvidenceReader.read (batch size as the worker's) through a stand-in consumer."""
+    batches = _Batches(values)
+    permissions = PermissionWatch(Readiness(WorkerMetrics().ready), Settings(), None, "bench")  # type: ignore[arg-type]
+    reader = EvidenceReader(
+        "dsp.alerts", lambda: batches, None, state, codec, EvidencePolicy(), 30_000, permissions  # type: ignore[arg-type,return-value]
+    )  # fmt: skip
+    reader.start(12)
+    started = time.process_time()
+    while reader.read(EVIDENCE_BATCH):
+        pass
+    spent = time.process_time() - started
+    state.commit()
+    return spent / len(values) * 1e6
 
 
 def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
@@ -141,16 +177,8 @@ def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
         us["alert: alert_wire.read_alert_fields (the worker's path)"] = per_op(
             lambda i: read_alert_fields(raw[i], header), n
         )
-        # Every worker reads every alert for rule 9's evidence (EvidenceReader.read's per-record path).
-        evidence_frontier = ReadFrontier()
-
-        def read_for_evidence(i: int) -> None:
-            fields = read_alert_fields(raw[i], header)
-            if fields is not None and fields[1] in SUPPLY_RESTORED_CODES:
-                state.put_evidence_alert(alert_fields(fields), now)
-            evidence_frontier.observe(("alerts", i % 12), i, None if fields is None else fields[3], now)
-
-        us["evidence: read an alert for evidence (every worker, every alert)"] = per_op(read_for_evidence, n)
+        # Every worker reads every alert for rule 9's evidence: EvidenceReader.read itself, over 12 partitions.
+        us["evidence: read an alert for evidence (every worker, every alert)"] = evidence_read_us(raw, codec, state)
         us["decide: not AD1"] = per_op(lambda i: state.decide(other[i % len(other)]), n)
         us["decide: AD1 outside any window (RocksDB)"] = per_op(
             lambda i: state.decide(ad1_out[i % len(ad1_out)]), len(ad1_out)

@@ -856,12 +856,14 @@ def _read_count(metrics: str, topics: tuple[str, ...]) -> float:
 
 
 def _histogram(metrics: str) -> dict[float, float]:
-    """Cumulative bucket counts of poa_decision_latency_seconds (le -> count)."""
-    buckets = {}
+    """Cumulative bucket counts of poa_decision_latency_seconds (le -> count), summed over its label (AD1s that
+    waited for evidence and the rest)."""
+    buckets: dict[float, float] = {}
     for line in metrics.splitlines():
         if line.startswith("poa_decision_latency_seconds_bucket{"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets[math.inf if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+            bound = math.inf if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
     return buckets
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pipeline.core.event_time import DAY_MS, MINUTE_MS
 from pipeline.core.operating_mode import Mode
 from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.core.read_frontier import DEFAULT_MAX_AHEAD_MS
 
 
 class SettingsError(ValueError):
@@ -200,6 +201,13 @@ class Settings:
     evidence_grace_seconds: float = _setting(
         30.0, "POA_EVIDENCE_GRACE_SECONDS", Bounds(float, 0, 3600, "seconds, at most an hour")
     )
+    # A record whose received_at is further ahead of the wall clock when it is read moves no read clock
+    # (contract 6): only a broken clock puts the DSP's receipt time that far ahead. A replay or test of
+    # synthetic data dated in the future raises it; nothing else about the decisions changes.
+    max_clock_ahead_seconds: int = _setting(
+        DEFAULT_MAX_AHEAD_MS // 1000, "POA_MAX_CLOCK_AHEAD_SECONDS",
+        Bounds(int, 1, 10_000_000_000, "seconds a record's time may be ahead of the wall clock and move a clock"),
+    )  # fmt: skip
     # How often the worker looks for partitions the DSP added to an input topic: each look is a blocking
     # metadata request, so not more often than twice a second.
     partition_check_seconds: float = _setting(
@@ -252,6 +260,10 @@ class Settings:
         """The DUIS CommandVariants whose SR 11.3 requests count (`POA_DUIS_COMMAND_VARIANTS`)."""
         variants = parse_number_list(self.duis_command_variants, DUIS_COMMAND_VARIANT, "$POA_DUIS_COMMAND_VARIANTS")
         return frozenset(int(n) for n in variants)
+
+    @property
+    def max_clock_ahead_ms(self) -> int:
+        return self.max_clock_ahead_seconds * 1000
 
     @property
     def evidence_policy(self) -> EvidencePolicy:

@@ -131,9 +131,12 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                   "(runbook: PoaHeldAlertsExpiring for inputs, PoaEvidenceHoldsExpiring for evidence).",
                   (q("sum by (reason) (poa_held_alerts_by_reason)", "held for {{reason}}"),
                    q(f"sum by (held_for) (rate(poa_holds_expired_total{RATE}))", "expired for {{held_for}} /s"))),
-            Panel("Decision latency", "From reading an alert to committing its output.",
-                  tuple(q(f"histogram_quantile({p}, sum by (le)"
-                          f" (rate(poa_decision_latency_seconds_bucket{RATE})))", f"p{round(p * 100)}")
+            Panel("Decision latency", "From reading an alert to committing its decision: alerts decided as "
+                  "read or after a wait for their activation inputs, and apart, AD1s in windows that waited on "
+                  f"the held topic for outage evidence, from their first read (each waits {EVIDENCE_WAIT}).",
+                  tuple(q(f"histogram_quantile({p}, sum by (le) (rate(poa_decision_latency_seconds_bucket"
+                          f'{{waited_for_evidence="{waited}"}}{RATE})))', f"p{round(p * 100)}{legend}")
+                        for waited, legend in (("false", ""), ("true", " waited for evidence"))
                         for p in (0.5, 0.99)), unit="s"),
         ),
     ),
@@ -145,6 +148,16 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             Panel("Event-time lag (seconds)", "How far the decided event time trails the newest alert read, by "
                   "worker and alert partition. DNOs group outages in 3-minute windows.",
                   (q("max by (instance, partition) (poa_event_time_lag_seconds)",
+                     "{{instance}} p{{partition}}"),), unit="s"),
+            Panel("Evidence reader lag (records)", "Alert records each worker's evidence reader (rule 9: every "
+                  "worker reads every alert partition) has not read yet, by alert partition. AD1s in windows "
+                  "wait until every partition is read past t + A; a reader that stays behind makes them expire "
+                  "(runbook: PoaEvidenceReaderBehind, PoaEvidenceHoldsExpiring).",
+                  (q("max by (instance, partition) (poa_evidence_lag_records)", "{{instance}} p{{partition}}"),)),
+            Panel("Evidence reader clock lag (seconds)", "How far each evidence reader's read clock (event time) "
+                  "trails the wall clock, by alert partition. An idle partition trails too: it matters where "
+                  "records are still unread (the panel beside).",
+                  (q("max by (instance, partition) (poa_evidence_clock_lag_seconds)",
                      "{{instance}} p{{partition}}"),), unit="s"),
         ),
     ),

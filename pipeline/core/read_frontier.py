@@ -17,8 +17,9 @@ it is corroborated, two ways:
   as no run of that many records is all outliers ahead of them, every such minimum is at most the time
   of an in-order record already read, and every in-order record at or before it has been read too. Past
   outliers only lower a minimum (a wait, never an early decision);
-- by the wall clock: a record stamped more than `AHEAD_TOLERANCE_MS` after the wall clock when it is read
-  is not a time the DSP can have received anything at, so it moves no clock, however many there are.
+- by the wall clock: a record stamped more than `max_ahead_ms` (POA_MAX_CLOCK_AHEAD_SECONDS) after the wall
+  clock when it is read is not a time the DSP can have received anything at, so it moves no clock, however
+  many there are.
 
 Both only ever make an AD1 wait, never decide earlier than the records allow; the end-offset condition
 still lets a caught-up worker decide at once, and the wait stays bounded (POA_MAX_HOLD_SECONDS). The wall
@@ -26,7 +27,7 @@ clock here only decides whether a record may end a wait; it never enters a decis
 """
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.core.event_time import HOUR_MS
@@ -36,8 +37,9 @@ Partition = tuple[str, int]
 # A run of up to CORROBORATING_RECORDS - 1 outliers ahead of their partition cannot move its clock.
 CORROBORATING_RECORDS = 4
 # received_at is when the DSP received the record, so it cannot be ahead of the wall clock but for clock
-# skew between the DSP and the worker; an hour covers any sane skew (and a DSP an hour off by a time-zone slip).
-AHEAD_TOLERANCE_MS = HOUR_MS
+# skew between the DSP and the worker; an hour covers any sane skew (and a DSP an hour off by a time-zone slip),
+# as Kafka's own log.message.timestamp.after.max.ms. The default of POA_MAX_CLOCK_AHEAD_SECONDS (contract 6).
+DEFAULT_MAX_AHEAD_MS = HOUR_MS
 
 
 @dataclass
@@ -48,7 +50,10 @@ class _Progress:
 
 
 class ReadFrontier:
-    def __init__(self) -> None:
+    def __init__(self, max_ahead_ms: int = DEFAULT_MAX_AHEAD_MS) -> None:
+        """`max_ahead_ms`: how far ahead of the wall clock when it is read a record's time may be and still
+        move a clock (a replay of data dated in the future raises it)."""
+        self._max_ahead_ms = max_ahead_ms
         self._progress: dict[Partition, _Progress] = {}
         self._end_offsets: dict[Partition, int] = {}
         self._ends_cover_reads_before = 0  # alerts with read_seq < this are covered by _end_offsets
@@ -67,9 +72,9 @@ class ReadFrontier:
         """A record was read at `offset`; `event_time` is None for a record without one (a reference record)
         or one that was dead-lettered: those move the offset but no clock. `wall_clock_ms` is the time it was
         read (None: unknown, then only its neighbours corroborate it)."""
-        progress = self._progress.setdefault(partition, _Progress())
+        progress = self._progress_of(partition)
         progress.next_offset = max(progress.next_offset, offset + 1)
-        if event_time is None or (wall_clock_ms is not None and event_time > wall_clock_ms + AHEAD_TOLERANCE_MS):
+        if event_time is None or (wall_clock_ms is not None and event_time > wall_clock_ms + self._max_ahead_ms):
             return
         recent = progress.recent
         recent.append(event_time)
@@ -78,10 +83,41 @@ class ReadFrontier:
             if progress.clock is None or corroborated > progress.clock:
                 progress.clock = corroborated
 
+    def observe_times(
+        self, partition: Partition, next_offset: int, event_times: Sequence[int | None], wall_clock_ms: int | None
+    ) -> None:
+        """Records read up to `next_offset` with these event times, in offset order, all read at `wall_clock_ms`:
+        the same as `observe` of each in turn, in one pass (a reader of every alert of the topic)."""
+        progress = self._progress_of(partition)
+        progress.next_offset = max(progress.next_offset, next_offset)
+        limit = None if wall_clock_ms is None else wall_clock_ms + self._max_ahead_ms
+        times = [*progress.recent]
+        times += (t for t in event_times if t is not None and (limit is None or t <= limit))
+        if len(times) <= len(progress.recent):
+            return
+        # The windows of CORROBORATING_RECORDS consecutive times that end in this batch (and the one that ended
+        # before it, which changes nothing): their largest minimum.
+        windows = zip(*(times[i:] for i in range(CORROBORATING_RECORDS)), strict=False)
+        corroborated = max(map(min, windows), default=None)
+        if corroborated is not None and (progress.clock is None or corroborated > progress.clock):
+            progress.clock = corroborated
+        progress.recent.extend(times[max(len(progress.recent), len(times) - CORROBORATING_RECORDS) :])
+
+    def clock(self, partition: Partition) -> int | None:
+        """Every in-order record of the partition up to this event time has been read (None: no time yet)."""
+        progress = self._progress.get(partition)
+        return None if progress is None else progress.clock
+
     def observe_position(self, partition: Partition, next_offset: int) -> None:
         """The consumer's position moved without a record (end of partition, compaction, markers)."""
-        progress = self._progress.setdefault(partition, _Progress())
+        progress = self._progress_of(partition)
         progress.next_offset = max(progress.next_offset, next_offset)
+
+    def _progress_of(self, partition: Partition) -> _Progress:
+        progress = self._progress.get(partition)
+        if progress is None:
+            progress = self._progress[partition] = _Progress()
+        return progress
 
     def set_end_offsets(self, end_offsets: Mapping[Partition, int], reads_before: int) -> None:
         """End offsets looked up after the alert with sequence number `reads_before - 1` was read."""

@@ -9,7 +9,6 @@ datum is validated as contract 6 says, and a problem is a BadInput (a RegistryUn
 when the schema registry cannot answer).
 """
 
-import re
 from typing import Any
 
 from pipeline.core.bad_input import BadInput
@@ -18,10 +17,6 @@ from pipeline.wire import duis, validation
 from pipeline.wire.avro_codec import AvroCodec
 
 _RECEIVED_AT = "received_at (the Kafka record timestamp of a DUIS record)"
-# What could write a code other than as its plain characters: CDATA, a comment splitting the text, the NULs of
-# UTF-16, and a character reference other than one of white space (signatures are wrapped with `&#13;`).
-_HIDING = (b"<!", b"\x00")
-_WHITE_SPACE_REFERENCE = re.compile(rb"&#(?:0*(?:9|10|13|32)|[xX]0*(?:9|[aAdD]|20));")
 
 
 def received_at(timestamp: int | None) -> int:
@@ -59,18 +54,3 @@ def device_alert(codec: AvroCodec, value: bytes | None, timestamp: int | None) -
     else:
         datum = codec.decode("DeviceAlert", value)
     return datum, validation.device_alert(datum)
-
-
-def duis_alert_lacks(value: bytes, codes: frozenset[bytes]) -> bool:
-    """Whether `value` is a DUIS document in which none of `codes` (upper case) is written, in any letter case:
-    proof, at a fraction of the cost of reading it, that it is no alert of those codes (the evidence reader
-    passes over most alerts so). False whenever in doubt; the document itself is not checked."""
-    if not duis.is_duis(value) or any(hiding in value for hiding in _HIDING):
-        return False
-    reference = value.find(b"&#")
-    while reference >= 0:
-        if _WHITE_SPACE_REFERENCE.match(value, reference) is None:
-            return False
-        reference = value.find(b"&#", reference + 2)
-    upper = value.upper()
-    return not any(code in upper for code in codes)

@@ -7,6 +7,7 @@ the output transaction (`TransactionalOutput`), with the decisions they stand fo
 """
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -106,7 +107,9 @@ class AlertReader:
                 ):
                     log.warning("alert read error: %s", err)
         if records:
-            self._metrics.input_records.labels(self._topic).inc(len(records))
+            # Each under its own topic: held AD1s read back are not alerts read again.
+            for topic, count in Counter(msg.topic() for msg in records).items():
+                self._metrics.input_records.labels(topic).inc(count)
             if self._permissions.denied:
                 self._permissions.alerts_read()
         return records

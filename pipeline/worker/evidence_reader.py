@@ -16,7 +16,6 @@ PermissionWatch, as for the state reader.
 """
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 
 from confluent_kafka import (
@@ -33,12 +32,12 @@ from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.bad_input import BadInput
 from pipeline.core.filter_state import FilterState
 from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
-from pipeline.core.read_frontier import CORROBORATING_RECORDS, ReadFrontier
+from pipeline.core.read_frontier import DEFAULT_MAX_AHEAD_MS, ReadFrontier
 from pipeline.core.records import OUTAGE_ALERT_CODE, AlertFacts
 from pipeline.kafka.admin import EndOffsetLookup
 from pipeline.kafka.batches import coordinates
 from pipeline.wire import input_records
-from pipeline.wire.alert_bytes import alert_fields, peek_alert_code, read_alert_fields
+from pipeline.wire.alert_bytes import alert_fields, read_alert_fields
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import RegistryUnavailable
 from pipeline.worker.permissions import PermissionWatch
@@ -48,7 +47,6 @@ log = logging.getLogger(__name__)
 
 POSITION = "evpos/"  # meta key prefix: evpos/<partition> -> next offset of the alert topic to read
 EVIDENCE_CODES = SUPPLY_RESTORED_CODES | {OUTAGE_ALERT_CODE}  # supply evidence (9.a), AD1s for storms (9.b)
-_EVIDENCE_CODE_BYTES = frozenset(code.encode() for code in EVIDENCE_CODES)
 END_OFFSET_INTERVAL_S = 0.5  # while AD1s wait for evidence, look up the alert topic's end offsets this often
 
 
@@ -71,9 +69,11 @@ class EvidenceReader:
         permissions: PermissionWatch,
         on_registry_wait: Callable[[int], None] = lambda partitions: None,
         clock: Clock = SYSTEM_CLOCK,
+        max_clock_ahead_ms: int = DEFAULT_MAX_AHEAD_MS,
     ) -> None:
         """`on_registry_wait` hears how many alert partitions wait for the schema registry, whenever that changes;
-        `clock` ends waits only (rule 7: the wall clock never makes a decision)."""
+        `clock` ends waits only (rule 7: the wall clock never makes a decision); `max_clock_ahead_ms` is the read
+        frontier's (POA_MAX_CLOCK_AHEAD_SECONDS)."""
         self._clock = clock
         self._topic = topic
         self._permissions = permissions
@@ -86,7 +86,7 @@ class EvidenceReader:
         self._grace_ms = grace_ms
         # Per alert partition: read past which event time. Its end-offset snapshot is tagged with the wall
         # clock (ms) when the look-up started, so `covers(x)` means "looked up after wall-clock time x".
-        self.frontier = ReadFrontier()
+        self.frontier = ReadFrontier(max_clock_ahead_ms)
         self._consumer: Consumer | None = None
         self._partitions = 0
         self._last_lookup = 0.0
@@ -128,40 +128,27 @@ class EvidenceReader:
             return 0
         if not messages:
             return 0
-        header, observe, now = self._header, self.frontier.observe, self._clock.wall_ms()
+        header, now = self._header, self._clock.wall_ms()
         self.read_ad1s = False
-        moved: set[int] = set()
+        # Every record's event time counts, in offset order (None: bad input, no evidence and no clock), so the
+        # frontier's clock is exactly that of one that observes each record; it takes each partition's in one pass.
+        times: dict[int, list[int | None]] = {}
+        ends: dict[int, int] = {}  # partition -> the offset after its last record or end read in this batch
         read_any = False
-        # Most alerts are no evidence: their code is peeked at, and only the last CORROBORATING_RECORDS of each
-        # partition in the batch are read for the read clock. Fewer windows can only lower the clock (a longer
-        # wait, never an earlier decision), and the last records of a batch always move it.
-        after_this = Counter(msg.partition() for msg in messages if msg.error() is None)
         for msg in messages:
             if waits.stopped and waits.skips(msg.topic(), msg.partition()):
                 continue  # stopped for the schema registry: read again from the alert it failed
             err = msg.error()
             if err is not None:  # checked before the coordinates: a consumer-level error (the group) has none
                 if err.code() == KafkaError._PARTITION_EOF:
-                    topic, partition, offset = coordinates(msg)
-                    self.frontier.observe_position((topic, partition), offset)
-                    moved.add(partition)
+                    _topic, partition, offset = coordinates(msg)
+                    ends[partition] = offset
                 elif not self._permissions.evidence_read_error(err, msg.topic()):
                     log.warning("alert read error (evidence): %s", err)
                 continue
             topic, partition, offset = coordinates(msg)
-            moved.add(partition)
             read_any = True
             value = msg.value()
-            after_this[partition] -= 1
-            if after_this[partition] >= CORROBORATING_RECORDS and value is not None:
-                code = peek_alert_code(value, header)
-                if (code is not None and code not in _EVIDENCE_CODE_BYTES) or (
-                    code is None and input_records.duis_alert_lacks(value, _EVIDENCE_CODE_BYTES)
-                ):
-                    if waits.stopped:
-                        waits.passed(topic, partition)
-                    self.frontier.observe_position((topic, partition), offset + 1)
-                    continue
             raw = None if value is None else read_alert_fields(value, header)
             if raw is not None:
                 event_time: int | None = raw[3]
@@ -175,11 +162,14 @@ class EvidenceReader:
                     continue
             if waits.stopped:
                 waits.passed(topic, partition)
-            observe((topic, partition), offset, event_time, now)
+            times.setdefault(partition, []).append(event_time)
+            ends[partition] = offset + 1
+        for partition, end in ends.items():
+            self.frontier.observe_times((self._topic, partition), end, times.get(partition, ()), now)
         if read_any and self._permissions.denied:
             self._permissions.evidence_read()
         positions = self.frontier.next_offsets()
-        for partition in moved:
+        for partition in ends:
             self._state.put_meta(f"{POSITION}{partition}", str(positions[(self._topic, partition)]).encode())
         return len(messages)
 
@@ -215,6 +205,19 @@ class EvidenceReader:
         """The alert partitions not yet read past t + A (nor to end offsets looked up after t + A + grace)."""
         after = self.policy.complete_after(t)
         return [p for _, p in self.frontier.lagging(after, after + self._grace_ms)]
+
+    def lag(self) -> list[tuple[int, int | None, float | None]]:
+        """By alert partition: the records not read yet (by the high watermark last fetched; None: unknown) and
+        the seconds its read clock trails the wall clock (None: no time yet): what AD1s in windows wait on."""
+        if self._consumer is None:
+            return []
+        now, lags = self._clock.wall_ms(), []
+        for (topic, partition), position in self.frontier.next_offsets().items():
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True) or (0, -1)
+            clock = self.frontier.clock((topic, partition))
+            behind = max(high - position, 0) if high >= 0 else None
+            lags.append((partition, behind, None if clock is None else max(now - clock, 0) / 1000))
+        return lags
 
     def ends_looked_up_after(self, wall_ms: int) -> bool:
         return self._ends_started_ms > wall_ms

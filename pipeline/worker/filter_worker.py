@@ -54,7 +54,7 @@ from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_top
 from pipeline.worker.evidence_reader import EvidenceReader
 from pipeline.worker.explain_requests import ExplainRequests
 from pipeline.worker.hold_queues import AlertQueues
-from pipeline.worker.housekeeping import Housekeeping
+from pipeline.worker.housekeeping import HeldBacklog, Housekeeping
 from pipeline.worker.http_access import HttpAccess
 from pipeline.worker.local_state import open_local_state
 from pipeline.worker.metrics import DependencyWaits, Readiness, WorkerMetrics, serve_metrics
@@ -120,7 +120,7 @@ class FilterWorker:
         self.state.commit()
         self.backend = local.backend
         codec = codec_for_registry(s.schema_registry_url, s.schema_registry_auth_file)
-        self.frontier = ReadFrontier()
+        self.frontier = ReadFrontier(s.max_clock_ahead_ms)
         on_error = self.watch.on_client_error
         self.admin = kafka.admin_client(s)
         transactional_id = f"{local.instance_id}-tx"
@@ -156,6 +156,7 @@ class FilterWorker:
             EndOffsetLookup(lambda: kafka.admin_client(s), clock), self.state, codec, s.evidence_policy, grace_ms,
             self.permissions, lambda partitions: self.registry_waits.waiting("evidence_partitions", partitions),
             clock,
+            max_clock_ahead_ms=s.max_clock_ahead_ms,
         )  # fmt: skip
         max_wait_ms = s.evidence_policy.after_ms + grace_ms + int(s.max_hold_seconds * 1000)
         self.triage = AlertTriage(
@@ -169,7 +170,10 @@ class FilterWorker:
         )  # fmt: skip
         lookup = EndOffsetLookup(lambda: kafka.admin_client(s), clock)
         self.ends = EndOffsetWatch(lookup, self.frontier, self._broker_back, clock)
-        self.housekeeping = Housekeeping(self.state, self.metrics, local.backend.size, clock)
+        self.housekeeping = Housekeeping(
+            self.state, self.metrics, local.backend.size, self.evidence,
+            HeldBacklog(self.held_topic, EndOffsetLookup(lambda: kafka.admin_client(s), clock)), clock,
+        )  # fmt: skip
         self.cluster_watch = ClusterWatch(s, self._cluster_checked, new_admin=lambda: kafka.admin_client(s))
 
     # --- lifecycle ------------------------------------------------------------------------------

@@ -6,12 +6,14 @@ from record times: no outlying record can move it, and every worker sweeps the s
 partitions it owns (contract 6: housekeeping never changes a decision, state stays bounded)."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer, KafkaException
 
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.filter_state import FilterState, SweepPass
+from pipeline.kafka.admin import EndOffsetLookup
+from pipeline.worker.evidence_reader import EvidenceReader
 from pipeline.worker.metrics import WorkerMetrics
 from pipeline.worker.triage import AlertTriage
 
@@ -22,15 +24,43 @@ SWEEP_SLICE = 200  # keys per loop iteration, so housekeeping never stalls decis
 GAUGE_INTERVAL_S = 2.0
 
 
+class HeldBacklog:
+    """Held AD1s not fetched yet, on the held partitions this worker owns (rule 9's wait). A held partition
+    paused beyond the in-memory cap is not fetched, so the consumer's cached high watermark of it goes stale:
+    its end offsets are looked up instead, without blocking, each time the gauges are updated."""
+
+    def __init__(self, topic: str, lookup: EndOffsetLookup) -> None:
+        self.topic = topic
+        self._lookup = lookup
+        self._ends: dict[int, int] = {}
+
+    def count(self, positions: Mapping[int, int]) -> int:
+        """Records past these read positions (held partition -> next offset) by the last end offsets known."""
+        result = self._lookup.poll()
+        if result is not None:
+            self._ends = {partition: end for (_topic, partition), end in result[0].items()}
+        if positions and self._lookup.can_start():
+            self._lookup.start([(self.topic, p) for p in positions], tag=0)
+        return sum(max(self._ends.get(p, position) - position, 0) for p, position in positions.items())
+
+
 class Housekeeping:
     def __init__(
-        self, state: FilterState, metrics: WorkerMetrics, state_size: Callable[[], tuple[int, int]],
+        self,
+        state: FilterState,
+        metrics: WorkerMetrics,
+        state_size: Callable[[], tuple[int, int]],
+        evidence: EvidenceReader | None = None,
+        held: HeldBacklog | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> None:  # fmt: skip
+    ) -> None:
+        """`evidence` and `held` (rule 9) have their lag and backlog reported with the gauges."""
         self._state = state
         self._clock = clock
         self._metrics = metrics
         self._state_size = state_size  # RocksDB's estimated keys and bytes
+        self._evidence = evidence
+        self._held = held
         self._sweep: SweepPass | None = None
         self._last_sweep = self._last_gauges = 0.0
 
@@ -56,17 +86,24 @@ class Housekeeping:
         return True
 
     def _update_gauges(self, triage: AlertTriage, consumers: list[Consumer]) -> None:
-        self._metrics.set_held(inputs=sum(triage.holds.sizes().values()), evidence=triage.held_for_evidence())
         self._metrics.set_state_size(*self._state_size())
         for partition in triage.holds.sizes():
             self._metrics.set_event_time_lag(partition, *triage.event_times(partition))
         self._metrics.tracked_devices.set(self._state.tracked_count())
+        held_positions: dict[int, int] = {}
         for consumer in consumers:
             try:
                 positions = consumer.position(consumer.assignment())
             except KafkaException:
                 continue
             for tp in positions:
+                if self._held is not None and tp.topic == self._held.topic and tp.offset >= 0:
+                    held_positions[tp.partition] = tp.offset
                 _low, high = consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
                 if high >= 0 and tp.offset >= 0:
                     self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
+        on_broker = 0 if self._held is None else self._held.count(held_positions)  # behind a paused partition
+        inputs, evidence = sum(triage.holds.sizes().values()), triage.held_for_evidence() + on_broker
+        self._metrics.set_held(inputs=inputs, evidence=evidence)
+        for partition, records, clock_lag_s in self._evidence.lag() if self._evidence is not None else ():
+            self._metrics.set_evidence_lag(partition, records, clock_lag_s)

@@ -61,29 +61,37 @@ def code_label(alert_code: str) -> str:
 
 class BatchHistogram:
     """A Prometheus histogram fed with (value, count): the alerts of one read batch share their read
-    time and their commit time, so one call records them all instead of one call per alert."""
+    time and their commit time, so one call records them all instead of one call per alert. One label, its
+    values fixed (each series exists from the start)."""
 
-    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry):
+    def __init__(
+        self, name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry,
+        label: str, values: tuple[str, ...],
+    ) -> None:  # fmt: skip
         self._name, self._documentation = name, documentation
         self._bounds = sorted(buckets)
-        self._counts = [0] * (len(self._bounds) + 1)
-        self._sum = 0.0
+        self._label = label
+        self._counts = {value: [0] * (len(self._bounds) + 1) for value in values}
+        self._sums = dict.fromkeys(values, 0.0)
         self._lock = threading.Lock()
         registry.register(self)
 
-    def observe_many(self, value: float, count: int = 1) -> None:
+    def observe_many(self, value: float, count: int, label_value: str) -> None:
         with self._lock:
-            self._counts[bisect_left(self._bounds, value)] += count
-            self._sum += value * count
+            self._counts[label_value][bisect_left(self._bounds, value)] += count
+            self._sums[label_value] += value * count
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=[self._label])
         with self._lock:
-            counts, total = list(self._counts), self._sum
-        cumulative, running = [], 0
-        for bound, count in zip([*map(str, self._bounds), "+Inf"], counts, strict=True):
-            running += count
-            cumulative.append((bound, running))
-        yield HistogramMetricFamily(self._name, self._documentation, buckets=cumulative, sum_value=total)
+            counted = [(value, list(counts), self._sums[value]) for value, counts in self._counts.items()]
+        for value, counts, total in counted:
+            cumulative, running = [], 0
+            for bound, count in zip([*map(str, self._bounds), "+Inf"], counts, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            family.add_metric([value], cumulative, total)
+        yield family
 
 
 class WorkerMetrics:
@@ -129,9 +137,12 @@ class WorkerMetrics:
         )
         self.decision_latency = BatchHistogram(
             "poa_decision_latency_seconds",
-            "From reading an alert to committing its output",
-            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            "From reading an alert to committing its output, by whether it waited on the held topic for rule 9's "
+            "evidence (AD1s in windows: about A + grace live, from their first read to their decision's output)",
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
             r,
+            "waited_for_evidence",
+            ("false", "true"),
         )
         self.consumer_lag = Gauge(
             "poa_consumer_lag", "Records not yet read, by input topic and partition", ["topic", "partition"], registry=r
@@ -139,6 +150,20 @@ class WorkerMetrics:
         self.event_time_lag = Gauge(
             "poa_event_time_lag_seconds",
             "By alert partition: how far the latest event time decided trails the newest alert event time read",
+            ["partition"],
+            registry=r,
+        )
+        self.evidence_lag = Gauge(
+            "poa_evidence_lag_records",
+            "By alert partition: records the evidence reader (rule 9, every worker, every partition) has not read "
+            "yet. AD1s in windows wait until every partition is read past t + A, then expire (hold_expired)",
+            ["partition"],
+            registry=r,
+        )
+        self.evidence_clock_lag = Gauge(
+            "poa_evidence_clock_lag_seconds",
+            "By alert partition: how far the evidence reader's read clock (event time) trails the wall clock; "
+            "an idle partition trails too, and is caught up when its records lag is 0",
             ["partition"],
             registry=r,
         )
@@ -226,6 +251,13 @@ class WorkerMetrics:
     def set_event_time_lag(self, partition: int, newest_read_ms: int, decided_ms: int) -> None:
         """Event time (ms) of the newest alert read on an alert partition and of the latest decided there."""
         self.event_time_lag.labels(str(partition)).set(max(newest_read_ms - decided_ms, 0) / 1000)
+
+    def set_evidence_lag(self, partition: int, records: int | None, clock_lag_s: float | None) -> None:
+        """The evidence reader's records behind on an alert partition, and its clock's lag (None: not known yet)."""
+        if records is not None:
+            self.evidence_lag.labels(str(partition)).set(records)
+        if clock_lag_s is not None:
+            self.evidence_clock_lag.labels(str(partition)).set(clock_lag_s)
 
     def forget_alert_partitions(self, alerts_topic: str, partitions: Iterable[int]) -> None:
         """Partitions revoked from this worker: their lag is now another worker's to report."""

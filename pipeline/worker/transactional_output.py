@@ -67,7 +67,8 @@ class TransactionalOutput:
         commit starts on a helper thread, and nothing else touches the producer until `settle`."""
         assert self._in_flight is None and self._producer is not None
         producer = self._producer
-        commit = PendingCommit(decided.tally, decided.latencies, expired=decided.expired)
+        commit = PendingCommit(decided.tally, decided.latencies, expired=decided.expired,
+                               evidence_latencies=decided.evidence_latencies)  # fmt: skip
         self._in_flight = commit
         try:
             producer.begin_transaction()
@@ -123,10 +124,12 @@ class TransactionalOutput:
             self._back_off()  # the uncommitted alerts are read again and retried, not in a tight loop
 
     def _observe_committed(self, commit: PendingCommit) -> None:
-        """Its `latencies` count the decided alerts by the time they were read."""
+        """Its `latencies` count the decided alerts by the time they were read (first read, for AD1s decided
+        after waiting on the held topic for evidence)."""
         now = self._clock.monotonic()
-        for read_at, count in commit.latencies.items():
-            self._metrics.decision_latency.observe_many(now - read_at, count)
+        for waited, latencies in (("false", commit.latencies), ("true", commit.evidence_latencies)):
+            for read_at, count in latencies.items():
+                self._metrics.decision_latency.observe_many(now - read_at, count, waited)
         for (decision, code, reason), count in commit.tally.items():
             self._metrics.alerts.labels(decision, code, reason).inc(count)
             if decision == "dead_letter":

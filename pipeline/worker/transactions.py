@@ -36,9 +36,13 @@ class PendingCommit:
         latencies: Counter[float],
         deadline_s: float = TXN_DEADLINE_S,
         expired: Counter[str] | None = None,
+        evidence_latencies: Counter[float] | None = None,
     ) -> None:
+        """`latencies` and `evidence_latencies` (AD1s decided after waiting for evidence): decided alerts by the
+        monotonic time they were read."""
         self.tally = tally
         self.latencies = latencies
+        self.evidence_latencies = evidence_latencies or Counter()
         self.expired = expired or Counter()
         self._deadline_s = deadline_s
         self._deadline = time.monotonic() + deadline_s

@@ -61,12 +61,14 @@ REGISTRY_RETRY_S = 1.0  # how often alerts that wait for the schema registry try
 class Decided:
     """What was decided since the last transaction began: the records to write, the next offset of each
     alert partition and of each held partition (committed with them), the decided alerts by the time they
-    were read (for the latency histogram), and the decisions by metric labels (counted once the
+    were read (for the latency histogram; an AD1 written to the held topic is not decided yet, and counts in
+    `evidence_latencies` when it is, by its first read), and the decisions by metric labels (counted once the
     transaction commits)."""
 
     records: list[Outgoing] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
     latencies: Counter[float] = field(default_factory=Counter)
+    evidence_latencies: Counter[float] = field(default_factory=Counter)
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     held_offsets: dict[int, tuple[int, str]] = field(default_factory=dict)  # held partition -> offset, metadata
     expired: Counter[str] = field(default_factory=Counter)  # hold_expired forwards, by what they waited for
@@ -160,7 +162,10 @@ class AlertTriage:
                     waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert))  # type: ignore[arg-type]
                     continue
                 try:
-                    outputs.extend(self._decide_alert(partition, msg.offset(), msg.key(), value, alert, None, seq, now))  # type: ignore[arg-type]
+                    written = self._decide_alert(partition, msg.offset(), msg.key(), value, alert, None, seq, now)  # type: ignore[arg-type]
+                    outputs.extend(written)
+                    if self._to_held(written):  # decided, for the latency, when read back from the held topic
+                        count -= 1
                 except RegistryUnavailable as exc:  # its audit record cannot be encoded now: it waits
                     self._registry_failed(now)
                     waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, now, alert=alert,  # type: ignore[arg-type]
@@ -225,17 +230,19 @@ class AlertTriage:
                 if not self._frontier.may_decide(t, item.read_seq):
                     if not held_over(item):
                         return False
-                    decided.records.append(self._forward(item, ForwardReason.HOLD_EXPIRED))
+                    records = [self._forward(item, ForwardReason.HOLD_EXPIRED)]
                     decided.expired["inputs"] += 1
                     log.warning(
                         "forwarding AD1 %s after holding it %.0fs: inputs not read past its time: %s",
                         item.alert.alert_id, now - item.read_at, self._frontier.lagging(t, item.read_seq),
                     )
                 else:
-                    decided.records.extend(self._route(item))
+                    records = self._route(item)
             else:
-                decided.records.extend(self._route(item))
-            decided.latencies[item.read_at] += 1
+                records = self._route(item)
+            decided.records.extend(records)
+            if not self._to_held(records):  # else decided, for the latency, when read back from the held topic
+                decided.latencies[item.read_at] += 1
             decided.next_offsets[item.partition] = item.offset + 1
             return True
 
@@ -299,7 +306,13 @@ class AlertTriage:
             if held.forwarded:  # at the DNO already (shadow mode): its shadow record at most
                 records = [record for record in records if record[0] != self._topics.dno_alerts]
             decided.records.extend(records)
+            settled(held)
             return True
+
+        def settled(held: HeldAD1) -> None:
+            """Decided (its held offset is committed with its outputs: `commit_points`): its latency runs from its
+            first read."""
+            decided.evidence_latencies[self._clock.monotonic() - max(wall_ms - held.first_read_ms, 0) / 1000] += 1
 
         def registry_wait(held: HeldAD1, over: bool, waited_ms: int) -> bool:
             """A held AD1 waits for the registry, at most its bound; then it is forwarded as it came (a bad
@@ -310,6 +323,7 @@ class AlertTriage:
             forward = self._forward(item, REGISTRY_UNAVAILABLE_REASON)
             if not held.forwarded:
                 decided.records.append(forward)
+            settled(held)
             log.warning("forwarding held AD1 at %s[%d]@%d after %.0fs: %s", self._topics.alerts, item.partition,
                         item.offset, waited_ms / 1000, item.registry_error)  # fmt: skip
             return True
@@ -365,6 +379,10 @@ class AlertTriage:
         decisions trail the input, in event time (the lag gauge)."""
         decided = self._decided_time.get(partition, 0)
         return max(self._newest_read.get(partition, 0), decided), decided
+
+    def _to_held(self, records: list[Outgoing]) -> bool:
+        """Whether these are an AD1's record on the held topic: it waits for evidence, not decided yet."""
+        return self._evidence is not None and records[0][0] == self._evidence.topic
 
     def _route(self, item: ReadAlert) -> list[Outgoing]:
         """The records an alert read by the generic path ends in; RegistryUnavailable when one cannot be

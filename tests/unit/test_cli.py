@@ -52,7 +52,7 @@ def test_every_settings_flag_is_taken_by_every_subcommand():
         "--bootstrap-servers", "b:1", "--app-id", "app", "--data-dir", "/d", "--metrics-port", "9",
         "--schema-registry-url", "http://r", "--client-config-file", "c.properties", "--window-minutes", "31",
         "--lead-in-minutes", "1", "--max-future-days", "5", "--max-hold-seconds", "7",
-        "--partition-check-seconds", "2.5", "--log-format", "json",
+        "--partition-check-seconds", "2.5", "--max-clock-ahead-seconds", "10000000000", "--log-format", "json",
     ]  # fmt: skip
     topics = {name: f"x.{name}" for name in vars(Topics())}
     for name, topic in topics.items():
@@ -70,6 +70,7 @@ def test_every_settings_flag_is_taken_by_every_subcommand():
         max_future_days=5,
         max_hold_seconds=7.0,
         partition_check_seconds=2.5,
+        max_clock_ahead_seconds=10_000_000_000,
         log_format="json",
     )
     for command in (["worker"], ["load-tracked", "x.csv"], ["load-inventory", "x.csv"], ["simulate"],
@@ -120,6 +121,7 @@ def test_a_bad_environment_variable_is_a_message_and_exit_2_and_nothing_starts(
         (["worker", "--max-hold-seconds", "inf"], "--max-hold-seconds='inf' is not a number"),
         (["worker", "--partition-check-seconds", "0"], "--partition-check-seconds='0' is out of range"),
         (["worker", "--window-minutes", "-5"], "--window-minutes='-5' is out of range"),
+        (["worker", "--max-clock-ahead-seconds", "0"], "--max-clock-ahead-seconds='0' is out of range"),
         (["worker", "--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
         (["load-tracked", "x.csv", "--jobs", "0"], "--jobs='0' is out of range: expected a whole number from 1 to 64"),
         (["load-tracked", "x.csv", "--jobs", "\u0662"], "--jobs='\u0662' is not a whole number"),

@@ -37,6 +37,7 @@ def test_every_variable_is_read():
         "POA_EVIDENCE_AFTER_MINUTES": "5",
         "POA_STORM_MIN_HANS": "0",
         "POA_EVIDENCE_GRACE_SECONDS": "12.5",
+        "POA_MAX_CLOCK_AHEAD_SECONDS": "86400",
         "POA_LOG_FORMAT": "json",
         "POA_TOPIC_ALERTS": "a",
     }
@@ -57,6 +58,7 @@ def test_every_variable_is_read():
         evidence_after_minutes=5,
         storm_min_hans=0,
         evidence_grace_seconds=12.5,
+        max_clock_ahead_seconds=86400,
         log_format="json",
     )
 
@@ -96,6 +98,13 @@ def test_an_empty_variable_means_the_default():
         ("POA_WINDOW_MINUTES", "half an hour", "POA_WINDOW_MINUTES='half an hour' is not a whole number"),
         ("POA_LEAD_IN_MINUTES", "1441", "is out of range"),
         ("POA_MAX_FUTURE_DAYS", "0", "POA_MAX_FUTURE_DAYS='0' is out of range"),
+        (
+            "POA_MAX_CLOCK_AHEAD_SECONDS",
+            "0",
+            "POA_MAX_CLOCK_AHEAD_SECONDS='0' is out of range: expected a whole number from 1 to 10000000000",
+        ),
+        ("POA_MAX_CLOCK_AHEAD_SECONDS", "10000000001", "is out of range"),
+        ("POA_MAX_CLOCK_AHEAD_SECONDS", "1.5", "is not a whole number"),
         ("POA_LOG_FORMAT", "xml", "POA_LOG_FORMAT='xml' is not one of text, json"),
     ],
 )
@@ -190,3 +199,7 @@ def test_bad_duis_command_variants_are_refused_naming_variable_value_item_and_ra
 def test_an_empty_flag_of_duis_command_variants_is_refused():
     with pytest.raises(SettingsError, match=r"duis_command_variants \(\$POA_DUIS_COMMAND_VARIANTS\)='': '' is not"):
         replace(Settings(), duis_command_variants="")
+def test_the_clock_tolerance_defaults_to_kafkas_hour():
+    """Contract 6: POA_MAX_CLOCK_AHEAD_SECONDS defaults to 3600, as log.message.timestamp.after.max.ms does."""
+    assert Settings().max_clock_ahead_seconds == 3600
+    assert Settings.from_env({"POA_MAX_CLOCK_AHEAD_SECONDS": "10000000000"}).max_clock_ahead_ms == 10**13

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.read_frontier import AHEAD_TOLERANCE_MS, CORROBORATING_RECORDS, Partition, ReadFrontier
+from pipeline.core.read_frontier import CORROBORATING_RECORDS, DEFAULT_MAX_AHEAD_MS, Partition, ReadFrontier
 
 SR0: Partition = ("dsp.service-requests", 0)
 SR1: Partition = ("dsp.service-requests", 1)
@@ -195,11 +195,29 @@ def test_any_number_of_records_far_ahead_of_the_wall_clock_move_no_clock() -> No
 def test_records_ahead_of_the_wall_clock_within_the_tolerance_count() -> None:
     f = frontier()
     for p in ALL:
-        read(f, p, *corroborated(WALL + AHEAD_TOLERANCE_MS), wall_clock=WALL)
-    assert f.may_decide(WALL + AHEAD_TOLERANCE_MS - 1, SEQ)
+        read(f, p, *corroborated(WALL + DEFAULT_MAX_AHEAD_MS), wall_clock=WALL)
+    assert f.may_decide(WALL + DEFAULT_MAX_AHEAD_MS - 1, SEQ)
     for p in ALL:
-        read(f, p, *corroborated(WALL + AHEAD_TOLERANCE_MS + 1), wall_clock=WALL)
-    assert not f.may_decide(WALL + AHEAD_TOLERANCE_MS, SEQ)
+        read(f, p, *corroborated(WALL + DEFAULT_MAX_AHEAD_MS + 1), wall_clock=WALL)
+    assert not f.may_decide(WALL + DEFAULT_MAX_AHEAD_MS, SEQ)
+
+
+@pytest.mark.parametrize("max_ahead_ms", [DEFAULT_MAX_AHEAD_MS, 400 * 86_400_000])
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_record_more_than_the_setting_ahead_moves_no_clock_and_one_within_it_does(
+    max_ahead_ms: int, batched: bool
+) -> None:
+    """POA_MAX_CLOCK_AHEAD_SECONDS (contract 6), at its default and raised for a replay of future-dated data."""
+    for ahead, moves in [(max_ahead_ms, True), (max_ahead_ms + 1, False)]:
+        f = ReadFrontier(max_ahead_ms)
+        f.track([SR0], {})
+        times = corroborated(WALL + ahead)
+        if batched:
+            f.observe_times(SR0, len(times), times, WALL)
+        else:
+            read(f, SR0, *times, wall_clock=WALL)
+        assert f.clock(SR0) == (WALL + ahead if moves else None)
+        assert f.next_offsets() == {SR0: CORROBORATING_RECORDS}
 
 
 def test_a_far_past_record_delays_but_does_not_stop_the_clock() -> None:
@@ -235,7 +253,7 @@ def counts_towards_a_run(rec: Rec, lowest_in_order: int, wall_clock: int | None)
     """An outlier that may be ahead of in-order records and that the frontier does not skip."""
     if rec.in_order or rec.time is None or rec.time < lowest_in_order:
         return False
-    return wall_clock is None or rec.time <= wall_clock + AHEAD_TOLERANCE_MS
+    return wall_clock is None or rec.time <= wall_clock + DEFAULT_MAX_AHEAD_MS
 
 
 @st.composite
@@ -249,7 +267,7 @@ def partition_records(draw: st.DrawFn, wall_clock: int | None) -> list[Rec]:
     outlier = st.one_of(
         st.integers(EARLIEST, lowest - 1).map(lambda time: Rec(time, False)),
         st.integers(lowest, YEAR_2999).map(lambda time: Rec(time, False)),
-        st.sampled_from([YEAR_2999, READ_AT + AHEAD_TOLERANCE_MS, READ_AT + AHEAD_TOLERANCE_MS + 1]).map(
+        st.sampled_from([YEAR_2999, READ_AT + DEFAULT_MAX_AHEAD_MS, READ_AT + DEFAULT_MAX_AHEAD_MS + 1]).map(
             lambda time: Rec(time, False)
         ),
         st.just(Rec(None, False)),
@@ -287,3 +305,28 @@ def test_never_may_decide_t_while_an_in_order_record_at_or_before_t_is_unread(
         unread = [r.time for q in partitions for r in records[q][read_to[q] :] if r.in_order and r.time is not None]
         if unread:  # a decision at t allows every later t too, so the earliest unread time is the one to check
             assert not f.may_decide(min(unread), SEQ), f"may decide {min(unread)} with a record at it unread"
+
+
+# --- a batch taken in one pass is the same as its records one by one --------------------------
+
+OUTLYING = [READ_AT + DEFAULT_MAX_AHEAD_MS + 1, YEAR_2999]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    times=st.lists(st.one_of(st.none(), st.integers(BASE, READ_AT), st.sampled_from(OUTLYING)), max_size=60),
+    cuts=st.lists(st.integers(0, 60), max_size=10),
+    wall_clock=st.sampled_from([None, READ_AT]),
+)
+def test_observe_times_gives_the_clock_of_observing_each_record(
+    times: list[int | None], cuts: list[int], wall_clock: int | None
+) -> None:
+    """Whatever the batches, after each the clock and position equal those of a frontier fed record by record."""
+    one_by_one, batched = ReadFrontier(), ReadFrontier()
+    bounds = sorted({0, len(times), *(c for c in cuts if c <= len(times))})
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        for offset in range(start, end):
+            one_by_one.observe(SR0, offset, times[offset], wall_clock)
+        batched.observe_times(SR0, end, times[start:end], wall_clock)
+        assert batched.clock(SR0) == one_by_one.clock(SR0)
+        assert batched.next_offsets() == one_by_one.next_offsets()

@@ -118,21 +118,3 @@ def test_a_bad_duis_document_is_bad_input_naming_the_element_path() -> None:
         input_records.device_alert(CODEC, ad1().replace(CHF.lower().encode(), b"00-1B-C5-0C-00-00-00"), R)
     with pytest.raises(BadInput):
         input_records.device_alert(CODEC, b"<sr:Response", R)
-
-
-EVIDENCE = frozenset({b"AD1", b"8F35", b"8F36"})
-
-
-def test_a_duis_alert_lacks_codes_only_when_no_way_of_writing_them_is_there() -> None:
-    """The evidence reader's cheap pass over DUIS alerts: True only when no code can be in the document."""
-    other = documents.device_alert(f"{ESME}:{USER}:7", alert_code="8F3E", alert_ms=R, responded_ms=R)
-    assert input_records.duis_alert_lacks(other, EVIDENCE)
-    assert input_records.duis_alert_lacks(other.replace(b"&#13;", b"&#x0d;"), EVIDENCE)  # white space only
-    for hidden in (b"8f36", b"8F3&#54;", b"8F3&#x36;", b"8F<![CDATA[36]]>", b"8F3<!-- -->6"):
-        assert not input_records.duis_alert_lacks(other.replace(b"8F3E", hidden), EVIDENCE), hidden
-    assert not input_records.duis_alert_lacks(other.decode().encode("utf-16-le"), EVIDENCE)
-    assert not input_records.duis_alert_lacks(ad1(), EVIDENCE)
-    assert not input_records.duis_alert_lacks(ad1().replace(b">AD1<", b">ad1<"), EVIDENCE)  # in doubt: read it
-    assert not input_records.duis_alert_lacks(CODEC.encode("DeviceAlert", {
-        "alert_id": "a1", "alert_code": "8F01", "device_id": CHF, "mpxn": None, "raised_at": None,
-        "received_at": R, "payload": None}), EVIDENCE)  # fmt: skip

@@ -111,6 +111,7 @@ class StandInConsumer:
         self._positions: dict[TP, int] = {}
         self._eof_at: dict[TP, int] = {}
         self._paused: set[TP] = set()
+        self._fetched_end: dict[TP, int] = {}  # each partition's end when it was last fetched (not while paused)
         self._subscription: tuple[list[str], Any] | None = None
         self.closed = False
 
@@ -144,6 +145,7 @@ class StandInConsumer:
         for tp, position in sorted(self._positions.items()):
             if tp in self._paused or tp in self._cluster.slow:
                 continue
+            self._fetched_end[tp] = self._cluster.end(*tp)
             records = self._cluster.read(tp, position, num_messages - len(messages))
             for i, (key, value, timestamp) in enumerate(records):
                 stamp = (TIMESTAMP_NOT_AVAILABLE, 0) if timestamp is None else (TIMESTAMP_CREATE_TIME, timestamp)
@@ -183,6 +185,9 @@ class StandInConsumer:
 
     def get_watermark_offsets(self, tp: TopicPartition, timeout: float | None = None,
                               cached: bool = False) -> tuple[int, int]:  # fmt: skip
+        """Cached, as librdkafka's: the high watermark of the last fetch, stale while the partition is paused."""
+        if cached:
+            return 0, self._fetched_end.get((tp.topic, tp.partition), NO_OFFSET)
         return 0, self._cluster.end(tp.topic, tp.partition)
 
     def consumer_group_metadata(self) -> str:

@@ -45,6 +45,16 @@ class EvidenceDriver(Driver):
         return [CODEC.decode("DeviceAlert", value[envelope:])["alert_id"] for value in held]
 
 
+def latencies(driver: EvidenceDriver) -> dict[str, float]:
+    """poa_decision_latency_seconds's counts by whether the alert waited for evidence (those counted)."""
+    counts = {}
+    for family in driver.worker.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "poa_decision_latency_seconds_count" and sample.value:
+                counts[sample.labels.get("waited_for_evidence", "false")] = sample.value
+    return counts
+
+
 @pytest.fixture
 def activation(cluster: Cluster) -> Cluster:
     """ESME's immediate activation five minutes ago: its window covers now."""
@@ -70,6 +80,7 @@ def test_an_ad1_in_a_window_waits_on_the_held_topic_without_holding_the_alerts_b
     driver.until(lambda: driver.worker.triage.held_for_evidence() == 1, "the AD1 read back from the held topic")
     driver.steps(20)
     assert driver.forwarded() == ["behind"] and driver.suppressed() == []
+    assert latencies(driver) == {"false": 1}, "the AD1 is not decided yet: its write to the held topic is no decision"
 
     # Supply evidence from the ESME on the HAN, on the other alert partition, received after the AD1.
     driver.cluster.append(T.alerts, 1, ESME.encode(), alert("restored", "8F35", ESME, NOW + MIN))
@@ -78,6 +89,10 @@ def test_an_ad1_in_a_window_waits_on_the_held_topic_without_holding_the_alerts_b
     assert driver.forwarded() == ["behind", "restored", "ad1"] and driver.suppressed() == []
     assert driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), 0)) == 1
     assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="outage_evidence") == 1
+    assert latencies(driver) == {"false": 2, "true": 1}, "the AD1, decided once its evidence was read"
+    # Records read: the three alerts under the alert topic, the held AD1 read back under the held topic.
+    assert driver.metric("poa_input_records_total", topic=T.alerts) == 3
+    assert driver.metric("poa_input_records_total", topic=held_topic("loop-test")) == 1
 
 
 def test_an_ad1_without_evidence_is_suppressed_once_every_partition_is_read_past_t_plus_a(
@@ -164,6 +179,9 @@ def test_a_held_partition_is_paused_while_many_ad1s_wait_in_memory_and_none_is_l
     driver.until(lambda: len(driver.held()) == 10, "the ten AD1s on the held topic")
     driver.steps(20)
     assert driver.worker.triage.held_for_evidence() == 4, "the rest wait on the broker, not in memory"
+    # Those on the broker behind the paused held partition are held for evidence too (issue 18.16).
+    monkeypatch.setattr("pipeline.worker.housekeeping.GAUGE_INTERVAL_S", 0.0)
+    driver.until(lambda: driver.metric("poa_held_alerts_by_reason", reason="evidence") == 10, "ten held")
     for partition in (0, 1):  # every partition read past t + A: the AD1s can be decided
         for n in range(4):
             driver.cluster.append(T.alerts, partition, CHF.encode(), alert(f"p{partition}-{n}", "8F01", CHF,
@@ -297,3 +315,41 @@ def test_in_shadow_mode_an_ad1_in_a_window_reaches_the_dno_at_once_and_its_shado
         assert driver.metric("poa_alerts_total", decision="forwarded", alert_code="AD1", reason="shadow") == 1
     finally:
         driver.worker.close()
+@pytest.mark.parametrize("max_clock_ahead_seconds", [3600, 3 * 3600])
+def test_the_clock_tolerance_setting_holds_for_both_read_frontiers(
+    cluster: Cluster, tmp_path: Path, max_clock_ahead_seconds: int
+) -> None:
+    """POA_MAX_CLOCK_AHEAD_SECONDS (contract 6): records two hours ahead of the wall clock move neither the
+    service-request nor the alert partition's clock at the default hour, and both when it is raised."""
+    ahead = NOW + 2 * 3600_000
+    for n in range(4):
+        cluster.append(T.service_requests, 0, ESME.encode(), service_request(ESME, ahead + n))
+        cluster.append(T.alerts, 0, CHF.encode(), alert(f"ahead-{n}", "8F01", CHF, ahead + n))
+    driver = EvidenceDriver(cluster, tmp_path, max_clock_ahead_seconds=max_clock_ahead_seconds)
+    try:
+        driver.until(lambda: driver.worker.evidence.frontier.next_offsets()[(T.alerts, 0)] == 4, "alerts read")
+        assert driver.worker.frontier.next_offsets()[(T.service_requests, 0)] == 4
+        moved = max_clock_ahead_seconds > 2 * 3600
+        assert driver.worker.frontier.clock((T.service_requests, 0)) == (ahead if moved else None)
+        assert driver.worker.evidence.frontier.clock((T.alerts, 0)) == (ahead if moved else None)
+    finally:
+        driver.worker.close()
+
+
+def test_the_evidence_readers_lag_is_exported_by_alert_partition(
+    driver: EvidenceDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18.16: what makes AD1s in windows expire (hold_expired, evidence) is the evidence reader falling
+    behind: its records not read, and how far its read clock trails the wall clock, per alert partition."""
+    monkeypatch.setattr("pipeline.worker.housekeeping.GAUGE_INTERVAL_S", 0.0)
+    monkeypatch.setattr("pipeline.worker.filter_worker.READ_BATCH", 2)  # the readers take two records a step
+    for n in range(6):
+        driver.cluster.append(T.alerts, 1, CHF.encode(), alert(f"a{n}", "8F01", CHF, NOW - 10 * MIN))
+    evidence = driver.worker.evidence.frontier
+    driver.until(lambda: evidence.next_offsets()[(T.alerts, 1)] == 2, "two records read for evidence")
+    assert driver.metric("poa_evidence_lag_records", partition="1") == 4
+    driver.until(lambda: evidence.next_offsets()[(T.alerts, 1)] == 6, "all read")
+    driver.steps(1)
+    assert driver.metric("poa_evidence_lag_records", partition="1") == 0
+    assert driver.metric("poa_evidence_clock_lag_seconds", partition="1") >= 10 * 60
+    assert driver.metric("poa_evidence_lag_records", partition="0") == 0
