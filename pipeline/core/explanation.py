@@ -7,11 +7,11 @@ tracked, their activations with windows, replacements, cancellations and withdra
 decision the worker gives such an alert; the per-activation details only describe, through the same rule
 functions (`activation_windows`), never decide.
 
-The state keeps a cancellation's time, not the request ID that carried it, so a cancellation is named by
-its time. The `evidence` section lists rule 9's evidence in [TIME - B, TIME + A] as the state holds it: the
-supply alerts of the HAN's ESMEs and, per other CH Function of the sector, its first AD1 that no window
-covers. An AD1 that rule 5 suppresses is shown forwarded when that evidence releases it, and its decision
-is marked pending while evidence may still come (the worker says when it is complete).
+A cancellation is named by its time and the request ID that carried it (the cancelling 11.3). The `evidence`
+section lists rule 9's evidence in [TIME - B, TIME + A] as the state holds it: the supply alerts of the
+HAN's ESMEs and, per other CH Function of the sector, its first AD1 that no window covers. An AD1 that rule
+5 suppresses is shown forwarded when that evidence releases it, and its decision is marked pending while
+evidence may still come (the worker says when it is complete).
 """
 
 from datetime import UTC, datetime, timedelta
@@ -183,8 +183,9 @@ def _evidence(state: FilterState, chf_id: str, at_ms: int, policy: EvidencePolic
 
 def _esme(state: FilterState, esme_id: str, at_ms: int) -> Json:
     activity = state.activity_of(esme_id)
+    cancelled_by = dict(zip(activity.cancellations, activity.cancelled_by, strict=True))
     activations = [
-        _activation(state, version, request, activity.cancellations, at_ms)
+        _activation(state, version, request, cancelled_by, at_ms)
         for request in activity.requests
         for version in request.versions
         if version.esme_id == esme_id
@@ -194,14 +195,15 @@ def _esme(state: FilterState, esme_id: str, at_ms: int) -> Json:
         "device_id": esme_id,
         "tracked": state.is_tracked(esme_id),
         "activations": activations,
-        "cancellations": [moment(c) for c in activity.cancellations],
+        "cancellations": [{**moment(c), "request_id": by} for c, by in cancelled_by.items()],
     }
 
 
 def _activation(
-    state: FilterState, version: RequestVersion, request: RequestHistory, cancellations: tuple[int, ...], at_ms: int
+    state: FilterState, version: RequestVersion, request: RequestHistory, cancellations: dict[int, str], at_ms: int
 ) -> Json:
-    """One sighting of an 11.3 request, with what ends it and from when, and whether it is in force at `at_ms`."""
+    """One sighting of an 11.3 request, with what ends it and from when (a cancellation: and by which request),
+    and whether it is in force at `at_ms`. `cancellations`: the ESME's, time -> cancelling request ID."""
     versions = request.versions
     later = versions[versions.index(version) + 1 :]
     cancelled_from = next((c for c in cancellations if is_cancelled(version, (c,), c)), None)
@@ -212,7 +214,9 @@ def _activation(
         "activation_time": moment(version.activation_time),
         "window": _window(window_of(version, state.policy)),
         "replaced": None if not later else {"from": moment(min(v.received_at for v in later))},
-        "cancelled": None if cancelled_from is None else {"from": moment(cancelled_from), "request_id": None},
+        "cancelled": None if cancelled_from is None else {
+            "from": moment(cancelled_from), "request_id": cancellations[cancelled_from],
+        },  # fmt: skip
         "withdrawn": None if request.withdrawn_at is None else {"from": moment(request.withdrawn_at)},
         "in_force": in_force is not None,
     }

@@ -145,13 +145,19 @@ def _esme_lines(esme: Json, device: str) -> list[str]:
         lines.append("    no activations")
     for a in esme["activations"]:
         window = a["window"]
-        ends = [f"{what} from {a[what]['from']['iso']}" for what in ("replaced", "cancelled", "withdrawn") if a[what]]
+        ends = [_ended(what, a[what]) for what in ("replaced", "cancelled", "withdrawn") if a[what]]
         state = "in force at that time" if a["in_force"] else "not in force at that time"
         lines.append(
             f"    activation {a['request_id']}: received {a['received_at']['iso']}, "
             f"window {window['start']['iso']} to {window['end']['iso']}; {'; '.join([*ends, state])}"
         )
     return lines
+
+
+def _ended(what: str, end: Json) -> str:
+    """E.g. 'cancelled from TIME by request ID': a cancellation names the request that carried it."""
+    by = end.get("request_id")
+    return f"{what} from {end['from']['iso']}" + (f" by request {by}" if by else "")
 
 
 def _count(han: Json) -> str:

@@ -16,6 +16,7 @@ from pipeline.core.key_value import MemoryBackend, StagedStore
 from pipeline.core.operating_mode import Mode
 from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.core.records import ActivationOutcome, DeviceAlert, InventoryRecord, Outcome, ServiceRequest
+from pipeline.tools.explain_client import describe
 
 BASE = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 MIN = MINUTE_MS
@@ -203,7 +204,7 @@ def test_a_tracked_esme_on_no_han_is_shown_as_suppressing_nothing() -> None:
     assert answer["decision"]["reason"] == "no_esme_on_han"
 
 
-def test_a_cancelled_activation_shows_from_when_and_is_not_in_force() -> None:
+def test_a_cancelled_activation_shows_from_when_by_which_request_and_is_not_in_force() -> None:
     state = new_state()
     han(state, (ESME, True))
     request(state, rid(1), at(0), at(120))
@@ -211,13 +212,27 @@ def test_a_cancelled_activation_shows_from_when_and_is_not_in_force() -> None:
     answer = explain(state, CHF, at(130))
     esme = esme_of(answer, ESME)
     (activation,) = esme["activations"]  # the cancellation itself opens no activation
-    assert activation["cancelled"] == {"from": {"iso": iso_utc(at(60)), "epoch_ms": at(60)}, "request_id": None}
+    assert activation["cancelled"] == {"from": {"iso": iso_utc(at(60)), "epoch_ms": at(60)}, "request_id": rid(2)}
     assert activation["in_force"] is False
-    assert esme["cancellations"] == [{"iso": iso_utc(at(60)), "epoch_ms": at(60)}]
+    assert esme["cancellations"] == [{"iso": iso_utc(at(60)), "epoch_ms": at(60), "request_id": rid(2)}]
     assert answer["decision"]["reason"] == "no_activation_window"
     # before the cancellation was received, the activation was pending, not cancelled, and it stays listed
     earlier = explain(state, CHF, at(30))
     assert esme_of(earlier, ESME)["activations"][0]["cancelled"]["from"]["epoch_ms"] == at(60)
+    printed = [line for line in describe(answer) if f"activation {rid(1)}" in line]
+    assert len(printed) == 1 and f"cancelled from {iso_utc(at(60))} by request {rid(2)}" in printed[0]
+
+
+def test_of_two_cancellations_at_one_millisecond_the_least_request_id_is_named_whatever_the_read_order() -> None:
+    named = set()
+    for order in ((2, 3), (3, 2)):
+        state = new_state()
+        han(state, (ESME, True))
+        request(state, rid(1), at(0), at(120))
+        for n in order:
+            request(state, rid(n), at(60), CANCEL_X)
+        named.add(esme_of(explain(state, CHF, at(130)), ESME)["activations"][0]["cancelled"]["request_id"])
+    assert named == {rid(2)}
 
 
 def test_a_withdrawn_activation_shows_from_when_and_counts_until_then() -> None:
