@@ -101,6 +101,8 @@ class FilterWorker:
         self._last_partition_check = time.monotonic()
         self._last_held_drain = 0.0
         self._held_read = False  # AD1s were read back from the held topic since the last look at them
+        self._schedule = ModeSchedule(Mode(s.initial_mode))  # as last read, shown on /ready and in poa_mode
+        self._next_mode_change: int | None = None  # when the mode shown changes next (wall-clock ms)
         self._http: ThreadingHTTPServer | None = None
         self.explanations = ExplainRequests()
         self.http_access = HttpAccess.from_settings(s)  # the token and TLS files, read once at start
@@ -164,7 +166,10 @@ class FilterWorker:
             self.state, codec, t.dead_letter, self.metrics,
             lambda partitions, timeout: self.alerts.consumer.committed(partitions, timeout=timeout),
         )  # fmt: skip
-        self.ends = EndOffsetWatch(EndOffsetLookup(lambda: kafka.admin_client(s)), self.frontier, self._broker_back)
+        # The control topic to its high watermark: a mode change is never missed for an AD1 read after its
+        # command returned (contract 8), though its transaction's markers may still be on their way.
+        self.ends = EndOffsetWatch(EndOffsetLookup(lambda: kafka.admin_client(s), high_watermark_topics=[t.control]),
+                                   self.frontier, self._broker_back)  # fmt: skip
         self.housekeeping = Housekeeping(self.state, self.metrics, local.backend.size)
         self.cluster_watch = ClusterWatch(s, self._cluster_checked, new_admin=lambda: kafka.admin_client(s))
 
@@ -327,6 +332,8 @@ class FilterWorker:
         return read
 
     def _housekeeping(self) -> None:
+        if self._next_mode_change is not None and wall_clock_ms() >= self._next_mode_change:
+            self._show_mode()  # a scheduled change takes over
         self.alerts.pause_or_resume(self.triage.holds.sizes())
         self.alerts.pause_or_resume(self.triage.evidence_holds.sizes(), self.held_topic)
         now = time.monotonic()
@@ -415,12 +422,24 @@ class FilterWorker:
         return steps.input_topics([topic])[topic]
 
     def _mode_changed(self, schedule: ModeSchedule) -> None:
-        """The mode in force for the newest alerts, on /ready and in `poa_mode` (contract 8)."""
-        latest = schedule.latest()
-        mode = schedule.initial if latest is None else latest.mode
+        self._schedule = schedule
+        self._show_mode()
+
+    def _show_mode(self) -> None:
+        """The mode in force now (wall clock), on /ready and in `poa_mode`, and the changes scheduled for later
+        listed apart (contract 8); shown again when the next one's time comes (`_housekeeping`)."""
+        schedule, now = self._schedule, wall_clock_ms()
+        current, upcoming = schedule.in_force(now), schedule.upcoming(now)
+        mode = schedule.initial if current is None else current.mode
         self.metrics.set_mode(mode.value)
-        since = "" if latest is None else f" since {iso_utc(latest.effective_from)} (set by {latest.changed_by})"
-        self.readiness.note("mode", f"mode: {mode.value}{since}")
+        since = "" if current is None else f" since {iso_utc(current.effective_from)} (set by {current.changed_by})"
+        lines = [f"mode: {mode.value}{since}"] + [
+            f"upcoming mode change: {c.mode.value} from {iso_utc(c.effective_from)} (set by {c.changed_by})"
+            for c in upcoming
+        ]
+        self.readiness.note("mode", "\n".join(lines))
+        self._next_mode_change = upcoming[0].effective_from if upcoming else None
+        self.metrics.set_next_mode_change(upcoming[0].mode.value if upcoming else None, self._next_mode_change)
 
     def _cluster_checked(self, findings: list[Finding]) -> None:
         """On the cluster-check thread (the gauge and Readiness are thread-safe)."""
