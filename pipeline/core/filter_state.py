@@ -340,12 +340,12 @@ class FilterState:
         """For each other CH Function of the sector, its earliest AD1 received in [lo, hi] that rule 5 alone
         forwards (no window covers it), in device-ID order."""
         for other in self.reference.chfs_in_sector(sector):
-            if other == chf_id:
-                continue
-            for ad1 in self.ad1s(other, lo, hi):
-                if isinstance(self.decide(ad1), Forward):
-                    yield ad1
-                    break
+            if other != chf_id:
+                yield from islice(self.storm_candidates_of(other, lo, hi), 1)
+
+    def storm_candidates_of(self, chf_id: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
+        """The AD1s of this CH Function received in [lo, hi] that rule 5 alone forwards, in time order."""
+        return (ad1 for ad1 in self.ad1s(chf_id, lo, hi) if isinstance(self.decide(ad1), Forward))
 
     def han_postcode(self, chf_id: str) -> str | None:
         return self.reference.han_postcode(chf_id)

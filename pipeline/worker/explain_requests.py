@@ -3,17 +3,21 @@
 The filter state is written by the worker's loop thread alone and is not safe to read from another thread.
 So the HTTP thread does not read it: it queues the question and waits, a bounded time, for the loop thread
 to answer it between two steps (`serve`), from the same state, staged changes included, that the loop
-decides alerts with. A question the loop does not reach in time is answered "worker busy".
+decides alerts with. A question the loop does not reach in time is answered "worker busy". Each step
+answers one question at most, and one costs a bounded scan (`explanation.MAX_STORM_SCAN_HANS`), so
+questions never hold decisions up for long, however many are asked.
 """
 
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.core.explanation import EvidenceStatus, Json, explain
 from pipeline.core.filter_state import FilterState
 from pipeline.core.operating_mode import Mode, ModeSchedule
+from pipeline.core.outage_evidence import EvidencePolicy
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,21 @@ class _Question:
     abandoned: bool = False
 
 
+@dataclass
+class TriageEvidence:
+    """Rule 9's evidence as the triage judges it final (`AlertTriage._with_evidence`): complete (the evidence
+    reader), and the activation inputs read past t + A, so that an explanation never shows forwarded on storm
+    evidence an AD1 the worker will suppress. `inputs_read_past(t)`: the read frontier allows a decision at t
+    for what has been read so far."""
+
+    policy: EvidencePolicy
+    evidence: EvidenceStatus
+    inputs_read_past: Callable[[int], bool]
+
+    def complete(self, t: int) -> bool:
+        return self.evidence.complete(t) and self.inputs_read_past(self.policy.complete_after(t))
+
+
 class ExplainRequests:
     """The bridge: `ask` from HTTP threads, `serve` once per step from the worker loop thread."""
 
@@ -61,15 +80,19 @@ class ExplainRequests:
             raise ExplainFailed("the explanation failed; see the worker's log")
         return question.answer
 
+    def waiting(self) -> int:
+        """How many questions wait (roughly: another thread may be adding one)."""
+        return self._questions.qsize()
+
     def serve(
         self, state: FilterState, schedule: ModeSchedule | None = None, evidence: EvidenceStatus | None = None
     ) -> int:
-        """Answer every waiting question from `state`, in the operator mode `schedule` has in force at the time
-        asked about, with what `evidence` (the evidence reader) says of rule 9's evidence (loop thread only);
-        how many were answered. Never raises: a failing explanation is logged and answered as failed, and the
-        worker goes on."""
+        """Answer the next waiting question from `state`, in the operator mode `schedule` has in force at the time
+        asked about, with what `evidence` (`TriageEvidence`) says of rule 9's evidence (loop thread only); how
+        many were answered (one at most: the others wait for the next steps). Never raises: a failing
+        explanation is logged and answered as failed, and the worker goes on."""
         served = 0
-        while True:
+        while not served:
             try:
                 question = self._questions.get_nowait()
             except queue.Empty:
@@ -84,3 +107,4 @@ class ExplainRequests:
                 question.failed = True
             question.answered.set()
             served += 1
+        return served

@@ -52,7 +52,7 @@ from pipeline.worker.dead_letter_ownership import DeadLetterOwnership
 from pipeline.worker.end_offsets import EndOffsetWatch
 from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_topic
 from pipeline.worker.evidence_reader import EvidenceReader, wall_clock_ms
-from pipeline.worker.explain_requests import ExplainRequests
+from pipeline.worker.explain_requests import ExplainRequests, TriageEvidence
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.housekeeping import Housekeeping
 from pipeline.worker.http_access import HttpAccess
@@ -162,6 +162,10 @@ class FilterWorker:
             lambda partitions: self.registry_waits.waiting("alert_partitions", partitions),
             EvidenceWait(self.evidence, EvidenceHolds(codec), self.held_topic, max_wait_ms),
         )  # fmt: skip
+        # An explanation takes evidence as final when the triage would, for an AD1 of the latest batch read
+        self.explain_evidence = TriageEvidence(
+            s.evidence_policy, self.evidence, lambda t: self.frontier.may_decide(t, self.triage.read_seq)
+        )
         self.dead_letter_owner = DeadLetterOwnership(
             self.state, codec, t.dead_letter, self.metrics,
             lambda partitions, timeout: self.alerts.consumer.committed(partitions, timeout=timeout),
@@ -186,7 +190,7 @@ class FilterWorker:
             while not self._stopping:
                 self.step()
                 # questions from the HTTP thread, answered on this one
-                self.explanations.serve(self.state, self.state_feed.schedule, self.evidence)
+                self.explanations.serve(self.state, self.state_feed.schedule, self.explain_evidence)
         except InterruptedError:
             pass
         finally:

@@ -27,7 +27,7 @@ from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.core.records import ServiceRequest
 from pipeline.settings import Settings, SettingsError
 from pipeline.tools import explain_client
-from pipeline.worker.explain_requests import ExplainRequests
+from pipeline.worker.explain_requests import ExplainRequests, TriageEvidence
 from pipeline.worker.http_access import HttpAccess, is_loopback, read_token, server_tls_context
 from pipeline.worker.metrics import Readiness, WorkerMetrics, serve_metrics
 
@@ -423,3 +423,47 @@ def test_the_loop_explains_with_what_the_evidence_reader_knows(
         asking.join(0.005)
     assert answers[0]["decision"]["outcome"] == "suppressed"
     assert answers[0]["decision"]["pending"] is pending
+
+
+class EvidenceComplete(EvidenceIncomplete):
+    def complete(self, t: int) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("inputs_read_past", "pending"), [(False, True), (True, False)])
+def test_evidence_is_final_for_an_explanation_only_when_the_inputs_are_read_past_t_plus_a_as_for_the_triage(
+    state: FilterState, inputs_read_past: bool, pending: bool
+) -> None:
+    """Storm evidence rests on rule 5's decisions up to t + A: until the activation inputs are read past it,
+    the triage waits, so the explanation says pending (issue 18, item 12)."""
+    asked: list[int] = []
+
+    def read_past(t: int) -> bool:
+        asked.append(t)
+        return inputs_read_past
+
+    evidence = TriageEvidence(EvidencePolicy(), EvidenceComplete(), read_past)
+    bridge = ExplainRequests(wait_s=5.0)
+    answers: list[Any] = []
+    asking = threading.Thread(target=lambda: answers.append(bridge.ask(CHF, BASE + 300_000)))
+    asking.start()
+    while not answers:
+        bridge.serve(state, None, evidence)
+        asking.join(0.005)
+    assert answers[0]["decision"]["pending"] is pending
+    assert asked == [EvidencePolicy().complete_after(BASE + 300_000)]
+
+
+def test_each_step_answers_one_question_at_most(state: FilterState) -> None:
+    """However many questions wait, one step answers one: the loop goes back to deciding alerts in between."""
+    bridge = ExplainRequests(wait_s=5.0)
+    answers: list[Any] = []
+    askers = [threading.Thread(target=lambda: answers.append(bridge.ask(CHF, BASE))) for _ in range(3)]
+    for asker in askers:
+        asker.start()
+    while bridge.waiting() < 3:
+        threading.Event().wait(0.001)
+    assert [bridge.serve(state) for _ in range(4)] == [1, 1, 1, 0]
+    for asker in askers:
+        asker.join()
+    assert len(answers) == 3
