@@ -52,7 +52,7 @@ from pipeline.worker.dead_letter_ownership import DeadLetterOwnership
 from pipeline.worker.end_offsets import EndOffsetWatch
 from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_topic
 from pipeline.worker.evidence_reader import EvidenceReader, wall_clock_ms
-from pipeline.worker.explain_requests import ExplainRequests, TriageEvidence
+from pipeline.worker.explain_requests import ExplainRequests, InputsSeen
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.housekeeping import Housekeeping
 from pipeline.worker.http_access import HttpAccess
@@ -162,10 +162,11 @@ class FilterWorker:
             lambda partitions: self.registry_waits.waiting("alert_partitions", partitions),
             EvidenceWait(self.evidence, EvidenceHolds(codec), self.held_topic, max_wait_ms),
         )  # fmt: skip
-        # An explanation takes evidence as final when the triage would, for an AD1 of the latest batch read
-        self.explain_evidence = TriageEvidence(
-            s.evidence_policy, self.evidence, lambda t: self.frontier.may_decide(t, self.triage.read_seq)
-        )
+        # An explanation takes storm evidence as final when the triage would (explain_requests)
+        self.explain_inputs = InputsSeen(
+            lambda: self.triage.read_seq, lambda seq: self.ends.request_if_held(seq, self.triage.read_seq),
+            self.frontier.covers, self.frontier.may_decide,
+        )  # fmt: skip
         self.dead_letter_owner = DeadLetterOwnership(
             self.state, codec, t.dead_letter, self.metrics,
             lambda partitions, timeout: self.alerts.consumer.committed(partitions, timeout=timeout),
@@ -190,7 +191,7 @@ class FilterWorker:
             while not self._stopping:
                 self.step()
                 # questions from the HTTP thread, answered on this one
-                self.explanations.serve(self.state, self.state_feed.schedule, self.explain_evidence)
+                self.explanations.serve(self.state, self.state_feed.schedule, self.evidence, self.explain_inputs)
         except InterruptedError:
             pass
         finally:
