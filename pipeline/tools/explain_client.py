@@ -133,6 +133,8 @@ def _evidence_lines(evidence: Json) -> list[str]:
     sector = storm["sector"] or "unknown (no valid postcode)"
     hans, k = len(storm["hans"]), storm["min_other_hans"]
     lines.append(f"  postcode sector {sector}: AD1s outside windows from {hans} other HAN(s); {k} make a storm")
+    if not storm.get("whole_sector", True):
+        lines.append(f"  (only the first {storm['hans_looked_at']} other HANs of the sector were looked at)")
     lines.append(f"  {evidence['releases'] or 'no evidence releases it'}")
     return lines
 

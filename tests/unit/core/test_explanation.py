@@ -388,6 +388,7 @@ def test_a_question_about_a_crowded_sector_costs_a_bounded_scan_and_is_pending_p
     storm = answer["evidence"]["storm"]
     assert (storm["whole_sector"], storm["hans_looked_at"]) == (False, MAX_STORM_SCAN_HANS)
     assert (answer["decision"]["outcome"], answer["decision"]["pending"]) == ("suppressed", True)
+    assert f"  (only the first {MAX_STORM_SCAN_HANS} other HANs of the sector were looked at)" in describe(answer)
 
 
 def test_storm_evidence_found_among_the_hans_looked_at_releases_the_ad1_in_a_crowded_sector() -> None:
