@@ -65,7 +65,8 @@ class EndOffsetLookup:
     broker answers a transaction's commit before its markers are written, so for a moment after a
     `poa-filter mode` returns the read_committed end offset is still before the change it wrote (seen on
     a third of the look-ups right after a commit). A reader reaches the high watermark once the
-    transaction is complete; only an open one makes it wait, and those are a few milliseconds long there.
+    transaction is complete; only an open one makes it wait: a few milliseconds there, or, for a
+    `poa-filter mode` killed mid-write, until the broker aborts it (its transaction timeout, 60 s).
     """
 
     RENEW_AFTER_FAILURES = 3
