@@ -7,11 +7,17 @@ tracked, their activations with windows, replacements, cancellations and withdra
 decision the worker gives such an alert; the per-activation details only describe, through the same rule
 functions (`activation_windows`), never decide.
 
-The state keeps a cancellation's time, not the request ID that carried it, so a cancellation is named by
-its time. The `evidence` section lists rule 9's evidence in [TIME - B, TIME + A] as the state holds it: the
-supply alerts of the HAN's ESMEs and, per other CH Function of the sector, its first AD1 that no window
-covers. An AD1 that rule 5 suppresses is shown forwarded when that evidence releases it, and its decision
-is marked pending while evidence may still come (the worker says when it is complete).
+A cancellation is named by its time and the request ID that carried it (the cancelling 11.3). The `evidence`
+section lists rule 9's evidence in [TIME - B, TIME + A] as the state holds it: the supply alerts of the
+HAN's ESMEs and, per other CH Function of the sector, its first AD1 that no window covers. An AD1 that rule
+5 suppresses is shown forwarded when that evidence releases it, and its decision is marked pending while
+evidence may still come (the worker says when it is complete).
+
+The answer agrees with what the worker will do: storm evidence releases an AD1 only once the worker would
+take it as final (`EvidenceStatus.complete`), as the triage does, so a storm that rule 5 may still undo is
+shown pending, not forwarded. Its cost is bounded: one pass over at most MAX_STORM_SCAN_HANS other CH
+Functions of the sector (a storm look-up reads each one's AD1s and decides them), so a question never
+holds the worker's loop for long; past them, a decision the rest of the sector could change is pending.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -31,7 +37,7 @@ from pipeline.core.device_ids import canonical_device_id
 from pipeline.core.event_time import EARLIEST_MS, LATEST_MS
 from pipeline.core.filter_state import FilterState, RequestHistory
 from pipeline.core.operating_mode import Mode
-from pipeline.core.outage_evidence import Evidence, EvidencePolicy
+from pipeline.core.outage_evidence import Evidence, EvidenceAlert, EvidencePolicy, storm_evidence
 from pipeline.core.records import OUTAGE_ALERT_CODE, DeviceAlert
 
 Json = dict[str, Any]
@@ -39,6 +45,7 @@ Json = dict[str, Any]
 EXPLAIN_ALERT_ID = "explain"  # the alert ID of the AD1 made up for the question; never written anywhere
 MAX_LISTED_ESMES = 100  # a crowded HAN is listed this far; `more_esmes` says when there are more
 MAX_LISTED_EVIDENCE = 100  # supply alerts and storm HANs are listed this far
+MAX_STORM_SCAN_HANS = 500  # other CH Functions of the sector one question looks at (about 5 ms), at most
 ROLE_CH_FUNCTION = "ch_function"
 ROLE_ESME = "esme"
 ROLE_UNKNOWN = "unknown"
@@ -66,7 +73,9 @@ _MODE_EFFECTS: dict[Mode, str] = {
 
 class EvidenceStatus(Protocol):
     """What the worker knows of rule 9's evidence: its policy, and whether the evidence for an AD1 at t is
-    complete (every alert partition read past t + A, or caught up past t + A + grace)."""
+    final as the triage judges it: complete (every alert partition read past t + A, or caught up past
+    t + A + grace), with the activation inputs read past t + A (rule 5's decisions of the sector's AD1s, on
+    which storm evidence rests, are final then)."""
 
     policy: EvidencePolicy
 
@@ -127,8 +136,14 @@ def explain(
     alert = DeviceAlert(EXPLAIN_ALERT_ID, OUTAGE_ALERT_CODE, chf_id, None, None, at_ms, None)
     decision = state.decide(alert)
     policy = EvidencePolicy() if evidence is None else evidence.policy
-    found = state.evidence_for(alert, policy) if isinstance(decision, Suppress) else None
-    pending = isinstance(decision, Suppress) and found is None and evidence is not None and not evidence.complete(at_ms)
+    scan = _StormScan(state, chf_id, at_ms, policy)
+    found, pending = None, False
+    if isinstance(decision, Suppress):
+        final = evidence is None or evidence.complete(at_ms)
+        found = state.evidence_for(alert, policy, storm=False)  # supply evidence is final once found
+        if found is None and final:
+            found = storm_evidence(chf_id, scan.sector, at_ms, policy, scan.candidates)
+        pending = found is None and (not final or (policy.storm_min_hans > 0 and not scan.whole_sector))
     answer: Json = {
         "device_id": device_id,
         "at": moment(at_ms),
@@ -146,16 +161,38 @@ def explain(
             answer["unplaced_esme"] = unplaced  # tracked or activated, but on no HAN: it suppresses nothing
     answer["decision"] = _in_mode(_decision(decision, chf_id, at_ms, found, pending), mode)
     answer["mode"] = {"in_force": mode.value, "text": _MODE_EFFECTS[mode]}
-    answer["evidence"] = _evidence(state, chf_id, at_ms, policy, found)
+    answer["evidence"] = _evidence(state, chf_id, at_ms, policy, found, scan)
     return answer
 
 
-def _evidence(state: FilterState, chf_id: str, at_ms: int, policy: EvidencePolicy, found: Evidence | None) -> Json:
+class _StormScan:
+    """The storm candidates of the sector (`FilterState.storm_candidates`), read once for both the decision
+    and the listing, from at most MAX_STORM_SCAN_HANS other CH Functions."""
+
+    def __init__(self, state: FilterState, chf_id: str, at_ms: int, policy: EvidencePolicy) -> None:
+        self.sector = state.sector_of(chf_id)
+        self.candidates: list[EvidenceAlert] = []
+        self.scanned, self.whole_sector = 0, True
+        if self.sector is None or policy.storm_min_hans <= 0:
+            return
+        lo, hi = policy.span(at_ms)
+        for other in state.reference.chfs_in_sector(self.sector):
+            if other == chf_id:
+                continue
+            if self.scanned == MAX_STORM_SCAN_HANS:
+                self.whole_sector = False
+                return
+            self.scanned += 1
+            self.candidates += islice(state.storm_candidates_of(other, lo, hi), 1)
+
+
+def _evidence(
+    state: FilterState, chf_id: str, at_ms: int, policy: EvidencePolicy, found: Evidence | None, scan: _StormScan
+) -> Json:
     """Rule 9's evidence for an AD1 from `chf_id` at `at_ms`, as the state holds it now."""
     lo, hi = policy.span(at_ms)
     supply = (a for esme in state.esmes_on_han(chf_id) for a in state.supply_alerts(esme, lo, hi))
-    sector = state.sector_of(chf_id)
-    storm = [] if sector is None else state.storm_candidates(chf_id, sector, lo, hi)
+    storm = scan.candidates
     return {
         "evaluated": True,
         "span": {"from": moment(lo), "to": moment(hi)},
@@ -170,8 +207,10 @@ def _evidence(state: FilterState, chf_id: str, at_ms: int, policy: EvidencePolic
         ],
         "storm": {
             "postcode": state.han_postcode(chf_id),
-            "sector": sector,
+            "sector": scan.sector,
             "min_other_hans": policy.storm_min_hans,
+            "hans_looked_at": scan.scanned,
+            "whole_sector": scan.whole_sector,  # False: more than MAX_STORM_SCAN_HANS, the rest not looked at
             "hans": [
                 {"chf_id": a.device_id, "alert_id": a.alert_id, "received_at": moment(a.received_at)}
                 for a in islice(storm, MAX_LISTED_EVIDENCE)
@@ -183,8 +222,9 @@ def _evidence(state: FilterState, chf_id: str, at_ms: int, policy: EvidencePolic
 
 def _esme(state: FilterState, esme_id: str, at_ms: int) -> Json:
     activity = state.activity_of(esme_id)
+    cancelled_by = dict(zip(activity.cancellations, activity.cancelled_by, strict=True))
     activations = [
-        _activation(state, version, request, activity.cancellations, at_ms)
+        _activation(state, version, request, cancelled_by, at_ms)
         for request in activity.requests
         for version in request.versions
         if version.esme_id == esme_id
@@ -194,14 +234,15 @@ def _esme(state: FilterState, esme_id: str, at_ms: int) -> Json:
         "device_id": esme_id,
         "tracked": state.is_tracked(esme_id),
         "activations": activations,
-        "cancellations": [moment(c) for c in activity.cancellations],
+        "cancellations": [{**moment(c), "request_id": by} for c, by in cancelled_by.items()],
     }
 
 
 def _activation(
-    state: FilterState, version: RequestVersion, request: RequestHistory, cancellations: tuple[int, ...], at_ms: int
+    state: FilterState, version: RequestVersion, request: RequestHistory, cancellations: dict[int, str], at_ms: int
 ) -> Json:
-    """One sighting of an 11.3 request, with what ends it and from when, and whether it is in force at `at_ms`."""
+    """One sighting of an 11.3 request, with what ends it and from when (a cancellation: and by which request),
+    and whether it is in force at `at_ms`. `cancellations`: the ESME's, time -> cancelling request ID."""
     versions = request.versions
     later = versions[versions.index(version) + 1 :]
     cancelled_from = next((c for c in cancellations if is_cancelled(version, (c,), c)), None)
@@ -212,7 +253,9 @@ def _activation(
         "activation_time": moment(version.activation_time),
         "window": _window(window_of(version, state.policy)),
         "replaced": None if not later else {"from": moment(min(v.received_at for v in later))},
-        "cancelled": None if cancelled_from is None else {"from": moment(cancelled_from), "request_id": None},
+        "cancelled": None if cancelled_from is None else {
+            "from": moment(cancelled_from), "request_id": cancellations[cancelled_from],
+        },  # fmt: skip
         "withdrawn": None if request.withdrawn_at is None else {"from": moment(request.withdrawn_at)},
         "in_force": in_force is not None,
     }

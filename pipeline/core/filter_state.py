@@ -50,7 +50,8 @@ from pipeline.core.written import UNKNOWN, Written
 
 VERSIONS = b"req/"  # request id -> JSON {"sightings": [[esme, received_at, activation_time], ...], "written": ts}
 WITHDRAWN = b"wdr/"  # request id -> JSON [withdrawal time, written]
-ESME_ACTIVITY = b"esm/"  # ESME id -> JSON {"requests": [...], "cancellations": [[time, written], ...]}
+# ESME id -> JSON {"requests": [...], "cancellations": [[time, written, request ID], ...]}
+ESME_ACTIVITY = b"esm/"
 # ESME ID b"/" received_at (15 digits) b"/" alert ID -> b"<alert code> <Kafka write time or ->"
 SUPPLY_EVIDENCE = b"sup/"
 AD1S = b"ad1/"  # CHF ID b"/" received_at (15 digits) b"/" alert ID -> b"<Kafka write time or ->": storm evidence
@@ -59,8 +60,11 @@ FORMAT = "format"
 # The layout of the keys above; a store in another layout is rebuilt from the topics (contract 6, upgrades).
 # 2: reference records per raw key, the HAN index per (CHF, ESME), Kafka write times beside activations.
 # 3: supply evidence and AD1s by CHF (rule 9) beside the alert topic's read positions; postcodes and sectors.
-STATE_FORMAT_VERSION = 3
+# 4: CH Functions alone in the sector index (inventory entries say whether a record is a CHF's); a cancellation
+#    keeps the request ID that carried it.
+STATE_FORMAT_VERSION = 4
 _TIME_DIGITS = 15  # event times in keys, zero-padded so that key order is time order
+_Cancelled = tuple[int | None, str]  # a cancellation's last Kafka write time (None: unknown), its request ID
 
 
 def _dump(value: object) -> bytes:
@@ -116,10 +120,12 @@ class RequestHistory:
 
 @dataclass(frozen=True, slots=True)
 class EsmeActivity:
-    """An ESME's activation data as the state holds it: its request IDs and the times of its cancellations."""
+    """An ESME's activation data as the state holds it: its request IDs, the times of its cancellations, and
+    the request ID that carried each (of several at one millisecond, the least)."""
 
     requests: tuple[RequestHistory, ...]
     cancellations: tuple[int, ...]
+    cancelled_by: tuple[str, ...] = ()  # beside `cancellations`
 
 
 class FilterState:
@@ -135,14 +141,17 @@ class FilterState:
         if record is None:
             self.reference.remove_inventory(key)
         else:
-            self.put_esme_han(key, record.chf_id if record.is_esme else None, written, record.postcode)
+            chf_id = record.chf_id if record.is_esme else None
+            self.put_esme_han(key, chf_id, written, record.postcode, record.is_ch_function)
 
     def put_esme_han(
-        self, key: str, chf_id: str | None, written: Written = UNKNOWN, postcode: str | None = None
+        self, key: str, chf_id: str | None, written: Written = UNKNOWN, postcode: str | None = None,
+        ch_function: bool = False,
     ) -> None:
         """An inventory record under this raw key: the device is an ESME on the HAN of this CHF, or (None)
-        not an ESME on any HAN; `postcode` is its premises' postcode (None: none)."""
-        self.reference.put_inventory(key, chf_id or None, written, postcode)
+        not an ESME on any HAN; `postcode` is its premises' postcode (None: none); `ch_function` when its
+        device type is CHF (rule 9.b's sectors index CH Functions only)."""
+        self.reference.put_inventory(key, chf_id or None, written, postcode, ch_function)
 
     def put_tracked(self, key: str, listed: bool) -> None:
         """A tracked-devices record (listed) or tombstone under this raw key."""
@@ -164,7 +173,8 @@ class FilterState:
             self._put_versions(meaning.request_id, add_version(versions, meaning), write)
             self._update_activity(meaning.esme_id, request_id=meaning.request_id)
         elif isinstance(meaning, Cancellation):
-            self._update_activity(meaning.esme_id, cancellation=(meaning.received_at, written.timestamp))
+            self._update_activity(meaning.esme_id, cancellation=(meaning.received_at, written.timestamp,
+                                                                 meaning.request_id))  # fmt: skip
         return meaning
 
     def apply_outcome(self, outcome: ActivationOutcome, written: Written = UNKNOWN) -> bool:
@@ -200,29 +210,33 @@ class FilterState:
         else:
             self._store.delete(key)
 
-    def _activity(self, esme_id: str) -> tuple[list[str], dict[int, int | None]]:
-        """The ESME's request IDs, and its cancellations: time -> when the last record of it was written."""
+    def _activity(self, esme_id: str) -> tuple[list[str], dict[int, _Cancelled]]:
+        """The ESME's request IDs, and its cancellations: time -> (when the last record of it was written, the
+        request ID that carried it)."""
         raw = self._store.get(ESME_ACTIVITY + esme_id.encode())
         if not raw:
             return [], {}
         data = json.loads(raw)
-        return data["requests"], dict(data["cancellations"])
+        return data["requests"], {at: (written, by) for at, written, by in data["cancellations"]}
 
     def _update_activity(
-        self, esme_id: str, request_id: str | None = None, cancellation: tuple[int, int | None] | None = None
+        self, esme_id: str, request_id: str | None = None, cancellation: tuple[int, int | None, str] | None = None
     ) -> None:
         requests, cancellations = self._activity(esme_id)
         if request_id is not None and request_id not in requests:
             requests = [*requests, request_id]
         if cancellation is not None:
-            at, written = cancellation
-            cancellations[at] = written if at not in cancellations else _latest_write(cancellations[at], written)
+            at, written, by = cancellation
+            if at in cancellations:  # the least request ID, so that the order read in does not matter
+                stored_write, stored_by = cancellations[at]
+                written, by = _latest_write(stored_write, written), min(stored_by, by)
+            cancellations[at] = (written, by)
         self._put_activity(esme_id, requests, cancellations)
 
-    def _put_activity(self, esme_id: str, requests: list[str], cancellations: dict[int, int | None]) -> None:
+    def _put_activity(self, esme_id: str, requests: list[str], cancellations: dict[int, _Cancelled]) -> None:
         key = ESME_ACTIVITY + esme_id.encode()
         if requests or cancellations:
-            ordered = [[c, cancellations[c]] for c in sorted(cancellations)]
+            ordered = [[c, *cancellations[c]] for c in sorted(cancellations)]
             self._store.put(key, _dump({"requests": requests, "cancellations": ordered}))
         else:
             self._store.delete(key)
@@ -326,12 +340,12 @@ class FilterState:
         """For each other CH Function of the sector, its earliest AD1 received in [lo, hi] that rule 5 alone
         forwards (no window covers it), in device-ID order."""
         for other in self.reference.chfs_in_sector(sector):
-            if other == chf_id:
-                continue
-            for ad1 in self.ad1s(other, lo, hi):
-                if isinstance(self.decide(ad1), Forward):
-                    yield ad1
-                    break
+            if other != chf_id:
+                yield from islice(self.storm_candidates_of(other, lo, hi), 1)
+
+    def storm_candidates_of(self, chf_id: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
+        """The AD1s of this CH Function received in [lo, hi] that rule 5 alone forwards, in time order."""
+        return (ad1 for ad1 in self.ad1s(chf_id, lo, hi) if isinstance(self.decide(ad1), Forward))
 
     def han_postcode(self, chf_id: str) -> str | None:
         return self.reference.han_postcode(chf_id)
@@ -359,7 +373,8 @@ class FilterState:
         """Every request ID of this ESME with its sightings and withdrawal, and its cancellation times."""
         request_ids, cancellations = self._activity(esme_id)
         requests = tuple(RequestHistory(r, self._versions(r), self._withdrawn_at(r)) for r in request_ids)
-        return EsmeActivity(requests, tuple(sorted(cancellations)))
+        times = tuple(sorted(cancellations))
+        return EsmeActivity(requests, times, tuple(cancellations[c][1] for c in times))
 
     # --- housekeeping ---------------------------------------------------------------------------
 
@@ -423,7 +438,7 @@ class FilterState:
     def _sweep_activity(self, esme_id: str, sweep: SweepPass) -> None:
         requests, cancellations = self._activity(esme_id)
         live = [r for r in requests if any(v.esme_id == esme_id for v in self._versions(r))]
-        recent = {c: w for c, w in cancellations.items() if not self._purgeable(c, w, sweep)}
+        recent = {c: w for c, w in cancellations.items() if not self._purgeable(c, w[0], sweep)}
         if (live, recent) != (requests, cancellations):
             self._put_activity(esme_id, live, recent)
 

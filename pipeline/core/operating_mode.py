@@ -38,18 +38,24 @@ class ModeSchedule:
         return cls(initial, tuple(sorted(changes, key=lambda c: (c.effective_from, c.changed_at))))
 
     def mode_at(self, t: int) -> Mode:
-        """The mode in force for an alert received at t: the change with the latest start at or before t
-        (of two with the same start, the one made last), else the initial mode."""
-        current = self.initial
+        """The mode in force for an alert received at t: that of `in_force(t)`, else the initial mode."""
+        change = self.in_force(t)
+        return self.initial if change is None else change.mode
+
+    def in_force(self, t: int) -> ModeChange | None:
+        """The change in force at t: the one with the latest start at or before t (of two with the same start,
+        the one made last); None while none has started. At the wall clock's now, what `/ready` and the
+        metric show: a go-live scheduled for next week leaves shadow mode in force until then."""
+        current = None
         for change in self.changes:
             if change.effective_from > t:
                 break
-            current = change.mode
+            current = change
         return current
 
-    def latest(self) -> ModeChange | None:
-        """The change that governs the newest alerts: what `/ready` and the metric show."""
-        return self.changes[-1] if self.changes else None
+    def upcoming(self, t: int) -> tuple[ModeChange, ...]:
+        """The changes that start after t, in the order they will apply."""
+        return tuple(change for change in self.changes if change.effective_from > t)
 
     def with_change(self, change: ModeChange) -> "ModeSchedule":
         return ModeSchedule.of(self.initial, [*self.changes, change])

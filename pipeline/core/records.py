@@ -78,6 +78,10 @@ class InventoryRecord:
     def is_esme(self) -> bool:
         return self.device_type.upper() == "ESME"
 
+    @property
+    def is_ch_function(self) -> bool:
+        return self.device_type.upper() == "CHF"
+
 
 @dataclass(frozen=True, slots=True)
 class TrackedDevice:

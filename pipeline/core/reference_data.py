@@ -6,12 +6,15 @@ key, and a device (its canonical ID) stands while any of its keys does, with the
 those that stand. Live processing and a rebuild after compaction then agree: per key both see the last
 value written, and the choice among keys depends only on where each was written (`Written.order`).
 
-The inventory is reduced to what rules 5.5 and 9 need: whether the device is an ESME, its CHF, and its
-postcode. The CHF -> ESMEs index is one key per (CHF, ESME) pair, so an inventory update costs the same on
-a HAN of 20,000 ESMEs as on a HAN of one, and a decision reads the HAN's ESMEs by a prefix scan, in
-device-ID order. So are the indexes of rule 9's postcode sectors: the ESMEs of a HAN that have a postcode
-(the first in device-ID order gives a CH Function without one its postcode), and sector -> CH Functions,
-updated for the CH Functions an inventory change concerns, so a storm look-up reads one sector's HANs.
+The inventory is reduced to what rules 5.5 and 9 need: whether the device is an ESME, its CHF, whether its
+record says it is a CH Function, and its postcode. The CHF -> ESMEs index is one key per (CHF, ESME) pair,
+so an inventory update costs the same on a HAN of 20,000 ESMEs as on a HAN of one, and a decision reads the
+HAN's ESMEs by a prefix scan, in device-ID order. So are the indexes of rule 9's postcode sectors: the ESMEs
+of a HAN that have a postcode (the first in device-ID order gives a CH Function without one its postcode),
+and sector -> CH Functions, updated for the CH Functions an inventory change concerns, so a storm look-up
+reads one sector's HANs. Only CH Functions are in a sector (a device whose record says CHF, or that an ESME
+is associated with): rule 9.b counts AD1s of CH Functions, and a gas meter, IHD or GPF with a postcode would
+triple the entries a storm look-up reads.
 """
 
 from collections.abc import Iterator
@@ -23,8 +26,8 @@ from pipeline.core.written import Written
 
 # Values are space-separated fields (device IDs hold no spaces), one line per raw key: a rebuild applies
 # millions of these, and JSON would cost it a third more.
-# device ID -> lines "raw-key timestamp partition offset CHF postcode" ("-": none; the postcode in hex, as it
-# may hold spaces), in order applied
+# device ID -> lines "raw-key timestamp partition offset CHF postcode kind" ("-": none; the postcode in hex, as
+# it may hold spaces; kind "c" when the record says the device is a CH Function), in order applied
 INVENTORY = b"inv/"
 HAN = b"han/"  # CHF ID b"/" ESME ID -> b"": the ESMEs whose inventory record puts them on this HAN
 HAN_POSTCODES = b"hpc/"  # CHF ID b"/" ESME ID -> postcode: the ESMEs of this HAN that have a postcode
@@ -33,8 +36,12 @@ SECTOR = b"sec/"  # sector b"/" CHF ID -> b"": the CH Functions of each postcode
 TRACKED = b"trk/"  # device ID -> the raw keys under which it is on the tracked list, space-separated
 TRACKED_COUNT = b"trk-count"  # how many devices are on the tracked list
 NONE = b"-"
+CH_FUNCTION = b"c"
 
-_Entry = tuple[tuple[int, int, int], bytes, bytes | None]  # write order, CHF (NONE: not an ESME on a HAN), postcode
+# write order, CHF (NONE: not an ESME on a HAN), postcode, whether the record says the device is a CH Function
+_Entry = tuple[tuple[int, int, int], bytes, bytes | None, bool]
+# (CHF, postcode, record says CH Function) of the record that applies; None: none
+_Place = tuple[bytes | None, bytes | None, bool]
 
 
 def _han_key(chf_id: bytes, esme_id: bytes) -> bytes:
@@ -44,17 +51,20 @@ def _han_key(chf_id: bytes, esme_id: bytes) -> bytes:
 def _entries(raw: bytes | None) -> dict[bytes, _Entry]:
     entries = {}
     for line in raw.split(b"\n") if raw else ():
-        key, timestamp, partition, offset, chf, postcode = line.split(b" ")
+        key, timestamp, partition, offset, chf, postcode, kind = line.split(b" ")
         order = (-1 if timestamp == NONE else int(timestamp), int(partition), int(offset))
-        entries[key] = (order, chf, None if postcode == NONE else bytes.fromhex(postcode.decode()))
+        entries[key] = (order, chf, None if postcode == NONE else bytes.fromhex(postcode.decode()), kind == CH_FUNCTION)
     return entries
 
 
 def _encoded(entries: dict[bytes, _Entry]) -> bytes:
     return b"\n".join(
-        b"%s %s %d %d %s %s"
-        % (key, NONE if ts < 0 else str(ts).encode(), partition, offset, chf, NONE if pc is None else pc.hex().encode())
-        for key, ((ts, partition, offset), chf, pc) in entries.items()
+        b"%s %s %d %d %s %s %s"
+        % (
+            key, NONE if ts < 0 else str(ts).encode(), partition, offset, chf,
+            NONE if pc is None else pc.hex().encode(), CH_FUNCTION if ch_function else NONE,
+        )  # fmt: skip
+        for key, ((ts, partition, offset), chf, pc, ch_function) in entries.items()
     )
 
 
@@ -73,12 +83,12 @@ def _placement(entries: dict[bytes, _Entry]) -> bytes | None:
     return None if latest is None or latest[1] == NONE else latest[1]
 
 
-def _place(entries: dict[bytes, _Entry]) -> tuple[bytes | None, bytes | None]:
-    """(CHF, postcode) of the record written last among those standing; None for none."""
+def _place(entries: dict[bytes, _Entry]) -> _Place:
+    """(CHF, postcode, says CH Function) of the record written last among those standing; None for none."""
     latest = _latest(entries)
     if latest is None:
-        return None, None
-    return (None if latest[1] == NONE else latest[1]), latest[2]
+        return None, None, False
+    return (None if latest[1] == NONE else latest[1]), latest[2], latest[3]
 
 
 class ReferenceData:
@@ -88,11 +98,14 @@ class ReferenceData:
 
     # --- inventory ------------------------------------------------------------------------------
 
-    def put_inventory(self, key: str, chf_id: str | None, written: Written, postcode: str | None = None) -> None:
+    def put_inventory(
+        self, key: str, chf_id: str | None, written: Written, postcode: str | None = None, ch_function: bool = False
+    ) -> None:
         """A record under this raw key (a valid device ID, any case) stands: the device is an ESME on the HAN
-        of `chf_id`, or (None) not an ESME on any HAN; `postcode` is its premises' (None: none)."""
+        of `chf_id`, or (None) not an ESME on any HAN; `postcode` is its premises' (None: none);
+        `ch_function` when the record's device type is CHF."""
         place = postcode.encode() if postcode else None
-        self._update_inventory(key, (written.order, chf_id.encode() if chf_id else NONE, place))
+        self._update_inventory(key, (written.order, chf_id.encode() if chf_id else NONE, place, ch_function))
 
     def remove_inventory(self, key: str) -> None:
         """A tombstone under this raw key: removes the record written under the same key only."""
@@ -104,7 +117,7 @@ class ReferenceData:
         store_key = INVENTORY + device_id
         raw = self._store.get(store_key)
         entries = _entries(raw)
-        before, postcode_before = _place(entries)
+        place_before = _place(entries)
         entries.pop(raw_key, None)
         if entry is not None:
             entries[raw_key] = entry
@@ -112,23 +125,22 @@ class ReferenceData:
             self._store.put(store_key, _encoded(entries))
         elif raw is not None:
             self._store.delete(store_key)
-        after, postcode_after = _place(entries)
+        place_after = _place(entries)
+        before, after = place_before[0], place_after[0]
         if before != after:
             if before is not None:
                 self._store.delete(_han_key(before, device_id))
             if after is not None:
                 self._store.put(_han_key(after, device_id), b"")
-        if (before, postcode_before) != (after, postcode_after):
-            self._update_postcodes(device_id, (before, postcode_before), (after, postcode_after))
+        if place_before != place_after:
+            self._update_postcodes(device_id, place_before, place_after)
 
     # --- postcode sectors (rule 9.b) --------------------------------------------------------------
 
-    def _update_postcodes(
-        self, device_id: bytes, before: tuple[bytes | None, bytes | None], after: tuple[bytes | None, bytes | None]
-    ) -> None:
-        """A device's (CHF, postcode) changed: the HAN postcode index, and the sectors of the CH Functions
+    def _update_postcodes(self, device_id: bytes, before: _Place, after: _Place) -> None:
+        """A device's (CHF, postcode, kind) changed: the HAN postcode index, and the sectors of the CH Functions
         concerned (the HANs it left and joined as an ESME, and itself as a CH Function)."""
-        (chf_before, postcode_before), (chf_after, postcode_after) = before, after
+        (chf_before, postcode_before, _), (chf_after, postcode_after, _) = before, after
         if chf_before is not None and postcode_before is not None:
             self._store.delete(HAN_POSTCODES + chf_before + b"/" + device_id)
         if chf_after is not None and postcode_after is not None:
@@ -139,8 +151,14 @@ class ReferenceData:
 
     def _own_postcode(self, chf_id: bytes) -> bytes | None:
         """The postcode of this device's own inventory record, unless it is an ESME on a HAN."""
-        placement, postcode = _place(_entries(self._store.get(INVENTORY + chf_id)))
+        placement, postcode, _ = _place(_entries(self._store.get(INVENTORY + chf_id)))
         return postcode if placement is None else None
+
+    def _is_ch_function(self, device_id: bytes) -> bool:
+        """Its own record says CHF, or an ESME is associated with it (rule 5 takes it for one)."""
+        if _place(_entries(self._store.get(INVENTORY + device_id)))[2]:
+            return True
+        return next(iter(self._store.scan(HAN + device_id + b"/")), None) is not None
 
     def han_postcode(self, chf_id: str) -> str | None:
         """A CH Function's postcode (rule 9.b): its own, else that of the first ESME on its HAN, in device-ID
@@ -162,7 +180,8 @@ class ReferenceData:
             yield key[len(prefix) :].decode()
 
     def _update_sector(self, chf: bytes) -> None:
-        sector = postcode_sector(self.han_postcode(chf.decode()))
+        """Index the device under its sector if it is a CH Function with a known one, else under none."""
+        sector = postcode_sector(self.han_postcode(chf.decode())) if self._is_ch_function(chf) else None
         stored = self._store.get(SECTOR_OF + chf)
         new = None if sector is None else sector.encode()
         if stored == new:

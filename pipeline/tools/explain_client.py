@@ -133,6 +133,8 @@ def _evidence_lines(evidence: Json) -> list[str]:
     sector = storm["sector"] or "unknown (no valid postcode)"
     hans, k = len(storm["hans"]), storm["min_other_hans"]
     lines.append(f"  postcode sector {sector}: AD1s outside windows from {hans} other HAN(s); {k} make a storm")
+    if not storm.get("whole_sector", True):
+        lines.append(f"  (only the first {storm['hans_looked_at']} other HANs of the sector were looked at)")
     lines.append(f"  {evidence['releases'] or 'no evidence releases it'}")
     return lines
 
@@ -145,13 +147,19 @@ def _esme_lines(esme: Json, device: str) -> list[str]:
         lines.append("    no activations")
     for a in esme["activations"]:
         window = a["window"]
-        ends = [f"{what} from {a[what]['from']['iso']}" for what in ("replaced", "cancelled", "withdrawn") if a[what]]
+        ends = [_ended(what, a[what]) for what in ("replaced", "cancelled", "withdrawn") if a[what]]
         state = "in force at that time" if a["in_force"] else "not in force at that time"
         lines.append(
             f"    activation {a['request_id']}: received {a['received_at']['iso']}, "
             f"window {window['start']['iso']} to {window['end']['iso']}; {'; '.join([*ends, state])}"
         )
     return lines
+
+
+def _ended(what: str, end: Json) -> str:
+    """E.g. 'cancelled from TIME by request ID': a cancellation names the request that carried it."""
+    by = end.get("request_id")
+    return f"{what} from {end['from']['iso']}" + (f" by request {by}" if by else "")
 
 
 def _count(han: Json) -> str:

@@ -44,11 +44,11 @@ def read_tracked_device(data: bytes, header: bytes) -> str | None:
         return None
 
 
-def read_inventory_record(data: bytes, header: bytes) -> tuple[str, str | None, str | None] | None:
-    """(canonical device ID, its CHF if it is an ESME with one, its postcode: None when absent or blank) of a
-    valid single-object InventoryRecord of the current version (2: with `postcode`) with this header, else
-    None: what `FilterState.put_esme_han` needs. Older versions have another header and are left to the
-    generic path, which resolves them."""
+def read_inventory_record(data: bytes, header: bytes) -> tuple[str, str | None, str | None, bool] | None:
+    """(canonical device ID, its CHF if it is an ESME with one, its postcode: None when absent or blank, whether
+    its device type is CHF) of a valid single-object InventoryRecord of the current version (2: with
+    `postcode`) with this header, else None: what `FilterState.put_esme_han` needs. Older versions have
+    another header and are left to the generic path, which resolves them."""
     if not data.startswith(header):
         return None
     try:
@@ -71,6 +71,7 @@ def read_inventory_record(data: bytes, header: bytes) -> tuple[str, str | None, 
             _device_id(device_id),
             chf if kind.upper() == "ESME" else None,
             place if place and place.strip() else None,
+            kind.upper() == "CHF",
         )
     except (Unusual, IndexError, ValueError):
         return None

@@ -52,7 +52,7 @@ from pipeline.worker.dead_letter_ownership import DeadLetterOwnership
 from pipeline.worker.end_offsets import EndOffsetWatch
 from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_topic
 from pipeline.worker.evidence_reader import EvidenceReader
-from pipeline.worker.explain_requests import ExplainRequests
+from pipeline.worker.explain_requests import ExplainRequests, InputsSeen
 from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.housekeeping import HeldBacklog, Housekeeping
 from pipeline.worker.http_access import HttpAccess
@@ -103,6 +103,8 @@ class FilterWorker:
         self._last_partition_check = clock.monotonic()
         self._last_held_drain = 0.0
         self._held_read = False  # AD1s were read back from the held topic since the last look at them
+        self._schedule = ModeSchedule(Mode(s.initial_mode))  # as last read, shown on /ready and in poa_mode
+        self._next_mode_change: int | None = None  # when the mode shown changes next (wall-clock ms)
         self._http: ThreadingHTTPServer | None = None
         self.explanations = ExplainRequests()
         self.http_access = HttpAccess.from_settings(s)  # the token and TLS files, read once at start
@@ -164,11 +166,18 @@ class FilterWorker:
             lambda partitions: self.registry_waits.waiting("alert_partitions", partitions),
             EvidenceWait(self.evidence, EvidenceHolds(codec), self.held_topic, max_wait_ms), clock,
         )  # fmt: skip
+        # An explanation takes storm evidence as final when the triage would (explain_requests)
+        self.explain_inputs = InputsSeen(
+            lambda: self.triage.read_seq, lambda seq: self.ends.request_if_held(seq, self.triage.read_seq),
+            self.frontier.covers, self.frontier.may_decide,
+        )  # fmt: skip
         self.dead_letter_owner = DeadLetterOwnership(
             self.state, codec, t.dead_letter, self.metrics,
             lambda partitions, timeout: self.alerts.consumer.committed(partitions, timeout=timeout), clock,
         )  # fmt: skip
-        lookup = EndOffsetLookup(lambda: kafka.admin_client(s), clock)
+        # The control topic to its high watermark: a mode change is never missed for an AD1 read after its
+        # command returned (contract 8), though its transaction's markers may still be on their way.
+        lookup = EndOffsetLookup(lambda: kafka.admin_client(s), clock, high_watermark_topics=[t.control])
         self.ends = EndOffsetWatch(lookup, self.frontier, self._broker_back, clock)
         self.housekeeping = Housekeeping(
             self.state, self.metrics, local.backend.size, self.evidence,
@@ -189,7 +198,7 @@ class FilterWorker:
             while not self._stopping:
                 self.step()
                 # questions from the HTTP thread, answered on this one
-                self.explanations.serve(self.state, self.state_feed.schedule, self.evidence)
+                self.explanations.serve(self.state, self.state_feed.schedule, self.evidence, self.explain_inputs)
         except InterruptedError:
             pass
         finally:
@@ -338,6 +347,8 @@ class FilterWorker:
         return read
 
     def _housekeeping(self) -> None:
+        if self._next_mode_change is not None and self.clock.wall_ms() >= self._next_mode_change:
+            self._show_mode()  # a scheduled change takes over
         self.alerts.pause_or_resume(self.triage.holds.sizes())
         self.alerts.pause_or_resume(self.triage.evidence_holds.sizes(), self.held_topic)
         now = self.clock.monotonic()
@@ -436,12 +447,24 @@ class FilterWorker:
         return steps.input_topics([topic])[topic]
 
     def _mode_changed(self, schedule: ModeSchedule) -> None:
-        """The mode in force for the newest alerts, on /ready and in `poa_mode` (contract 8)."""
-        latest = schedule.latest()
-        mode = schedule.initial if latest is None else latest.mode
+        self._schedule = schedule
+        self._show_mode()
+
+    def _show_mode(self) -> None:
+        """The mode in force now (wall clock), on /ready and in `poa_mode`, and the changes scheduled for later
+        listed apart (contract 8); shown again when the next one's time comes (`_housekeeping`)."""
+        schedule, now = self._schedule, self.clock.wall_ms()
+        current, upcoming = schedule.in_force(now), schedule.upcoming(now)
+        mode = schedule.initial if current is None else current.mode
         self.metrics.set_mode(mode.value)
-        since = "" if latest is None else f" since {iso_utc(latest.effective_from)} (set by {latest.changed_by})"
-        self.readiness.note("mode", f"mode: {mode.value}{since}")
+        since = "" if current is None else f" since {iso_utc(current.effective_from)} (set by {current.changed_by})"
+        lines = [f"mode: {mode.value}{since}"] + [
+            f"upcoming mode change: {c.mode.value} from {iso_utc(c.effective_from)} (set by {c.changed_by})"
+            for c in upcoming
+        ]
+        self.readiness.note("mode", "\n".join(lines))
+        self._next_mode_change = upcoming[0].effective_from if upcoming else None
+        self.metrics.set_next_mode_change(upcoming[0].mode.value if upcoming else None, self._next_mode_change)
 
     def _cluster_checked(self, findings: list[Finding]) -> None:
         """On the cluster-check thread (the gauge and Readiness are thread-safe)."""

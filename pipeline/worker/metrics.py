@@ -187,6 +187,11 @@ class WorkerMetrics:
             registry=r,
         )
         self.mode = Gauge("poa_mode", "1 for the mode in force (filter, shadow, pass-through)", ["mode"], registry=r)
+        self.next_mode_change = Gauge(
+            "poa_mode_next_change_timestamp_seconds",
+            "When the next scheduled mode change takes over (epoch seconds), by the mode it sets; none: no series",
+            ["mode"], registry=r,
+        )  # fmt: skip
         self.dependency_waits = Gauge(
             "poa_dependency_waits",
             "Input partitions stopped at a record that waits for a dependency that is down (schema_registry), "
@@ -241,6 +246,12 @@ class WorkerMetrics:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         for name in MODES:
             self.mode.labels(name).set(1 if name == mode else 0)
+
+    def set_next_mode_change(self, mode: str | None, at_ms: int | None) -> None:
+        """The next scheduled change (contract 8: listed apart from the mode in force); None: none scheduled."""
+        self.next_mode_change.clear()
+        if mode is not None and at_ms is not None:
+            self.next_mode_change.labels(mode).set(at_ms / 1000)
 
     def set_held(self, inputs: int, evidence: int = 0) -> None:
         """Alerts held for their inputs (`poa_held_alerts` too, as before) and AD1s held for evidence."""

@@ -135,7 +135,7 @@ class StateFeed:
     def _inventory(self, key: bytes | None, value: bytes | None, at: Written) -> Applied:
         placed = None if value is None else read_inventory_record(value, self._inventory_header)
         if placed is not None and key is not None and _keyed_by(key, placed[0]):
-            self._state.put_esme_han(key.decode(), placed[1], at, placed[2])
+            self._state.put_esme_han(key.decode(), placed[1], at, placed[2], placed[3])
             return NO_CLOCK
         raw_key = self._reference_key(key, "inventory")  # the generic path, and its errors
         record = None

@@ -2,6 +2,7 @@
 is the state's own (each rule outcome of 5.5), and what it shows of the HAN and its activations is what the
 records said, cancellations, withdrawals and replacements included."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,12 +11,13 @@ from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.alert_decisions import Forward, Suppress
 from pipeline.core.bad_input import BadInput
 from pipeline.core.event_time import MINUTE_MS
-from pipeline.core.explanation import MAX_LISTED_ESMES, explain, iso_utc, parse_time
+from pipeline.core.explanation import MAX_LISTED_ESMES, MAX_STORM_SCAN_HANS, explain, iso_utc, parse_time
 from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import MemoryBackend, StagedStore
 from pipeline.core.operating_mode import Mode
 from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.core.records import ActivationOutcome, DeviceAlert, InventoryRecord, Outcome, ServiceRequest
+from pipeline.tools.explain_client import describe
 
 BASE = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 MIN = MINUTE_MS
@@ -96,7 +98,8 @@ def test_the_evidence_section_is_empty_without_evidence_and_the_suppression_stan
     assert evidence["evaluated"] is True
     assert (evidence["span"]["from"]["epoch_ms"], evidence["span"]["to"]["epoch_ms"]) == (at(-5), at(8))
     assert evidence["supply"] == [] and evidence["releases"] is None
-    assert evidence["storm"] == {"postcode": None, "sector": None, "min_other_hans": 3, "hans": []}
+    assert evidence["storm"] == {"postcode": None, "sector": None, "min_other_hans": 3, "hans": [], "hans_looked_at": 0,
+                                 "whole_sector": True}  # fmt: skip
     assert (answer["decision"]["outcome"], answer["decision"]["pending"]) == ("suppressed", False)
 
 
@@ -203,7 +206,7 @@ def test_a_tracked_esme_on_no_han_is_shown_as_suppressing_nothing() -> None:
     assert answer["decision"]["reason"] == "no_esme_on_han"
 
 
-def test_a_cancelled_activation_shows_from_when_and_is_not_in_force() -> None:
+def test_a_cancelled_activation_shows_from_when_by_which_request_and_is_not_in_force() -> None:
     state = new_state()
     han(state, (ESME, True))
     request(state, rid(1), at(0), at(120))
@@ -211,13 +214,27 @@ def test_a_cancelled_activation_shows_from_when_and_is_not_in_force() -> None:
     answer = explain(state, CHF, at(130))
     esme = esme_of(answer, ESME)
     (activation,) = esme["activations"]  # the cancellation itself opens no activation
-    assert activation["cancelled"] == {"from": {"iso": iso_utc(at(60)), "epoch_ms": at(60)}, "request_id": None}
+    assert activation["cancelled"] == {"from": {"iso": iso_utc(at(60)), "epoch_ms": at(60)}, "request_id": rid(2)}
     assert activation["in_force"] is False
-    assert esme["cancellations"] == [{"iso": iso_utc(at(60)), "epoch_ms": at(60)}]
+    assert esme["cancellations"] == [{"iso": iso_utc(at(60)), "epoch_ms": at(60), "request_id": rid(2)}]
     assert answer["decision"]["reason"] == "no_activation_window"
     # before the cancellation was received, the activation was pending, not cancelled, and it stays listed
     earlier = explain(state, CHF, at(30))
     assert esme_of(earlier, ESME)["activations"][0]["cancelled"]["from"]["epoch_ms"] == at(60)
+    printed = [line for line in describe(answer) if f"activation {rid(1)}" in line]
+    assert len(printed) == 1 and f"cancelled from {iso_utc(at(60))} by request {rid(2)}" in printed[0]
+
+
+def test_of_two_cancellations_at_one_millisecond_the_least_request_id_is_named_whatever_the_read_order() -> None:
+    named = set()
+    for order in ((2, 3), (3, 2)):
+        state = new_state()
+        han(state, (ESME, True))
+        request(state, rid(1), at(0), at(120))
+        for n in order:
+            request(state, rid(n), at(60), CANCEL_X)
+        named.add(esme_of(explain(state, CHF, at(130)), ESME)["activations"][0]["cancelled"]["request_id"])
+    assert named == {rid(2)}
 
 
 def test_a_withdrawn_activation_shows_from_when_and_counts_until_then() -> None:
@@ -308,3 +325,79 @@ def test_a_suppression_waits_for_evidence_in_filter_and_shadow_mode_only(mode: M
     han(state, (ESME, True))
     request(state, rid(1), at(0), None)
     assert explain(state, CHF, at(5), mode, Incomplete())["decision"]["pending"] is pending
+
+
+def storm_sector(state: FilterState, others: int, storm_at: tuple[int, ...] = ()) -> None:
+    """CHF (in a window) and `others` other CH Functions of its sector; those numbered in `storm_at` raised
+    an AD1 outside any window at T + 1 min."""
+    han(state, (ESME, True))
+    request(state, rid(1), at(0), None)
+    state.put_inventory(CHF, InventoryRecord(CHF, "CHF", None, None, at(-60), "SW1A 1AA"))
+    for n in range(others):
+        other = f"00-DB-12-34-{n >> 16 & 0xFF:02X}-{n >> 8 & 0xFF:02X}-{n & 0xFF:02X}-C1"
+        state.put_inventory(other, InventoryRecord(other, "CHF", None, None, at(-60), "SW1A 1AB"))
+        if n in storm_at:
+            state.put_evidence_alert(DeviceAlert(f"storm-{n}", "AD1", other, None, None, at(6), None))
+
+
+def test_storm_evidence_not_yet_final_leaves_the_suppression_pending_as_the_worker_does() -> None:
+    """The triage looks for storm evidence only once it is final (evidence complete, inputs read past t + A):
+    until then it holds the AD1, and may still suppress it (issue 18, item 12)."""
+    state = new_state()
+    storm_sector(state, 3, storm_at=(0, 1, 2))
+    waiting = explain(state, CHF, at(5), evidence=Incomplete())
+    assert (waiting["decision"]["outcome"], waiting["decision"]["pending"]) == ("suppressed", True)
+    assert len(waiting["evidence"]["storm"]["hans"]) == 3 and waiting["evidence"]["releases"] is None
+    final = explain(state, CHF, at(5))
+    assert (final["decision"]["reason"], final["decision"]["pending"]) == ("outage_evidence", False)
+
+
+class CountingStore(StagedStore):
+    """Counts the keys every get and scan reads: the work an explanation does, whatever the machine."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryBackend())
+        self.reads = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        self.reads += 1
+        return super().get(key)
+
+    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        for item in super().scan(prefix, after):
+            self.reads += 1
+            yield item
+
+
+def reads_to_explain(others: int) -> tuple[int, dict[str, Any]]:
+    store = CountingStore()
+    state = FilterState(store, WindowPolicy())
+    storm_sector(state, others)
+    before = store.reads
+    answer = explain(state, CHF, at(5))
+    return store.reads - before, answer
+
+
+def test_a_question_about_a_crowded_sector_costs_a_bounded_scan_and_is_pending_past_it() -> None:
+    """Each question runs on the worker's loop: it looks at MAX_STORM_SCAN_HANS other CH Functions at most,
+    once, and says pending when the rest of the sector could still release the AD1."""
+    within, answer = reads_to_explain(MAX_STORM_SCAN_HANS)
+    assert answer["evidence"]["storm"]["whole_sector"] is True and answer["decision"]["pending"] is False
+    crowded, answer = reads_to_explain(4 * MAX_STORM_SCAN_HANS)
+    assert crowded <= within + 10, (within, crowded)
+    storm = answer["evidence"]["storm"]
+    assert (storm["whole_sector"], storm["hans_looked_at"]) == (False, MAX_STORM_SCAN_HANS)
+    assert (answer["decision"]["outcome"], answer["decision"]["pending"]) == ("suppressed", True)
+    assert f"  (only the first {MAX_STORM_SCAN_HANS} other HANs of the sector were looked at)" in describe(answer)
+
+
+def test_storm_evidence_found_among_the_hans_looked_at_releases_the_ad1_in_a_crowded_sector() -> None:
+    state = new_state()
+    storm_sector(state, 2 * MAX_STORM_SCAN_HANS, storm_at=(0, 1, 2))
+    answer = explain(state, CHF, at(5))
+    assert (answer["decision"]["reason"], answer["decision"]["pending"]) == ("outage_evidence", False)
+    assert worker_decision_with_evidence(state) is not None  # the worker's full scan finds it too
+
+
+def worker_decision_with_evidence(state: FilterState) -> object:
+    return state.evidence_for(DeviceAlert("a", "AD1", CHF, None, None, at(5), None), EvidencePolicy())

@@ -14,7 +14,7 @@ def change(mode: Mode, effective_from: int, changed_at: int = 0) -> ModeChange:
 
 def test_without_changes_the_initial_mode_applies() -> None:
     assert ModeSchedule(Mode.SHADOW).mode_at(T) is Mode.SHADOW
-    assert ModeSchedule(Mode.SHADOW).latest() is None
+    assert ModeSchedule(Mode.SHADOW).in_force(T) is None and ModeSchedule(Mode.SHADOW).upcoming(T) == ()
 
 
 def test_a_change_applies_from_its_time_on_and_not_before() -> None:
@@ -39,8 +39,19 @@ def test_of_two_changes_with_the_same_start_the_one_made_last_wins() -> None:
         Mode.FILTER, [change(Mode.PASS_THROUGH, T, changed_at=5), change(Mode.SHADOW, T, changed_at=3)]
     )
     assert schedule.mode_at(T) is Mode.PASS_THROUGH
-    latest = schedule.latest()
-    assert latest is not None and latest.mode is Mode.PASS_THROUGH
+    in_force = schedule.in_force(T)
+    assert in_force is not None and in_force.mode is Mode.PASS_THROUGH
+
+
+def test_the_change_in_force_now_is_the_latest_started_and_later_ones_are_upcoming() -> None:
+    """Shadow in force, a go-live scheduled next week: shadow stays in force until then (issue 18, item 6)."""
+    week = 7 * 24 * 3_600_000
+    shadow, go_live = change(Mode.SHADOW, T - week, changed_at=1), change(Mode.FILTER, T + week, changed_at=2)
+    schedule = ModeSchedule.of(Mode.FILTER, [go_live, shadow])
+    assert (schedule.in_force(T), schedule.upcoming(T)) == (shadow, (go_live,))
+    assert (schedule.in_force(T + week - 1), schedule.upcoming(T + week - 1)) == (shadow, (go_live,))
+    assert (schedule.in_force(T + week), schedule.upcoming(T + week)) == (go_live, ())
+    assert (schedule.in_force(T - week - 1), schedule.upcoming(T - week - 1)) == (None, (shadow, go_live))
 
 
 def test_with_change_keeps_the_history() -> None:

@@ -240,3 +240,6 @@ def test_state_without_a_format_or_in_an_older_one_must_be_rebuilt() -> None:
     assert not FilterState(StagedStore(backend), WindowPolicy()).format_version_ok()
     backend.write({b"meta/format": b"1"})
     assert not FilterState(StagedStore(backend), WindowPolicy()).format_version_ok()
+    # 3: gas meters, IHDs and GPFs in the sector index, cancellations without their request ID (issue 19)
+    backend.write({b"meta/format": b"3"})
+    assert not FilterState(StagedStore(backend), WindowPolicy()).format_version_ok()

@@ -122,6 +122,45 @@ def test_a_changed_or_removed_postcode_moves_the_chf_out_of_its_sector() -> None
     assert list(s.reference.chfs_in_sector("SW1A 2")) == [] and s.sector_of(chf(1)) is None
 
 
+@pytest.mark.parametrize("kind", ["GSME", "IHD", "GPF", "PPMID", "ESME"])
+def test_only_ch_functions_are_indexed_in_their_sector(kind: str) -> None:
+    """A gas meter, IHD or GPF with a postcode, on a HAN or on none, or an ESME on none, is no CH Function:
+    rule 9.b never reads it, so it takes no sector entry (issue 19)."""
+    s = new_state()
+    home(s, 1, postcode="SW1A 1AA")
+    put(s, esme(1, "B"), kind if kind != "ESME" else "GSME", chf(1), "SW1A 1AB")  # on the HAN
+    put(s, esme(2, "B"), kind, None, "SW1A 1AC")  # on no HAN
+    assert list(s.reference.chfs_in_sector("SW1A 1")) == [chf(1)]
+    assert (s.sector_of(esme(1, "B")), s.sector_of(esme(2, "B"))) == (None, None)
+
+
+def test_a_device_becomes_a_sector_member_as_its_record_says_chf_or_an_esme_joins_its_han() -> None:
+    s = new_state()
+    put(s, chf(1), "GSME", None, "SW1A 1AA")
+    assert s.sector_of(chf(1)) is None
+    put(s, chf(1), "chf", None, "SW1A 1AA")  # the same postcode: only the kind changed (any letter case)
+    assert list(s.reference.chfs_in_sector("SW1A 1")) == [chf(1)]
+    put(s, chf(1), "GSME", None, "SW1A 1AA")
+    assert s.sector_of(chf(1)) is None
+    put(s, esme(1), "ESME", chf(1), None)  # an ESME associated with it: rule 5 takes it for a CH Function
+    assert list(s.reference.chfs_in_sector("SW1A 1")) == [chf(1)]
+    s.put_inventory(esme(1), None)  # its last ESME leaves
+    assert list(s.reference.chfs_in_sector("SW1A 1")) == [] and s.sector_of(chf(1)) is None
+
+
+def test_a_gas_meters_ad1s_are_no_storm_evidence_but_a_chfs_are() -> None:
+    s = new_state()
+    target = home(s, 0, tracked_window=True)
+    for n in (1, 2):
+        s.put_evidence_alert(ad1(home(s, n), T + n * MIN))
+    gas = esme(3, "B")
+    put(s, gas, "GSME", None, "SW1A 1AB")
+    s.put_evidence_alert(ad1(gas, T + MIN))
+    assert storm(s, target) is None
+    s.put_evidence_alert(ad1(home(s, 4), T + MIN))
+    assert storm(s, target) is not None
+
+
 # --- storm evidence --------------------------------------------------------------------------------
 
 

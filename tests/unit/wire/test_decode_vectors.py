@@ -110,7 +110,7 @@ def generic_alert(data: bytes) -> object:
 
 def generic_inventory(data: bytes) -> object:
     record = validation.inventory_record(CODEC.decode("InventoryRecord", data))
-    return record.device_id, record.chf_id if record.is_esme else None, record.postcode
+    return record.device_id, record.chf_id if record.is_esme else None, record.postcode, record.is_ch_function
 
 
 def generic_tracked(data: bytes) -> object:

@@ -43,7 +43,7 @@ tracked_datums = st.fixed_dictionaries(
 inventory_datums = st.fixed_dictionaries(
     {
         "device_id": device_ids,
-        "device_type": st.one_of(st.sampled_from(["ESME", "esme", "CHF", "GSME", " ", ""]), st.text(max_size=5)),
+        "device_type": st.one_of(st.sampled_from(["ESME", "esme", "CHF", "chf", "GSME", " ", ""]), st.text(max_size=5)),
         "chf_id": st.one_of(st.none(), device_ids),
         "mpxn": texts,
         "updated_at": times,
@@ -59,12 +59,12 @@ def generic_tracked(value: bytes) -> str | None:
         return None
 
 
-def generic_inventory(value: bytes) -> tuple[str, str | None, str | None] | None:
+def generic_inventory(value: bytes) -> tuple[str, str | None, str | None, bool] | None:
     try:
         record = validation.inventory_record(CODEC.decode("InventoryRecord", value))
     except BadInput:
         return None
-    return record.device_id, record.chf_id if record.is_esme else None, record.postcode
+    return record.device_id, record.chf_id if record.is_esme else None, record.postcode, record.is_ch_function
 
 
 def mutate(value: bytes, data: Any) -> bytes:
@@ -110,7 +110,7 @@ USUAL_ROW = {
 @pytest.mark.parametrize(
     ("datum", "expected"),
     [
-        (USUAL_ROW, ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1", None)),
+        (USUAL_ROW, ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1", None, False)),
         (
             {
                 "device_id": "00-DB-12-34-56-78-90-A1",
@@ -119,7 +119,7 @@ USUAL_ROW = {
                 "mpxn": None,
                 "updated_at": T0,
             },
-            ("00-DB-12-34-56-78-90-A1", None, None),
+            ("00-DB-12-34-56-78-90-A1", None, None, True),
         ),
         (
             {
@@ -129,7 +129,7 @@ USUAL_ROW = {
                 "mpxn": None,
                 "updated_at": T0,
             },
-            ("00-DB-12-34-56-78-90-A2", None, None),
+            ("00-DB-12-34-56-78-90-A2", None, None, False),
         ),
         (
             {
@@ -139,12 +139,12 @@ USUAL_ROW = {
                 "mpxn": None,
                 "updated_at": T0,
             },
-            ("00-DB-12-34-56-78-90-A3", None, None),
+            ("00-DB-12-34-56-78-90-A3", None, None, False),
         ),
     ],
 )
 def test_usual_inventory_rows_are_read_by_the_fast_path(
-    datum: dict[str, Any], expected: tuple[str, str | None, str | None]
+    datum: dict[str, Any], expected: tuple[str, str | None, str | None, bool]
 ) -> None:
     value = CODEC.encode("InventoryRecord", datum)
     assert read_inventory_record(value, INVENTORY) == expected == generic_inventory(value)
@@ -190,11 +190,11 @@ def test_version_1_inventory_bytes_are_left_to_the_generic_path() -> None:
     current = CODEC.encode("InventoryRecord", {**USUAL_ROW, "postcode": None})
     old = b"\xc3\x01" + v1 + current[10:-1]  # version 1: the same fields without postcode
     assert read_inventory_record(old, INVENTORY) is None
-    assert generic_inventory(old) == ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1", None)
+    assert generic_inventory(old) == ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1", None, False)
 
 
 @pytest.mark.parametrize(("postcode", "read"), [("SW1A 1AA", "SW1A 1AA"), (" ", None), ("", None), (None, None)])
 def test_a_postcode_is_read_by_the_fast_path_blank_as_none(postcode: str | None, read: str | None) -> None:
     value = CODEC.encode("InventoryRecord", {**USUAL_ROW, "postcode": postcode})
-    expected = ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1", read)
+    expected = ("00-DB-12-34-56-78-90-A0", "00-DB-12-34-56-78-90-A1", read, False)
     assert read_inventory_record(value, INVENTORY) == expected == generic_inventory(value)

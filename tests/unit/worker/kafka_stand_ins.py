@@ -4,7 +4,9 @@ worker loop can be driven without a broker (in the spirit of Kafka Streams' Topo
 The cluster keeps what a read_committed reader of a real one would see: records written in a transaction
 appear when it commits, and not at all when it aborts; consumer-group offsets move with the transaction
 that carries them, with their metadata. A test can hold a partition back from the state reader (a slow
-fetch), hold back or fail transaction commits, and hold back the answers to end-offset look-ups.
+fetch), hold back or fail transaction commits, hold back the answers to end-offset look-ups, and hold the
+last records of a partition back from read_committed readers and look-ups as a real broker does for a moment after a
+transaction's commit returns, until its markers are written (`marker_lag`).
 """
 
 import threading
@@ -17,6 +19,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_CREATE_TIME,
     TIMESTAMP_NOT_AVAILABLE,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
@@ -34,6 +37,7 @@ class Cluster:
         self._logs: dict[str, list[list[Stored]]] = {}
         self._group_offsets: dict[tuple[str, str, int], tuple[int, str | None]] = {}  # offset, its metadata
         self.slow: set[TP] = set()  # partitions the consumers get nothing from for now
+        self.marker_lag: dict[TP, int] = {}  # last records of a partition committed, not yet read_committed-visible
         self.lookups_answer = True  # end-offset look-ups complete at once; False: when `answer_lookups` is called
         self._unanswered: list[tuple[TopicPartition, Future[Any]]] = []
         self.commit_gate = threading.Event()  # transaction commits wait for it
@@ -67,9 +71,15 @@ class Cluster:
         with self._lock:
             return len(self._logs[topic][partition])
 
+    def visible_end(self, topic: str, partition: int) -> int:
+        """The end a read_committed reader sees (the last stable offset)."""
+        return self.end(topic, partition) - self.marker_lag.get((topic, partition), 0)
+
     def read(self, tp: TP, offset: int, limit: int) -> list[Stored]:
+        """What a read_committed reader gets."""
+        end = self.visible_end(*tp)
         with self._lock:
-            return self._logs[tp[0]][tp[1]][offset : offset + limit]
+            return self._logs[tp[0]][tp[1]][offset : min(offset + limit, end)]
 
     def unanswered(self, tp: TopicPartition, future: Future[Any]) -> None:
         with self._lock:
@@ -81,7 +91,7 @@ class Cluster:
         with self._lock:
             waiting, self._unanswered = self._unanswered, []
         for tp, future in waiting:
-            future.set_result(SimpleNamespace(offset=self.end(tp.topic, tp.partition)))
+            future.set_result(SimpleNamespace(offset=self.visible_end(tp.topic, tp.partition)))
 
     def committed_offset(self, group: str, tp: TP) -> int:
         return self.committed_with_metadata(group, tp)[0]
@@ -152,7 +162,7 @@ class StandInConsumer:
                 messages.append(Message(topic=tp[0], partition=tp[1], offset=position + i, key=key, value=value,
                                         timestamp=stamp))  # fmt: skip
             self._positions[tp] = position = position + len(records)
-            if self._eof_events and position == self._cluster.end(*tp) and self._eof_at.get(tp) != position:
+            if self._eof_events and position == self._cluster.visible_end(*tp) and self._eof_at.get(tp) != position:
                 self._eof_at[tp] = position
                 eof = KafkaError(KafkaError._PARTITION_EOF)
                 messages.append(Message(topic=tp[0], partition=tp[1], offset=position, error=eof))
@@ -260,10 +270,13 @@ class StandInAdmin:
 
     def list_offsets(self, request: dict[TopicPartition, Any], **options: Any) -> dict[TopicPartition, Future[Any]]:
         futures: dict[TopicPartition, Future[Any]] = {}
+        end = self._cluster.end if options.get("isolation_level") == IsolationLevel.READ_UNCOMMITTED else (
+            self._cluster.visible_end
+        )  # fmt: skip
         for tp in request:
             futures[tp] = Future()
             if self._cluster.lookups_answer:
-                futures[tp].set_result(SimpleNamespace(offset=self._cluster.end(tp.topic, tp.partition)))
+                futures[tp].set_result(SimpleNamespace(offset=end(tp.topic, tp.partition)))
             else:
                 self._cluster.unanswered(tp, futures[tp])
         return futures

@@ -27,7 +27,7 @@ from pipeline.core.outage_evidence import EvidencePolicy
 from pipeline.core.records import ServiceRequest
 from pipeline.settings import Settings, SettingsError
 from pipeline.tools import explain_client
-from pipeline.worker.explain_requests import ExplainRequests
+from pipeline.worker.explain_requests import ExplainRequests, InputsSeen
 from pipeline.worker.http_access import HttpAccess, is_loopback, read_token, server_tls_context
 from pipeline.worker.metrics import Readiness, WorkerMetrics, serve_metrics
 
@@ -423,3 +423,75 @@ def test_the_loop_explains_with_what_the_evidence_reader_knows(
         asking.join(0.005)
     assert answers[0]["decision"]["outcome"] == "suppressed"
     assert answers[0]["decision"]["pending"] is pending
+
+
+class EvidenceComplete(EvidenceIncomplete):
+    def complete(self, t: int) -> bool:
+        return True
+
+
+class Frontier:
+    """The loop's read frontier as an explanation sees it (`InputsSeen`)."""
+
+    def __init__(self, read_past: bool) -> None:
+        self.batch, self.covered_up_to, self._read_past = 7, 0, read_past
+        self.requested: list[int] = []
+        self.asked: list[tuple[int, int]] = []
+
+    def inputs(self) -> InputsSeen:
+        return InputsSeen(lambda: self.batch, self.requested.append, lambda b: b <= self.covered_up_to, self.read_past)
+
+    def read_past(self, t: int, batch: int) -> bool:
+        self.asked.append((t, batch))
+        return self._read_past
+
+
+def ask_in_background(bridge: ExplainRequests, answers: list[Any]) -> threading.Thread:
+    asking = threading.Thread(target=lambda: answers.append(bridge.ask(CHF, BASE + 300_000)))
+    asking.start()
+    while bridge.waiting() < 1:
+        threading.Event().wait(0.001)
+    return asking
+
+
+@pytest.mark.parametrize(("read_past", "pending"), [(False, True), (True, False)])
+def test_an_explanation_waits_for_end_offsets_looked_up_after_it_and_is_final_as_the_triage_would_judge(
+    state: FilterState, read_past: bool, pending: bool
+) -> None:
+    """Storm evidence rests on rule 5's decisions up to t + A: the triage takes it as final once evidence is
+    complete and the inputs are read past t + A, or to end offsets looked up after that batch; so does the
+    explanation, which therefore waits for such a look-up first (issue 18, item 12)."""
+    frontier, bridge, answers = Frontier(read_past), ExplainRequests(wait_s=5.0), list[Any]()
+    asking = ask_in_background(bridge, answers)
+    assert bridge.serve(state, None, EvidenceComplete(), frontier.inputs()) == 0, "no look-up after it yet"
+    assert frontier.requested == [7] and not answers
+    frontier.batch, frontier.covered_up_to = 9, 8  # batches read since; a look-up after batch 8 is in
+    assert bridge.serve(state, None, EvidenceComplete(), frontier.inputs()) == 1
+    asking.join()
+    assert answers[0]["decision"]["outcome"] == "suppressed"
+    assert answers[0]["decision"]["pending"] is pending
+    assert frontier.asked == [(EvidencePolicy().complete_after(BASE + 300_000), 7)], "for the batch it was noted in"
+
+
+def test_evidence_incomplete_when_a_question_is_noted_leaves_it_pending(state: FilterState) -> None:
+    frontier, bridge, answers = Frontier(read_past=True), ExplainRequests(wait_s=5.0), list[Any]()
+    asking = ask_in_background(bridge, answers)
+    frontier.covered_up_to = 7
+    assert bridge.serve(state, None, EvidenceIncomplete(), frontier.inputs()) == 1
+    asking.join()
+    assert answers[0]["decision"]["pending"] is True
+
+
+def test_each_step_answers_one_question_at_most(state: FilterState) -> None:
+    """However many questions wait, one step answers one: the loop goes back to deciding alerts in between."""
+    bridge = ExplainRequests(wait_s=5.0)
+    answers: list[Any] = []
+    askers = [threading.Thread(target=lambda: answers.append(bridge.ask(CHF, BASE))) for _ in range(3)]
+    for asker in askers:
+        asker.start()
+    while bridge.waiting() < 3:
+        threading.Event().wait(0.001)
+    assert [bridge.serve(state) for _ in range(4)] == [1, 1, 1, 0]
+    for asker in askers:
+        asker.join()
+    assert len(answers) == 3

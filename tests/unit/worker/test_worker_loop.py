@@ -43,6 +43,10 @@ def alert(alert_id: str, code: str, received_at: int) -> bytes:
 
 @pytest.fixture
 def cluster() -> Cluster:
+    return one_home()
+
+
+def one_home() -> Cluster:
     """The input topics, with one home on the reference topics: a tracked ESME on a CHF's HAN."""
     cluster = Cluster()
     for topic, partitions in ((T.service_requests, 2), (T.activation_outcomes, 1), (T.alerts, 2), (T.inventory, 1),
