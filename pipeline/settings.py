@@ -216,6 +216,12 @@ class Settings:
             self.evidence_before_minutes * MINUTE_MS, self.evidence_after_minutes * MINUTE_MS, self.storm_min_hans
         )
 
+    @property
+    def held_topic(self) -> str:
+        """The topic of AD1s waiting for evidence (rule 7): the worker's own, named after the app ID, like every
+        topic and group the filter owns (ACLs by prefix)."""
+        return f"{self.app_id}.held-ad1s"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """The defaults with every non-empty variable applied; SettingsError for a value out of bounds."""

@@ -47,9 +47,9 @@ from pipeline import __version__
 from pipeline.core.bad_input import BadInput
 from pipeline.core.device_ids import canonical_device_id
 from pipeline.kafka import clients
-from pipeline.kafka.admin import topic_partitions
+from pipeline.kafka.admin import ensure_output_topics, topic_partitions
 from pipeline.kafka.batches import produce_when_room
-from pipeline.kafka.topics import create_topics, read_to_end
+from pipeline.kafka.topics import read_to_end
 from pipeline.settings import Settings, Topics
 from pipeline.tools.csv_loaders import parse_time
 from pipeline.tools.progress import Progress
@@ -261,7 +261,9 @@ def release(
     if not dry_run:
         if topics.dno_alerts not in existing:
             raise ReleaseError(f"the DNO topic {topics.dno_alerts} does not exist; the worker creates it")
-        create_topics(clients.admin_client(settings), {topics.released: existing[topics.suppressed]})
+        # The record of each release is what makes it happen at most once: kept as long as the audit (contract 6).
+        admin = clients.admin_client(settings)
+        ensure_output_topics(admin, [topics.released], existing[topics.suppressed], [topics.alerts, topics.suppressed])
         batches = _Batches(settings, codec, operator, reason, batch_size)  # fences earlier runs first
     done = already_released(settings, codec)
     counts = Counts()

@@ -17,6 +17,7 @@ from typing import Protocol
 from confluent_kafka import Message
 
 from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.settings import Settings
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.output_records import Outgoing
 from pipeline.worker.hold_queues import PartitionQueues, ReadAlert, read_alert
@@ -29,8 +30,8 @@ _ENVELOPE = struct.Struct(">iqq")  # source partition, source offset, wall-clock
 
 
 def held_topic(app_id: str) -> str:
-    """The held topic's name: it begins with the app ID, like every topic and group the filter owns (ACLs)."""
-    return f"{app_id}.held-ad1s"
+    """The held topic's name (`Settings.held_topic`)."""
+    return Settings(app_id=app_id).held_topic
 
 
 def held_record(

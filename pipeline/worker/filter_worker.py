@@ -202,8 +202,9 @@ class FilterWorker:
         state_topics = [*t.activation_inputs, *t.reference_inputs]
         steps = StartupSteps(self.admin, self.readiness, self.permissions, self._is_stopping)
         counts = steps.input_topics([*state_topics, t.alerts])
-        # The held-AD1 topic is the worker's own, like the outputs: created with the alert topic's partitions.
-        steps.output_topics([*t.outputs, t.shadow, self.held_topic], counts[t.alerts])
+        # The held-AD1 topic is the worker's own, like the outputs: created with the alert topic's partitions,
+        # as durable as it (contract 6).
+        steps.output_topics([*t.outputs, t.shadow, self.held_topic], counts[t.alerts], [t.alerts])
         counts[t.control] = self._control_topic(steps)
         state_topics.append(t.control)  # the mode schedule is read like the reference topics (contract 8)
         self.cluster_watch.start()
