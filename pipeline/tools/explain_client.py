@@ -4,7 +4,8 @@ forwarded, and print its answer for a person (contract 7, "Explanations").
 The worker answers from its own state with its own decision code (`GET /explain`); this command only asks
 and prints. It asks the worker on this machine by default (`http://127.0.0.1:POA_METRICS_PORT`), with the
 bearer token of `POA_HTTP_TOKEN_FILE` when one is set, and over https with `POA_HTTP_TLS_CERT_FILE` as the
-trusted certificate when TLS is set. It never sends the token in clear text to another machine.
+trusted certificate when TLS is set. It never sends the token in clear text to another machine, and never
+follows a redirect (the token would go along wherever it points).
 """
 
 import argparse
@@ -19,6 +20,7 @@ from pipeline.core.bad_input import BadInput
 from pipeline.core.device_ids import canonical_device_id
 from pipeline.core.explanation import Json, parse_time
 from pipeline.settings import Settings
+from pipeline.wire import no_redirects
 from pipeline.worker.http_access import is_loopback, read_token
 
 DESCRIPTION = (
@@ -80,7 +82,7 @@ def ask(settings: Settings, device_id: str, at_ms: int | None, url: str | None =
         # The configured certificate is trusted as it is; asked by its loopback address, it need not name it.
         context.check_hostname = not (tls and _is_local(parts.hostname))
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as response:
+        with no_redirects.opener(context).open(request, timeout=TIMEOUT_S) as response:
             answer: Json = json.load(response)
             return answer
     except urllib.error.HTTPError as exc:

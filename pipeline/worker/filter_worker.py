@@ -68,6 +68,9 @@ from pipeline.worker.triage import AlertTriage
 log = logging.getLogger(__name__)
 
 READ_BATCH = 5000
+# The longest a schema-registry call holds the decision loop (about a batch's time); one not answered by then
+# goes on in the background, and what waits for it is tried again (issue 18: a hanging registry stalled it 10 s).
+REGISTRY_WAIT_S = 0.2
 ALERT_WAIT_S = 0.005  # with nothing queued, wait at most this long for the next alert
 MAX_STAGED_CHANGES = 50_000  # bound on uncommitted state changes (memory during a state rebuild)
 # AD1s held for evidence wait minutes; looking at them again (a storm look-up reads a sector) this often is
@@ -117,7 +120,7 @@ class FilterWorker:
         self.state.mark_format()
         self.state.commit()
         self.backend = local.backend
-        codec = codec_for_registry(s.schema_registry_url, s.schema_registry_auth_file)
+        codec = codec_for_registry(s.schema_registry_url, s.schema_registry_auth_file, REGISTRY_WAIT_S)
         self.frontier = ReadFrontier()
         on_error = self.watch.on_client_error
         self.admin = kafka.admin_client(s)
