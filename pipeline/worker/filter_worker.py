@@ -57,7 +57,7 @@ from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.housekeeping import Housekeeping
 from pipeline.worker.http_access import HttpAccess
 from pipeline.worker.local_state import open_local_state
-from pipeline.worker.metrics import DependencyWaits, Readiness, WorkerMetrics, serve_metrics
+from pipeline.worker.metrics import DependencyWaits, Readiness, WorkerMetrics, serve_local_explain, serve_metrics
 from pipeline.worker.permissions import PermissionWatch
 from pipeline.worker.startup import StartupSteps
 from pipeline.worker.state_feed import StateFeed
@@ -105,6 +105,7 @@ class FilterWorker:
         self._last_held_drain = 0.0
         self._held_read = False  # AD1s were read back from the held topic since the last look at them
         self._http: ThreadingHTTPServer | None = None
+        self._local_http: ThreadingHTTPServer | None = None  # tokenless /explain on 127.0.0.1 (http_access)
         self.explanations = ExplainRequests()
         self.http_access = HttpAccess.from_settings(s)  # the token and TLS files, read once at start
         local = open_local_state(s.data_dir, s.app_id)
@@ -179,6 +180,8 @@ class FilterWorker:
         self._http = serve_metrics(self.settings.metrics_port, self.metrics, self.readiness,
                                    explain=self.explanations, access=self.http_access)  # fmt: skip
         log.info("metrics, readiness and explanations on port %d (/metrics, /ready, /explain)", self._http.server_port)
+        self._local_http = serve_local_explain(self.settings.local_explain_port, self.metrics, self.readiness,
+                                               self.explanations, self.http_access)  # fmt: skip
         try:
             self.connect()
             while not self._stopping:
@@ -230,8 +233,9 @@ class FilterWorker:
         self.state_reader.close()
         self.state_reader.commit()
         self.backend.close()
-        if self._http is not None:
-            self._http.shutdown()
+        for server in (self._http, self._local_http):
+            if server is not None:
+                server.shutdown()
         log.info("stopped")
 
     # --- the loop -------------------------------------------------------------------------------

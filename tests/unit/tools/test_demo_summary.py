@@ -126,7 +126,7 @@ def scenario(
 
 
 def test_released_alerts_are_counted_and_the_worker_names_their_evidence(worker_port: int) -> None:
-    settings = replace(Settings(), metrics_port=worker_port)
+    settings = replace(Settings(), metrics_port=worker_port, explain_port=worker_port)  # one fake for both
     expected, observed = scenario()
     released = released_on_evidence(settings, expected, observed)
     assert (released.expected, released.reached, released.counted) == (2, 2, 2.0)
@@ -161,13 +161,13 @@ def test_released_alerts_are_counted_and_the_worker_names_their_evidence(worker_
 def test_evidence_the_worker_names_otherwise_than_built_is_a_mismatch(
     worker_port: int, supply: dict[str, Any], storm: dict[str, Any], problem: str
 ) -> None:
-    settings = replace(Settings(), metrics_port=worker_port)
+    settings = replace(Settings(), metrics_port=worker_port, explain_port=worker_port)  # one fake for both
     expected, observed = scenario(supply, storm)
     assert released_on_evidence(settings, expected, observed).problems == [problem]
 
 
 def test_a_release_the_worker_does_not_explain_is_a_mismatch(worker_port: int) -> None:
-    settings = replace(Settings(), metrics_port=worker_port)
+    settings = replace(Settings(), metrics_port=worker_port, explain_port=worker_port)  # one fake for both
     expected, observed = scenario()
     observed.seen["SIM-1-a"] = [forwarded("SIM-1-a", CHF, BASE + 25 * MIN)]  # its 8F36 is 15 minutes before
     released = released_on_evidence(settings, expected, observed)
@@ -193,7 +193,7 @@ def test_an_alert_built_for_release_but_suppressed_is_counted_as_not_reached_and
 def test_a_worker_that_does_not_answer_is_said_and_is_no_mismatch() -> None:
     expected, observed = scenario()
     port = unused_port()
-    released = released_on_evidence(replace(Settings(), metrics_port=port), expected, observed)
+    released = released_on_evidence(replace(Settings(), metrics_port=port, explain_port=port), expected, observed)
     assert released.counted is None and released.problems == []
     assert released.named[0].startswith(f"(the worker did not answer: http://127.0.0.1:{port}/metrics: ")
 
