@@ -12,8 +12,9 @@ not the API's): the input may be fine, so the caller waits and retries.
 
 A caller that must not block (the worker's decision loop) gives `wait_s`: each call then runs on a thread of
 its own and is waited for that long at most; one not answered by then is RegistryUnavailable at once, goes on
-in the background, and its answer is there for the caller's next try (a hanging registry holds the loop for
-`wait_s`, not for the HTTP timeout).
+in the background, and its answer is there for the caller's next try. While a call is under way others are
+not waited for at all, so a hanging registry holds the loop `wait_s` once per HTTP timeout, not the timeout
+on every try.
 """
 
 import base64
@@ -111,13 +112,14 @@ class SchemaRegistryClient:
 
     def _call(self, method: str, path: str, body: dict[str, str] | None) -> dict[str, Any]:
         """`_request` on the caller's thread, or with `wait_s` on a background one, waited for at most that long
-        the first time and not at all while it is still under way."""
+        when no other call is under way (one that is means a slow registry: the caller is not held again until
+        it is answered or times out), and not at all while it is itself still under way."""
         if self.wait_s is None:
             return self._request(method, path, body)
         key = (method, path if body is None else f"{path} {body['schema']}")
         with self._lock:
             future = self._in_flight.get(key)
-            started = future is None
+            waits = future is None and not self._in_flight
             if future is None:
                 if len(self._in_flight) >= MAX_IN_FLIGHT:
                     raise RegistryUnavailable(
@@ -126,11 +128,11 @@ class SchemaRegistryClient:
                     )
                 future = self._in_flight[key] = _in_background(lambda: self._request(method, path, body))
         try:
-            return future.result(timeout=self.wait_s if started else 0)
+            return future.result(timeout=self.wait_s if waits else 0)
         except FutureTimeout:
             raise RegistryUnavailable(
                 f"schema registry {self.url} has not answered {method} {path} "
-                f"{'within ' + format(self.wait_s, 'g') + ' s' if started else 'yet'}; still waiting for it"
+                f"{'within ' + format(self.wait_s, 'g') + ' s' if waits else 'yet'}; still waiting for it"
             ) from None
         finally:
             if future.done():

@@ -380,7 +380,7 @@ class HangingRegistry:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.requests: list[str] = []
-        self.asked, self.answer = threading.Event(), threading.Event()
+        self.asked, self.answer = threading.Semaphore(0), threading.Event()
         self.body = json.dumps({"schema": schema}).encode()
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -396,7 +396,7 @@ class HangingRegistry:
         with connection:
             request = connection.recv(65536).decode()
             self.requests.append(request.split("\r\n", 1)[0])
-            self.asked.set()
+            self.asked.release()
             self.answer.wait()
             head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n"
             connection.sendall(head.encode() + self.body)
@@ -422,18 +422,23 @@ def test_a_hanging_registry_holds_the_caller_wait_s_then_is_unavailable_and_aske
 
     with pytest.raises(RegistryUnavailable, match=r"has not answered GET /schemas/ids/7 within 0.05 s"):
         client.get_schema(7)
-    assert hanging.asked.wait(10)
+    assert hanging.asked.acquire(timeout=10)
     with pytest.raises(RegistryUnavailable, match=r"has not answered GET /schemas/ids/7 yet"):
         client.get_schema(7)
-
     assert hanging.requests == ["GET /schemas/ids/7 HTTP/1.1"]
+
+    # Another ID while the registry hangs: asked in the background, the caller not held at all.
+    with pytest.raises(RegistryUnavailable, match=r"has not answered GET /schemas/ids/8 yet"):
+        client.get_schema(8)
+    assert hanging.asked.acquire(timeout=10)
+    assert hanging.requests == ["GET /schemas/ids/7 HTTP/1.1", "GET /schemas/ids/8 HTTP/1.1"]
 
 
 def test_the_answer_that_comes_late_is_there_for_the_next_try(hanging: HangingRegistry) -> None:
     client = SchemaRegistryClient(hanging.url, timeout=60, wait_s=0.05)
     with pytest.raises(RegistryUnavailable):
         client.get_schema(7)
-    assert hanging.asked.wait(10)
+    assert hanging.asked.acquire(timeout=10)
 
     hanging.answer.set()
 
