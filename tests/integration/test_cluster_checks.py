@@ -4,12 +4,15 @@ project's secured broker (its own, `secured` group), a missing DescribeConfigs i
 
 import logging
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from pipeline.core.event_time import DAY_MS
 from pipeline.kafka import clients
@@ -23,7 +26,7 @@ from tests.integration.secured.secure_broker import (
     secure_kafka_fixture,  # noqa: F401 - a fixture
 )
 from tests.integration.secured.secure_broker import create_topics as create_as_admin
-from tests.integration.worker_harness import wait_until
+from tests.integration.worker_harness import WorkerProcess, wait_until
 
 
 def problems(findings: list[Finding]) -> dict[tuple[str, str], Finding]:
@@ -229,3 +232,40 @@ def described(admin: AdminClient, name: str) -> dict[str, str | None]:
     resource = ConfigResource(ResourceType.TOPIC, name)
     entries = admin.describe_configs([resource])[resource].result(timeout=30)
     return {key: entry.value for key, entry in entries.items()}
+
+
+@pytest.mark.broker
+def test_a_worker_makes_its_topics_like_the_alert_topic_and_names_an_audit_topic_made_badly(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The DSP pre-created the audit topic compacted and kept a minute; the worker creates the others (the held
+    topic among them) as its alert topic, kept 5 days, and says on /ready and in its metrics what is wrong."""
+    t = settings.topics
+    admin = clients.admin_client(settings)
+    week = ConfigResource(ResourceType.TOPIC, t.alerts, incremental_configs=[
+        ConfigEntry("retention.ms", str(5 * DAY_MS), incremental_operation=AlterConfigOpType.SET)])  # fmt: skip
+    admin.incremental_alter_configs([week])[week].result(timeout=30)
+    create_topics(admin, {t.suppressed: 3}, {t.suppressed: {"cleanup.policy": "compact", "retention.ms": "60000"}})
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        worker.wait_ready()
+        configs = {name: described(admin, name) for name in (settings.held_topic, t.dno_alerts, t.shadow)}
+        ready = ready_text(worker)
+        findings = worker.metrics()
+    finally:
+        worker.stop()
+
+    assert {(c["cleanup.policy"], c["retention.ms"]) for c in configs.values()} == {("delete", str(5 * DAY_MS))}
+    assert f"problem: {t.suppressed}: cleanup.policy=compact, needs delete: " in ready
+    assert f"problem: {t.suppressed}: retention.ms=60000 (0 days 0:01:00.000), needs >= {5 * DAY_MS}" in ready
+    assert settings.held_topic not in ready  # made as it should be
+    assert 'poa_cluster_findings{severity="problem"} 2.0' in findings
+
+
+def ready_text(worker: WorkerProcess) -> str:
+    """The /ready body, whether the status is 200 or 503."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/ready", timeout=5) as response:
+            return str(response.read().decode())
+    except urllib.error.HTTPError as err:
+        return str(err.read().decode())
