@@ -64,8 +64,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def ask(settings: Settings, device_id: str, at_ms: int | None, url: str | None = None) -> Json:
     """The worker's answer to GET /explain; ExplainError with the worker's own message when it refuses."""
     tls = settings.http_tls_cert_file is not None
+    hint = ""
     if url is None:
         url = _local_url(settings)
+        hint = " (the port POA_METRICS_PORT and POA_EXPLAIN_PORT give here: if the worker runs with others, use --url)"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ExplainError(f"--url {url!r} is not an http:// or https:// address")
@@ -88,7 +90,7 @@ def ask(settings: Settings, device_id: str, at_ms: int | None, url: str | None =
         raise ExplainError(f"the worker at {url} answered {exc.code}: {_error_of(exc)}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ExplainError(f"cannot ask the worker at {url}: {reason}") from None
+        raise ExplainError(f"cannot ask the worker at {url}: {reason}{hint}") from None
 
 
 def _local_url(settings: Settings) -> str:
