@@ -102,11 +102,11 @@ def assess(
     topics: Iterable[DescribedTopic],
     broker_count: int,
     rebuild_retention_ms: int,
-    durable_as: Mapping[str, DurableAs] | None = None,
+    rules: Mapping[str, DurableAs] | None = None,
 ) -> list[Finding]:
     """Every finding about these topics on a cluster of `broker_count` brokers, where a rebuild needs the
-    service-request and outcome topics to keep `rebuild_retention_ms`, and each topic named in `durable_as`
-    must be as durable as its models (those among `topics`)."""
+    service-request and outcome topics to keep `rebuild_retention_ms`, and each topic named in `rules` must
+    be as durable as its models (those among `topics`: `durable_as`)."""
     described = list(topics)
     by_name = {topic.name: topic for topic in described}
     findings: list[Finding] = []
@@ -118,7 +118,7 @@ def assess(
         if topic.role is Role.TABLE:
             findings += _compacted(topic)
         general = _durability(topic, broker_count)
-        rule = (durable_as or {}).get(topic.name)
+        rule = (rules or {}).get(topic.name)
         if rule is not None:
             own = _as_durable_as(topic, [by_name[name] for name in rule.models if name in by_name], rule.why)
             findings += own  # said once, as the more specific rule, where both find the replication short
@@ -140,20 +140,24 @@ def _as_durable_as(topic: DescribedTopic, models: Sequence[DescribedTopic], why:
                 f"reassign its partitions to {needed} brokers (kafka-reassign-partitions)",
             )
         )  # fmt: skip
-    for name, unit in (("retention.ms", _duration), ("retention.bytes", str)):
+    shown: tuple[tuple[str, Callable[[int], str]], ...] = (
+        ("retention.ms", lambda ms: f"{ms} ({_duration(ms)})"),
+        ("retention.bytes", str),
+    )
+    for name, show in shown:
         value = _number(topic, name)
         if value is None or value == UNLIMITED:
             continue
         kept = [(_number(m, name), m.name) for m in models]
-        longest = [(v, n) for v, n in kept if v is not None and (v == UNLIMITED or v > value)]
-        if not longest:
+        longer = [(v, n) for v, n in kept if v is not None and (v == UNLIMITED or v > value)]
+        if not longer:
             continue
-        needed, model = max(longest, key=lambda vn: float("inf") if vn[0] == UNLIMITED else vn[0])
-        required = "-1" if needed == UNLIMITED else f">= {needed} ({unit(needed)})"
+        needed, model = max(longer, key=lambda vn: float("inf") if vn[0] == UNLIMITED else vn[0])
+        required = "-1" if needed == UNLIMITED else f">= {show(needed)}"
         found.append(
             _finding(
-                Severity.PROBLEM, topic.name, name, f"{value} ({unit(value)})" if unit is _duration else str(value),
-                f"{required} (as {model})", why, f"set {name}={needed}",
+                Severity.PROBLEM, topic.name, name, show(value), f"{required} (as {model})", why,
+                f"set {name}={needed}",
             )
         )  # fmt: skip
     return found
@@ -317,7 +321,7 @@ def durable_as(settings: Settings) -> dict[str, DurableAs]:
     t = settings.topics
     output = DurableAs(
         (t.alerts,), f"the filter's own topic must keep what it wrote as safely and as long as {t.alerts} keeps "
-        "what it read: the alerts and their audit are in it"
+        "what it read"
     )  # fmt: skip
     return {
         **{name: output for name in (*t.outputs, t.shadow)},
