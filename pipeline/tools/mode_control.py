@@ -109,10 +109,12 @@ def set_mode(
     change: ModeChange,
     err: TextIO,
     from_now: bool = False,
-    clock: Callable[[], int] = now_ms,
+    clock: Callable[[], int] | None = None,
 ) -> Written:
     """Append `change` to the schedule on the control topic and write it back. With `from_now`, the change's
-    times are taken after the schedule is read, just before the commit (module docstring)."""
+    times are taken after the schedule is read, just before the commit (module docstring), by `clock` (the wall
+    clock by default)."""
+    now = clock or now_ms
     check_change(change)
     topic = settings.topics.control
     admin = clients.admin_client(settings)
@@ -124,7 +126,7 @@ def set_mode(
     try:
         _call(lambda: producer.init_transactions(TXN_TIMEOUT_S))  # fences earlier runs: module docstring
         schedule = read_schedule(settings, codec, err)
-        stamp = clock()
+        stamp = now()
         start = stamp + LANDING_MARGIN_MS if from_now else change.effective_from
         change = replace(change, effective_from=start, changed_at=stamp)
         schedule = schedule.with_change(change)
@@ -135,7 +137,7 @@ def set_mode(
     except BaseException:
         _abort(producer)
         raise
-    return Written(schedule, change, clock())
+    return Written(schedule, change, now())
 
 
 def said_after(written: Written) -> list[str]:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from pipeline import cli
 from pipeline.core.operating_mode import Mode, ModeChange, ModeSchedule
 from pipeline.settings import Settings
 from pipeline.tools import mode_control
@@ -119,3 +120,32 @@ def test_back_to_filter_from_the_past_has_nothing_to_release() -> None:
     change = change_at(STARTED, Mode.FILTER)
     lines = said_after(Written(ModeSchedule(Mode.FILTER, (change,)), change, STAMPED))
     assert len(lines) == 2 and lines[1].startswith("note: ")
+
+
+def test_through_the_command_line_the_time_of_a_change_from_now_is_read_after_the_schedule(
+    events: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`poa-filter mode shadow --reason ...`: each reading of the wall clock is numbered, and the one the change
+    is stamped with comes after init_transactions and the read, before the commit (it came first before)."""
+    readings = iter(range(STARTED, STARTED + 1000 * 100, 1000))
+
+    def wall_clock() -> int:
+        reading = next(readings)
+        events.append(("clock", reading))
+        return reading
+
+    monkeypatch.setattr(mode_control, "now_ms", wall_clock)
+
+    assert cli.main(["mode", "shadow", "--reason", "trial", "--operator", "alice"]) == 0
+
+    [(_, value)] = [e for e in events if isinstance(e, tuple) and e[0] == "produce"]
+    [change] = decode_schedule(CODEC, value, Mode.FILTER).changes
+    order = [e if isinstance(e, str) else e[0] if e[0] == "produce" else e[1] for e in events]
+    stamped = order.index(change.changed_at)
+    assert order.index("read the schedule") < stamped < order.index("commit_transaction")
+    assert change.effective_from == change.changed_at + LANDING_MARGIN_MS
+    assert capsys.readouterr().out.startswith(f"set shadow for the alerts received from {iso(change.effective_from)}")
+
+
+def iso(ms: int) -> str:
+    return mode_control._iso(ms)
