@@ -138,7 +138,7 @@ class Worker:
     def __init__(self, children: Children, env: dict[str, str], log_dir: Path, name: str) -> None:
         self.children = children
         self.port = free_port()
-        self.env = {**env, "POA_METRICS_PORT": str(self.port)}
+        self.env = {**env, "POA_METRICS_PORT": str(self.port), "POA_EXPLAIN_PORT": "0"}  # no explanations here
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.rss: RssSampler | None = None

@@ -86,7 +86,7 @@ _RULE_TIMES = frozenset({"window_minutes", "lead_in_minutes", "max_future_days",
                          "evidence_after_minutes", "storm_min_hans"})  # fmt: skip
 _HOLD_BOUND = frozenset({"evidence_after_minutes", "evidence_grace_seconds", "max_hold_seconds"})
 _INPUT_TOPICS = frozenset({"service_requests", "activation_outcomes", "alerts", "inventory", "tracked_devices"})
-_HTTP_CLIENT = frozenset({"metrics_port", "http_token_file", "http_tls_cert_file"})
+_HTTP_CLIENT = frozenset({"metrics_port", "explain_port", "http_token_file", "http_tls_cert_file"})
 
 COMMAND_OPTIONS: dict[str, CommandOptions] = {
     "worker": CommandOptions(None, None),

@@ -171,6 +171,12 @@ class Settings:
     app_id: str = _setting("poa-filter", "POA_APP_ID")
     data_dir: str = _setting(".state/poa-filter", "POA_DATA_DIR")
     metrics_port: int = _setting(9108, "POA_METRICS_PORT", Bounds(int, 0, 65535, "a TCP port; 0 picks a free one"))
+    # GET /explain without a token only here, on 127.0.0.1 apart from the probe and scrape port, which a proxy in
+    # the pod can reach (contract 7; pipeline/worker/http_access.py). Unset: the metrics port + 1.
+    explain_port: int | None = _setting(
+        None, "POA_EXPLAIN_PORT",
+        Bounds(int, 0, 65535, "a TCP port on 127.0.0.1 for /explain; unset: POA_METRICS_PORT + 1; 0 turns it off"),
+    )  # fmt: skip
     schema_registry_url: str | None = _setting(None, "POA_SCHEMA_REGISTRY_URL")
     # A file holding `user:password` for the registry's HTTP basic authentication (a Kubernetes Secret).
     schema_registry_auth_file: str | None = _setting(None, "POA_SCHEMA_REGISTRY_AUTH_FILE", readable_file=True)
@@ -232,7 +238,7 @@ class Settings:
         for setting in fields(self):
             value, env = getattr(self, setting.name), env_var(setting)
             bounds, choices = bounds_of(setting), choices_of(setting)
-            if bounds is not None:
+            if bounds is not None and value is not None:  # None: a default that follows another setting
                 bounds.check(value, f"{setting.name} (${env})")
             if choices and value not in choices:
                 raise SettingsError(f"{setting.name} (${env})={value!r} is not one of {', '.join(choices)}")
@@ -270,6 +276,22 @@ class Settings:
         return EvidencePolicy(
             self.evidence_before_minutes * MINUTE_MS, self.evidence_after_minutes * MINUTE_MS, self.storm_min_hans
         )
+
+    @property
+    def local_explain_port(self) -> int | None:
+        """The port of the 127.0.0.1 listener for /explain: POA_EXPLAIN_PORT, by default the metrics port + 1 (a
+        free port when that is 0); None when turned off."""
+        if self.explain_port is not None:
+            return self.explain_port or None
+        if self.metrics_port == 0:
+            return 0
+        return self.metrics_port + 1 if self.metrics_port < 65535 else None
+
+    @property
+    def held_topic(self) -> str:
+        """The topic of AD1s waiting for evidence (rule 7): the worker's own, named after the app ID, like every
+        topic and group the filter owns (ACLs by prefix)."""
+        return f"{self.app_id}.held-ad1s"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

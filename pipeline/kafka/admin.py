@@ -1,13 +1,16 @@
-"""Topic administration, one attempt each: create the filter's own output topics, find input partitions (and
-those the worker may not see), look up end offsets. The worker's start-up retries them (`worker.startup`)."""
+"""Topic administration, one attempt each: create the filter's own topics as durable as the alert topic, find
+input partitions (and those the worker may not see), look up end offsets. The worker's start-up retries them
+(`worker.startup`)."""
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 
 from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicCollection, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec, ResourceType
 
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.read_frontier import Partition
@@ -41,19 +44,98 @@ def refused_topics(admin: AdminClient, names: Iterable[str], timeout: float = 10
     return refused
 
 
-def ensure_output_topics(admin: AdminClient, names: Iterable[str], partitions: int, timeout: float = 10) -> None:
-    """Create those of the output topics that do not exist (one attempt; KafkaException if refused)."""
+@dataclass(frozen=True)
+class ModelTopic:
+    """What a topic the filter creates is made as durable as (contract 6): the alert topic, and for the
+    released topic also the audit topic. `configs` holds the effective values read, none when unreadable."""
+
+    name: str
+    replication_factor: int
+    configs: Mapping[str, str | None]
+
+
+def durable_topic(models: Sequence[ModelTopic], cluster_default_rf: int | None) -> tuple[int, dict[str, str]]:
+    """Replication factor and configuration of a new topic as durable as every model: their replication factor
+    (or the cluster's default if higher), cleanup.policy=delete, their longest retention.ms, no size limit,
+    and their highest min.insync.replicas (never above that replication factor). A retention that could not
+    be read keeps the records for ever: longer than needed rather than shorter."""
+    factors = [m.replication_factor for m in models if m.replication_factor > 0]
+    factor = max([*factors, cluster_default_rf or 0]) or -1  # -1: the broker's default
+    retentions = [_int(m.configs.get("retention.ms")) for m in models]
+    known = [r for r in retentions if r is not None]
+    longest = -1 if not known or len(known) < len(retentions) or -1 in known else max(known)
+    config = {"cleanup.policy": "delete", "retention.ms": str(longest), "retention.bytes": "-1"}
+    insync = [i for i in (_int(m.configs.get("min.insync.replicas")) for m in models) if i is not None]
+    if insync and factor > 0:
+        config["min.insync.replicas"] = str(min(max(insync), factor))
+    return factor, config
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        return None
+
+
+def model_topics(admin: AdminClient, names: Iterable[str], timeout: float = 10) -> tuple[list[ModelTopic], int | None]:
+    """The models among `names` that exist, as the cluster describes them, and the cluster's
+    `default.replication.factor` (None when this client may not read a broker's configuration, which the
+    minimum ACLs do not grant). A topic configuration that cannot be read is left empty."""
+    metadata = admin.list_topics(timeout=timeout)
+    models = []
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None or not topic.partitions:
+            continue
+        factor = min(len(p.replicas) for p in topic.partitions.values())
+        models.append(ModelTopic(name, factor, _configs(admin, ConfigResource(ResourceType.TOPIC, name), timeout)))
+    default_rf = None
+    if metadata.brokers:
+        broker = ConfigResource(ResourceType.BROKER, str(min(metadata.brokers)))
+        default_rf = _int(_configs(admin, broker, timeout).get("default.replication.factor"))
+    return models, default_rf
+
+
+def _configs(admin: AdminClient, resource: ConfigResource, timeout: float) -> dict[str, str | None]:
+    """Effective values; none when they cannot be read (the caller says what it does without them)."""
+    try:
+        entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout=timeout + 5)
+    except (KafkaException, FutureTimeout) as exc:
+        log.debug("cannot read the configuration of %s %s: %s", resource.restype.name.lower(), resource.name, exc)
+        return {}
+    return {key: entry.value for key, entry in entries.items()}
+
+
+def ensure_output_topics(
+    admin: AdminClient, names: Iterable[str], partitions: int, like: Sequence[str], timeout: float = 10
+) -> list[str]:
+    """Create those of the filter's own topics that do not exist, as durable as the topics `like` (one attempt;
+    KafkaException if refused). Returns the names created; a topic that exists is left as it is (the cluster
+    checks judge it)."""
     existing = admin.list_topics(timeout=timeout).topics
-    new = [NewTopic(n, num_partitions=partitions, replication_factor=-1) for n in names if n not in existing]
-    if not new:
-        return
+    missing = [n for n in names if n not in existing]
+    if not missing:
+        return []
+    models, default_rf = model_topics(admin, like, timeout)
+    factor, config = durable_topic(models, default_rf)
+    unread = [m.name for m in models if _int(m.configs.get("retention.ms")) is None]
+    if unread:
+        log.warning("retention of %s unknown (grant DescribeConfigs): %s created keeping records for ever "
+                    "(retention.ms=-1); lower it to theirs", ", ".join(unread), ", ".join(missing))  # fmt: skip
+    new = [NewTopic(n, num_partitions=partitions, replication_factor=factor, config=config) for n in missing]
+    created = []
     for name, future in admin.create_topics(new, operation_timeout=30).items():
         try:
             future.result(timeout=30)
-            log.info("created output topic %s with %d partitions", name, partitions)
+            log.info("created topic %s with %d partitions, replication factor %s, %s, as durable as %s", name,
+                     partitions, factor if factor > 0 else "the broker's default",
+                     ", ".join(f"{k}={v}" for k, v in config.items()), " and ".join(like))  # fmt: skip
+            created.append(name)
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    return created
 
 
 class EndOffsetLookup:

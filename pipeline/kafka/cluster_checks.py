@@ -48,7 +48,8 @@ class Role(Enum):
 
     REBUILD_INPUT = "event stream a rebuild reads"  # service requests, activation outcomes
     TABLE = "table keyed by device"  # inventory, tracked list, control
-    STREAM = "event stream"  # alerts and the outputs
+    STREAM = "event stream"  # the alert topic
+    OWN = "the filter's own event stream"  # outputs, shadow, held AD1s, releases: as durable as the alerts
     INTERNAL = "Kafka internal topic"  # transaction log, consumer offsets: replication only
 
 
@@ -89,19 +90,77 @@ def _unchecked(severity: Severity, topic: str, what: str, error: str, remedy: st
 # --- the rules --------------------------------------------------------------------------------------------
 
 
-def assess(topics: Iterable[DescribedTopic], broker_count: int, rebuild_retention_ms: int) -> list[Finding]:
+@dataclass(frozen=True)
+class DurableAs:
+    """A topic of the filter's own and the topics it must be as durable as (contract 6), with why."""
+
+    models: tuple[str, ...]
+    why: str
+
+
+def assess(
+    topics: Iterable[DescribedTopic],
+    broker_count: int,
+    rebuild_retention_ms: int,
+    rules: Mapping[str, DurableAs] | None = None,
+) -> list[Finding]:
     """Every finding about these topics on a cluster of `broker_count` brokers, where a rebuild needs the
-    service-request and outcome topics to keep `rebuild_retention_ms`."""
+    service-request and outcome topics to keep `rebuild_retention_ms`, and each topic named in `rules` must
+    be as durable as its models (those among `topics`: `durable_as`)."""
+    described = list(topics)
+    by_name = {topic.name: topic for topic in described}
     findings: list[Finding] = []
-    for topic in topics:
+    for topic in described:
         if topic.role is Role.REBUILD_INPUT:
             findings += _rebuild_retention(topic, rebuild_retention_ms)
-        if topic.role in (Role.REBUILD_INPUT, Role.STREAM):
+        if topic.role in (Role.REBUILD_INPUT, Role.STREAM, Role.OWN):
             findings += _not_compacted(topic)
         if topic.role is Role.TABLE:
             findings += _compacted(topic)
-        findings += _durability(topic, broker_count)
+        general = _durability(topic, broker_count)
+        rule = (rules or {}).get(topic.name)
+        if rule is not None:
+            own = _as_durable_as(topic, [by_name[name] for name in rule.models if name in by_name], rule.why)
+            findings += own  # said once, as the more specific rule, where both find the replication short
+            general = [f for f in general if f.config not in {o.config for o in own}]
+        findings += general
     return findings
+
+
+def _as_durable_as(topic: DescribedTopic, models: Sequence[DescribedTopic], why: str) -> list[Finding]:
+    """Replication factor and retention at least those of every model, on any cluster (contract 6)."""
+    found = []
+    factor = min(topic.replicas) if topic.replicas else None
+    model_factors = [(min(m.replicas), m.name) for m in models if m.replicas]
+    if factor is not None and model_factors and factor < max(model_factors)[0]:
+        needed, model = max(model_factors)
+        found.append(
+            _finding(
+                Severity.PROBLEM, topic.name, "replication.factor", str(factor), f">= {needed} (as {model})", why,
+                f"reassign its partitions to {needed} brokers (kafka-reassign-partitions)",
+            )
+        )  # fmt: skip
+    shown: tuple[tuple[str, Callable[[int], str]], ...] = (
+        ("retention.ms", lambda ms: f"{ms} ({_duration(ms)})"),
+        ("retention.bytes", str),
+    )
+    for name, show in shown:
+        value = _number(topic, name)
+        if value is None or value == UNLIMITED:
+            continue
+        kept = [(_number(m, name), m.name) for m in models]
+        longer = [(v, n) for v, n in kept if v is not None and (v == UNLIMITED or v > value)]
+        if not longer:
+            continue
+        needed, model = max(longer, key=lambda vn: float("inf") if vn[0] == UNLIMITED else vn[0])
+        required = "-1" if needed == UNLIMITED else f">= {show(needed)}"
+        found.append(
+            _finding(
+                Severity.PROBLEM, topic.name, name, show(value), f"{required} (as {model})", why,
+                f"set {name}={needed}",
+            )
+        )  # fmt: skip
+    return found
 
 
 def _rebuild_retention(topic: DescribedTopic, required_ms: int) -> list[Finding]:
@@ -249,10 +308,34 @@ def topic_roles(settings: Settings) -> dict[str, Role]:
     """The filter's topics by role, and Kafka's internal topics it relies on."""
     t = settings.topics
     roles = {name: Role.INTERNAL for name in INTERNAL_TOPICS}
-    roles |= {name: Role.STREAM for name in (t.alerts, *t.outputs, t.shadow)}
+    roles |= {t.alerts: Role.STREAM}
+    roles |= {name: Role.OWN for name in durable_as(settings)}
     roles |= {name: Role.TABLE for name in (*t.reference_inputs, t.control)}
     roles |= {name: Role.REBUILD_INPUT for name in t.activation_inputs}
     return roles
+
+
+def durable_as(settings: Settings) -> dict[str, DurableAs]:
+    """The topics the filter writes (the compacted control topic aside), each as durable as the alert topic,
+    the released topic also as the audit topic (contract 6): what the worker creates them with."""
+    t = settings.topics
+    output = DurableAs(
+        (t.alerts,), f"the filter's own topic must keep what it wrote as safely and as long as {t.alerts} keeps "
+        "what it read"
+    )  # fmt: skip
+    return {
+        **{name: output for name in (*t.outputs, t.shadow)},
+        settings.held_topic: DurableAs(
+            (t.alerts,),
+            "it holds the only copy of each AD1 waiting for outage evidence (rule 7): lost there, "
+            "a genuine outage never reaches the DNO",
+        ),
+        t.released: DurableAs(
+            (t.alerts, t.suppressed),
+            f"it is what makes a release happen at most once: an alert still on "
+            f"{t.suppressed} whose release record is gone is released to the DNO again",
+        ),
+    }
 
 
 def rebuild_retention_ms(settings: Settings) -> int:
@@ -283,7 +366,8 @@ def check_cluster(
     }
     configs, findings = _describe_configs(admin, [name for name in roles if name in replicas], timeout_s)
     described = [DescribedTopic(name, roles[name], configs[name], replicas[name]) for name in configs]
-    return findings + assess(described, broker_count(metadata), rebuild_retention_ms(settings))
+    rules = durable_as(settings)
+    return findings + assess(described, broker_count(metadata), rebuild_retention_ms(settings), rules)
 
 
 def broker_count(metadata: ClusterMetadata) -> int:

@@ -2,9 +2,11 @@
 forwarded, and print its answer for a person (contract 7, "Explanations").
 
 The worker answers from its own state with its own decision code (`GET /explain`); this command only asks
-and prints. It asks the worker on this machine by default (`http://127.0.0.1:POA_METRICS_PORT`), with the
-bearer token of `POA_HTTP_TOKEN_FILE` when one is set, and over https with `POA_HTTP_TLS_CERT_FILE` as the
-trusted certificate when TLS is set. It never sends the token in clear text to another machine.
+and prints. It asks the worker on this machine by default, on its local explain port
+(`http://127.0.0.1:POA_EXPLAIN_PORT`, by default the metrics port + 1), or with that turned off on its metrics
+port, with the bearer token of `POA_HTTP_TOKEN_FILE` when one is set, and over https with
+`POA_HTTP_TLS_CERT_FILE` as the trusted certificate when TLS is set on the metrics port. It never sends the
+token in clear text to another machine, and never follows a redirect (the token would go along wherever it points).
 """
 
 import argparse
@@ -19,6 +21,7 @@ from pipeline.core.bad_input import BadInput
 from pipeline.core.device_ids import canonical_device_id
 from pipeline.core.explanation import Json, parse_time
 from pipeline.settings import Settings
+from pipeline.wire import no_redirects
 from pipeline.worker.http_access import is_loopback, read_token
 
 DESCRIPTION = (
@@ -44,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="event time of the AD1 to explain: ISO-8601 (UTC when it has no offset) or epoch ms; default now",
     )
     parser.add_argument(
-        "--url", help="the worker's HTTP port, e.g. https://worker-0:9108 (default: this machine's metrics port)"
+        "--url", help="the worker's HTTP port, e.g. https://worker-0:9108 (default: this machine's explain port)"
     )
     parser.add_argument("--json", action="store_true", help="print the worker's JSON answer as it came")
 
@@ -61,10 +64,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def ask(settings: Settings, device_id: str, at_ms: int | None, url: str | None = None) -> Json:
     """The worker's answer to GET /explain; ExplainError with the worker's own message when it refuses."""
     tls = settings.http_tls_cert_file is not None
+    hint = ""
     if url is None:
-        if settings.metrics_port == 0:
-            raise ExplainError("POA_METRICS_PORT is 0 (a free port): give the worker's address with --url")
-        url = f"{'https' if tls else 'http'}://127.0.0.1:{settings.metrics_port}"
+        url = _local_url(settings)
+        hint = " (the port POA_METRICS_PORT and POA_EXPLAIN_PORT give here: if the worker runs with others, use --url)"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ExplainError(f"--url {url!r} is not an http:// or https:// address")
@@ -80,14 +83,27 @@ def ask(settings: Settings, device_id: str, at_ms: int | None, url: str | None =
         # The configured certificate is trusted as it is; asked by its loopback address, it need not name it.
         context.check_hostname = not (tls and _is_local(parts.hostname))
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as response:
+        with no_redirects.opener(context).open(request, timeout=TIMEOUT_S) as response:
             answer: Json = json.load(response)
             return answer
     except urllib.error.HTTPError as exc:
         raise ExplainError(f"the worker at {url} answered {exc.code}: {_error_of(exc)}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ExplainError(f"cannot ask the worker at {url}: {reason}") from None
+        raise ExplainError(f"cannot ask the worker at {url}: {reason}{hint}") from None
+
+
+def _local_url(settings: Settings) -> str:
+    """The worker on this machine: its local explain port (plain http on 127.0.0.1, where no token is needed
+    unless one is configured), else its metrics port, which always needs the token (`http_access`)."""
+    local = settings.local_explain_port
+    if local:
+        return f"http://127.0.0.1:{local}"
+    if local is None and settings.metrics_port != 0:
+        scheme = "https" if settings.http_tls_cert_file is not None else "http"
+        return f"{scheme}://127.0.0.1:{settings.metrics_port}"
+    raise ExplainError("the worker's ports are free ones (POA_METRICS_PORT or POA_EXPLAIN_PORT 0): give its address "
+                       "with --url")  # fmt: skip
 
 
 def describe(answer: Json) -> list[str]:

@@ -12,12 +12,21 @@ so what this run reads is every change committed before it, and no earlier run c
 
 Times are wall clock here, on purpose: a change is an operator's action, made now, from now on unless it
 names another time. The workers apply it by event time.
+
+"From now" must mean from a time after the write lands, not from when the command started: init_transactions
+and the read can take many seconds, and an alert received in between is decided live in the old mode (the
+change is not on the topic yet) but on a backlog in the new one. So the time is taken after the read, just
+before the commit, and the change applies from LANDING_MARGIN_MS after it (the commit, its markers and the
+clocks of two machines); the command checks after the commit that it landed before that time, and says so
+otherwise. A change from a time that has passed by then (`--from` in the past, or a slow commit) applies only
+to the alerts not decided yet: the command says which ones were decided before, and how to release those.
 """
 
 import argparse
 import contextlib
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -40,6 +49,7 @@ SHOW = "show"
 TXN_TIMEOUT_S = 30.0  # for each transactional call
 READ_TIMEOUT_S = 60.0  # one small partition
 COMPACTED = {"cleanup.policy": "compact"}
+LANDING_MARGIN_MS = 2_000  # "from now" starts this long after the time taken just before the commit
 
 DESCRIPTION = (
     "Sets the operator mode of every worker: filter (the rules), shadow (forward every alert, record what the "
@@ -84,8 +94,27 @@ def read_schedule(settings: Settings, codec: AvroCodec, err: TextIO) -> ModeSche
     return schedule
 
 
-def set_mode(settings: Settings, codec: AvroCodec, change: ModeChange, err: TextIO) -> ModeSchedule:
-    """Append `change` to the schedule on the control topic and write it back; the new schedule."""
+@dataclass(frozen=True)
+class Written:
+    """What `set_mode` wrote: the new schedule, the change as written, and when the write had landed."""
+
+    schedule: ModeSchedule
+    change: ModeChange
+    landed_at: int
+
+
+def set_mode(
+    settings: Settings,
+    codec: AvroCodec,
+    change: ModeChange,
+    err: TextIO,
+    from_now: bool = False,
+    clock: Callable[[], int] | None = None,
+) -> Written:
+    """Append `change` to the schedule on the control topic and write it back. With `from_now`, the change's
+    times are taken after the schedule is read, just before the commit (module docstring), by `clock` (the wall
+    clock by default)."""
+    now = clock or now_ms
     check_change(change)
     topic = settings.topics.control
     admin = clients.admin_client(settings)
@@ -96,7 +125,11 @@ def set_mode(settings: Settings, codec: AvroCodec, change: ModeChange, err: Text
     )
     try:
         _call(lambda: producer.init_transactions(TXN_TIMEOUT_S))  # fences earlier runs: module docstring
-        schedule = read_schedule(settings, codec, err).with_change(change)
+        schedule = read_schedule(settings, codec, err)
+        stamp = now()
+        start = stamp + LANDING_MARGIN_MS if from_now else change.effective_from
+        change = replace(change, effective_from=start, changed_at=stamp)
+        schedule = schedule.with_change(change)
         value = encode_schedule(codec, schedule, topic)
         _call(producer.begin_transaction)
         producer.produce(topic, value, CONTROL_KEY)
@@ -104,7 +137,27 @@ def set_mode(settings: Settings, codec: AvroCodec, change: ModeChange, err: Text
     except BaseException:
         _abort(producer)
         raise
-    return schedule
+    return Written(schedule, change, now())
+
+
+def said_after(written: Written) -> list[str]:
+    """What the operator is told of the change just written: from when it applies, and when that time had
+    already passed as it landed, that the alerts decided meanwhile stay decided and how to release them."""
+    change, landed = written.change, written.landed_at
+    lines = [f"set {change.mode} for the alerts received from {_iso(change.effective_from)} on "
+             f"(the change was on the control topic at {_iso(landed)})"]  # fmt: skip
+    if change.effective_from >= landed:
+        return lines
+    lines.append(
+        f"note: {_iso(change.effective_from)} had passed when the change landed: it applies to the alerts "
+        "received since then that no worker had decided yet; those decided before stay as they were decided"
+    )
+    if change.mode != Mode.FILTER:  # what filter mode suppressed meanwhile can still reach the DNOs
+        lines.append(
+            f"  to send the AD1s suppressed meanwhile to the DNOs: poa-filter release --from "
+            f"{_iso(change.effective_from)} --to {_iso(landed)} --reason TEXT (try --dry-run first)"
+        )
+    return lines
 
 
 def _call(action: Callable[[], object]) -> None:
@@ -215,13 +268,16 @@ def run(
     elif args.mode is None:
         raise ModeControlError(f"name a mode ({', '.join(Mode)}) to set, or {SHOW}")
     else:
-        schedule = set_mode(settings, codec, _change(args), err)
+        written = set_mode(settings, codec, _change(args), err, from_now=args.effective_from is None)
+        schedule = written.schedule
+        print("\n".join(said_after(written)), file=out)
     print("\n".join(describe(schedule, settings.topics.control, now_ms())), file=out)
     return 0
 
 
 def _change(args: argparse.Namespace) -> ModeChange:
-    """The change the flags ask for, checked before anything is read or written."""
+    """The change the flags ask for, checked before anything is read or written (without --from, its times are
+    taken again when it is written: `set_mode`)."""
     reason = (args.reason or "").strip()
     operator = (os_user() if args.operator is None else args.operator).strip()
     if not reason:

@@ -46,10 +46,11 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pipeline import __version__
 from pipeline.core.bad_input import BadInput
 from pipeline.core.device_ids import canonical_device_id
+from pipeline.core.event_time import MINUTE_MS
 from pipeline.kafka import clients
-from pipeline.kafka.admin import topic_partitions
+from pipeline.kafka.admin import ensure_output_topics, topic_partitions
 from pipeline.kafka.batches import produce_when_room
-from pipeline.kafka.topics import create_topics, read_to_end
+from pipeline.kafka.topics import read_to_end
 from pipeline.settings import Settings, Topics
 from pipeline.tools.csv_loaders import parse_time
 from pipeline.tools.progress import Progress
@@ -281,7 +282,9 @@ def release(
     if not dry_run:
         if topics.dno_alerts not in existing:
             raise ReleaseError(f"the DNO topic {topics.dno_alerts} does not exist; the worker creates it")
-        create_topics(clients.admin_client(settings), {topics.released: existing[topics.suppressed]})
+        # The record of each release is what makes it happen at most once: kept as long as the audit (contract 6).
+        admin = clients.admin_client(settings)
+        ensure_output_topics(admin, [topics.released], existing[topics.suppressed], [topics.alerts, topics.suppressed])
         batches = _Batches(settings, codec, operator, reason, batch_size)  # fences earlier runs first
     done = already_released(settings, codec)
     counts = Counts()
@@ -357,14 +360,38 @@ def _selected(
             yield Release(message.partition() or 0, message.offset() or 0, message.key(), original, audit)
 
 
+def may_still_be_held(settings: Settings, selection: Selection, now: int) -> str | None:
+    """What to say when the range reaches alerts that may still be held for evidence or inputs (contract 8):
+    an AD1 received less than A + grace + POA_MAX_HOLD_SECONDS ago may be suppressed after this run read the
+    audit, and then this run does not release it. None when every alert of the range is decided by now."""
+    hold_ms = settings.evidence_after_minutes * MINUTE_MS + round(
+        (settings.evidence_grace_seconds + settings.max_hold_seconds) * 1000
+    )
+    settled = selection.end_ms + hold_ms  # the last alert of the range is decided by then
+    if settled <= now:
+        return None
+    wait_s = -(-(settled - now) // 1000)
+    since = max(selection.start_ms, now - hold_ms)
+    return (
+        f"note: alerts received from {_iso(since)} on may still be held for outage evidence or their inputs "
+        f"(POA_EVIDENCE_AFTER_MINUTES + POA_EVIDENCE_GRACE_SECONDS + POA_MAX_HOLD_SECONDS = {hold_ms / 1000:g} s "
+        "after they are received), and those suppressed after this run read the audit are "
+        f"not released by it: run it again after {_iso(settled)} (in {wait_s} s) to release them too "
+        "(later still if the worker is behind: see poa_consumer_lag)"
+    )
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _where(message: Message) -> str:
     return f"{message.topic()} {message.partition()}/{message.offset()}"
 
 
 def _listing(audit: dict[str, Any]) -> str:
     alert = audit["alert"]
-    received = datetime.fromtimestamp(alert["received_at"] / 1000, UTC).isoformat(timespec="milliseconds")
-    fields = (alert["alert_id"], alert["device_id"], received.replace("+00:00", "Z"), audit["esme_id"],
+    fields = (alert["alert_id"], alert["device_id"], _iso(alert["received_at"]), audit["esme_id"],
               audit["activation_request_id"])
     return "\t".join(fields)
 
@@ -454,4 +481,7 @@ def run(args: argparse.Namespace, settings: Settings, codec: AvroCodec) -> int:
         f"{counts.scanned} audit records scanned on {topics.suppressed}"
         + (f", {counts.unreadable} unreadable" if counts.unreadable else "")
     )
+    note = may_still_be_held(settings, selection, now_ms())
+    if note is not None:
+        print(note)
     return 1 if counts.unreadable else 0

@@ -651,9 +651,10 @@ def _map_check(values: Check) -> Check:
     return check
 
 
-def codec_for_registry(url: str | None, auth_file: str | None = None) -> "AvroCodec":
+def codec_for_registry(url: str | None, auth_file: str | None = None, wait_s: float | None = None) -> "AvroCodec":
     """The codec every command uses: Confluent framing when a schema registry is configured (contract 4),
-    with basic authentication from `auth_file` (`user:password` on its first line; never shown)."""
+    with basic authentication from `auth_file` (`user:password` on its first line; never shown). With `wait_s`,
+    no registry call blocks its caller longer (`SchemaRegistryClient`)."""
     if url is None:
         return AvroCodec()
     user_password = None
@@ -665,4 +666,4 @@ def codec_for_registry(url: str | None, auth_file: str | None = None) -> "AvroCo
                 f"POA_SCHEMA_REGISTRY_AUTH_FILE {auth_file}: the first line must be user:password "
                 "(the file's content is not shown)"
             )
-    return AvroCodec(registry=SchemaRegistryClient(url, user_password=user_password))
+    return AvroCodec(registry=SchemaRegistryClient(url, user_password=user_password, wait_s=wait_s))

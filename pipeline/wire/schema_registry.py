@@ -9,17 +9,30 @@ Two outcomes of a failed call, because callers must treat them in opposite ways:
 registry answered that no Avro schema has that ID (the input names a schema nobody wrote: bad input);
 RegistryUnavailable, anything else (unreachable, timed out, a server error, a refusal, an answer that is
 not the API's): the input may be fine, so the caller waits and retries.
+
+A caller that must not block (the worker's decision loop) gives `wait_s`: each call then runs on a thread of
+its own and is waited for that long at most; one not answered by then is RegistryUnavailable at once, goes on
+in the background, and its answer is there for the caller's next try. While a call is under way others are
+not waited for at all, so a hanging registry holds the loop `wait_s` once per HTTP timeout, not the timeout
+on every try.
 """
 
 import base64
 import http.client
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+from pipeline.wire import no_redirects
+
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+MAX_IN_FLIGHT = 8  # background calls at once: inputs naming many schema IDs cannot start a thread each
 
 
 class SchemaRegistryError(Exception):
@@ -47,10 +60,15 @@ class SchemaRegistryClient:
     error message names.
     """
 
-    def __init__(self, url: str, timeout: float = 10.0, user_password: str | None = None) -> None:
+    def __init__(
+        self, url: str, timeout: float = 10.0, user_password: str | None = None, wait_s: float | None = None
+    ) -> None:
         parts = urllib.parse.urlsplit(url.rstrip("/"))
         self.url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self.timeout = timeout
+        self.wait_s = wait_s  # None: calls block their caller (up to `timeout`); see the module docstring
+        self._in_flight: dict[tuple[str, str], Future[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
         self._headers = {"Content-Type": _CONTENT_TYPE, "Accept": f"{_CONTENT_TYPE}, application/json"}
         if user_password is None and parts.username is not None:
             user_password = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
@@ -65,7 +83,7 @@ class SchemaRegistryClient:
         schema_id = self._ids.get(key)
         if schema_id is None:
             path = f"/subjects/{urllib.parse.quote(subject, safe='')}/versions"
-            answer = self._request("POST", path, {"schema": schema})
+            answer = self._call("POST", path, {"schema": schema})
             schema_id = answer.get("id")
             if not isinstance(schema_id, int) or isinstance(schema_id, bool):
                 raise RegistryUnavailable(
@@ -80,7 +98,7 @@ class SchemaRegistryClient:
         schema = self._schemas.get(schema_id)
         if schema is None:
             path = f"/schemas/ids/{schema_id}"
-            answer = self._request("GET", path, None)
+            answer = self._call("GET", path, None)
             schema_type = answer.get("schemaType", "AVRO")
             if schema_type != "AVRO":
                 raise NoSuchAvroSchema(f"schema ID {schema_id} in registry {self.url} is {schema_type}, not Avro")
@@ -92,6 +110,35 @@ class SchemaRegistryClient:
             self._schemas[schema_id] = schema
         return schema
 
+    def _call(self, method: str, path: str, body: dict[str, str] | None) -> dict[str, Any]:
+        """`_request` on the caller's thread, or with `wait_s` on a background one, waited for at most that long
+        when no other call is under way (one that is means a slow registry: the caller is not held again until
+        it is answered or times out), and not at all while it is itself still under way."""
+        if self.wait_s is None:
+            return self._request(method, path, body)
+        key = (method, path if body is None else f"{path} {body['schema']}")
+        with self._lock:
+            future = self._in_flight.get(key)
+            waits = future is None and not self._in_flight
+            if future is None:
+                if len(self._in_flight) >= MAX_IN_FLIGHT:
+                    raise RegistryUnavailable(
+                        f"schema registry {self.url}: {MAX_IN_FLIGHT} calls are still waiting for an answer "
+                        f"({method} {path} not sent)"
+                    )
+                future = self._in_flight[key] = _in_background(lambda: self._request(method, path, body))
+        try:
+            return future.result(timeout=self.wait_s if waits else 0)
+        except FutureTimeout:
+            raise RegistryUnavailable(
+                f"schema registry {self.url} has not answered {method} {path} "
+                f"{'within ' + format(self.wait_s, 'g') + ' s' if waits else 'yet'}; still waiting for it"
+            ) from None
+        finally:
+            if future.done():
+                with self._lock:
+                    self._in_flight.pop(key, None)
+
     def _request(self, method: str, path: str, body: dict[str, str] | None) -> dict[str, Any]:
         """One JSON call; every failure but a GET's 404 is RegistryUnavailable, saying what was asked of whom."""
         request = urllib.request.Request(
@@ -101,7 +148,7 @@ class SchemaRegistryClient:
             headers=self._headers,
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with no_redirects.opener().open(request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             detail = _error_detail(exc)
@@ -120,6 +167,20 @@ class SchemaRegistryClient:
         if not isinstance(answer, dict):
             raise RegistryUnavailable(f"schema registry {self.url} answered {method} {path} with {answer!r}")
         return answer
+
+
+def _in_background(call: Callable[[], dict[str, Any]]) -> "Future[dict[str, Any]]":
+    """`call` on a daemon thread (a registry that hangs must not keep the process from exiting)."""
+    future: Future[dict[str, Any]] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as exc:  # handed to whoever asks for the answer
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="schema-registry", daemon=True).start()
+    return future
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

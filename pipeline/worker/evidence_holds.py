@@ -27,6 +27,7 @@ from typing import Protocol
 from confluent_kafka import Message, TopicPartition
 
 from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.settings import Settings
 from pipeline.wire import duis
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.output_records import Outgoing
@@ -50,8 +51,8 @@ _DUIS_ENVELOPE = struct.Struct(">iqqq")  # as _ENVELOPE, then the source record'
 
 
 def held_topic(app_id: str) -> str:
-    """The held topic's name: it begins with the app ID, like every topic and group the filter owns (ACLs)."""
-    return f"{app_id}.held-ad1s"
+    """The held topic's name (`Settings.held_topic`)."""
+    return Settings(app_id=app_id).held_topic
 
 
 def held_record(

@@ -57,7 +57,7 @@ from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.housekeeping import HeldBacklog, Housekeeping
 from pipeline.worker.http_access import HttpAccess
 from pipeline.worker.local_state import open_local_state
-from pipeline.worker.metrics import DependencyWaits, Readiness, WorkerMetrics, serve_metrics
+from pipeline.worker.metrics import DependencyWaits, Readiness, WorkerMetrics, serve_local_explain, serve_metrics
 from pipeline.worker.permissions import PermissionWatch
 from pipeline.worker.startup import StartupSteps
 from pipeline.worker.state_feed import StateFeed
@@ -69,6 +69,9 @@ from pipeline.worker.triage import AlertTriage
 log = logging.getLogger(__name__)
 
 READ_BATCH = 5000
+# The longest a schema-registry call holds the decision loop (about a batch's time); one not answered by then
+# goes on in the background, and what waits for it is tried again (issue 18: a hanging registry stalled it 10 s).
+REGISTRY_WAIT_S = 0.2
 ALERT_WAIT_S = 0.005  # with nothing queued, wait at most this long for the next alert
 MAX_STAGED_CHANGES = 50_000  # bound on uncommitted state changes (memory during a state rebuild)
 # AD1s held for evidence wait minutes; looking at them again (a storm look-up reads a sector) this often is
@@ -106,6 +109,7 @@ class FilterWorker:
         self._schedule = ModeSchedule(Mode(s.initial_mode))  # as last read, shown on /ready and in poa_mode
         self._next_mode_change: int | None = None  # when the mode shown changes next (wall-clock ms)
         self._http: ThreadingHTTPServer | None = None
+        self._local_http: ThreadingHTTPServer | None = None  # tokenless /explain on 127.0.0.1 (http_access)
         self.explanations = ExplainRequests()
         self.http_access = HttpAccess.from_settings(s)  # the token and TLS files, read once at start
         local = open_local_state(s.data_dir, s.app_id)
@@ -121,7 +125,7 @@ class FilterWorker:
         self.state.mark_format()
         self.state.commit()
         self.backend = local.backend
-        codec = codec_for_registry(s.schema_registry_url, s.schema_registry_auth_file)
+        codec = codec_for_registry(s.schema_registry_url, s.schema_registry_auth_file, REGISTRY_WAIT_S)
         self.frontier = ReadFrontier(s.max_clock_ahead_ms)
         on_error = self.watch.on_client_error
         self.admin = kafka.admin_client(s)
@@ -193,6 +197,8 @@ class FilterWorker:
         self._http = serve_metrics(self.settings.metrics_port, self.metrics, self.readiness,
                                    explain=self.explanations, access=self.http_access)  # fmt: skip
         log.info("metrics, readiness and explanations on port %d (/metrics, /ready, /explain)", self._http.server_port)
+        self._local_http = serve_local_explain(self.settings.local_explain_port, self.metrics, self.readiness,
+                                               self.explanations, self.http_access)  # fmt: skip
         try:
             self.connect()
             while not self._stopping:
@@ -219,8 +225,9 @@ class FilterWorker:
         state_topics = [*t.activation_inputs, *t.reference_inputs]
         steps = StartupSteps(self.admin, self.readiness, self.permissions, self._is_stopping)
         counts = steps.input_topics([*state_topics, t.alerts])
-        # The held-AD1 topic is the worker's own, like the outputs: created with the alert topic's partitions.
-        steps.output_topics([*t.outputs, t.shadow, self.held_topic], counts[t.alerts])
+        # The held-AD1 topic is the worker's own, like the outputs: created with the alert topic's partitions,
+        # as durable as it (contract 6).
+        steps.output_topics([*t.outputs, t.shadow, self.held_topic], counts[t.alerts], [t.alerts])
         counts[t.control] = self._control_topic(steps)
         state_topics.append(t.control)  # the mode schedule is read like the reference topics (contract 8)
         self.cluster_watch.start()
@@ -243,8 +250,9 @@ class FilterWorker:
         self.state_reader.close()
         self.state_reader.commit()
         self.backend.close()
-        if self._http is not None:
-            self._http.shutdown()
+        for server in (self._http, self._local_http):
+            if server is not None:
+                server.shutdown()
         log.info("stopped")
 
     # --- the loop -------------------------------------------------------------------------------

@@ -6,13 +6,19 @@ token and no one else, loopback included. A token is accepted only over TLS (`PO
 `POA_HTTP_TLS_KEY_FILE`) or from loopback: in clear text across a network it could be read on the way.
 `/metrics` and `/ready` carry no device IDs and stay open for scrapers and probes.
 
+Behind a sidecar or a proxy in the same pod (Istio's passthrough connects from 127.0.0.6, oauth2-proxy or
+`socat` from 127.0.0.1), every client of the probe and scrape port looks like loopback. So loopback is taken
+for a person on this machine only where no proxy can stand in between: on a listener bound to 127.0.0.1
+alone (`POA_EXPLAIN_PORT`; a proxy forwards to the pod's address, or to the port it was told). On the probe
+and scrape port, `/explain` always needs the token (`loopback_trusted` False).
+
 The token is compared in constant time and never appears in a log line, an error message or a repr.
 """
 
 import hmac
 import ipaddress
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline.settings import Settings, SettingsError
 
@@ -42,6 +48,7 @@ class HttpAccess:
 
     token: bytes | None = field(default=None, repr=False)
     tls: ssl.SSLContext | None = None
+    loopback_trusted: bool = False  # True only on the listener bound to 127.0.0.1 alone (module docstring)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "HttpAccess":
@@ -55,12 +62,24 @@ class HttpAccess:
             tls = server_tls_context(settings.http_tls_cert_file, settings.http_tls_key_file)
         return cls(token, tls)
 
+    def local(self) -> "HttpAccess":
+        """The same protection for the listener bound to 127.0.0.1 alone: loopback is a person on this machine
+        there, and TLS adds nothing (the token still required from everyone when one is configured)."""
+        return replace(self, tls=None, loopback_trusted=True)
+
     def refusal(self, client_host: str, authorization: str | None, over_tls: bool) -> Refusal | None:
         """None when a request for device state from this client may be answered, else why not."""
         loopback = is_loopback(client_host)
         if self.token is None:
-            if loopback:
+            if loopback and self.loopback_trusted:
                 return None
+            if loopback:
+                return Refusal(
+                    403,
+                    "without a token, device state is served only on the local explain port (POA_EXPLAIN_PORT, "
+                    "127.0.0.1 alone): a client of this port may be a proxy in front of it; or set "
+                    "POA_HTTP_TOKEN_FILE",
+                )
             return Refusal(403, "device state is served only to the loopback interface (no POA_HTTP_TOKEN_FILE)")
         presented = _bearer(authorization)
         if presented is None:

@@ -375,7 +375,7 @@ def serve_metrics(
     """Start the HTTP server in a daemon thread; returns it (its `server_port` is the bound port).
 
     `/explain` is answered through `explain` (the worker loop's bridge) to the clients `access` lets in
-    (default: loopback only); with `access.tls` the whole port speaks TLS."""
+    (default: those with the token, and so no one without one); with `access.tls` the whole port speaks TLS."""
     guard = access or HttpAccess()
 
     class Handler(BaseHTTPRequestHandler):
@@ -438,6 +438,24 @@ def serve_metrics(
         # never completes one cannot hold up the port.
         server.socket = guard.tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
+
+
+def serve_local_explain(
+    port: int | None, metrics: WorkerMetrics, readiness: Readiness, explain: ExplainRequests | None, access: HttpAccess
+) -> ThreadingHTTPServer | None:
+    """The same paths on 127.0.0.1 alone, where `/explain` answers loopback without a token (unless one is
+    configured): `http_access`. None when turned off (`port` None), or, logged, when the port cannot be had:
+    the filter runs on without it."""
+    if port is None:
+        return None
+    try:
+        server = serve_metrics(port, metrics, readiness, host="127.0.0.1", explain=explain, access=access.local())
+    except OSError as exc:
+        log.warning("cannot listen on 127.0.0.1:%d for local /explain (%s): explanations only with the token on "
+                    "the metrics port", port, exc.strerror or exc)  # fmt: skip
+        return None
+    log.info("explanations for this machine on 127.0.0.1:%d (/explain)", server.server_port)
     return server
 
 

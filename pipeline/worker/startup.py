@@ -9,7 +9,7 @@ back-off (InterruptedError, which the worker's run loop takes as a stop).
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
@@ -70,13 +70,14 @@ class StartupSteps:
 
         return self._until("finding the input topics", attempt)
 
-    def output_topics(self, names: Iterable[str], partitions: int) -> None:
-        """The output topics exist, created with `partitions` partitions where missing (and allowed)."""
+    def output_topics(self, names: Iterable[str], partitions: int, like: Sequence[str]) -> None:
+        """The output topics exist, created where missing (and allowed) with `partitions` partitions and as
+        durable as the topics `like` (contract 6)."""
         wanted = list(names)
 
         def attempt() -> None:
             try:
-                ensure_output_topics(self._admin, wanted, partitions, timeout=METADATA_TIMEOUT_S)
+                ensure_output_topics(self._admin, wanted, partitions, like, timeout=METADATA_TIMEOUT_S)
             except KafkaException as exc:
                 err = kafka_error(exc)
                 if err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:

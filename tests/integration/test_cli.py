@@ -86,7 +86,7 @@ def fake_filter(settings: Settings, seed: int, wrong: int = 0) -> None:
     base = parse_base_time(BASE_TIME)
     scenario = build_scenario(build_estate(60, seed, 0.3, base), seed, base, settings)
     codec, topics = AvroCodec(), settings.topics
-    ensure_output_topics(admin_client(settings), topics.outputs, 1)
+    ensure_output_topics(admin_client(settings), topics.outputs, 1, [topics.alerts])
     producer = clients.producer(settings, {})
     alerts = [e for e in scenario.events if e.topic == "alerts"]
     for event, alert in zip(alerts, scenario.alerts, strict=True):

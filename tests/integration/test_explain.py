@@ -4,6 +4,7 @@ received_at reports the decision the worker wrote (suppressed by the same ESME a
 
 import json
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def with_lone_chf(sc: Scenario) -> Scenario:
 
 
 def explain(worker: WorkerProcess, device: str, at_ms: int) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{worker.port}/explain?device={device}&at={at_ms}"
+    url = f"http://127.0.0.1:{worker.explain_port}/explain?device={device}&at={at_ms}"
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200
         answer: dict[str, Any] = json.load(response)
@@ -118,5 +119,9 @@ def test_poa_filter_explain_prints_the_workers_answer_for_a_person(settings: Set
             f"  suppressed by activation {suppressed['activation_request_id']} of ESME {suppressed['esme_id']}"
             in done.stdout
         )
+        # The probe and scrape port may be reached through a proxy in the pod: without a token, no device state.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/explain?device={chf}&at={t}", timeout=10)
+        assert refused.value.code == 403 and b"POA_EXPLAIN_PORT" in refused.value.read()
     finally:
         worker.stop()

@@ -87,10 +87,35 @@ def test_set_shadow_from_a_time_then_filter_keeps_the_whole_schedule(
     assert all(c.changed_at > GO_LIVE for c in schedule.changes)  # made now, by the wall clock
 
 
-def test_a_change_without_from_applies_from_now(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    mode(settings, capsys, "pass-through", "--reason", "kill switch: bad campaign feed")
+def test_a_change_without_from_applies_from_a_time_after_it_landed(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its time is taken just before the commit, and it applies from the margin after that: an alert received
+    while the command ran is decided in the old mode live and on a backlog alike (issue 18, item 7)."""
+    out = mode(settings, capsys, "pass-through", "--reason", "kill switch: bad campaign feed")
     (change,) = schedule_on_topic(settings).changes
-    assert change.mode is Mode.PASS_THROUGH and change.effective_from == change.changed_at
+    assert change.mode is Mode.PASS_THROUGH
+    assert change.effective_from == change.changed_at + mode_control.LANDING_MARGIN_MS
+    first = out.splitlines()[0]
+    assert first.startswith(f"set pass-through for the alerts received from {iso(change.effective_from)} on ")
+    landed = re.fullmatch(r".*\(the change was on the control topic at (.*)\)", first)
+    assert landed is not None and landed.group(1) < iso(change.effective_from), "it landed before it applies"
+    assert "note:" not in out
+
+
+def test_a_change_from_a_time_past_says_decided_alerts_stay_decided_and_points_to_release(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = mode(settings, capsys, "shadow", "--reason", "trial", "--from", str(TRIAL_START))
+    lines = out.splitlines()
+    assert lines[1].startswith("note: 2026-01-01T00:00:00.000Z had passed when the change landed: it applies to")
+    assert "those decided before stay as they were decided" in lines[1]
+    assert lines[2].startswith("  to send the AD1s suppressed meanwhile to the DNOs: poa-filter release --from "
+                               "2026-01-01T00:00:00.000Z --to ")  # fmt: skip
+
+
+def iso(ms: int) -> str:
+    return mode_control._iso(ms)
 
 
 def test_show_prints_the_schedule_and_changes_nothing(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:

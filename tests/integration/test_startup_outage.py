@@ -90,7 +90,7 @@ def test_each_start_up_step_waits_out_an_outage_longer_than_the_old_time_out(
     results: dict[str, object] = {}
 
     def start_up() -> None:
-        steps.output_topics(t.outputs, 3)
+        steps.output_topics(t.outputs, 3, [t.alerts])
         results["ends"] = steps.end_offsets(
             EndOffsetLookup(lambda: clients.admin_client(settings)), [(t.inventory, p) for p in range(3)]
         )

@@ -57,7 +57,9 @@ class WorkerProcess:
     def __init__(self, settings: Settings, log_dir: Path, **env: str) -> None:
         self.settings = settings
         self.port = free_port()
-        self.env = worker_env(settings, POA_METRICS_PORT=str(self.port), **env)
+        self.explain_port = free_port()  # the local listener for /explain without a token (127.0.0.1 alone)
+        self.env = worker_env(settings, POA_METRICS_PORT=str(self.port), POA_EXPLAIN_PORT=str(self.explain_port),
+                              **env)  # fmt: skip
         self.log_dir = log_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

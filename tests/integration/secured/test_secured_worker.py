@@ -43,6 +43,8 @@ def worker_acls(principal: str, settings: Settings) -> list[list[str]]:
         # The state reader never commits, but librdkafka looks up the coordinator of any consumer's group.
         [*allow, "--operation", "Describe", "--group", f"{settings.app_id}.state-reader"],
         [*allow, "--operation", "Describe", "--group", f"{settings.app_id}.evidence-reader"],
+        # The released topic (written by `poa-filter release`), only to check how long it keeps its records.
+        [*allow, "--operation", "Describe", "--operation", "DescribeConfigs", "--topic", t.released],
         [*allow, "--operation", "Create", "--operation", "Read", "--operation", "Write", "--operation", "Describe",
          "--operation", "DescribeConfigs", "--topic", f"{settings.app_id}.held-ad1s"],
         [*allow, "--operation", "Write", "--operation", "Describe", "--transactional-id", settings.app_id,

@@ -11,12 +11,14 @@ from confluent_kafka.admin import BrokerMetadata, ClusterMetadata, PartitionMeta
 from pipeline.core.event_time import DAY_MS
 from pipeline.kafka.cluster_checks import (
     DescribedTopic,
+    DurableAs,
     Finding,
     Role,
     Severity,
     broker_count,
     check_cluster,
     counts_by_severity,
+    durable_as,
     rebuild_retention_ms,
     summary,
     topic_roles,
@@ -112,7 +114,7 @@ def test_the_outcome_topic_is_held_to_the_same_retention() -> None:
     assert roles[settings.topics.activation_outcomes] is roles[settings.topics.service_requests] is Role.REBUILD_INPUT
 
 
-@pytest.mark.parametrize("role", [Role.TABLE, Role.STREAM, Role.INTERNAL])
+@pytest.mark.parametrize("role", [Role.TABLE, Role.STREAM, Role.OWN, Role.INTERNAL])
 def test_retention_is_only_asked_of_the_rebuild_inputs(role: Role) -> None:
     assert about(assess(topic(role, retention_ms=str(DAY_MS), retention_bytes="1000")), "retention.ms") == []
     assert about(assess(topic(role, retention_ms=str(DAY_MS), retention_bytes="1000")), "retention.bytes") == []
@@ -127,7 +129,7 @@ def test_a_value_not_described_or_not_a_number_is_not_judged() -> None:
 
 
 @pytest.mark.parametrize("policy", ["compact", "compact,delete", "delete,compact", "delete, compact"])
-@pytest.mark.parametrize("role", [Role.REBUILD_INPUT, Role.STREAM])
+@pytest.mark.parametrize("role", [Role.REBUILD_INPUT, Role.STREAM, Role.OWN])
 def test_an_event_stream_compacted_is_a_problem(role: Role, policy: str) -> None:
     [f] = about(assess(topic(role, "dsp.activation-outcomes", cleanup_policy=policy)), "cleanup.policy")
     assert (f.severity, f.topic, f.required) == (Severity.PROBLEM, "dsp.activation-outcomes", "delete")
@@ -173,12 +175,97 @@ def test_the_control_topic_and_both_reference_topics_are_tables() -> None:
     settings = Settings()
     t, roles = settings.topics, topic_roles(settings)
     assert {roles[t.inventory], roles[t.tracked_devices], roles[t.control]} == {Role.TABLE}
-    assert {roles[name] for name in (t.alerts, *t.outputs)} == {Role.STREAM}
+    assert roles[t.alerts] is Role.STREAM
+    assert {roles[name] for name in (*t.outputs, t.shadow, settings.held_topic, t.released)} == {Role.OWN}
     assert {roles["__transaction_state"], roles["__consumer_offsets"]} == {Role.INTERNAL}
 
 
 def test_internal_topics_are_not_held_to_a_cleanup_policy() -> None:
     assert assess(topic(Role.INTERNAL, cleanup_policy="compact")) == []
+
+
+# --- the filter's own topics: as durable as the alert topic (contract 6) --------------------------------------
+
+HELD, ALERTS, AUDIT, RELEASED = "poa-filter.held-ad1s", "dsp.alerts", "dsp.alerts.suppressed", "dsp.alerts.released"
+RULES = {
+    HELD: DurableAs((ALERTS,), "it holds the only copy"),
+    AUDIT: DurableAs((ALERTS,), "the audit"),
+    RELEASED: DurableAs((ALERTS, AUDIT), "at most once"),
+}
+
+
+def assess_own(*topics: DescribedTopic, brokers: int = 3) -> list[Finding]:
+    return assess_topics(topics, brokers, RETENTION, RULES)
+
+
+def test_every_topic_the_filter_writes_is_held_to_the_alert_topic_and_the_released_one_to_the_audit_too() -> None:
+    settings = Settings()
+    t = settings.topics
+    rules = durable_as(settings)
+    assert set(rules) == {*t.outputs, t.shadow, settings.held_topic, t.released}
+    assert {rules[name].models for name in rules if name != t.released} == {(t.alerts,)}
+    assert rules[t.released].models == (t.alerts, t.suppressed)
+    assert t.control not in rules
+
+
+def test_own_topics_as_durable_as_the_alert_topic_have_no_finding() -> None:
+    alerts = topic(Role.STREAM, ALERTS, retention_ms=str(7 * DAY_MS))
+    held = topic(Role.OWN, HELD, retention_ms=str(7 * DAY_MS))
+    forever = topic(Role.OWN, RELEASED, retention_ms="-1")
+    assert assess_own(alerts, held, forever) == []
+
+
+def test_a_held_topic_compacted_with_a_short_retention_and_fewer_replicas_is_named_with_what_to_set() -> None:
+    alerts = topic(Role.STREAM, ALERTS, retention_ms=str(7 * DAY_MS))
+    held = topic(Role.OWN, HELD, replicas=[2, 2], retention_ms=str(DAY_MS), cleanup_policy="compact")
+
+    found = {(f.topic, f.config): f for f in assess_own(alerts, held)}
+
+    assert set(found) == {(HELD, "cleanup.policy"), (HELD, "retention.ms"), (HELD, "replication.factor")}
+    assert all(f.severity is Severity.PROBLEM for f in found.values())
+    retention = found[HELD, "retention.ms"]
+    assert (retention.found, retention.required) == ("86400000 (1 day)", f">= {7 * DAY_MS} (7 days) (as {ALERTS})")
+    assert retention.line.endswith(f"it holds the only copy; set retention.ms={7 * DAY_MS}")
+    replication = [f.required for f in assess_own(alerts, held) if f.config == "replication.factor"]
+    assert replication == [f">= 3 (as {ALERTS})"]  # once, though the documented 3 is short as well
+
+
+def test_fewer_replicas_than_the_alert_topic_is_a_problem_where_the_documented_three_is_information() -> None:
+    """Below the documented 3 is only information where the brokers seem too few, but never fewer copies than
+    the alerts have."""
+    alerts = topic(Role.STREAM, ALERTS, replicas=[2, 2], min_insync_replicas="1")
+    held = topic(Role.OWN, HELD, replicas=[1, 1], min_insync_replicas="1")
+    [f] = [f for f in assess_own(alerts, held, brokers=1) if f.severity is Severity.PROBLEM]
+    assert (f.topic, f.config, f.found, f.required) == (HELD, "replication.factor", "1", f">= 2 (as {ALERTS})")
+
+
+def test_an_alert_topic_kept_for_ever_asks_the_same_of_the_own_topics() -> None:
+    alerts = topic(Role.STREAM, ALERTS, retention_ms="-1")
+    [f] = assess_own(alerts, topic(Role.OWN, AUDIT, retention_ms=str(365 * DAY_MS)))
+    assert (f.topic, f.config, f.required) == (AUDIT, "retention.ms", f"-1 (as {ALERTS})")
+    assert f.line.endswith("set retention.ms=-1")
+
+
+def test_the_released_topic_keeps_its_records_at_least_as_long_as_the_audit() -> None:
+    alerts = topic(Role.STREAM, ALERTS, retention_ms=str(7 * DAY_MS))
+    audit = topic(Role.OWN, AUDIT, retention_ms=str(90 * DAY_MS))
+    released = topic(Role.OWN, RELEASED, retention_ms=str(7 * DAY_MS))  # the broker's default: too short
+
+    [f] = assess_own(alerts, audit, released)
+
+    assert (f.topic, f.config, f.required) == (RELEASED, "retention.ms", f">= {90 * DAY_MS} (90 days) (as {AUDIT})")
+
+
+def test_a_size_limit_below_the_alert_topics_is_a_problem() -> None:
+    alerts = topic(Role.STREAM, ALERTS, retention_bytes="-1")
+    [f] = assess_own(alerts, topic(Role.OWN, HELD, retention_bytes="1048576"))
+    assert (f.config, f.found, f.required) == ("retention.bytes", "1048576", f"-1 (as {ALERTS})")
+    limited = topic(Role.STREAM, ALERTS, retention_bytes="10")
+    assert assess_own(limited, topic(Role.OWN, HELD, retention_bytes="10")) == []
+
+
+def test_a_model_not_described_asks_nothing_of_the_own_topic() -> None:
+    assert assess_own(topic(Role.OWN, HELD, retention_ms="1", replicas=[3])) == []
 
 
 # --- replication -----------------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def scenario(
 
 
 def test_released_alerts_are_counted_and_the_worker_names_their_evidence(worker_port: int) -> None:
-    settings = replace(Settings(), metrics_port=worker_port)
+    settings = replace(Settings(), metrics_port=worker_port, explain_port=worker_port)  # one fake for both
     expected, observed = scenario()
     released = released_on_evidence(settings, expected, observed)
     assert (released.expected, released.reached, released.counted) == (2, 2, 2.0)
@@ -166,13 +166,13 @@ def test_released_alerts_are_counted_and_the_worker_names_their_evidence(worker_
 def test_evidence_the_worker_names_otherwise_than_built_is_a_mismatch(
     worker_port: int, supply: dict[str, Any], storm: dict[str, Any], problem: str
 ) -> None:
-    settings = replace(Settings(), metrics_port=worker_port)
+    settings = replace(Settings(), metrics_port=worker_port, explain_port=worker_port)  # one fake for both
     expected, observed = scenario(supply, storm)
     assert released_on_evidence(settings, expected, observed).problems == [problem]
 
 
 def test_a_release_the_worker_does_not_explain_is_a_mismatch(worker_port: int) -> None:
-    settings = replace(Settings(), metrics_port=worker_port)
+    settings = replace(Settings(), metrics_port=worker_port, explain_port=worker_port)  # one fake for both
     expected, observed = scenario()
     observed.seen["SIM-1-a"] = [forwarded("SIM-1-a", CHF, BASE + 25 * MIN)]  # its 8F36 is 15 minutes before
     released = released_on_evidence(settings, expected, observed)
@@ -198,7 +198,7 @@ def test_an_alert_built_for_release_but_suppressed_is_counted_as_not_reached_and
 def test_a_worker_that_does_not_answer_is_said_and_is_no_mismatch() -> None:
     expected, observed = scenario()
     port = unused_port()
-    released = released_on_evidence(replace(Settings(), metrics_port=port), expected, observed)
+    released = released_on_evidence(replace(Settings(), metrics_port=port, explain_port=port), expected, observed)
     assert released.counted is None and released.problems == []
     assert released.named[0].startswith(f"(the worker did not answer: http://127.0.0.1:{port}/metrics: ")
 
@@ -270,7 +270,7 @@ def test_two_scenarios_on_the_same_topics_are_told_apart() -> None:
 
 def test_a_released_duis_alert_is_explained_at_its_input_timestamp_not_its_outputs(worker_port: int) -> None:
     """The forwarded record of a DUIS alert is stamped when the worker wrote it; expected.json has when it came."""
-    settings = replace(Settings(), metrics_port=worker_port)
+    settings = replace(Settings(), metrics_port=worker_port, explain_port=worker_port)  # one fake for both
     expected, observed = scenario()
     expected["alerts"][0]["received_at"] = BASE + 9 * MIN
     observed.seen["SIM-1-a"] = [forwarded("SIM-1-a", CHF, BASE + 25 * MIN)]  # the output's timestamp

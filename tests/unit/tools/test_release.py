@@ -1,6 +1,8 @@
 """`poa-filter release` without a broker: original bytes from the audit record, selection, flags."""
 
 import argparse
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,8 +12,8 @@ from hypothesis import strategies as st
 from pipeline import cli
 from pipeline.core.activation_windows import Activation, RequestVersion, Window
 from pipeline.core.alert_decisions import Suppress
-from pipeline.settings import Topics
-from pipeline.tools.release import BATCH_SIZE, Selection, original_alert_value
+from pipeline.settings import Settings, Topics
+from pipeline.tools.release import BATCH_SIZE, Selection, may_still_be_held, original_alert_value
 from pipeline.wire.alert_bytes import read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_binary import long_bytes
 from pipeline.wire.avro_codec import AvroCodec
@@ -186,3 +188,35 @@ def test_an_avro_alert_whose_payload_is_another_duis_document_is_released_as_the
     assert released_value(audit_by_worker(sent)) == sent
     other = read_device_alert(duis_ad1(), T0) | {"payload": duis_ad1(6)}  # a document of another alert
     assert released_value(CODEC.encode("SuppressedAlert", suppressed_alert(other, suppression())))[:2] == b"\xc3\x01"
+# --- a range that reaches alerts still held (contract 8) ----------------------------------------------------
+
+HOLD_MS = (3 * 60 + 30 + 30) * 1000  # A + grace + POA_MAX_HOLD_SECONDS with the defaults: 4 minutes
+
+
+def test_a_range_ending_more_than_the_longest_hold_ago_says_nothing() -> None:
+    assert may_still_be_held(Settings(), Selection(T0 - 3_600_000, T0), T0 + HOLD_MS) is None
+
+
+def test_a_range_ending_within_the_longest_hold_says_from_when_alerts_may_be_held_and_how_long_to_wait() -> None:
+    note = may_still_be_held(Settings(), Selection(T0 - 3_600_000, T0), T0 + HOLD_MS - 1)
+    assert note is not None
+    assert f"from {iso(T0 - 1)} on may still be held for outage evidence or their inputs" in note
+    assert "= 240 s after they are received" in note
+    assert f"run it again after {iso(T0 + HOLD_MS)} (in 1 s)" in note
+
+
+def test_a_range_ending_in_the_future_waits_for_its_end_and_the_hold_after_it() -> None:
+    note = may_still_be_held(Settings(), Selection(T0, T0 + 600_000), T0)
+    assert note is not None
+    assert f"from {iso(T0)} on" in note  # none of the range is decided yet
+    assert f"(in {(600_000 + HOLD_MS) // 1000} s)" in note
+
+
+def test_the_wait_follows_the_settings_it_is_made_of() -> None:
+    quick = replace(Settings(), evidence_after_minutes=0, evidence_grace_seconds=0, max_hold_seconds=10)
+    assert may_still_be_held(quick, Selection(T0 - 60_000, T0), T0 + 10_000) is None
+    assert "(in 1 s)" in (may_still_be_held(quick, Selection(T0 - 60_000, T0), T0 + 9_001) or "")
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -20,6 +20,7 @@ class FakeRegistry:
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str | None] = []
         self.fail_with: tuple[int, bytes] | None = None  # (status, body) for every request
+        self.location: str | None = None  # sent as Location (with the path asked) with every answer
         self.delay = 0.0
         self.lock = threading.Lock()
 
@@ -62,6 +63,8 @@ class FakeRegistry:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                    if registry.location is not None:
+                        self.send_header("Location", registry.location + self.path)
                     self.send_header("Content-Length", str(len(raw)))
                     self.end_headers()
                     self.wfile.write(raw)

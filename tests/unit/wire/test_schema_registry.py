@@ -3,6 +3,10 @@
 import base64
 import io
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ from hypothesis import strategies as st
 from pipeline.core.bad_input import BadInput
 from pipeline.wire.avro_codec import AvroCodec, codec_for_registry
 from pipeline.wire.schema_registry import (
+    MAX_IN_FLIGHT,
     NoSuchAvroSchema,
     RegistryAuthFileError,
     RegistryUnavailable,
@@ -362,3 +367,116 @@ def test_random_confluent_bodies(registry: tuple[FakeRegistry, str], body: bytes
         codec.decode("DeviceAlert", confluent(schema_id, body))
     except BadInput as exc:
         assert str(exc)
+
+
+# --- a registry that hangs: the caller is held `wait_s` at most (issue 18, item 15) ------------------------
+
+
+class HangingRegistry:
+    """Accepts connections and reads requests, but answers only once `answer` is set: a registry that hangs
+    rather than refuses. `requests` holds each request's first line, `asked` is set at the first."""
+
+    def __init__(self, schema: str) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests: list[str] = []
+        self.asked, self.answer = threading.Semaphore(0), threading.Event()
+        self.body = json.dumps({"schema": schema}).encode()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._hang, args=(connection,), daemon=True).start()
+
+    def _hang(self, connection: socket.socket) -> None:
+        with connection:
+            request = connection.recv(65536).decode()
+            self.requests.append(request.split("\r\n", 1)[0])
+            self.asked.release()
+            self.answer.wait()
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n"
+            connection.sendall(head.encode() + self.body)
+
+    def close(self) -> None:
+        self.answer.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def hanging() -> Iterator[HangingRegistry]:
+    registry = HangingRegistry('"string"')
+    yield registry
+    registry.close()
+
+
+def test_a_hanging_registry_holds_the_caller_wait_s_then_is_unavailable_and_asked_once(
+    hanging: HangingRegistry,
+) -> None:
+    """The HTTP timeout is long (60 s) and the caller's wait short: the call is RegistryUnavailable though the
+    registry has not answered, and a second try while it still hangs sends nothing more."""
+    client = SchemaRegistryClient(hanging.url, timeout=60, wait_s=0.05)
+
+    with pytest.raises(RegistryUnavailable, match=r"has not answered GET /schemas/ids/7 within 0.05 s"):
+        client.get_schema(7)
+    assert hanging.asked.acquire(timeout=10)
+    with pytest.raises(RegistryUnavailable, match=r"has not answered GET /schemas/ids/7 yet"):
+        client.get_schema(7)
+    assert hanging.requests == ["GET /schemas/ids/7 HTTP/1.1"]
+
+    # Another ID while the registry hangs: asked in the background, the caller not held at all.
+    with pytest.raises(RegistryUnavailable, match=r"has not answered GET /schemas/ids/8 yet"):
+        client.get_schema(8)
+    assert hanging.asked.acquire(timeout=10)
+    assert hanging.requests == ["GET /schemas/ids/7 HTTP/1.1", "GET /schemas/ids/8 HTTP/1.1"]
+
+
+def test_the_answer_that_comes_late_is_there_for_the_next_try(hanging: HangingRegistry) -> None:
+    client = SchemaRegistryClient(hanging.url, timeout=60, wait_s=0.05)
+    with pytest.raises(RegistryUnavailable):
+        client.get_schema(7)
+    assert hanging.asked.acquire(timeout=10)
+
+    hanging.answer.set()
+
+    deadline = time.monotonic() + 10
+    while True:  # the answer arrives on the background thread, when it does
+        try:
+            assert client.get_schema(7) == '"string"'
+            break
+        except RegistryUnavailable:
+            assert time.monotonic() < deadline, "the late answer never became available"
+            time.sleep(0.01)
+    assert hanging.requests == ["GET /schemas/ids/7 HTTP/1.1"]  # the answer was the one asked for, not asked again
+
+
+def test_a_hanging_registry_never_ties_up_more_than_a_few_threads(hanging: HangingRegistry) -> None:
+    client = SchemaRegistryClient(hanging.url, timeout=60, wait_s=0.01)
+    for schema_id in range(MAX_IN_FLIGHT):
+        with pytest.raises(RegistryUnavailable, match="has not answered"):
+            client.get_schema(schema_id)
+    with pytest.raises(RegistryUnavailable, match=f"{MAX_IN_FLIGHT} calls are still waiting"):
+        client.get_schema(MAX_IN_FLIGHT)
+
+
+def test_a_redirect_is_not_followed_with_the_registrys_credentials() -> None:
+    """A registry answering 307 to another server: the basic authentication never goes there."""
+    elsewhere = FakeRegistry()
+    elsewhere.add({"schema": '"string"'})
+    other = Serving(elsewhere)
+    redirecting = FakeRegistry()
+    redirecting.fail_with = (307, b"")
+    redirecting.location = f"http://127.0.0.1:{other.port}"
+    front = Serving(redirecting)
+    try:
+        client = SchemaRegistryClient(f"http://u:secret@127.0.0.1:{front.port}")
+        with pytest.raises(RegistryUnavailable, match=f"answered 307, a redirect to {redirecting.location}/") as caught:
+            client.get_schema(FIRST_ID)
+        assert "secret" not in str(caught.value)
+        assert redirecting.authorizations and elsewhere.authorizations == []
+    finally:
+        front.stop()
+        other.stop()

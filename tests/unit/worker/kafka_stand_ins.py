@@ -254,11 +254,20 @@ class StandInAdmin:
         return 0  # no log lines to serve
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> SimpleNamespace:
+        one_replica = SimpleNamespace(replicas=[0])  # a single broker, 0
         topics = {
-            name: SimpleNamespace(error=None, partitions=dict.fromkeys(range(count)))
+            name: SimpleNamespace(error=None, partitions=dict.fromkeys(range(count), one_replica))
             for name, count in self._cluster.topics().items()
         }
-        return SimpleNamespace(topics=topics)
+        return SimpleNamespace(topics=topics, brokers={0: SimpleNamespace(id=0)})
+
+    def describe_configs(self, resources: Iterable[Any], **options: Any) -> dict[Any, Future[dict[str, Any]]]:
+        """Every topic and the broker with Kafka's defaults: no configuration set."""
+        futures: dict[Any, Future[dict[str, Any]]] = {}
+        for resource in resources:
+            futures[resource] = Future()
+            futures[resource].set_result({})
+        return futures
 
     def create_topics(self, new_topics: Iterable[Any], **options: Any) -> dict[str, Future[None]]:
         futures: dict[str, Future[None]] = {}

@@ -2,6 +2,7 @@
 it: answers from the state by the loop thread's bridge, protected as contract 7 says (loopback only, or a
 bearer token, accepted only over TLS or from loopback), with the token never in a log line or message."""
 
+import contextlib
 import http.client
 import json
 import logging
@@ -29,7 +30,7 @@ from pipeline.settings import Settings, SettingsError
 from pipeline.tools import explain_client
 from pipeline.worker.explain_requests import ExplainRequests, InputsSeen
 from pipeline.worker.http_access import HttpAccess, is_loopback, read_token, server_tls_context
-from pipeline.worker.metrics import Readiness, WorkerMetrics, serve_metrics
+from pipeline.worker.metrics import Readiness, WorkerMetrics, serve_local_explain, serve_metrics
 
 BASE = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 CHF = "00-DB-12-34-56-78-90-C0"
@@ -71,8 +72,14 @@ def serve(state: FilterState) -> Iterator[Any]:
     servers, loops = [], []
 
     def start(
-        access: HttpAccess | None = None, host: str = "127.0.0.1", bridge: bool = True, ready: bool = True
+        access: HttpAccess | None = None,
+        host: str = "127.0.0.1",
+        bridge: bool = True,
+        ready: bool = True,
+        local: bool | None = None,
     ) -> int:
+        """The local explain listener (127.0.0.1 alone) when `local`, by default when no `access` is given;
+        else the probe and scrape port on `host`."""
         requests = ExplainRequests() if bridge else None
         readiness = Readiness()
         if ready:
@@ -81,7 +88,11 @@ def serve(state: FilterState) -> Iterator[Any]:
             loop = LoopThread(state, requests)
             loop.thread.start()
             loops.append(loop)
-        server = serve_metrics(0, WorkerMetrics(), readiness, host=host, explain=requests, access=access)
+        if access is None if local is None else local:
+            server = serve_local_explain(0, WorkerMetrics(), readiness, requests, access or HttpAccess())
+            assert server is not None
+        else:
+            server = serve_metrics(0, WorkerMetrics(), readiness, host=host, explain=requests, access=access)
         servers.append(server)
         return int(server.server_port)
 
@@ -186,7 +197,8 @@ def test_an_unknown_path_is_404_and_metrics_and_ready_stay_open(serve: Any, toke
 
 def test_no_loop_thread_answering_is_a_503_worker_busy(state: FilterState) -> None:
     bridge = ExplainRequests(wait_s=0.2)
-    server = serve_metrics(0, WorkerMetrics(), Readiness(), host="127.0.0.1", explain=bridge)
+    server = serve_local_explain(0, WorkerMetrics(), Readiness(), bridge, HttpAccess())
+    assert server is not None
     try:
         status, answer = get(explain_url(server.server_port))
     finally:
@@ -210,7 +222,8 @@ def test_an_explanation_that_raises_is_a_500_and_the_loop_goes_on(caplog: pytest
     bridge = ExplainRequests()
     loop = LoopThread(broken, bridge)
     loop.thread.start()
-    server = serve_metrics(0, WorkerMetrics(), Readiness(), host="127.0.0.1", explain=bridge)
+    server = serve_local_explain(0, WorkerMetrics(), Readiness(), bridge, HttpAccess())
+    assert server is not None
     try:
         status, answer = get(explain_url(server.server_port))
         assert status == 500 and "failed" in answer["error"]
@@ -318,6 +331,117 @@ def test_the_token_never_reaches_a_log_line_an_error_or_a_repr(
         assert TOKEN not in text
 
 
+# --- behind a proxy in the pod (issue 18, item 11) --------------------------------------------------------
+
+
+class Forwarder:
+    """A local TCP forwarding proxy, as a sidecar or `socat` in the pod: it accepts on `source` (port 0: a free
+    one) and connects on to `target` from `bind` (Istio's passthrough comes from 127.0.0.6)."""
+
+    def __init__(self, target: tuple[str, int], bind: str = "127.0.0.1") -> None:
+        self.target, self.bind = target, bind
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(self.target, source_address=(self.bind, 0))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def forwarders() -> Iterator[list[Forwarder]]:
+    started: list[Forwarder] = []
+    yield started
+    for forwarder in started:
+        forwarder.close()
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.6"])
+def test_on_the_probe_port_a_request_through_a_proxy_in_the_pod_is_refused_without_a_token(
+    serve: Any, forwarders: list[Forwarder], bind: str
+) -> None:
+    """The proxy's connection comes from loopback (127.0.0.6 for Istio), as anyone's through it would."""
+    port = serve(HttpAccess(), host="0.0.0.0")
+    proxy = Forwarder(("127.0.0.1", port), bind)
+    forwarders.append(proxy)
+
+    status, answer = get(explain_url(proxy.port))
+
+    assert status == 403
+    assert answer["error"].startswith("without a token, device state is served only on the local explain port")
+    assert get(f"http://127.0.0.1:{proxy.port}/ready") == (200, "ready\n")  # probes go through as before
+
+
+def test_on_the_probe_port_even_a_direct_loopback_client_needs_the_token(serve: Any, token_file: str) -> None:
+    """It cannot be told from a proxy; with the token configured it is answered over loopback."""
+    assert get(explain_url(serve(HttpAccess(), host="0.0.0.0")))[0] == 403
+    port = serve(HttpAccess(token=read_token(token_file)), host="0.0.0.0")
+    assert get(explain_url(port))[0] == 401
+    status, answer = get(explain_url(port), token=TOKEN)
+    assert status == 200 and answer["decision"]["outcome"] == "suppressed"
+
+
+def test_through_a_proxy_the_token_still_opens_the_probe_port(
+    serve: Any, forwarders: list[Forwarder], token_file: str
+) -> None:
+    port = serve(HttpAccess(token=read_token(token_file)), host="0.0.0.0")
+    proxy = Forwarder(("127.0.0.1", port), "127.0.0.6")
+    forwarders.append(proxy)
+    assert get(explain_url(proxy.port))[0] == 401
+    assert get(explain_url(proxy.port), token=TOKEN)[0] == 200
+
+
+def test_the_local_explain_port_answers_loopback_without_a_token_and_only_on_127_0_0_1(serve: Any) -> None:
+    """A proxy forwards to the pod's address or the port it is told: bound to 127.0.0.1 alone, this listener
+    is not on another address (127.0.0.2 stands for the pod's)."""
+    port = serve(local=True)
+    assert get(explain_url(port))[0] == 200
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", port), timeout=5).close()
+
+
+def test_with_a_token_configured_the_local_explain_port_asks_it_of_everyone(serve: Any, token_file: str) -> None:
+    port = serve(HttpAccess(token=read_token(token_file)), local=True)
+    assert get(explain_url(port))[0] == 401
+    assert get(explain_url(port), token=TOKEN)[0] == 200
+
+
+def test_the_local_explain_port_follows_the_metrics_port_unless_set() -> None:
+    assert Settings().local_explain_port == 9109
+    assert replace(Settings(), metrics_port=9200).local_explain_port == 9201
+    assert replace(Settings(), metrics_port=0).local_explain_port == 0  # a free one, as the metrics port's
+    assert replace(Settings(), explain_port=0).local_explain_port is None  # turned off
+    assert Settings.from_env({"POA_EXPLAIN_PORT": "7001"}).local_explain_port == 7001
+    with pytest.raises(SettingsError, match=r"POA_EXPLAIN_PORT='70000' is out of range"):
+        Settings.from_env({"POA_EXPLAIN_PORT": "70000"})
+
+
+def test_a_local_explain_port_already_taken_is_logged_and_the_worker_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert serve_local_explain(port, WorkerMetrics(), Readiness(), ExplainRequests(), HttpAccess()) is None
+    assert f"cannot listen on 127.0.0.1:{port} for local /explain" in caplog.text
+    assert serve_local_explain(None, WorkerMetrics(), Readiness(), ExplainRequests(), HttpAccess()) is None
+
+
 # --- settings -------------------------------------------------------------------------------------------
 
 
@@ -351,7 +475,7 @@ def test_poa_filter_explain_prints_the_han_activations_decision_and_rule_for_a_p
     for variable in ("POA_HTTP_TOKEN_FILE", "POA_HTTP_TLS_CERT_FILE", "POA_HTTP_TLS_KEY_FILE"):
         monkeypatch.delenv(variable, raising=False)
     port = serve()
-    assert cli.main(["explain", ESME.lower(), "--at", "2026-03-01T00:05:00Z", "--metrics-port", str(port)]) == 0
+    assert cli.main(["explain", ESME.lower(), "--at", "2026-03-01T00:05:00Z", "--explain-port", str(port)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{ESME}: ESME on the HAN of CH Function {CHF}"
     assert lines[1] == f"at 2026-03-01T00:05:00.000Z ({BASE + 300_000} ms)"
@@ -374,8 +498,8 @@ def test_poa_filter_explain_sends_the_token_over_https_with_the_certificate_as_c
 ) -> None:
     cert, key = certificate
     port = serve(HttpAccess(token=read_token(token_file), tls=server_tls_context(cert, key)))
-    settings = replace(Settings(), metrics_port=port, http_token_file=token_file, http_tls_cert_file=cert,
-                       http_tls_key_file=key)  # fmt: skip
+    settings = replace(Settings(), metrics_port=port, explain_port=0, http_token_file=token_file,
+                       http_tls_cert_file=cert, http_tls_key_file=key)  # fmt: skip
     answer = explain_client.ask(settings, CHF, BASE + 300_000)
     assert answer["decision"]["outcome"] == "suppressed"
     without_token = replace(settings, http_token_file=None)
@@ -393,7 +517,7 @@ def test_poa_filter_explain_reports_an_unreachable_worker_or_a_bad_id_in_one_lin
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: nobody answers
-        assert cli.main(["explain", CHF, "--metrics-port", str(port)]) == 2
+        assert cli.main(["explain", CHF, "--explain-port", str(port)]) == 2
     assert capsys.readouterr().err.startswith("poa-filter explain: error: cannot ask the worker at http://127.0.0.1:")
     with pytest.raises(SystemExit):
         cli.main(["explain", "00-DB"])
