@@ -115,6 +115,8 @@ def assess(
             findings += _rebuild_retention(topic, rebuild_retention_ms)
         if topic.role in (Role.REBUILD_INPUT, Role.STREAM, Role.OWN):
             findings += _not_compacted(topic)
+        if topic.role in (Role.REBUILD_INPUT, Role.STREAM):
+            findings += _create_time(topic)
         if topic.role is Role.TABLE:
             findings += _compacted(topic)
         general = _durability(topic, broker_count)
@@ -200,6 +202,21 @@ def _not_compacted(topic: DescribedTopic) -> list[Finding]:
             "it is an event stream: compaction keeps only the last record of each device key and drops the "
             "earlier ones (requests, cancellations, outcomes, alerts)",
             "set cleanup.policy=delete",
+        )
+    ]  # fmt: skip
+
+
+def _create_time(topic: DescribedTopic) -> list[Finding]:
+    """An event topic keeps the producer's timestamps: a DUIS record's received_at is its Kafka timestamp."""
+    kind = topic.configs.get("message.timestamp.type")
+    if kind is None or kind == "CreateTime":
+        return []  # not described, or as needed
+    return [
+        _finding(
+            Severity.PROBLEM, topic.name, "message.timestamp.type", kind, "CreateTime",
+            "the received_at of a DUIS record is its Kafka timestamp (contract 9): with LogAppendTime it is when "
+            "the broker appended the record, not when the DSP received the message",
+            "set message.timestamp.type=CreateTime",
         )
     ]  # fmt: skip
 

@@ -409,3 +409,19 @@ def test_a_client_configuration_that_cannot_be_read_is_a_finding_not_an_exceptio
     settings = replace(Settings(), client_config_file=str(tmp_path / "missing.properties"))
     [f] = check_cluster(settings)
     assert f.line.startswith("cannot read the cluster metadata: ") and "missing.properties" in f.line
+
+
+# --- timestamps of the event topics (contract 9: a DUIS record's received_at is its Kafka timestamp) ---------
+
+
+@pytest.mark.parametrize("role", [Role.REBUILD_INPUT, Role.STREAM])
+def test_an_event_topic_that_stamps_append_times_is_a_problem(role: Role) -> None:
+    (finding,) = about(assess(topic(role, message_timestamp_type="LogAppendTime")), "message.timestamp.type")
+    assert finding.severity is Severity.PROBLEM and finding.required == "CreateTime"
+    assert "received_at of a DUIS record" in finding.line and "set message.timestamp.type=CreateTime" in finding.line
+    assert about(assess(topic(role, message_timestamp_type="CreateTime")), "message.timestamp.type") == []
+
+
+@pytest.mark.parametrize("role", [Role.TABLE, Role.OWN])
+def test_append_times_do_not_matter_on_tables_and_the_filters_own_topics(role: Role) -> None:
+    assert about(assess(topic(role, message_timestamp_type="LogAppendTime")), "message.timestamp.type") == []
