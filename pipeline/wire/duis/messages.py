@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipeline.core.bad_input import BadInput
-from pipeline.core.event_time import EARLIEST_MS
+from pipeline.core.event_time import EARLIEST_MS, LATEST_MS
 from pipeline.core.records import FIRMWARE_ACTIVATION_VARIANT, OUTAGE_ALERT_CODE, Outcome
 from pipeline.wire import validation
 from pipeline.wire.duis import gbcs
@@ -422,7 +422,9 @@ def _device_alert_fields(message: Element, response_id: DuisId) -> AlertFields:
 
 
 def device_alert_fields(alert_code: int, response_id: DuisId, payload_text: str, payload: Where) -> AlertFields:
-    """A device alert's fields from its AlertCode and the text of its GBCSPayload (at `payload`)."""
+    """A device alert's fields from its AlertCode and the text of its GBCSPayload (at `payload`). A device
+    time outside the valid range is a broken clock: no time given (raised_at null), not a bad alert, so that
+    a genuine Supply Outage Restored still reaches the DNO and counts as evidence."""
     frame = _frame(payload_text, payload, gbcs.CRA_ALERT, None)
     if frame.originator != response_id.originator:
         raise BadInput(
@@ -443,4 +445,6 @@ def device_alert_fields(alert_code: int, response_id: DuisId, payload_text: str,
             f"{path_of(payload)}: AlertCode {alert_code:04X} comes in a GBCS message 0x"
             f"{gbcs.SUPPLY_OUTAGE_RESTORED_ALERT:04X} (ECS80), not 0x{frame.message_code:04X}"
         )
+    if raised_at is not None and not EARLIEST_MS <= raised_at < LATEST_MS:
+        raised_at = None
     return f"{alert_code:04X}", frame.originator, None, raised_at
