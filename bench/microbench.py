@@ -23,15 +23,17 @@ from pipeline.core.key_value import StagedStore
 from pipeline.core.outage_evidence import SUPPLY_RESTORED_CODES, EvidencePolicy
 from pipeline.core.read_frontier import ReadFrontier
 from pipeline.settings import Topics
-from pipeline.wire import validation
+from pipeline.wire import input_records, validation
 from pipeline.wire.alert_bytes import alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis import fast_alerts, messages
 from pipeline.wire.output_records import audit_fields, suppressed_alert
 from pipeline.worker.hold_queues import read_alert
 from pipeline.worker.metrics import WorkerMetrics
 from pipeline.worker.rocks_store import RocksBackend
 from pipeline.worker.state_feed import StateFeed
 
+EVIDENCE_CODE_BYTES = frozenset(code.encode() for code in (*SUPPLY_RESTORED_CODES, "AD1"))
 SWEEP_SLICE = 200  # keys per sweep slice, as the worker's SWEEP_SLICE
 COMMIT_EVERY = 20_000  # staged keys per RocksDB write batch while loading (the worker's bootstrap has none)
 
@@ -151,6 +153,21 @@ def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
             evidence_frontier.observe(("alerts", i % 12), i, None if fields is None else fields[3], now)
 
         us["evidence: read an alert for evidence (every worker, every alert)"] = per_op(read_for_evidence, n)
+        # The same mix as DUIS documents (contract 9): each reader alone, and the worker's input path.
+        duis_factory = AlertFactory(world, campaign, codec, AlertMix(), "microbench", duis=True)
+        duis = [duis_factory.make(f"D{i:08d}", t + i) for i in range(n)]
+        us["DUIS alert: strict reader (lxml parse and walk)"] = per_op(
+            lambda i: messages.read_device_alert(duis[i].value, duis[i].received_at), n
+        )
+        us["DUIS alert: fast reader (declines to the strict one)"] = per_op(
+            lambda i: fast_alerts.read_device_alert(duis[i].value, duis[i].received_at), n
+        )
+        us["DUIS alert: read_alert (the worker's path: read, validate, queue item)"] = per_op(
+            lambda i: read_alert(codec, 0, i, b"k", duis[i].value, i, 0.0, timestamp=duis[i].received_at), n
+        )
+        us["DUIS alert: the evidence reader's skip (input_records.duis_alert_lacks)"] = per_op(
+            lambda i: input_records.duis_alert_lacks(duis[i].value, EVIDENCE_CODE_BYTES), n
+        )
         us["decide: not AD1"] = per_op(lambda i: state.decide(other[i % len(other)]), n)
         us["decide: AD1 outside any window (RocksDB)"] = per_op(
             lambda i: state.decide(ad1_out[i % len(ad1_out)]), len(ad1_out)

@@ -13,6 +13,7 @@ MAX_FAST_BYTES is declined (None), and the strict reader gives the verdict and t
 """
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from pipeline.core.bad_input import BadInput
@@ -114,6 +115,7 @@ def fast_device_alert(value: bytes, received_at: int) -> dict[str, Any] | None:
         return None  # the strict reader names the fault
 
 
+@lru_cache(maxsize=64)  # a DSP writes the same few root tags
 def _root_attributes(attributes: bytes) -> bool:
     """The namespace declarations the grammar assumes, a DUIS 5.x schemaVersion, nothing else, none twice."""
     found = _ATTRIBUTE.findall(attributes)
