@@ -27,6 +27,7 @@ from pipeline.settings import Settings, Topics
 from pipeline.wire import validation
 from pipeline.wire.alert_bytes import read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
+from pipeline.wire.duis import fast_alerts, messages
 from pipeline.wire.output_records import audit_fields, suppressed_alert
 from pipeline.worker.evidence_reader import EvidenceReader
 from pipeline.worker.filter_worker import READ_BATCH as EVIDENCE_BATCH
@@ -179,6 +180,18 @@ def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
         )
         # Every worker reads every alert for rule 9's evidence: EvidenceReader.read itself, over 12 partitions.
         us["evidence: read an alert for evidence (every worker, every alert)"] = evidence_read_us(raw, codec, state)
+        # The same mix as DUIS documents (contract 9): each reader alone, and the worker's input path.
+        duis_factory = AlertFactory(world, campaign, codec, AlertMix(), "microbench", duis=True)
+        duis = [duis_factory.make(f"D{i:08d}", t + i) for i in range(n)]
+        us["DUIS alert: strict reader (lxml parse and walk)"] = per_op(
+            lambda i: messages.read_device_alert(duis[i].value, duis[i].received_at), n
+        )
+        us["DUIS alert: fast reader (declines to the strict one)"] = per_op(
+            lambda i: fast_alerts.read_device_alert(duis[i].value, duis[i].received_at), n
+        )
+        us["DUIS alert: read_alert (the worker's path: read, validate, queue item)"] = per_op(
+            lambda i: read_alert(codec, 0, i, b"k", duis[i].value, i, 0.0, timestamp=duis[i].received_at), n
+        )
         us["decide: not AD1"] = per_op(lambda i: state.decide(other[i % len(other)]), n)
         us["decide: AD1 outside any window (RocksDB)"] = per_op(
             lambda i: state.decide(ad1_out[i % len(ad1_out)]), len(ad1_out)

@@ -86,6 +86,17 @@ BUCKETS: list[Bucket] = [
         "fast readers and writers of the Avro bytes",
         modules=("pipeline/wire/alert_bytes.py", "pipeline/wire/reference_bytes.py", "pipeline/wire/avro_binary.py"),
     ),
+    Bucket(
+        "DUIS: GBCS frames (base64, DER, DLMS)",
+        modules=("pipeline/wire/duis/gbcs.py", "pipeline/wire/duis/der.py", "pipeline/wire/duis/dlms.py"),
+    ),
+    Bucket("DUIS: the fast alert reader", modules=("pipeline/wire/duis/fast_alerts.py",)),
+    Bucket(
+        "DUIS: XML values; the strict reader (lxml parse, tree walk)",
+        modules=("pipeline/wire/duis/xml_document.py", "pipeline/wire/duis/messages.py"),
+        code=("lxml",),
+    ),
+    Bucket("DUIS: dispatch and the evidence reader's skip", modules=("pipeline/wire/input_records.py",)),
     Bucket("validation (records, device IDs)", modules=("pipeline/wire/validation.py", "pipeline/core/device_ids.py")),
     Bucket("JSON (state values)", code=("json/",)),
     Bucket(

@@ -737,10 +737,14 @@ class Bench:
         self.results["backlog_duis"] = self._produce_backlog("backlog-duis", "D", duis=True)
         ends = kafka_ops.end_offsets(client, self.topics["alerts"])
         w = self.worker("worker-8-duis")
+        profile = self.work / "profile-duis.raw.txt" if self.args.profile else None
         try:
-            result = self._drain([w], start, ends)
+            result = self._drain([w], start, ends, profile)
         finally:
             self.stop_worker(w)
+        if profile is not None and profile.exists():
+            self.results["profile_duis"] = profiling.summarise(profile)
+            shutil.copy(profile, self.out / "profile-duis.raw.txt")
         avro = self.results.get("worker_1", {}).get("sustained_rate")
         if avro and result["sustained_rate"]:
             result["duis_to_avro"] = round(result["sustained_rate"] / avro, 3)
@@ -809,11 +813,12 @@ class Bench:
             self.say(f"chart failed: {exc}")
         print()
         print(report.table(self.results))
-        profile = self.results.get("profile")
-        if profile and profile.get("samples"):
-            print(f"\nworker profile during the drain (py-spy, {profile['samples']} samples of the main thread):")
-            for name, pct in profile["categories_pct"]:
-                print(f"  {pct:5.1f}%  {name}")
+        for key, drain in (("profile", "the drain"), ("profile_duis", "the DUIS drain")):
+            profile = self.results.get(key)
+            if profile and profile.get("samples"):
+                print(f"\nworker profile during {drain} (py-spy, {profile['samples']} samples of the main thread):")
+                for name, pct in profile["categories_pct"]:
+                    print(f"  {pct:5.1f}%  {name}")
         print(f"\nresults: {self.out / 'results.json'}, chart: {self.out / 'chart.png'}, logs: {self.logs}")
 
 
@@ -945,7 +950,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ad1-in-window", type=float, default=0.05, help="share of AD1s inside windows (0.05)")
     parser.add_argument("--ad1-outside", type=float, default=0.05, help="share of AD1s outside windows (0.05)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", action="store_true", help="attach py-spy to the worker during the 1-worker drain")
+    parser.add_argument("--profile", action="store_true", help="attach py-spy to the worker during the 1-worker drains")
     parser.add_argument("--skip-rebuild", action="store_true", help="skip the restart after deleting the state")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the two-worker drain")
     parser.add_argument(

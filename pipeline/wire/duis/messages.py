@@ -10,11 +10,22 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipeline.core.bad_input import BadInput
-from pipeline.core.event_time import EARLIEST_MS
+from pipeline.core.event_time import EARLIEST_MS, LATEST_MS
 from pipeline.core.records import FIRMWARE_ACTIVATION_VARIANT, OUTAGE_ALERT_CODE, Outcome
 from pipeline.wire import validation
 from pipeline.wire.duis import gbcs
-from pipeline.wire.duis.xml_document import MAX_COUNTER, Children, DuisId, Element, parse
+from pipeline.wire.duis.xml_document import (
+    MAX_COUNTER,
+    Children,
+    DuisId,
+    Element,
+    Where,
+    base64_binary,
+    hex_binary,
+    parse,
+    path_of,
+    token,
+)
 
 SERVICE_REQUEST_TOPIC = "service-request topic"
 ACTIVATION_OUTCOME_TOPIC = "activation-outcome topic"
@@ -32,6 +43,7 @@ _MPXN_MAX = 13
 _ALERT_MESSAGES = ("DeviceAlertMessage", "DCCAlertMessage")
 _RESPONSE_MESSAGES = ("ResponseMessage", *_ALERT_MESSAGES, "SMETS1ResponseMessage")
 _T = TypeVar("_T")
+AlertFields = tuple[str, str, str | None, int | None]  # alert_code, device_id, mpxn, raised_at
 
 
 @dataclass(slots=True)  # not frozen: one is made for every document, and frozen ones cost more to make
@@ -71,7 +83,8 @@ def read_activation_outcome(value: bytes, received_at: int) -> dict[str, Any] | 
 
 
 def read_device_alert(value: bytes, received_at: int) -> dict[str, Any]:
-    """A DCC alert or a device alert as a DeviceAlert datum whose payload is the document as received."""
+    """A DCC alert or a device alert as a DeviceAlert datum whose payload is the document as received: the
+    strict reader, which `fast_alerts` is held to (`pipeline.wire.duis.read_device_alert` tries that first)."""
     return _device_alert(_response(_root(value, "Response", ALERT_TOPIC)), value, received_at)
 
 
@@ -143,11 +156,16 @@ def _device_alert(response: _Response, value: bytes, received_at: int) -> dict[s
     if response.response_id is None:
         raise BadInput(f"{_header_path(message)}/ResponseID: missing (an alert's ResponseID is its ID)")
     if message.local == "DCCAlertMessage":
-        alert_code, device_id, mpxn, raised_at = _dcc_alert_fields(message, response.response_id)
+        fields = _dcc_alert_fields(message, response.response_id)
     else:
-        alert_code, device_id, mpxn, raised_at = _device_alert_fields(message, response.response_id)
+        fields = _device_alert_fields(message, response.response_id)
+    return alert_datum(response.response_id, fields, value, received_at)
+
+
+def alert_datum(response_id: DuisId, fields: AlertFields, value: bytes, received_at: int) -> dict[str, Any]:
+    alert_code, device_id, mpxn, raised_at = fields
     return {
-        "alert_id": str(response.response_id),
+        "alert_id": str(response_id),
         "alert_code": alert_code,
         "device_id": device_id,
         "mpxn": mpxn,
@@ -247,7 +265,7 @@ def _activation(request: _Request) -> tuple[bytes, int | None]:
 
 
 def _signed_pre_command(request_id: DuisId, payload: Element) -> tuple[bytes, int | None]:
-    frame = _frame(payload, gbcs.CRA_COMMAND, gbcs.ACTIVATE_FIRMWARE)
+    frame = _frame(payload.text(), payload, gbcs.CRA_COMMAND, gbcs.ACTIVATE_FIRMWARE)
     command = _content(payload, gbcs.read_activate_firmware_command, frame.content)
     signed = DuisId(frame.originator, frame.recipient, frame.originator_counter)
     if signed != request_id or command.counter != request_id.counter:
@@ -258,22 +276,24 @@ def _signed_pre_command(request_id: DuisId, payload: Element) -> tuple[bytes, in
     return command.firmware_hash, command.execution_ms
 
 
-def _frame(payload: Element, cra_flag: int, message_code: int | None) -> gbcs.GbcsFrame:
-    """The GBCS frame of a GBCSPayload, of the kind the element's place in the document says it is."""
-    frame = _content(payload, gbcs.read_frame, payload.base64_binary())
+def _frame(text: str, payload: Where, cra_flag: int, message_code: int | None) -> gbcs.GbcsFrame:
+    """The GBCS frame of a GBCSPayload's `text`, of the kind the element's place in the document says it is."""
+    frame = _content(payload, gbcs.read_frame, base64_binary(text, payload))
     if frame.cra_flag != cra_flag:
-        raise BadInput(f"{payload.path}: GBCS CRA flag {frame.cra_flag}, expected {cra_flag} ({_CRA[cra_flag]})")
+        raise BadInput(f"{path_of(payload)}: GBCS CRA flag {frame.cra_flag}, expected {cra_flag} ({_CRA[cra_flag]})")
     if message_code is not None and frame.message_code != message_code:
-        raise BadInput(f"{payload.path}: GBCS message code 0x{frame.message_code:04X}, expected 0x{message_code:04X}")
+        raise BadInput(
+            f"{path_of(payload)}: GBCS message code 0x{frame.message_code:04X}, expected 0x{message_code:04X}"
+        )
     return frame
 
 
-def _content(payload: Element, read: Callable[[bytes], _T], content: bytes) -> _T:
+def _content(payload: Where, read: Callable[[bytes], _T], content: bytes) -> _T:
     """A GBCS frame's content read by `read`, its faults named by the GBCSPayload's path."""
     try:
         return read(content)
     except gbcs.GbcsError as e:
-        raise BadInput(f"{payload.path}: {e}") from None
+        raise BadInput(f"{path_of(payload)}: {e}") from None
 
 
 _CRA = {gbcs.CRA_COMMAND: "a command", gbcs.CRA_RESPONSE: "a response", gbcs.CRA_ALERT: "an alert"}
@@ -299,7 +319,7 @@ def _outcome(response_code: int) -> str:
 
 
 def _immediate_outcome(response: _Response, payload: Element, received_at: int) -> dict[str, Any] | None:
-    frame = _frame(payload, gbcs.CRA_RESPONSE, gbcs.ACTIVATE_FIRMWARE)
+    frame = _frame(payload.text(), payload, gbcs.CRA_RESPONSE, gbcs.ACTIVATE_FIRMWARE)
     outcome = _content(payload, gbcs.read_activate_firmware_response, frame.content)
     if outcome is None:
         return None  # "command accepted": a future-dated request or a cancellation, reported later
@@ -316,7 +336,7 @@ def _immediate_outcome(response: _Response, payload: Element, received_at: int) 
 def _future_dated_outcome(response: _Response, message: Element, received_at: int) -> dict[str, Any]:
     children = message.children()
     code_element = children.required("FutureDatedAlertCode")
-    alert_code = _alert_code(code_element)
+    alert_code = read_alert_code(code_element.text(), code_element)
     if alert_code not in _FUTURE_DATED_ALERT_CODES:
         raise BadInput(f"{code_element.path}: {alert_code:04X} is not a future-dated activation alert (8F66 or 8F67)")
     payload = children.required("GBCSPayload")
@@ -324,7 +344,7 @@ def _future_dated_outcome(response: _Response, message: Element, received_at: in
         if (element := children.optional(count)) is not None:
             element.integer(0, MAX_COUNTER)
     children.end()
-    frame = _frame(payload, gbcs.CRA_ALERT, gbcs.FUTURE_DATED_ACTIVATION_ALERT)
+    frame = _frame(payload.text(), payload, gbcs.CRA_ALERT, gbcs.FUTURE_DATED_ACTIVATION_ALERT)
     alert = _content(payload, gbcs.read_future_dated_activation_alert, frame.content)
     if alert.alert_code != alert_code:
         raise BadInput(
@@ -351,10 +371,10 @@ def _header_path(element: Element) -> str:
     return element.path.split("/Body/", 1)[0] + "/Header"
 
 
-def _alert_code(element: Element) -> int:
-    code = element.hex_binary()
+def read_alert_code(text: str, at: Where) -> int:
+    code = hex_binary(text, at)
     if len(code) != 2:
-        raise BadInput(f"{element.path}: {len(code)} bytes, expected 2 (an alert code such as 8F36)")
+        raise BadInput(f"{path_of(at)}: {len(code)} bytes, expected 2 (an alert code such as 8F36)")
     return int.from_bytes(code, "big")
 
 
@@ -366,7 +386,7 @@ def _throttling(children: Children) -> None:
         count.integer(0, MAX_COUNTER)
 
 
-def _dcc_alert_fields(message: Element, response_id: DuisId) -> tuple[str, str, str | None, int | None]:
+def _dcc_alert_fields(message: Element, response_id: DuisId) -> AlertFields:
     children = message.children()
     alert_code = children.required("DCCAlertCode").token()
     _throttling(children)
@@ -381,35 +401,50 @@ def _dcc_alert_fields(message: Element, response_id: DuisId) -> tuple[str, str, 
     started_ms = event.required("StartDateTime").date_time()
     mpxn_element = event.required("MPxN")
     event.end()
-    mpxn = mpxn_element.token()
+    return alert_code, device_id, read_mpxn(mpxn_element.text(), mpxn_element), started_ms
+
+
+def read_mpxn(text: str, at: Where) -> str:
+    mpxn = token(text, at)
     if len(mpxn) > _MPXN_MAX:
-        raise BadInput(f"{mpxn_element.path}: {len(mpxn)} characters, expected 1 to {_MPXN_MAX}")
-    return alert_code, device_id, mpxn, started_ms
+        raise BadInput(f"{path_of(at)}: {len(mpxn)} characters, expected 1 to {_MPXN_MAX}")
+    return mpxn
 
 
-def _device_alert_fields(message: Element, response_id: DuisId) -> tuple[str, str, str | None, int | None]:
+def _device_alert_fields(message: Element, response_id: DuisId) -> AlertFields:
     children = message.children()
     code_element = children.required("AlertCode")
-    alert_code = _alert_code(code_element)
+    alert_code = read_alert_code(code_element.text(), code_element)
     _throttling(children)
     payload = children.required("GBCSPayload")
     children.end()
-    frame = _frame(payload, gbcs.CRA_ALERT, None)
+    return device_alert_fields(alert_code, response_id, payload.text(), payload)
+
+
+def device_alert_fields(alert_code: int, response_id: DuisId, payload_text: str, payload: Where) -> AlertFields:
+    """A device alert's fields from its AlertCode and the text of its GBCSPayload (at `payload`). A device
+    time outside the valid range is a broken clock: no time given (raised_at null), not a bad alert, so that
+    a genuine Supply Outage Restored still reaches the DNO and counts as evidence."""
+    frame = _frame(payload_text, payload, gbcs.CRA_ALERT, None)
     if frame.originator != response_id.originator:
         raise BadInput(
-            f"{payload.path}: the GBCS alert is from {frame.originator}, but the ResponseID's originator is "
+            f"{path_of(payload)}: the GBCS alert is from {frame.originator}, but the ResponseID's originator is "
             f"{response_id.originator}"
         )
     raised_at = frame.date_time_ms
     if frame.message_code == gbcs.SUPPLY_OUTAGE_RESTORED_ALERT:
         alert = _content(payload, gbcs.read_supply_outage_restored_alert, frame.content)
         if alert.alert_code != alert_code:
-            raise BadInput(f"{payload.path}: the GBCS alert is {alert.alert_code:04X}, but AlertCode {alert_code:04X}")
+            raise BadInput(
+                f"{path_of(payload)}: the GBCS alert is {alert.alert_code:04X}, but AlertCode {alert_code:04X}"
+            )
         if alert.alert_ms is not None:
             raised_at = alert.alert_ms
     elif alert_code in _SUPPLY_RESTORED_ALERT_CODES:
         raise BadInput(
-            f"{payload.path}: AlertCode {alert_code:04X} comes in a GBCS message 0x"
+            f"{path_of(payload)}: AlertCode {alert_code:04X} comes in a GBCS message 0x"
             f"{gbcs.SUPPLY_OUTAGE_RESTORED_ALERT:04X} (ECS80), not 0x{frame.message_code:04X}"
         )
+    if raised_at is not None and not EARLIEST_MS <= raised_at < LATEST_MS:
+        raised_at = None
     return f"{alert_code:04X}", frame.originator, None, raised_at

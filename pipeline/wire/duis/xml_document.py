@@ -115,7 +115,7 @@ def _syntax_error(e: Any, document: bytes) -> str:
     return f"DUIS document is not well-formed XML at {where}: {msg}"
 
 
-def _path(at: "Where") -> str:
+def path_of(at: "Where") -> str:
     return at if isinstance(at, str) else at.path
 
 
@@ -147,7 +147,7 @@ def eui64(text: str, at: "Where") -> str:
 def _canonical_eui64(value: str, at: "Where") -> str:
     if not _EUI64.fullmatch(value):
         raise BadInput(
-            f"{_path(at)}: {_shorten(value)!r} is not an EUI-64 device ID "
+            f"{path_of(at)}: {_shorten(value)!r} is not an EUI-64 device ID "
             "(expected 8 hyphen-separated hex octets, e.g. 00-DB-12-34-56-78-90-A0)"
         )
     return value.upper()
@@ -159,22 +159,30 @@ def duis_id(text: str, at: "Where") -> DuisId:
     parts = value.split(":")
     if len(parts) != 3:
         raise BadInput(
-            f"{_path(at)}: {_shorten(value)!r} is not originator:target:counter (two EUI-64s and a decimal counter)"
+            f"{path_of(at)}: {_shorten(value)!r} is not originator:target:counter (two EUI-64s and a decimal counter)"
         )
     originator = _canonical_eui64(parts[0], at)
     target = _canonical_eui64(parts[1], at)
     if not _DECIMAL_COUNTER.fullmatch(parts[2]) or int(parts[2]) > MAX_COUNTER:
         raise BadInput(
-            f"{_path(at)}: counter {_shorten(parts[2])!r} is not a decimal from 1 to {MAX_COUNTER} (2^64 - 1) "
+            f"{path_of(at)}: counter {_shorten(parts[2])!r} is not a decimal from 1 to {MAX_COUNTER} (2^64 - 1) "
             "without leading zeros"
         )
     return DuisId(originator, target, int(parts[2]))
 
 
+def token(text: str, at: "Where") -> str:
+    """xs:token, not empty."""
+    value = collapse(text)
+    if not value:
+        raise BadInput(f"{path_of(at)}: empty")
+    return value
+
+
 def hex_binary(text: str, at: "Where") -> bytes:
     value = collapse(text)
     if not _HEX.fullmatch(value):
-        raise BadInput(f"{_path(at)}: {_shorten(value)!r} is not hexBinary (an even number of hex digits)")
+        raise BadInput(f"{path_of(at)}: {_shorten(value)!r} is not hexBinary (an even number of hex digits)")
     return bytes.fromhex(value)
 
 
@@ -187,7 +195,7 @@ def base64_binary(text: str, at: "Where") -> bytes:
         data = None
     if data is None or base64.b64encode(data).decode("ascii") != value:
         raise BadInput(
-            f"{_path(at)}: {_shorten(value)!r} is not base64 (characters A-Z a-z 0-9 + / and = padding only)"
+            f"{path_of(at)}: {_shorten(value)!r} is not base64 (characters A-Z a-z 0-9 + / and = padding only)"
         )
     return data
 
@@ -195,7 +203,7 @@ def base64_binary(text: str, at: "Where") -> bytes:
 def integer(text: str, at: "Where", low: int, high: int) -> int:
     value = collapse(text)
     if not _INTEGER.fullmatch(value) or not low <= int(value) <= high:
-        raise BadInput(f"{_path(at)}: {_shorten(value)!r} is not an integer from {low} to {high}")
+        raise BadInput(f"{path_of(at)}: {_shorten(value)!r} is not an integer from {low} to {high}")
     return int(value)
 
 
@@ -206,44 +214,45 @@ def date_time(text: str, at: "Where") -> int:
     m = _DATE_TIME.fullmatch(value)
     if m is None:
         raise BadInput(
-            f"{_path(at)}: {_shorten(value)!r} is not an xs:dateTime (e.g. 2030-01-15T09:00:00.00Z, "
+            f"{path_of(at)}: {_shorten(value)!r} is not an xs:dateTime (e.g. 2030-01-15T09:00:00.00Z, "
             "YYYY-MM-DDThh:mm:ss with optional fraction and zone)"
         )
     sign, year_text, month_text, day_text, hour_text, minute_text, second_text, fraction, zone = m.groups()
     # Nine digits are past any timestamp in milliseconds already; more would only cost int() time.
     if sign or len(year_text) > 9 or int(year_text) == 0:
         raise BadInput(
-            f"{_path(at)}: {_shorten(value)!r} is outside the valid range (year {sign}{_shorten(year_text, 12)})"
+            f"{path_of(at)}: {_shorten(value)!r} is outside the valid range (year {sign}{_shorten(year_text, 12)})"
         )
     if len(year_text) > 4 and year_text.startswith("0"):
         raise BadInput(
-            f"{_path(at)}: {_shorten(value)!r} is not an xs:dateTime (a year of more than 4 digits has no leading zero)"
+            f"{path_of(at)}: {_shorten(value)!r} is not an xs:dateTime "
+            "(a year of more than 4 digits has no leading zero)"
         )
     year, month, day = int(year_text), int(month_text), int(day_text)
     hour, minute, second = int(hour_text), int(minute_text), int(second_text)
     fraction = fraction or ""
     if not 1 <= month <= 12 or not 1 <= day <= _days_in_month(year, month):
         raise BadInput(
-            f"{_path(at)}: {_shorten(value)!r} is not a date (no day {day:02d} in month {month:02d} of {year})"
+            f"{path_of(at)}: {_shorten(value)!r} is not a date (no day {day:02d} in month {month:02d} of {year})"
         )
     if hour == 24 and (minute, second) == (0, 0) and not fraction.strip("0"):
         hour, fraction, day_carry = 0, "", 1
     elif hour > 23 or minute > 59 or second > 59:
-        raise BadInput(f"{_path(at)}: {_shorten(value)!r} is not a time of day (00:00:00 to 23:59:59, or 24:00:00)")
+        raise BadInput(f"{path_of(at)}: {_shorten(value)!r} is not a time of day (00:00:00 to 23:59:59, or 24:00:00)")
     else:
         day_carry = 0
     offset_minutes = 0
     if zone and zone != "Z":
         zone_hours, zone_minutes = int(zone[1:3]), int(zone[4:6])
         if zone_minutes > 59 or zone_hours * 60 + zone_minutes > 14 * 60:
-            raise BadInput(f"{_path(at)}: {_shorten(value)!r} has a zone offset {zone} outside -14:00 to +14:00")
+            raise BadInput(f"{path_of(at)}: {_shorten(value)!r} has a zone offset {zone} outside -14:00 to +14:00")
         offset_minutes = (zone_hours * 60 + zone_minutes) * (-1 if zone[0] == "-" else 1)
     days = _days_from_civil(year, month, day) + day_carry
     seconds = ((days * 24 + hour) * 60 + minute - offset_minutes) * 60 + second
     ms = seconds * 1000 + int((fraction + "000")[:3])
     if ms > _LONG_MAX:
         raise BadInput(
-            f"{_path(at)}: {_shorten(value)!r} is outside the valid range (past any timestamp in milliseconds)"
+            f"{path_of(at)}: {_shorten(value)!r} is outside the valid range (past any timestamp in milliseconds)"
         )
     return ms
 
@@ -333,10 +342,7 @@ class Element:
 
     # The value readers, each naming this element's path in its error.
     def token(self) -> str:
-        value = collapse(self.text())
-        if not value:
-            raise BadInput(f"{self.path}: empty")
-        return value
+        return token(self.text(), self)
 
     def eui64(self) -> str:
         return eui64(self.text(), self)

@@ -579,3 +579,17 @@ def test_a_future_dated_alert_without_instruction_counts_is_read() -> None:
     assert outcome(document) == outcome(future_dated())
     with refused(r"FutureDatedDeviceAlertMessage/InstructionNumber: 'x' is not an integer"):
         outcome(future_dated().replace(b"<sr:InstructionNumber>1<", b"<sr:InstructionNumber>x<"))
+
+
+@pytest.mark.parametrize("broken_ms", [946_598_400_000, 32_503_680_000_000, 40_000_000_000_000])  # 1999, 3000, 3237
+@pytest.mark.parametrize("code", ["8F36", "8F35", "8F01"])
+def test_a_device_clock_outside_the_valid_range_is_no_time_given(broken_ms: int, code: str) -> None:
+    """Fail open: a meter with a broken clock still restores supply; its alert is read (raised_at null), not
+    dead-lettered, so the DNO gets it and it counts as evidence."""
+    restored = code in ("8F35", "8F36")
+    document = documents.device_alert(
+        ALERT_ID, alert_code=code, alert_ms=broken_ms, responded_ms=T,
+        outage_start_ms=broken_ms if restored else None, outage_end_ms=broken_ms if restored else None,
+    )  # fmt: skip
+    datum = alert(document)
+    assert (datum["alert_code"], datum["device_id"], datum["raised_at"]) == (code, ESME, None)
