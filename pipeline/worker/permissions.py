@@ -62,7 +62,7 @@ class PermissionWatch:
         self._denied: dict[str, str] = {}  # scope (the path that was refused) -> reason shown on /ready
         self._logged_at: dict[str, float] = {}
         self._reported_at: dict[str, float] = {}
-        self._unwritable: frozenset[str] = frozenset()  # output topics whose Write was refused, until a probe finds it back
+        self._unwritable: frozenset[str] = frozenset()  # output topics refused Write, until a probe finds it back
         self._probed_at = 0.0
 
     @property

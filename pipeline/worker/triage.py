@@ -239,6 +239,7 @@ class AlertTriage:
             if item.registry_error is not None and item.alert is None and item.error is None:
                 raise RegistryUnavailable(item.registry_error)  # decoding it failed again
             item.registry_error = None
+            records: list[Outgoing] | None
             if item.waits_for_inputs:
                 assert item.alert is not None
                 t = item.alert.received_at
@@ -368,7 +369,7 @@ class AlertTriage:
             if records is None:
                 if not (over and past_bound(held)):  # again: the rules may have moved what it waits for
                     return None
-                why = "its output topic may not be written" if self._blocked else "its inputs or evidence are not complete"
+                why = "its output topic is unwritable" if self._blocked else "its inputs or evidence are not complete"
                 log.warning("forwarding AD1 %s %.0fs after it was read: %s", item.alert.alert_id, waited_ms / 1000, why)
                 records = [self._forward(item, ForwardReason.HOLD_EXPIRED)]
                 decided.expired["output" if self._blocked else "evidence"] += 1
@@ -436,8 +437,9 @@ class AlertTriage:
         timestamp: int | None = None,
     ) -> list[Outgoing] | None:
         """A valid alert's decision, as the records to write: its outputs, or, while evidence for it may still
-        come, its record on the held topic; None while they cannot be written (an unwritable topic). `datum` is the decoded alert when the generic path read it,
-        None when alert_wire did; `read_seq` the batch it was read in, `read_at` when (monotonic seconds),
+        come, its record on the held topic; None while they cannot be written (an unwritable topic). `datum` is
+        the decoded alert when the generic path read it, None when alert_wire did; `read_seq` the batch it was
+        read in, `read_at` when (monotonic seconds),
         `timestamp` its Kafka record's (a DUIS alert's received_at, which the held record carries).
         RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
         self._blocked = False
