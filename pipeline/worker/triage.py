@@ -444,19 +444,25 @@ class AlertTriage:
         RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
         self._blocked = False
         records = self._decision_records(key, value, alert, datum, read_seq)
-        if records is None and (self._blocked or self._evidence is not None and self._evidence.topic in
-                                self._unwritable()):  # fmt: skip
+        if records is None and self._blocked:
             return None
         if records is None:
             assert self._evidence is not None
-            clock = self._clock  # rule 7's bound runs from the read
-            read_ms = clock.wall_ms() - int((clock.monotonic() - read_at) * 1000)
             # Shadow mode changes nothing a DNO sees (contract 8): forwarded now, its shadow record written
-            # once its evidence is complete.
+            # once its evidence is complete (not at all while the held topic is unwritable).
             shadow = self._schedule().mode_at(alert.received_at) is Mode.SHADOW
             topic = self._evidence.topic
+            forward = (self._topics.dno_alerts, key, value)
+            if topic in self._unwritable():  # it waits in memory for its evidence; in shadow mode, not at all
+                if not shadow:
+                    return None
+                self.decided.tally["forwarded", code_label(alert.alert_code), ForwardReason.HOLD_EXPIRED.value] += 1
+                self.decided.expired["output"] += 1
+                return [forward]
+            clock = self._clock  # rule 7's bound runs from the read
+            read_ms = clock.wall_ms() - int((clock.monotonic() - read_at) * 1000)
             held = held_record(topic, key, value, partition, offset, read_ms, timestamp, forwarded=shadow)
-            records = [(self._topics.dno_alerts, key, value), held] if shadow else [held]
+            records = [forward, held] if shadow else [held]
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at
         return records
@@ -495,8 +501,10 @@ class AlertTriage:
                 outputs, label = [(self._topics.suppressed, key, audit)], ("suppressed", code, "activation_window")
         unwritable = self._unwritable()
         if unwritable and any(record[0] in unwritable for record in outputs):
-            self._blocked = True
-            return None
+            if outputs[0][0] in unwritable or outputs[0][0] != self._topics.dno_alerts:  # its audit record: it waits
+                self._blocked = True
+                return None
+            outputs = outputs[:1]  # shadow mode: at the DNO now, without its shadow record (its topic refused)
         self.decided.tally[label] += 1
         return outputs
 

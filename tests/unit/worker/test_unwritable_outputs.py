@@ -126,3 +126,20 @@ def test_with_the_dno_topic_unwritable_every_alert_waits_unread_and_goes_out_onc
         assert driver.forwarded() == ["outage", "later"] and driver.alert_offset(1) == 2
     finally:
         driver.worker.close()
+
+
+def test_in_shadow_mode_with_the_held_or_shadow_topic_unwritable_an_ad1_in_a_window_reaches_the_dno_at_once(
+    activation: Cluster, tmp_path: Path
+) -> None:
+    """Contract 8: shadow mode changes nothing a DNO sees, not even while its records cannot be written."""
+    activation.refuse_writes.update({HELD, T.shadow})
+    driver = EvidenceDriver(activation, tmp_path, initial_mode="shadow", max_hold_seconds=MAX_HOLD_S)
+    try:
+        activation.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, NOW - 10 * MIN))  # evidence complete
+        activation.append(T.alerts, 0, CHF.encode(), alert("held", "AD1", CHF, NOW - MIN))  # evidence may still come
+        driver.until(lambda: driver.forwarded() == ["ad1", "held"], "both AD1s forwarded at once")
+        driver.run(60)
+        assert driver.forwarded() == ["ad1", "held"] and driver.shadowed() == [] and driver.held() == []
+        assert driver.alert_offset(0) == 2
+    finally:
+        driver.worker.close()
