@@ -275,7 +275,10 @@ class FilterWorker:
         if self._rewind_pending:  # a transaction failed: every alert not committed is read again
             self._rewind()
             return
-        self.permissions.probe()
+        if self.permissions.probe():
+            # librdkafka keeps a topic refused until its metadata is refreshed (minutes): a new producer
+            self._settle()
+            self.output.renew()
         if self._nothing_can_go_out():
             return
         if self.watch.fatal_error:

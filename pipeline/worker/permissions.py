@@ -74,16 +74,19 @@ class PermissionWatch:
         """The filter's own output topics it may not write now."""
         return self._unwritable
 
-    def probe(self) -> None:
-        """Every PROBE_INTERVAL_S while some output topic is unwritable: those that may be written again are."""
+    def probe(self) -> bool:
+        """Every PROBE_INTERVAL_S while some output topic is unwritable: those that may be written again are.
+        Returns whether some are."""
         now = self._clock.monotonic()
         if not self._unwritable or now - self._probed_at < PROBE_INTERVAL_S:
-            return
+            return False
         self._probed_at = now
         lacking = self._lacking(self._unwritable, AclOperation.WRITE)
-        for topic in self._unwritable - set(self._unwritable if lacking is None else lacking):
+        granted = self._unwritable - set(self._unwritable if lacking is None else lacking)
+        for topic in granted:
             self._unwritable -= {topic}
             self.permitted(f"output {topic}")
+        return bool(granted)
 
     def report(self, err: KafkaError | None, resource: str, scope: str) -> bool:
         """If `err` is an authorization failure on `resource` ("topic dsp.alerts (grant Read)"), met on the
