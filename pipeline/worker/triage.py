@@ -23,7 +23,8 @@ An alert whose outputs go to a topic the worker may not write now (`unwritable`:
 6) is not put in a transaction, which would fail and hold back every other decision: it waits in memory, as
 one waiting for its inputs, at most its bound counted from its first read (kept across a failed transaction's
 rewind), and is then forwarded as it came (rules 7 and 8). An AD1 in a window, with the held topic unwritable,
-waits so for its evidence (A + grace + POA_MAX_HOLD_SECONDS).
+waits so for its evidence (A + grace + POA_MAX_HOLD_SECONDS); with the held topic writable, an AD1 whose audit
+record cannot be written waits there instead, as for evidence, so that the alerts behind it are not held up.
 """
 
 import logging
@@ -444,8 +445,8 @@ class AlertTriage:
         RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
         self._blocked = False
         records = self._decision_records(key, value, alert, datum, read_seq)
-        if records is None and self._blocked:
-            return None
+        if records is None and self._blocked and (self._evidence is None or self._evidence.topic in self._unwritable()):
+            return None  # else it waits on the held topic, not holding up its partition
         if records is None:
             assert self._evidence is not None
             # Shadow mode changes nothing a DNO sees (contract 8): forwarded now, its shadow record written

@@ -8,11 +8,17 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 
-from pipeline.worker.evidence_holds import held_topic
+from pipeline.core.operating_mode import Mode
+from pipeline.core.read_frontier import ReadFrontier
+from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_topic
+from pipeline.worker.hold_queues import AlertQueues
 from pipeline.worker.permissions import PROBE_INTERVAL_S
+from pipeline.worker.triage import AlertTriage
+from tests.unit.worker import test_triage_modes as modes
 from tests.unit.worker.kafka_stand_ins import Cluster
 from tests.unit.worker.test_evidence_loop import NOW, EvidenceDriver, activation, alert
-from tests.unit.worker.test_worker_loop import CHF, MIN, T, cluster
+from tests.unit.worker.test_triage_modes import Completeness
+from tests.unit.worker.test_worker_loop import CHF, ESME, MIN, T, cluster, service_request
 
 __all__ = ["activation", "cluster"]  # the fixtures
 
@@ -20,6 +26,13 @@ HELD = held_topic("loop-test")
 OTHER_CHF = "00-1B-C5-0C-00-00-00-09"  # no window covers its AD1s
 MAX_HOLD_S = 30.0
 BOUND_S = 3 * 60 + 30 + MAX_HOLD_S  # A + grace + POA_MAX_HOLD_SECONDS
+
+
+def early_activation(cluster: Cluster) -> Cluster:
+    """ESME's immediate activation twenty minutes ago: its window covers AD1s from ten minutes ago, whose
+    evidence is complete by the wall clock when they are read."""
+    cluster.append(T.service_requests, 0, ESME.encode(), service_request(ESME, NOW - 20 * MIN))
+    return cluster
 
 
 def ready_text(driver: EvidenceDriver) -> str:
@@ -129,9 +142,10 @@ def test_with_the_dno_topic_unwritable_every_alert_waits_unread_and_goes_out_onc
 
 
 def test_in_shadow_mode_with_the_held_or_shadow_topic_unwritable_an_ad1_in_a_window_reaches_the_dno_at_once(
-    activation: Cluster, tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     """Contract 8: shadow mode changes nothing a DNO sees, not even while its records cannot be written."""
+    activation = early_activation(cluster)
     activation.refuse_writes.update({HELD, T.shadow})
     driver = EvidenceDriver(activation, tmp_path, initial_mode="shadow", max_hold_seconds=MAX_HOLD_S)
     try:
@@ -143,3 +157,63 @@ def test_in_shadow_mode_with_the_held_or_shadow_topic_unwritable_an_ad1_in_a_win
         assert driver.alert_offset(0) == 2
     finally:
         driver.worker.close()
+
+
+def test_with_the_audit_topic_unwritable_an_ad1_suppressed_as_read_waits_on_the_held_topic_not_in_its_partition(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Its evidence is complete when read (a backlog): the rules would suppress it at once. It waits on the held
+    topic, so the alert behind it in its partition goes out at once; it is forwarded at its bound."""
+    activation = early_activation(cluster)
+    activation.refuse_writes.add(T.suppressed)
+    t = NOW - 10 * MIN
+    activation.append(T.alerts, 0, CHF.encode(), alert("ad1", "AD1", CHF, t))
+    activation.append(T.alerts, 0, CHF.encode(), alert("behind", "8F01", CHF, t + 1))
+    for partition in (0, 1):  # a backlog: every partition holds records past t + A
+        for n in range(4):
+            activation.append(T.alerts, partition, CHF.encode(), alert(f"p{partition}-{n}", "8F01", CHF,
+                                                                       t + 3 * MIN + 1 + n))  # fmt: skip
+    driver = EvidenceDriver(activation, tmp_path, max_hold_seconds=MAX_HOLD_S)
+    try:
+        driver.until(lambda: "behind" in driver.forwarded(), "the alert behind it forwarded")
+        driver.until(lambda: driver.held() == ["ad1"], "the AD1 on the held topic")
+        assert "ad1" not in driver.forwarded()
+        driver.run(BOUND_S + 20)
+        assert sorted(driver.forwarded()) == sorted(["ad1", "behind", *(f"p{p}-{n}" for p in (0, 1) for n in range(4))])
+        assert driver.suppressed() == [] and driver.alert_offset(0) == 6
+    finally:
+        driver.worker.close()
+
+
+def triage_refusing(mode: Mode, unwritable: frozenset[str]) -> AlertTriage:
+    """A triage whose AD1s' evidence is complete when read (the stand-in says so), with `unwritable` refused."""
+    evidence = EvidenceWait(Completeness(True), EvidenceHolds(modes.CODEC), modes.HELD, max_wait_ms=240_000)
+    triage = AlertTriage(modes.TOPICS, modes.CODEC, modes.filter_state(), ReadFrontier(), AlertQueues(), 30.0,
+                         lambda: modes.schedule((mode, modes.T)), evidence=evidence,
+                         unwritable=lambda: unwritable)  # fmt: skip
+    triage.holds.assigned([0])
+    return triage
+
+
+def test_an_ad1_whose_audit_record_cannot_be_written_waits_on_the_held_topic_when_it_can() -> None:
+    _, decided = modes.decided_ad1(triage_refusing(Mode.FILTER, frozenset({modes.TOPICS.suppressed})))
+    assert [topic for topic, _, _ in decided.records] == [modes.HELD] and decided.tally == {}
+
+
+def test_with_the_held_topic_unwritable_too_it_waits_in_memory_from_its_first_read_then_is_forwarded() -> None:
+    triage = triage_refusing(Mode.FILTER, frozenset({modes.TOPICS.suppressed, modes.HELD}))
+    value, decided = modes.decided_ad1(triage)
+    assert decided.records == [] and triage.holds.sizes() == {0: 1}
+    triage.forget_undecided()  # a failed transaction: it is read again later, its bound kept
+    triage.triage([modes.message(0, value)], triage.next_read(), 200.0)
+    triage.drain(239.0, hold_clock_stopped=False)
+    assert triage.take().records == []
+    triage.drain(240.0, hold_clock_stopped=False)
+    decided = triage.take()
+    assert decided.records == [(modes.TOPICS.dno_alerts, modes.CHF.encode(), value)]
+    assert decided.expired == {"output": 1} and decided.next_offsets == {0: 1}
+
+
+def test_in_shadow_mode_an_ad1_whose_shadow_record_cannot_be_written_is_forwarded_at_once() -> None:
+    value, decided = modes.decided_ad1(triage_refusing(Mode.SHADOW, frozenset({modes.TOPICS.shadow})))
+    assert decided.records == [(modes.TOPICS.dno_alerts, modes.CHF.encode(), value)]
