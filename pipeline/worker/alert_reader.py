@@ -156,6 +156,14 @@ class AlertReader:
                 self.consumer.resume(tp)
                 self._paused.discard(key)
 
+    def pause_all(self) -> None:
+        """Stop fetching every assigned partition (the group membership is kept: reads go on, getting nothing)."""
+        self.consumer.pause(self.consumer.assignment())
+
+    def resume_all(self) -> None:
+        self.consumer.resume(self.consumer.assignment())
+        self._paused.clear()
+
     def replace(self) -> None:
         """A fatal consumer error ends that consumer for good; a new one rejoins the group."""
         self._paused.clear()

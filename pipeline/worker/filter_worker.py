@@ -102,6 +102,7 @@ class FilterWorker:
         self._bootstrapped = False
         self._rebalancing = True
         self._rewind_pending = False  # a transaction failed: seek back to the committed offsets
+        self._all_paused = False  # every alert and held partition paused: nothing can be forwarded
         self._bootstrap_ends: dict[Partition, int] = {}
         self._last_partition_check = clock.monotonic()
         self._last_held_drain = 0.0
@@ -169,6 +170,7 @@ class FilterWorker:
             t, codec, self.state, self.frontier, AlertQueues(), s.max_hold_seconds, lambda: feed.schedule,
             lambda partitions: self.registry_waits.waiting("alert_partitions", partitions),
             EvidenceWait(self.evidence, EvidenceHolds(codec), self.held_topic, max_wait_ms), clock,
+            lambda: self.permissions.unwritable,
         )  # fmt: skip
         # An explanation takes storm evidence as final when the triage would (explain_requests)
         self.explain_inputs = InputsSeen(
@@ -273,6 +275,12 @@ class FilterWorker:
         if self._rewind_pending:  # a transaction failed: every alert not committed is read again
             self._rewind()
             return
+        if self.permissions.probe():
+            # librdkafka keeps a topic refused until its metadata is refreshed (minutes): a new producer
+            self._settle()
+            self.output.renew()
+        if self._nothing_can_go_out():
+            return
         if self.watch.fatal_error:
             self._replace_alert_consumer()
             return
@@ -293,6 +301,25 @@ class FilterWorker:
         self._housekeeping()
         if not (read_state or read_alerts or decided.latencies or in_flight):
             self.clock.sleep(0.001)
+
+    def _nothing_can_go_out(self) -> bool:
+        """With the DNO topic unwritable no alert can be forwarded, not even at the end of its hold: every
+        alert waits on the broker, unread (its partitions paused), until a probe finds the topic writable
+        again; then they are read again from the committed offsets (contract 6 and 7)."""
+        unwritable = self.topics.dno_alerts in self.permissions.unwritable
+        if unwritable != self._all_paused:
+            self._all_paused = unwritable
+            if unwritable:
+                log.error("no alert can be forwarded to %s: every alert waits on the broker until it can",
+                          self.topics.dno_alerts)  # fmt: skip
+                self.alerts.pause_all()
+            else:
+                log.info("%s may be written again: reading the alerts that waited", self.topics.dno_alerts)
+                self.alerts.resume_all()
+                self._rewind()
+        if unwritable:
+            self.clock.sleep(0.01)
+        return unwritable
 
     def _bootstrap_step(self) -> None:
         """Before joining the group: read the state topics until the reference topics are read to the end

@@ -131,7 +131,8 @@ class WorkerMetrics:
         self.holds_expired = Counter(
             "poa_holds_expired",
             "AD1s forwarded at the end of their hold (reason hold_expired), by what they waited for: inputs "
-            "(activation inputs not read past their time) or evidence (rule 9's evidence not complete)",
+            "(activation inputs not read past their time), evidence (rule 9's evidence not complete) or output "
+            "(an output topic the worker may not write)",
             ["held_for"],
             registry=r,
         )

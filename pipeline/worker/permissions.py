@@ -6,6 +6,11 @@ reason such as "missing permission: TOPIC_AUTHORIZATION_FAILED on topic dno.aler
 worker keeps running: the client's error path retries (with back-off), the alerts it cannot judge stay
 uncommitted on the alert topic or held by the triage (rules 7 and 8), and once the path that was refused
 works again (`permitted`) the hold on `/ready` is lifted by itself.
+
+A Write refused on one of the filter's own output topics (contract 6) is kept apart, by topic (`unwritable`):
+the triage then puts nothing for that topic in its transactions, and holds the alerts whose outputs go there
+(rules 7 and 8), so that the others go out. Every PROBE_INTERVAL_S the topics' authorized operations are
+looked up again (`probe`): a topic that may be written again is used again.
 """
 
 import logging
@@ -24,6 +29,7 @@ log = logging.getLogger(__name__)
 REPEAT_LOG_S = 60.0  # a standing denial is logged again this often
 DESCRIBE_TIMEOUT_S = 5.0
 GROUP_QUIET_S = 30.0
+PROBE_INTERVAL_S = 10.0  # how often topics found unwritable are looked at again
 
 AUTHORIZATION_FAILURES = frozenset({
     KafkaError.TOPIC_AUTHORIZATION_FAILED,
@@ -56,10 +62,31 @@ class PermissionWatch:
         self._denied: dict[str, str] = {}  # scope (the path that was refused) -> reason shown on /ready
         self._logged_at: dict[str, float] = {}
         self._reported_at: dict[str, float] = {}
+        self._unwritable: frozenset[str] = frozenset()  # output topics refused Write, until a probe finds it back
+        self._probed_at = 0.0
 
     @property
     def denied(self) -> bool:
         return bool(self._denied)
+
+    @property
+    def unwritable(self) -> frozenset[str]:
+        """The filter's own output topics it may not write now."""
+        return self._unwritable
+
+    def probe(self) -> bool:
+        """Every PROBE_INTERVAL_S while some output topic is unwritable: those that may be written again are.
+        Returns whether some are."""
+        now = self._clock.monotonic()
+        if not self._unwritable or now - self._probed_at < PROBE_INTERVAL_S:
+            return False
+        self._probed_at = now
+        lacking = self._lacking(self._unwritable, AclOperation.WRITE)
+        granted = self._unwritable - set(self._unwritable if lacking is None else lacking)
+        for topic in granted:
+            self._unwritable -= {topic}
+            self.permitted(f"output {topic}")
+        return bool(granted)
 
     def report(self, err: KafkaError | None, resource: str, scope: str) -> bool:
         """If `err` is an authorization failure on `resource` ("topic dsp.alerts (grant Read)"), met on the
@@ -135,14 +162,24 @@ class PermissionWatch:
             resource = f"group {s.app_id} (grant Read)"
         elif err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
             written = (*s.topics.outputs, s.topics.shadow, held_topic(s.app_id))
-            resource = "topic " + ", ".join(self._lacking(written, AclOperation.WRITE)) + " (grant Write)"
+            lacking = self._lacking(written, AclOperation.WRITE)
+            # Each output topic named apart, until a probe finds it writable; the dead-letter topic aside (a bad
+            # alert is never forwarded): its transactions are retried as any refused one.
+            kept = sorted(set(lacking or ()) - {s.topics.dead_letter})
+            for topic in kept:
+                self._unwritable |= {topic}
+                self._probed_at = self._clock.monotonic()
+                self.report(err, f"topic {topic} (grant Write)", f"output {topic}")
+            if lacking and len(kept) == len(lacking):
+                return True
+            resource = "topic " + ", ".join(lacking or written) + " (grant Write)"
         else:
             resource = "the cluster (grant Write on the output topics; IdempotentWrite on brokers before 3.0)"
         return self.report(err, resource, scope)
 
-    def _lacking(self, topics: Iterable[str], operation: AclOperation) -> list[str]:
-        """Which of `topics` this principal may not use for `operation` (all of them if that cannot be told):
-        a producer's error does not name the topic."""
+    def _lacking(self, topics: Iterable[str], operation: AclOperation) -> list[str] | None:
+        """Which of `topics` this principal may not use for `operation` (None if that cannot be told): a
+        producer's error does not name the topic."""
         wanted = list(topics)
         futures = self._admin.describe_topics(
             TopicCollection(wanted), include_authorized_operations=True, request_timeout=DESCRIBE_TIMEOUT_S
@@ -152,7 +189,7 @@ class PermissionWatch:
             try:
                 allowed = future.result().authorized_operations or []
             except KafkaException:
-                allowed = []
+                return None
             if operation not in allowed and AclOperation.ALL not in allowed:
                 lacking.append(name)
-        return lacking or wanted
+        return lacking

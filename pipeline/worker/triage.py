@@ -18,6 +18,13 @@ A bad alert whose dead letter cannot be encoded is not forwarded: it waits until
 An AD1 that rule 5 suppresses is forwarded instead when there is evidence of a genuine outage (rule 9).
 While evidence may still come, it leaves its partition for the held topic (`EvidenceWait`), so the alerts
 behind it are not delayed; the held AD1s read back are decided here too (`drain_held`).
+
+An alert whose outputs go to a topic the worker may not write now (`unwritable`: a Write ACL missing, contract
+6) is not put in a transaction, which would fail and hold back every other decision: it waits in memory, as
+one waiting for its inputs, at most its bound counted from its first read (kept across a failed transaction's
+rewind), and is then forwarded as it came (rules 7 and 8). An AD1 in a window, with the held topic unwritable,
+waits so for its evidence (A + grace + POA_MAX_HOLD_SECONDS); with the held topic writable, an AD1 whose audit
+record cannot be written waits there instead, as for evidence, so that the alerts behind it are not held up.
 """
 
 import logging
@@ -90,11 +97,12 @@ class AlertTriage:
         on_registry_wait: Callable[[int], None] = lambda partitions: None,
         evidence: EvidenceWait | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        unwritable: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         """`schedule` gives the operator's mode schedule as last read; `on_registry_wait` hears how many alert
         partitions wait for the schema registry, whenever that changes. Without `evidence`, rule 9 is not
         applied (tests of the other rules alone). `clock` is the one the caller's `now` and `wall_ms` come
-        from."""
+        from; `unwritable` gives the output topics the worker may not write now."""
         self._topics = topics
         self._clock = clock
         self._schedule = schedule
@@ -108,6 +116,10 @@ class AlertTriage:
         self.holds = holds
         self._max_hold_s = max_hold_s
         self._evidence = evidence
+        self._unwritable = unwritable
+        self._blocked = False  # the last decision's outputs go to an unwritable topic
+        # (alert partition, offset) -> monotonic time first read, of alerts waiting for an unwritable output
+        self._first_reads: dict[tuple[int, int], float] = {}
         self.decided = Decided()
         self.read_seq = 0  # numbers the batches read, for the read frontier
         self._decided_time: dict[int, int] = {}  # alert partition -> latest event time decided there
@@ -163,6 +175,10 @@ class AlertTriage:
                     continue
                 try:
                     written = self._decide_alert(partition, msg.offset(), msg.key(), value, alert, None, seq, now)  # type: ignore[arg-type]
+                    if written is None:  # its outputs cannot be written now: it waits, from its first read
+                        first = self._first_reads.setdefault((partition, msg.offset()), now)  # type: ignore[arg-type]
+                        waiting.append(ReadAlert(partition, msg.offset(), msg.key(), value, seq, first, alert=alert))  # type: ignore[arg-type]
+                        continue
                     outputs.extend(written)
                     if self._to_held(written):  # decided, for the latency, when read back from the held topic
                         count -= 1
@@ -224,6 +240,7 @@ class AlertTriage:
             if item.registry_error is not None and item.alert is None and item.error is None:
                 raise RegistryUnavailable(item.registry_error)  # decoding it failed again
             item.registry_error = None
+            records: list[Outgoing] | None
             if item.waits_for_inputs:
                 assert item.alert is not None
                 t = item.alert.received_at
@@ -240,6 +257,16 @@ class AlertTriage:
                     records = self._route(item)
             else:
                 records = self._route(item)
+            if records is None:  # an output it needs cannot be written now (contract 6)
+                first = self._first_reads.setdefault((item.partition, item.offset), item.read_at)
+                bound_s = self._max_hold_s if self._evidence is None else self._evidence.max_wait_ms / 1000
+                if hold_clock_stopped or now - first < bound_s:
+                    return False
+                records = [self._forward(item, ForwardReason.HOLD_EXPIRED)]
+                decided.expired["output"] += 1
+                log.warning("forwarding alert at %s[%d]@%d after holding it %.0fs: its output topic may not be "
+                            "written", self._topics.alerts, item.partition, item.offset, now - first)  # fmt: skip
+            self._first_reads.pop((item.partition, item.offset), None)
             decided.records.extend(records)
             if not self._to_held(records):  # else decided, for the latency, when read back from the held topic
                 decided.latencies[item.read_at] += 1
@@ -337,18 +364,16 @@ class AlertTriage:
             item.registry_error = None
             if item.alert is None or item.value is None:  # cannot be for records this filter wrote
                 return self._route(item)
-            records = None
+            records, self._blocked = None, False
             if self._frontier.may_decide(item.alert.received_at, item.read_seq):
                 records = self._decision_records(item.key, item.value, item.alert, item.datum, item.read_seq, held)
             if records is None:
                 if not (over and past_bound(held)):  # again: the rules may have moved what it waits for
                     return None
-                log.warning(
-                    "forwarding AD1 %s %.0fs after it was read: its inputs or evidence are not complete",
-                    item.alert.alert_id, waited_ms / 1000,
-                )  # fmt: skip
+                why = "its output topic is unwritable" if self._blocked else "its inputs or evidence are not complete"
+                log.warning("forwarding AD1 %s %.0fs after it was read: %s", item.alert.alert_id, waited_ms / 1000, why)
                 records = [self._forward(item, ForwardReason.HOLD_EXPIRED)]
-                decided.expired["evidence"] += 1
+                decided.expired["output" if self._blocked else "evidence"] += 1
             return records
 
         def overdue(held: HeldAD1) -> bool:
@@ -384,9 +409,9 @@ class AlertTriage:
         """Whether these are an AD1's record on the held topic: it waits for evidence, not decided yet."""
         return self._evidence is not None and records[0][0] == self._evidence.topic
 
-    def _route(self, item: ReadAlert) -> list[Outgoing]:
-        """The records an alert read by the generic path ends in; RegistryUnavailable when one cannot be
-        encoded now (nothing is counted then)."""
+    def _route(self, item: ReadAlert) -> list[Outgoing] | None:
+        """The records an alert read by the generic path ends in (None while they cannot be written);
+        RegistryUnavailable when one cannot be encoded now (nothing is counted then)."""
         if item.error is not None or item.alert is None:
             source = (self._topics.alerts, item.partition, item.offset)
             record = dead_letter_record(
@@ -411,23 +436,34 @@ class AlertTriage:
         read_seq: int,
         read_at: float,
         timestamp: int | None = None,
-    ) -> list[Outgoing]:
+    ) -> list[Outgoing] | None:
         """A valid alert's decision, as the records to write: its outputs, or, while evidence for it may still
-        come, its record on the held topic. `datum` is the decoded alert when the generic path read it,
-        None when alert_wire did; `read_seq` the batch it was read in, `read_at` when (monotonic seconds),
+        come, its record on the held topic; None while they cannot be written (an unwritable topic). `datum` is
+        the decoded alert when the generic path read it, None when alert_wire did; `read_seq` the batch it was
+        read in, `read_at` when (monotonic seconds),
         `timestamp` its Kafka record's (a DUIS alert's received_at, which the held record carries).
         RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
+        self._blocked = False
         records = self._decision_records(key, value, alert, datum, read_seq)
+        if records is None and self._blocked and (self._evidence is None or self._evidence.topic in self._unwritable()):
+            return None  # else it waits on the held topic, not holding up its partition
         if records is None:
             assert self._evidence is not None
-            clock = self._clock  # rule 7's bound runs from the read
-            read_ms = clock.wall_ms() - int((clock.monotonic() - read_at) * 1000)
             # Shadow mode changes nothing a DNO sees (contract 8): forwarded now, its shadow record written
-            # once its evidence is complete.
+            # once its evidence is complete (not at all while the held topic is unwritable).
             shadow = self._schedule().mode_at(alert.received_at) is Mode.SHADOW
             topic = self._evidence.topic
+            forward = (self._topics.dno_alerts, key, value)
+            if topic in self._unwritable():  # it waits in memory for its evidence; in shadow mode, not at all
+                if not shadow:
+                    return None
+                self.decided.tally["forwarded", code_label(alert.alert_code), ForwardReason.HOLD_EXPIRED.value] += 1
+                self.decided.expired["output"] += 1
+                return [forward]
+            clock = self._clock  # rule 7's bound runs from the read
+            read_ms = clock.wall_ms() - int((clock.monotonic() - read_at) * 1000)
             held = held_record(topic, key, value, partition, offset, read_ms, timestamp, forwarded=shadow)
-            records = [(self._topics.dno_alerts, key, value), held] if shadow else [held]
+            records = [forward, held] if shadow else [held]
         if alert.received_at > self._decided_time.get(partition, 0):
             self._decided_time[partition] = alert.received_at
         return records
@@ -444,7 +480,8 @@ class AlertTriage:
         """The outputs of a valid alert's decision (rules 5 and 9) in the mode in force at its time, counted;
         None while evidence may still come. In pass-through mode nothing waits; in shadow mode an AD1 is
         recorded on the shadow topic only if rules 5 and 9 suppress it, once its evidence is complete (`held`
-        forwarded when read is decided as in shadow mode, whatever was scheduled since: it reached the DNO).
+        forwarded when read is decided as in shadow mode, whatever was scheduled since: it reached the DNO); None
+        also while an output cannot be written (`_blocked`).
         RegistryUnavailable when its audit record cannot be encoded now (nothing is counted then)."""
         mode = Mode.SHADOW if held is not None and held.forwarded else self._schedule().mode_at(alert.received_at)
         code = code_label(alert.alert_code)
@@ -463,6 +500,12 @@ class AlertTriage:
             else:
                 audit = self._audit_value(value, datum, decision, self._topics.suppressed)
                 outputs, label = [(self._topics.suppressed, key, audit)], ("suppressed", code, "activation_window")
+        unwritable = self._unwritable()
+        if unwritable and any(record[0] in unwritable for record in outputs):
+            if outputs[0][0] in unwritable or outputs[0][0] != self._topics.dno_alerts:  # its audit record: it waits
+                self._blocked = True
+                return None
+            outputs = outputs[:1]  # shadow mode: at the DNO now, without its shadow record (its topic refused)
         self.decided.tally[label] += 1
         return outputs
 

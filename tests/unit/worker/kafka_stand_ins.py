@@ -6,7 +6,11 @@ appear when it commits, and not at all when it aborts; consumer-group offsets mo
 that carries them, with their metadata. A test can hold a partition back from the state reader (a slow
 fetch), hold back or fail transaction commits, hold back the answers to end-offset look-ups, and hold the
 last records of a partition back from read_committed readers and look-ups as a real broker does for a moment after a
-transaction's commit returns, until its markers are written (`marker_lag`).
+transaction's commit returns, until its markers are written (`marker_lag`), and refuse writes to topics
+(`refuse_writes`: a Write ACL taken away) as librdkafka reports it to a transactional producer: the delivery
+reports fail with TOPIC_AUTHORIZATION_FAILED, the transaction is then in an abortable error state, and
+`commit_transaction` raises that error (txn_requires_abort); the topic's authorized operations, as
+`describe_topics` gives them, lack WRITE (confluentinc/librdkafka#3062).
 """
 
 import threading
@@ -23,8 +27,10 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
+    TopicCollection,
     TopicPartition,
 )
+from confluent_kafka.admin import AclOperation
 
 TP = tuple[str, int]
 Stored = tuple[bytes | None, bytes | None, int | None]  # key, value, timestamp (ms; None: the record has none)
@@ -43,6 +49,7 @@ class Cluster:
         self.commit_gate = threading.Event()  # transaction commits wait for it
         self.commit_gate.set()
         self.commit_failures: list[KafkaException] = []  # raised by the next commits, in turn
+        self.refuse_writes: set[str] = set()  # topics this principal may not write (no Write ACL)
 
     def create(self, topic: str, partitions: int) -> None:
         with self._lock:
@@ -236,6 +243,11 @@ class StandInProducer:
         if self._cluster.commit_failures:
             raise self._cluster.commit_failures.pop(0)
         assert self._records is not None
+        if any(topic in self._cluster.refuse_writes for topic, _, _ in self._records):
+            raise KafkaException(KafkaError(
+                KafkaError.TOPIC_AUTHORIZATION_FAILED, "Failed to produce 1 message(s): Broker: Topic authorization "
+                "failed", txn_requires_abort=True,
+            ))  # fmt: skip
         self._cluster.commit(self._records, self._offsets, self._group)
         self._records = None
 
@@ -260,6 +272,16 @@ class StandInAdmin:
             for name, count in self._cluster.topics().items()
         }
         return SimpleNamespace(topics=topics, brokers={0: SimpleNamespace(id=0)})
+
+    def describe_topics(self, topics: TopicCollection, **options: Any) -> dict[str, Future[SimpleNamespace]]:
+        """Each topic with this principal's authorized operations: all but WRITE where writes are refused."""
+        futures: dict[str, Future[SimpleNamespace]] = {}
+        for name in topics.topic_names:
+            allowed = [op for op in (AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE)
+                       if op is not AclOperation.WRITE or name not in self._cluster.refuse_writes]  # fmt: skip
+            futures[name] = Future()
+            futures[name].set_result(SimpleNamespace(authorized_operations=allowed))
+        return futures
 
     def describe_configs(self, resources: Iterable[Any], **options: Any) -> dict[Any, Future[dict[str, Any]]]:
         """Every topic and the broker with Kafka's defaults: no configuration set."""
