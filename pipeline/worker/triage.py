@@ -264,15 +264,16 @@ class AlertTriage:
         self.decided.next_offsets[item.partition] = item.offset + 1
         return True
 
-    def drain_held(self, wall_ms: int, hold_clock_stopped: bool = False, supply_from: Collection[str] = ()) -> None:
+    def drain_held(self, wall_ms: int, hold_clock_stopped: bool = False, supply_from: Collection[str] = ()) -> bool:
         """Decide the AD1s held for evidence that can be, wherever they sit in their held partition (those of
         CH Functions that ESMEs `supply_from` just reported Supply Outage Restored for among them): each waits
         for the activation inputs (rule 7, as when read), then for evidence. An AD1 still undecided
         A + grace + POA_MAX_HOLD_SECONDS of wall-clock time (`wall_ms`) after it was first read is forwarded
         (`EvidenceWait`), but not while no broker answers (`hold_clock_stopped`). An AD1 forwarded when read
-        (shadow mode) gets its shadow record at most."""
+        (shadow mode) gets its shadow record at most. A pass looks at DECISIONS_PER_PASS of them at most; True
+        when there were more to look at (the next pass goes on at once)."""
         if self._evidence is None:
-            return
+            return False
         decided, max_wait_ms = self.decided, self._evidence.max_wait_ms
         completeness = self._evidence.completeness
         devices = {chf for esme in supply_from if (chf := self._state.chf_of(esme)) is not None}
@@ -354,8 +355,9 @@ class AlertTriage:
         def overdue(held: HeldAD1) -> bool:
             return not hold_clock_stopped and wall_ms - held.bound_from_ms > max_wait_ms
 
-        self._evidence.holds.release(decide, devices, overdue)
+        more = self._evidence.holds.release(decide, devices, overdue)
         decided.held_offsets.update(self._evidence.holds.commit_points())
+        return more
 
     @property
     def evidence_holds(self) -> EvidenceHolds:
