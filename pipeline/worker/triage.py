@@ -352,10 +352,24 @@ class AlertTriage:
                 decided.expired["evidence"] += 1
             return records
 
+        def pending(held: HeldAD1) -> bool:
+            """Its evidence is complete, but its storm evidence is not final until the activation inputs are read
+            past the batch by which it was: that batch is stamped now, as `_with_evidence` would, for every AD1
+            it is true of, so that one end-offset look-up (requested for the latest, `waited_seq`) covers them
+            all. Looked at once final, or at once when supply evidence comes (`devices`) or past its bound."""
+            alert = held.alert.alert
+            if alert is None or held.alert.registry_error is not None or not completeness.complete(alert.received_at):
+                return False
+            held.storm_seq = self.read_seq if held.storm_seq is None else held.storm_seq
+            if overdue(held):
+                return False
+            return not self._frontier.may_decide(completeness.policy.complete_after(alert.received_at),
+                                                 held.inputs_seq)  # fmt: skip
+
         def overdue(held: HeldAD1) -> bool:
             return not hold_clock_stopped and wall_ms - held.bound_from_ms > max_wait_ms
 
-        more = self._evidence.holds.release(decide, devices, overdue)
+        more = self._evidence.holds.release(decide, devices, overdue, pending=pending)
         decided.held_offsets.update(self._evidence.holds.commit_points())
         return more
 
