@@ -60,7 +60,7 @@ OUTER_BUCKETS: list[Bucket] = [
 # Tried from the innermost frame outwards; the first that matches names a sample's bucket.
 BUCKETS: list[Bucket] = [
     Bucket("sleeping (time.sleep in the loop)", code=("time.sleep(",)),
-    Bucket("Kafka consume() calls", code=(".consume(",)),
+    Bucket("Kafka consume() calls (poll: waiting for the next alert)", code=(".consume(", "consumer.poll(")),
     Bucket(
         "transaction round trips (begin/send_offsets/commit)",
         code=("commit_transaction(", "send_offsets_to_transaction(", "begin_transaction("),

@@ -17,7 +17,8 @@ One run, in this order, each phase bounded by a timeout and recorded even when a
     without contract rule 9 and through the current one, alternated, latencies split by alert class;
 12. DUIS (contract 9, before 10): a backlog of the same size and mix as DUIS documents, drained by one worker,
     against the Avro drain of the same run.
-`--only evidence-latency` runs 1 to 3 and 11 alone; `--only duis` runs 1 to 3, 5, 7, 12 and 10.
+`--only evidence-latency` runs 1 to 3 and 11 alone; `--only duis` runs 1 to 3, 5, 7, 12 and 10; `--only drain`
+runs 1 to 3, 5 to 7 (without the latency floor) and 10: the backlog with its campaign against the raw pass-through.
 Peak RSS of every worker process is sampled throughout. Results: bench-results/results.json and
 chart.png, and a summary table on stdout. Topics are named per run and deleted afterwards.
 """
@@ -36,7 +37,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,7 @@ from pipeline.worker.evidence_holds import held_topic
 MB = 1024 * 1024
 EVIDENCE_LATENCY = "evidence-latency"  # the phases `--only` can pick
 DUIS = "duis"
+DRAIN = "drain"
 
 
 @dataclass(frozen=True)
@@ -214,16 +216,17 @@ class Bench:
             self.campaign()
         if self.failed("bulk load", "campaign"):
             return
-        if self.args.only in (None, DUIS):
-            self.throughput_phases(duis_only=self.args.only == DUIS)
+        if self.args.only in (None, DUIS, DRAIN):
+            self.throughput_phases(duis_only=self.args.only == DUIS, drain_only=self.args.only == DRAIN)
         if self.args.only in (None, EVIDENCE_LATENCY) and not self.args.skip_evidence_latency:
             with self.phase(EVIDENCE_LATENCY):
                 self.results["evidence_latency"] = EvidenceLatencyPhase(self).run()
 
-    def throughput_phases(self, duis_only: bool = False) -> None:
+    def throughput_phases(self, duis_only: bool = False, drain_only: bool = False) -> None:
         """Every phase but the evidence latency; with `duis_only` (`--only duis`), the backlog drained by one
-        worker as Avro records, then the same mix as DUIS documents, and the outputs checked."""
-        if not duis_only:
+        worker as Avro records, then the same mix as DUIS documents, and the outputs checked; with `drain_only`
+        (`--only drain`), the backlog against the raw pass-through of the same run, and the outputs checked."""
+        if not (duis_only or drain_only):
             with self.phase("ready times"):
                 self.ready_times()
         with self.phase("backlog"):
@@ -232,19 +235,19 @@ class Bench:
             return
         if not duis_only:
             with self.phase("pass-through"):
-                self.passthrough()
+                self.passthrough(latency_floor=not drain_only)
         with self.phase("drain, 1 worker"):
             self.drain_one()
         if self.live_worker is not None:
-            if not duis_only:
+            if not (duis_only or drain_only):
                 with self.phase("latency"):
                     self.latency()
             self.stop_worker(self.live_worker)
             self.live_worker = None
-        if not (duis_only or self.args.skip_scaling):
+        if not (duis_only or drain_only or self.args.skip_scaling):
             with self.phase("drain, 2 workers"):
                 self.drain_two()
-        if duis_only or not self.args.skip_duis:
+        if duis_only or not (drain_only or self.args.skip_duis):
             with self.phase("drain DUIS, 1 worker"):
                 self.drain_duis()
         with self.phase("settle AD1s held for evidence"):
@@ -430,7 +433,8 @@ class Bench:
                 "topic": self.topics["alerts"],
                 "count": self.scale.backlog,
                 "first_ms": now - 2 * HOUR_MS,
-                "last_ms": now - 60_000,
+                # every AD1's evidence complete by the records and the wall clock: the drain is decided at once
+                "last_ms": now - 60_000 - int(self.evidence_wait_s * 1000),
                 "prefix": prefix,
                 "seed": f"{name}-{self.args.seed}",
                 "mix": self.mix,
@@ -455,7 +459,7 @@ class Bench:
                 f"{self.results['backlog']['produced']}"
             )
 
-    def passthrough(self) -> None:
+    def passthrough(self, latency_floor: bool = True) -> None:
         out: dict[str, Any] = {}
         self.results["passthrough"] = out
         for mode in ("txn", "plain"):
@@ -482,6 +486,8 @@ class Bench:
                 f"  pass-through {mode}: {result['rate']:,.0f}/s mean, "
                 f"{result['sustained_rate'] or 0:,.0f}/s sustained, {result['cpu_s']:.1f} s CPU"
             )
+        if not latency_floor:
+            return
         # The latency floor: the same paced load through the transactional pass-through, no worker running.
         rate = 5_000
         latency = self._latency_at(None, rate, self.scale.latency_other_s)
@@ -507,6 +513,7 @@ class Bench:
         progress = kafka_ops.Progress(self.bootstrap, self.app_id, self.topics["alerts"], ends, start)
         try:
             done_at = progress.wait(timeout, alive=lambda: all(w.alive() for w in workers))
+            last_output_at = self._held_decided(timeout, lambda: all(w.alive() for w in workers))
         finally:
             if spy is not None:
                 profiling.stop(spy)
@@ -519,6 +526,10 @@ class Bench:
             "drain_s_from_start": round(done_at - spawned, 2),
             "drain_s_from_ready": round(done_at - ready_at, 2),
             "mean_rate_from_ready": round(total / (done_at - ready_at)),
+            # AD1s in windows leave their partition for the held topic before they are decided (rule 9): the
+            # drain is over when the last of them is, not when the alert offsets are committed.
+            "last_output_s_from_ready": round(last_output_at - ready_at, 2),
+            "rate_to_last_output": round(total / (last_output_at - ready_at)),
             "sustained_rate": round(sustained) if sustained else None,
             "worker_cpu_pct_of_one_core": [round(100 * c / (done_at - ready_at)) for c in cpu],
             # Independent of other load on the host: what one alert costs the worker process(es) in CPU,
@@ -529,6 +540,16 @@ class Bench:
                 (round(t - ready_at, 2), n) for t, n in progress.samples[:: max(1, len(progress.samples) // 200)]
             ],
         }
+
+    def _held_decided(self, timeout: float, alive: Callable[[], bool]) -> float:
+        """When the group had committed every record of the held topic (every AD1 in a window decided); the
+        backlog ends a minute before the run's start, so every AD1's evidence is complete by the records read."""
+        topic, deadline = held_topic(self.app_id), time.monotonic() + timeout
+        while kafka_ops.uncommitted_records(self.bootstrap, self.app_id, topic, timeout=10):
+            if time.monotonic() > deadline or not alive():
+                raise RuntimeError(f"AD1s still undecided on {topic} after the drain")
+            time.sleep(0.2)
+        return time.monotonic()
 
     def drain_one(self) -> None:
         w = self.worker("worker-4-drain")
@@ -545,6 +566,15 @@ class Bench:
             if rate and ceiling:
                 pt[f"worker_to_{mode}"] = round(rate / ceiling, 3)
         self.results["worker_1"] = result
+        last = result["rate_to_last_output"]
+        for mode in ("txn", "plain"):
+            ceiling = pt.get(mode, {}).get("sustained_rate")
+            if ceiling:
+                pt[f"last_output_to_{mode}"] = round(last / ceiling, 3)
+        self.say(
+            f"  last output {result['last_output_s_from_ready']} s from ready: {last:,}/s, "
+            f"{pt.get('last_output_to_plain', 0)}x the plain pass-through"
+        )
         self.say(
             f"  drained {result['alerts']:,} in {result['drain_s_from_ready']} s from ready "
             f"({result['drain_s_from_start']} s from start); sustained {rate or 0:,}/s; "
@@ -958,9 +988,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=[EVIDENCE_LATENCY, DUIS],
+        choices=[EVIDENCE_LATENCY, DUIS, DRAIN],
         help="after the world, bulk load and campaign, run only this phase (evidence-latency: latency at 5,000/s "
-        "before and after rule 9; duis: an Avro and a DUIS backlog of the same mix, each drained by one worker)",
+        "before and after rule 9; duis: an Avro and a DUIS backlog of the same mix, each drained by one worker; drain: "
+        "the backlog drained by one worker against the raw pass-through)",
     )
     parser.add_argument("--skip-duis", action="store_true", help="skip the DUIS drain in a full run")
     parser.add_argument(

@@ -42,6 +42,10 @@ _AVRO_LAYOUT = b"\x01"
 _KIND_AND_LAYOUT = 5
 _METADATA = "poa-decided:"  # the held offset's commit metadata: runs decided beyond it, "a-b" relative to it
 DECIDED_RUNS_MAX = 100  # runs of held AD1s decided beyond the first undecided: about 1.5 kB of metadata at most
+# Held AD1s looked at, at most, in one pass of the loop (decided or not): about 100 ms of work with storm look-ups,
+# so that after a stall, when tens of thousands become decidable together, no step outlasts a batch's worth of
+# work (the alerts no window covers wait meanwhile, and the consumer must poll within max.poll.interval.ms).
+DECISIONS_PER_PASS = 1_000
 FRESH_ENDS_WAIT_MS = 10_000  # how long an AD1 past its bound waits at most for end offsets looked up after it
 _ENVELOPE = struct.Struct(">iqq")  # source partition, source offset, wall-clock ms when first read
 # A DUIS alert's received_at is its record's Kafka timestamp (contract 9), which the held record does not keep:
@@ -112,6 +116,13 @@ class HeldAD1:
         self.bound_from_ms = max(self.bound_from_ms, self.first_read_ms)
 
 
+@dataclass(slots=True)
+class Budget:
+    """How many more held AD1s this pass of the loop may look at."""
+
+    left: int
+
+
 def _event_time(held: HeldAD1) -> int:
     return 0 if held.alert.alert is None else held.alert.alert.received_at  # a bad record: decided at once
 
@@ -156,32 +167,60 @@ class HeldPartition:
             self.by_device.setdefault(held.alert.alert.device_id, []).append(held)
 
     def release(self, decide: Callable[[HeldAD1], bool], devices: Collection[str],
-                overdue: Callable[[HeldAD1], bool]) -> None:  # fmt: skip
+                overdue: Callable[[HeldAD1], bool], budget: "Budget",
+                pending: Callable[[HeldAD1], bool] = lambda held: False) -> None:  # fmt: skip
         """Offer `decide` the AD1s that may be decidable now: those from `devices` (new supply evidence), those
         in event-time order up to the first it keeps (evidence completes in event-time order), those `overdue`
-        in offset order up to the first it keeps, and those read since the last pass or kept back then."""
+        in offset order up to the first it keeps, and those read since the last pass or kept back then; at
+        most `budget` of them, the rest in the next pass (those it could not look at wait as just read).
+
+        In event-time order, those `pending` (evidence complete, waiting for an end-offset look-up that will
+        cover them all) are passed over, not offered: the ones behind them are looked at in the same pass, so
+        that one look-up decides them together (issue 20: one look-up each made a backlog's AD1s leave at
+        about 60 a second)."""
         self.full = False
         for device in devices:
             for held in list(self.by_device.get(device, ())):
-                self._attempt(held, decide)
-        while self.by_time and (self.by_time[0][2].decided or self._attempt(self.by_time[0][2], decide)):
+                self._attempt_or_keep(held, decide, budget)
+        passed: list[tuple[int, int, HeldAD1]] = []
+        while self.by_time and budget.left > 0:
+            held = self.by_time[0][2]
+            if not held.decided:
+                if pending(held):
+                    budget.left -= 1
+                    passed.append(heapq.heappop(self.by_time))
+                    continue
+                if not self._attempt(held, decide, budget):
+                    break
             heapq.heappop(self.by_time)
+        for entry in passed:
+            heapq.heappush(self.by_time, entry)
         while self.by_offset:
             held = self.by_offset[0]
-            if not held.decided and not (overdue(held) and self._attempt(held, decide)):
+            if not held.decided and not (overdue(held) and self._attempt(held, decide, budget)):
                 break
             self.by_offset.popleft()
         fresh, self.fresh, self.full = self.fresh, [], False  # the AD1s ahead may have been decided meanwhile
         for held in fresh:
-            self._attempt(held, decide)
+            self._attempt_or_keep(held, decide, budget)
 
-    def _attempt(self, held: HeldAD1, decide: Callable[[HeldAD1], bool]) -> bool:
+    def _attempt_or_keep(self, held: HeldAD1, decide: Callable[[HeldAD1], bool], budget: "Budget") -> None:
+        """Look at an AD1 that nothing else brings back, or keep it for the next pass once the budget is spent."""
+        if budget.left <= 0 and not held.decided:
+            self.fresh.append(held)
+        else:
+            self._attempt(held, decide, budget)
+
+    def _attempt(self, held: HeldAD1, decide: Callable[[HeldAD1], bool], budget: "Budget") -> bool:
         if held.decided:
             return True
+        if budget.left <= 0:  # the heaps' heads come back in the next pass by themselves
+            return False
         head = next(iter(self.read)) == held.held_offset
         if not head and not self._room_for_a_run():
             self.fresh.append(held)  # looked at again once the AD1s ahead of it are decided
             return False
+        budget.left -= 1
         if not decide(held):
             return False
         held.decided, self.changed = True, True
@@ -268,6 +307,7 @@ class EvidenceHolds:
     def __init__(self, codec: AvroCodec) -> None:
         self._codec = codec
         self._partitions: dict[int, HeldPartition] = {}
+        self._first = 0  # which restored partition the next pass looks at first
 
     def assigned(self, partitions: Iterable[int]) -> None:
         """Partitions given to this worker: their records are decided once `restore` has their committed
@@ -322,11 +362,22 @@ class EvidenceHolds:
         part.add(held)
 
     def release(self, decide: Callable[[HeldAD1], bool], devices: Collection[str] = (),
-                overdue: Callable[[HeldAD1], bool] = lambda held: True) -> None:  # fmt: skip
-        """Offer each restored partition's AD1s that may be decidable to `decide` (True: decided)."""
-        for part in self._partitions.values():
-            if part.restored:
-                part.release(decide, devices, overdue)
+                overdue: Callable[[HeldAD1], bool] = lambda held: True,
+                budget: int = DECISIONS_PER_PASS, pending: Callable[[HeldAD1], bool] = lambda held: False,
+                ) -> bool:  # fmt: skip
+        """Offer each restored partition's AD1s that may be decidable to `decide` (True: decided), at most
+        `budget` of them, passing over those `pending` (`HeldPartition.release`); True when it ran out, so that
+        the next pass goes on at once. The partitions take turns at coming first, so that none waits behind
+        another's backlog."""
+        left = Budget(budget)
+        order = [p for p, part in self._partitions.items() if part.restored]
+        if order:
+            self._first = self._first % len(order)
+            order = order[self._first :] + order[: self._first]
+            self._first += 1
+        for p in order:
+            self._partitions[p].release(decide, devices, overdue, left, pending)
+        return left.left <= 0
 
     def commit_points(self) -> dict[int, tuple[int, str]]:
         """For each partition with decisions since the last call: the offset to commit and its metadata."""

@@ -106,7 +106,7 @@ class FilterWorker:
         self._bootstrap_ends: dict[Partition, int] = {}
         self._last_partition_check = clock.monotonic()
         self._last_held_drain = 0.0
-        self._held_read = False  # AD1s were read back from the held topic since the last look at them
+        self._held_read = False  # AD1s were read back from the held topic since the last look, or left to look at
         self._schedule = ModeSchedule(Mode(s.initial_mode))  # as last read, shown on /ready and in poa_mode
         self._next_mode_change: int | None = None  # when the mode shown changes next (wall-clock ms)
         self._http: ThreadingHTTPServer | None = None
@@ -363,8 +363,9 @@ class FilterWorker:
         now = self.clock.monotonic()
         supply = self.evidence.take_supply_from()  # AD1s it may release are looked at now, wherever they sit
         if self._held_read or new_ends or supply or now - self._last_held_drain >= HELD_FOR_EVIDENCE_INTERVAL_S:
-            self._last_held_drain, self._held_read = now, False
-            self.triage.drain_held(self.clock.wall_ms(), self.watch.down_since is not None, supply)
+            self._last_held_drain = now
+            # a pass that ran out of budget goes on in the next step
+            self._held_read = self.triage.drain_held(self.clock.wall_ms(), self.watch.down_since is not None, supply)
 
     def _read_evidence(self) -> int:
         """Keep the evidence among the alerts read on every partition; its positions commit with the state."""

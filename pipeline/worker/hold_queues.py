@@ -16,6 +16,9 @@ from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.schema_registry import RegistryUnavailable
 
 Item = TypeVar("Item")
+# Held alerts decided at most in one pass of the loop: about a batch's worth of work, so that when the inputs an
+# hour's backlog waited for arrive, no step outlasts a batch (the consumer polls within max.poll.interval.ms).
+RELEASE_PER_PASS = 5_000
 
 
 @dataclass(slots=True)
@@ -90,7 +93,8 @@ class HeldAlerts(Protocol):
         ...
 
     def release(self, decide: Callable[[ReadAlert], bool]) -> None:
-        """Offer each partition's held alerts to `decide` in order, up to the first it keeps (False)."""
+        """Offer each partition's held alerts to `decide` in order, up to the first it keeps (False), at most
+        RELEASE_PER_PASS in all: the rest in the next pass."""
         ...
 
     def first_waiting_for_inputs(self) -> ReadAlert | None:
@@ -113,6 +117,7 @@ class PartitionQueues(Generic[Item]):
 
     def __init__(self) -> None:
         self._queues: dict[int, deque[Item]] = {}
+        self._first = 0  # which partition the next pass offers first
 
     def assigned(self, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -122,11 +127,17 @@ class PartitionQueues(Generic[Item]):
         for p in partitions:
             self._queues.pop(p, None)
 
-    def release(self, decide: Callable[[Item], bool]) -> None:
-        """Offer each partition's items to `decide` in order, up to the first it keeps (False)."""
-        for items in self._queues.values():
-            while items and decide(items[0]):
+    def release(self, decide: Callable[[Item], bool], budget: int = RELEASE_PER_PASS) -> None:
+        """Offer each partition's items to `decide` in order, up to the first it keeps (False), at most `budget`
+        decisions in all, the partitions taking turns at coming first: the rest in the next pass."""
+        queues = list(self._queues.values())
+        if not queues:
+            return
+        self._first = (self._first + 1) % len(queues)
+        for items in queues[self._first :] + queues[: self._first]:
+            while items and budget > 0 and decide(items[0]):
                 items.popleft()
+                budget -= 1
 
     def clear(self) -> None:
         for items in self._queues.values():

@@ -291,15 +291,16 @@ class AlertTriage:
         self.decided.next_offsets[item.partition] = item.offset + 1
         return True
 
-    def drain_held(self, wall_ms: int, hold_clock_stopped: bool = False, supply_from: Collection[str] = ()) -> None:
+    def drain_held(self, wall_ms: int, hold_clock_stopped: bool = False, supply_from: Collection[str] = ()) -> bool:
         """Decide the AD1s held for evidence that can be, wherever they sit in their held partition (those of
         CH Functions that ESMEs `supply_from` just reported Supply Outage Restored for among them): each waits
         for the activation inputs (rule 7, as when read), then for evidence. An AD1 still undecided
         A + grace + POA_MAX_HOLD_SECONDS of wall-clock time (`wall_ms`) after it was first read is forwarded
         (`EvidenceWait`), but not while no broker answers (`hold_clock_stopped`). An AD1 forwarded when read
-        (shadow mode) gets its shadow record at most."""
+        (shadow mode) gets its shadow record at most. A pass looks at DECISIONS_PER_PASS of them at most; True
+        when there were more to look at (the next pass goes on at once)."""
         if self._evidence is None:
-            return
+            return False
         decided, max_wait_ms = self.decided, self._evidence.max_wait_ms
         completeness = self._evidence.completeness
         devices = {chf for esme in supply_from if (chf := self._state.chf_of(esme)) is not None}
@@ -376,11 +377,26 @@ class AlertTriage:
                 decided.expired["output" if self._blocked else "evidence"] += 1
             return records
 
+        def pending(held: HeldAD1) -> bool:
+            """Its evidence is complete, but its storm evidence is not final until the activation inputs are read
+            past the batch by which it was: that batch is stamped now, as `_with_evidence` would, for every AD1
+            it is true of, so that one end-offset look-up (requested for the latest, `waited_seq`) covers them
+            all. Looked at once final, or at once when supply evidence comes (`devices`) or past its bound."""
+            alert = held.alert.alert
+            if alert is None or held.alert.registry_error is not None or not completeness.complete(alert.received_at):
+                return False
+            held.storm_seq = self.read_seq if held.storm_seq is None else held.storm_seq
+            if overdue(held):
+                return False
+            return not self._frontier.may_decide(completeness.policy.complete_after(alert.received_at),
+                                                 held.inputs_seq)  # fmt: skip
+
         def overdue(held: HeldAD1) -> bool:
             return not hold_clock_stopped and wall_ms - held.bound_from_ms > max_wait_ms
 
-        self._evidence.holds.release(decide, devices, overdue)
+        more = self._evidence.holds.release(decide, devices, overdue, pending=pending)
         decided.held_offsets.update(self._evidence.holds.commit_points())
+        return more
 
     @property
     def evidence_holds(self) -> EvidenceHolds:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from pipeline.worker.evidence_holds import held_topic
+from pipeline.worker.evidence_holds import DECISIONS_PER_PASS, held_topic
+from pipeline.worker.triage import Decided
 from tests.unit.worker.fake_clock import FakeClock
 from tests.unit.worker.kafka_stand_ins import NO_OFFSET, Cluster
 from tests.unit.worker.test_worker_loop import CHF, CODEC, ESME, MIN, Driver, T, cluster, service_request
@@ -353,3 +354,51 @@ def test_the_evidence_readers_lag_is_exported_by_alert_partition(
     assert driver.metric("poa_evidence_lag_records", partition="1") == 0
     assert driver.metric("poa_evidence_clock_lag_seconds", partition="1") >= 10 * 60
     assert driver.metric("poa_evidence_lag_records", partition="0") == 0
+
+
+def test_a_backlog_of_held_ad1s_is_decided_in_bulk_each_pass_within_its_budget_each_once(
+    driver: EvidenceDriver,
+) -> None:
+    """Issue 20: tens of thousands of AD1s in a window, read back from the held topic before their evidence is
+    complete, become decidable together. They are decided over a few steps, not one a step (each waited for
+    an end-offset look-up of its own), and no step decides more than its budget (a pass of the loop stays
+    within a batch's worth of work, and the consumer in its group), each AD1 exactly once."""
+    t, per_partition = NOW - MIN, 9_000  # nine thousand AD1s on each alert partition, a millisecond apart
+    for partition in (0, 1):
+        for n in range(per_partition):
+            driver.cluster.append(T.alerts, partition, CHF.encode(), alert(f"ad1-{partition}-{n}", "AD1", CHF, t + n))
+    total = 2 * per_partition
+    driver.until(lambda: driver.worker.triage.held_for_evidence() == total, "every AD1 read back", max_steps=400)
+    held_decisions: list[int] = []
+    take = driver.worker.triage.take
+
+    def counted() -> Decided:
+        decided = take()
+        held_decisions.append(sum(decided.evidence_latencies.values()))
+        return decided
+
+    driver.worker.triage.take = counted  # type: ignore[method-assign]
+    for partition in (0, 1):  # every partition read past t + A: every AD1's evidence is complete
+        for n in range(4):
+            driver.cluster.append(T.alerts, partition, CHF.encode(), alert(f"p{partition}-{n}", "8F01", CHF,
+                                                                          t + 3 * MIN + per_partition + n))  # fmt: skip
+    # Meanwhile the backlog goes on: an AD1 no window covers on every step, so that each step has a new batch
+    # number that end offsets looked up before it do not cover (storm evidence is final only once they do).
+    outside = "00-1B-C5-0C-00-00-00-09"
+    for n in range(200):
+        if driver.worker.triage.held_for_evidence() == 0:
+            break
+        later = alert(f"outside-{n}", "AD1", outside, t + 3 * MIN + per_partition + 100 + n)
+        driver.cluster.append(T.alerts, n % 2, outside.encode(), later)
+        driver.worker.step()
+    assert driver.worker.triage.held_for_evidence() == 0, f"{driver.worker.triage.held_for_evidence()} still held"
+    driver.steps(5)
+    busy = [n for n in held_decisions if n]
+    assert max(busy) <= DECISIONS_PER_PASS, f"a step decided {max(busy)} held AD1s, beyond its budget"
+    assert len(busy) <= 2 * total // DECISIONS_PER_PASS + 5, f"{len(busy)} steps for {total} AD1s: not in bulk"
+    suppressed = driver.suppressed()
+    assert len(suppressed) == total and sorted(suppressed) == sorted(
+        f"ad1-{p}-{n}" for p in (0, 1) for n in range(per_partition)
+    ), "each AD1 decided exactly once"
+    committed = [driver.cluster.committed_offset("loop-test", (held_topic("loop-test"), p)) for p in (0, 1)]
+    assert sum(max(offset, 0) for offset in committed) == total
