@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 KAFKA := bash deploy/kafka/kafka.sh
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-up kafka-down kafka-secure-up kafka-secure-down kafka-cluster-up kafka-cluster-down demo test unit-test lint bench clean prometheus dashboard
+.PHONY: help venv kafka-up kafka-down kafka-secure-up kafka-secure-down kafka-cluster-up kafka-cluster-down demo test unit-test lint bench bench-gb clean prometheus dashboard
 
 help:
 	@echo "make demo        run the filter on a local Kafka with a simulated firmware campaign"
 	@echo "make test        the whole test suite against a local Kafka (what CI runs)"
 	@echo "make bench       throughput/latency benchmark on a local Kafka"
+	@echo "make bench-gb    Great Britain's estate on one worker: load, first ready, restart (SCALE=0.01 for a fraction)"
 	@echo "make kafka-up    start the local single-node Kafka (KRaft) on 127.0.0.1:9092"
 	@echo "make kafka-down  stop it"
 	@echo "make kafka-secure-up / kafka-secure-down    a secured broker: SASL_SSL (SCRAM) and mutual TLS, ACLs"
@@ -72,6 +73,9 @@ dashboard: venv
 
 bench: venv kafka-up
 	@status=0; $(BIN)/python -m bench.run_benchmark || status=$$?; $(KAFKA) down; exit $$status
+
+bench-gb: venv
+	$(BIN)/python -m bench.gb_estate --scale $(or $(SCALE),1)
 
 clean:
 	-$(KAFKA) down

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench import kafka_ops, latency_classes, profiling, report
+from bench import gb_estate, kafka_ops, latency_classes, profiling, report
 from bench.evidence_latency import QUICK_A_MINUTES, QUICK_GRACE_S, EvidenceLatencyPhase
 from bench.latency_classes import WARMUP_S
 from bench.procs import POA_FILTER, Children, Worker, run_json_tool, run_tool, worker_env
@@ -1004,6 +1004,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--estate" in args:  # `--estate gb [--scale F ...]`: Great Britain's estate on one worker (issue 19)
+        i = args.index("--estate")
+        if args[i + 1 : i + 2] != ["gb"]:
+            raise SystemExit("--estate: only 'gb' is known")
+        return gb_estate.main(args[:i] + args[i + 2 :])
     bench = Bench(parse_args(argv))
     bench.children.install_handlers()
     atexit.register(bench.children.stop_all)

@@ -5,7 +5,7 @@ a crash never leaves state that is ahead of or behind its recorded read position
 """
 
 import heapq
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -51,13 +51,13 @@ class StagedStore:
         self._backend = backend
         self._staged: dict[bytes, bytes | None] = {}
         # The staged keys in order, for scans, in two sorted runs: a large one and a small one of recent keys.
-        # Keys staged since the last scan join the small run at the next scan, and the small run joins the
-        # large one once it holds RECENT_KEYS: a scan costs a bisection and at most a small sort, not a pass
-        # over every staged change (up to 50,000 in a rebuild, where an inventory change scans its HAN).
-        # Runs are replaced, never changed in place: a scan under way keeps its own.
+        # A new key is inserted into the small run, which joins the large one once it holds RECENT_KEYS: a scan
+        # costs a bisection of each, not a sort nor a pass over every staged change (up to 50,000 in a rebuild,
+        # where an inventory change scans its HAN). A run that a scan under way reads is replaced, not changed:
+        # the small run is copied before the next insertion (`_recent_shared`), the large one always replaced.
         self._ordered: list[bytes] = []
         self._recent: list[bytes] = []
-        self._unordered: list[bytes] = []
+        self._recent_shared = False
 
     def get(self, key: bytes) -> bytes | None:
         if key in self._staged:
@@ -72,27 +72,24 @@ class StagedStore:
 
     def _stage(self, key: bytes, value: bytes | None) -> None:
         if key not in self._staged:
-            self._unordered.append(key)
-        self._staged[key] = value
-
-    def _staged_runs(self) -> tuple[list[bytes], list[bytes]]:
-        if self._unordered:
-            recent = self._recent + self._unordered
-            recent.sort()  # a sorted run and a short one: Timsort merges them in linear time
-            self._unordered = []
+            recent = self._recent
+            if self._recent_shared:
+                recent, self._recent_shared = recent.copy(), False
+            insort(recent, key)
             if len(recent) >= RECENT_KEYS:
-                self._ordered, recent = sorted(self._ordered + recent), []
+                self._ordered, recent = sorted(self._ordered + recent), []  # two sorted runs: a linear merge
             self._recent = recent
-        return self._ordered, self._recent
+        self._staged[key] = value
 
     def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Committed and staged entries under a prefix in key order, staged ones winning; lazy, so a
         caller can take a slice of a large prefix and resume after its last key."""
         changes = self._staged
-        runs = [(keys, _prefixed(keys, prefix, after)) for keys in self._staged_runs()]
+        runs = [(keys, _prefixed(keys, prefix, after)) for keys in (self._ordered, self._recent)]
         if not any(where for _, where in runs):  # nothing staged here: the backend's
             yield from self._backend.scan(prefix, after)
             return
+        self._recent_shared = self._recent_shared or bool(runs[1][1])
         in_runs = [map(keys.__getitem__, where) for keys, where in runs]  # runs are replaced, never changed
         staged = ((k, changes[k]) for k in heapq.merge(*in_runs))
         committed = ((k, v) for k, v in self._backend.scan(prefix, after) if k not in changes)
@@ -108,7 +105,7 @@ class StagedStore:
         if self._staged:
             self._backend.write(self._staged)
             self._staged = {}
-            self._ordered, self._recent, self._unordered = [], [], []
+            self._ordered, self._recent, self._recent_shared = [], [], False
 
 
 def _prefixed(keys: list[bytes], prefix: bytes, after: bytes | None) -> range:

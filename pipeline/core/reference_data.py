@@ -91,6 +91,11 @@ def _place(entries: dict[bytes, _Entry]) -> _Place:
     return (None if latest[1] == NONE else latest[1]), latest[2], latest[3]
 
 
+def _own(place: _Place) -> bytes | None:
+    """The postcode a device's own record gives it as a CH Function: none when it is an ESME on a HAN."""
+    return place[1] if place[0] is None else None
+
+
 class ReferenceData:
     def __init__(self, store: StagedStore) -> None:
         self._store = store
@@ -139,26 +144,31 @@ class ReferenceData:
 
     def _update_postcodes(self, device_id: bytes, before: _Place, after: _Place) -> None:
         """A device's (CHF, postcode, kind) changed: the HAN postcode index, and the sectors of the CH Functions
-        concerned (the HANs it left and joined as an ESME, and itself as a CH Function)."""
-        (chf_before, postcode_before, _), (chf_after, postcode_after, _) = before, after
+        concerned (the HANs it left and joined as an ESME, and itself as a CH Function). What this change cannot
+        alter is not looked up again: a rebuild makes millions of them, and each look-up scans a HAN."""
+        (chf_before, postcode_before, _), (chf_after, postcode_after, says_ch_function) = before, after
         if chf_before is not None and postcode_before is not None:
             self._store.delete(HAN_POSTCODES + chf_before + b"/" + device_id)
         if chf_after is not None and postcode_after is not None:
             self._store.put(HAN_POSTCODES + chf_after + b"/" + device_id, postcode_after)
-        for chf in {device_id, chf_before, chf_after} - {None}:
-            assert chf is not None
-            self._update_sector(chf)
+        if chf_before is not None and chf_before != chf_after:
+            self._update_sector(chf_before)
+        if chf_after is not None:
+            self._update_sector(chf_after, is_ch_function=True)  # this ESME is on its HAN now
+        # Its own sector depends on its HAN (changed only if it is on it), its kind and its own postcode.
+        if device_id in (chf_before, chf_after) or before[2] != says_ch_function or _own(before) != _own(after):
+            self._update_sector(device_id, is_ch_function=says_ch_function or None, says_ch_function=says_ch_function)
 
     def _own_postcode(self, chf_id: bytes) -> bytes | None:
         """The postcode of this device's own inventory record, unless it is an ESME on a HAN."""
-        placement, postcode, _ = _place(_entries(self._store.get(INVENTORY + chf_id)))
-        return postcode if placement is None else None
+        return _own(_place(_entries(self._store.get(INVENTORY + chf_id))))
 
-    def _is_ch_function(self, device_id: bytes) -> bool:
-        """Its own record says CHF, or an ESME is associated with it (rule 5 takes it for one)."""
-        if _place(_entries(self._store.get(INVENTORY + device_id)))[2]:
-            return True
-        return next(iter(self._store.scan(HAN + device_id + b"/")), None) is not None
+    def _is_ch_function(self, device_id: bytes, says_ch_function: bool | None = None) -> bool:
+        """Its own record says CHF (`says_ch_function`, when known), or an ESME is associated with it (rule 5
+        takes it for one)."""
+        if says_ch_function is None:
+            says_ch_function = _place(_entries(self._store.get(INVENTORY + device_id)))[2]
+        return says_ch_function or next(iter(self._store.scan(HAN + device_id + b"/")), None) is not None
 
     def han_postcode(self, chf_id: str) -> str | None:
         """A CH Function's postcode (rule 9.b): its own, else that of the first ESME on its HAN, in device-ID
@@ -179,9 +189,14 @@ class ReferenceData:
         for key, _ in self._store.scan(prefix):
             yield key[len(prefix) :].decode()
 
-    def _update_sector(self, chf: bytes) -> None:
-        """Index the device under its sector if it is a CH Function with a known one, else under none."""
-        sector = postcode_sector(self.han_postcode(chf.decode())) if self._is_ch_function(chf) else None
+    def _update_sector(
+        self, chf: bytes, is_ch_function: bool | None = None, says_ch_function: bool | None = None
+    ) -> None:
+        """Index the device under its sector if it is a CH Function with a known one, else under none;
+        `is_ch_function` and `says_ch_function` (of `_is_ch_function`) when the caller knows them."""
+        if is_ch_function is None:
+            is_ch_function = self._is_ch_function(chf, says_ch_function)
+        sector = postcode_sector(self.han_postcode(chf.decode())) if is_ch_function else None
         stored = self._store.get(SECTOR_OF + chf)
         new = None if sector is None else sector.encode()
         if stored == new:
