@@ -17,7 +17,7 @@ is associated with): rule 9.b counts AD1s of CH Functions, and a gas meter, IHD 
 triple the entries a storm look-up reads.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 from pipeline.core.key_value import StagedStore
@@ -91,10 +91,16 @@ def _place(entries: dict[bytes, _Entry]) -> _Place:
     return (None if latest[1] == NONE else latest[1]), latest[2], latest[3]
 
 
+SectorChange = Callable[[bytes, bytes | None, bytes | None], None]  # (CHF, sector before, after; None: none)
+
+
 class ReferenceData:
-    def __init__(self, store: StagedStore) -> None:
+    def __init__(self, store: StagedStore, on_sector_change: SectorChange | None = None) -> None:
+        """`on_sector_change` is told each time a CH Function's sector changes, so that what is indexed by
+        sector (the storm evidence of rule 9.b) follows the inventory as it stands."""
         self._store = store
         self._tracked_count: int | None = None
+        self._on_sector_change = on_sector_change
 
     # --- inventory ------------------------------------------------------------------------------
 
@@ -193,6 +199,8 @@ class ReferenceData:
         else:
             self._store.put(SECTOR_OF + chf, new)
             self._store.put(SECTOR + new + b"/" + chf, b"")
+        if self._on_sector_change is not None:
+            self._on_sector_change(chf, stored, new)
 
     def esmes_on_han(self, chf_id: str) -> Iterator[str]:
         """The ESMEs associated with this CHF, in device-ID order, read as they are needed."""
