@@ -67,6 +67,7 @@ FORMAT = "format"
 #    keeps the request ID that carried it.
 # 5: AD1s also by their CH Function's sector and time (storm look-ups).
 STATE_FORMAT_VERSION = 5
+_RULE_5_VERDICTS_KEPT = 100_000  # storm look-ups' rule 5 verdicts remembered while no rule 5 input changes
 _TIME_DIGITS = 15  # event times in keys, zero-padded so that key order is time order
 _Cancelled = tuple[int | None, str]  # a cancellation's last Kafka write time (None: unknown), its request ID
 
@@ -137,6 +138,10 @@ class FilterState:
         self._store = store
         self.policy = policy
         self.reference = ReferenceData(store, self._sector_changed)
+        # (CH Function, t) -> whether rule 5 forwards its AD1 at t, as of store version `_verdicts_at`: the AD1s
+        # of a campaign's sector are judged once for all the look-ups of that sector, not once per look-up
+        self._forwards: dict[tuple[str, int], bool] = {}
+        self._verdicts_at = -1
 
     # --- reference data: the latest value written applies (5.5, contract 6) ------------------------
 
@@ -295,19 +300,27 @@ class FilterState:
             return False
         at = f"{alert.received_at:0{_TIME_DIGITS}d}".encode()
         device, alert_id = alert.device_id.encode(), alert.alert_id.encode()
-        self._store.put(prefix + device + b"/" + at + b"/" + alert_id, value.encode())
+        self._write_no_input(prefix + device + b"/" + at + b"/" + alert_id, value.encode())
         if prefix == AD1S:
             self._index_ad1(device, at, alert_id, self._store.get(SECTOR_OF + device), True)
         return True
+
+    def _write_no_input(self, key: bytes, value: bytes | None) -> None:
+        """Put (None: delete) a key that is no input of rule 5 (evidence, bookkeeping): verdicts remembered
+        by storm look-ups still stand after it."""
+        verdicts_stand = self._verdicts_at == self._store.version
+        if value is None:
+            self._store.delete(key)
+        else:
+            self._store.put(key, value)
+        if verdicts_stand:
+            self._verdicts_at = self._store.version
 
     def _index_ad1(self, chf: bytes, at: bytes, alert_id: bytes, sector: bytes | None, present: bool) -> None:
         """Put (or delete) an AD1 of this CH Function in the sector index, under `sector` (None: none)."""
         if sector is not None:
             key = SECTOR_AD1S + sector + b"/" + at + b"/" + chf + b"/" + alert_id
-            if present:
-                self._store.put(key, b"")
-            else:
-                self._store.delete(key)
+            self._write_no_input(key, b"" if present else None)
 
     def _sector_changed(self, chf: bytes, before: bytes | None, after: bytes | None) -> None:
         """A CH Function's sector changed: its AD1s move with it, as rule 9 takes postcodes as they stand."""
@@ -366,9 +379,21 @@ class FilterState:
         read, lazily, so a caller that stops at K pays for what the span holds, not for the sector's homes."""
         counted = {chf_id}
         for ad1 in self.sector_ad1s(sector, lo, hi):
-            if ad1.device_id not in counted and isinstance(self.decide(ad1), Forward):
+            if ad1.device_id not in counted and self._rule_5_forwards(ad1):
                 counted.add(ad1.device_id)
                 yield ad1
+
+    def _rule_5_forwards(self, ad1: EvidenceAlert) -> bool:
+        """Whether rule 5 alone forwards this AD1, remembered until the state next changes otherwise than by
+        evidence kept (`decide` reads only the code, CH Function and time of an alert)."""
+        if self._verdicts_at != self._store.version or len(self._forwards) >= _RULE_5_VERDICTS_KEPT:
+            self._forwards.clear()
+            self._verdicts_at = self._store.version
+        key = ad1.device_id, ad1.received_at
+        verdict = self._forwards.get(key)
+        if verdict is None:
+            verdict = self._forwards[key] = isinstance(self.decide(ad1), Forward)
+        return verdict
 
     def sector_ad1s(self, sector: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
         """The AD1s kept for the CH Functions of this sector as it stands, received in [lo, hi], in time order."""
@@ -516,10 +541,10 @@ class FilterState:
         return self._store.get(META + name.encode())
 
     def put_meta(self, name: str, value: bytes) -> None:
-        self._store.put(META + name.encode(), value)
+        self._write_no_input(META + name.encode(), value)
 
     def delete_meta(self, name: str) -> None:
-        self._store.delete(META + name.encode())
+        self._write_no_input(META + name.encode(), None)
 
     def meta_items(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         full = META + prefix.encode()
