@@ -121,6 +121,14 @@ def storm_lookup_us(sector_homes: int, lookups: int) -> dict[str, float]:
         state.commit()
         assert all(state.evidence_for(a, policy) is None for a in targets[len(targets) // 3 : len(targets) // 2])
         measure(f"storm look-up, {sector_homes:,}-home sector, a campaign in it (RocksDB)")
+
+        def after_a_change(i: int) -> object:
+            """Verdicts remembered from the look-ups before are forgotten: each judges the span's AD1s again."""
+            state.put_tracked("bench-untracked", i % 2 == 0)
+            return state.evidence_for(targets[i], policy)
+
+        name = f"storm look-up, {sector_homes:,}-home sector, a campaign, a rule 5 input changed before each"
+        out[name] = per_op(after_a_change, min(lookups, len(targets)))
         for k, h in enumerate(outside[2::5]):
             at = t0 + k * 30 * MINUTE_MS // len(outside[2::5])
             state.put_evidence_alert(DeviceAlert(f"storm-{h}", "AD1", chf_of(h), None, None, at, None))
