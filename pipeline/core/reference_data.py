@@ -11,10 +11,10 @@ record says it is a CH Function, and its postcode. The CHF -> ESMEs index is one
 so an inventory update costs the same on a HAN of 20,000 ESMEs as on a HAN of one, and a decision reads the
 HAN's ESMEs by a prefix scan, in device-ID order. So are the indexes of rule 9's postcode sectors: the ESMEs
 of a HAN that have a postcode (the first in device-ID order gives a CH Function without one its postcode),
-and sector -> CH Functions, updated for the CH Functions an inventory change concerns, so a storm look-up
-reads one sector's HANs. Only CH Functions are in a sector (a device whose record says CHF, or that an ESME
-is associated with): rule 9.b counts AD1s of CH Functions, and a gas meter, IHD or GPF with a postcode would
-triple the entries a storm look-up reads.
+and sector -> CH Functions, updated for the CH Functions an inventory change concerns (and told to whoever
+indexes by sector, `on_sector_change`). Only CH Functions are in a sector (a device whose record says CHF,
+or that an ESME is associated with): rule 9.b counts AD1s of CH Functions, and a gas meter, IHD or GPF with a
+postcode would triple the entries a storm look-up reads.
 """
 
 from collections.abc import Callable, Iterator
