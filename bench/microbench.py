@@ -23,6 +23,7 @@ from pipeline.core.alert_decisions import Suppress
 from pipeline.core.filter_state import FilterState, SweepPass
 from pipeline.core.key_value import StagedStore
 from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.core.records import DeviceAlert, InventoryRecord, ServiceRequest
 from pipeline.settings import Settings, Topics
 from pipeline.wire import validation
 from pipeline.wire.alert_bytes import read_alert_fields, suppressed_alert_bytes
@@ -37,6 +38,7 @@ from pipeline.worker.permissions import PermissionWatch
 from pipeline.worker.rocks_store import RocksBackend
 from pipeline.worker.state_feed import StateFeed
 
+MINUTE_MS = 60_000
 SWEEP_SLICE = 200  # keys per sweep slice, as the worker's SWEEP_SLICE
 COMMIT_EVERY = 20_000  # staged keys per RocksDB write batch while loading (the worker's bootstrap has none)
 
@@ -79,6 +81,62 @@ def evidence_read_us(values: list[bytes], codec: AvroCodec, state: FilterState) 
     spent = time.process_time() - started
     state.commit()
     return spent / len(values) * 1e6
+
+
+def storm_lookup_us(sector_homes: int, lookups: int) -> dict[str, float]:
+    """CPU us per storm look-up (rule 9.b, `FilterState.evidence_for`, RocksDB) for an AD1 in a window, in one
+    postcode sector of `sector_homes` homes (a GB sector is about 2,500): with no AD1s kept, with a campaign in
+    the sector (a tenth of its homes activated over 30 minutes, each raising an AD1 in its window, and two AD1s
+    outside any window: K - 1), and with a storm besides (a fifth of the other homes raising AD1s outside windows).
+    """
+    policy = EvidencePolicy()
+    t0 = int(time.time() * 1000) - 120 * MINUTE_MS
+    campaign = list(range(0, sector_homes, 10))
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="poa-microbench-storm-") as folder:
+        backend = RocksBackend(Path(folder) / "state")
+        state = FilterState(StagedStore(backend), WindowPolicy())
+        for h in range(sector_homes):
+            chf, esme = chf_of(h), esme_of(h)
+            postcode = f"SW1A 1{h % 26 + 65:c}{h % 23 + 65:c}"
+            state.put_inventory(chf, InventoryRecord(chf, "CHF", None, None, t0, postcode))
+            state.put_inventory(esme, InventoryRecord(esme, "ESME", chf, "1", t0, None))
+            state.put_tracked(esme, True)
+        activated = {h: t0 + k * 30 * MINUTE_MS // len(campaign) for k, h in enumerate(campaign)}
+        for h, r in activated.items():
+            state.apply_service_request(ServiceRequest(f"bench-{h}", "11.3", esme_of(h), None, None, r))
+        state.commit()
+        targets = [DeviceAlert(f"ad1-{h}", "AD1", chf_of(h), None, None, r + MINUTE_MS, None)
+                   for h, r in activated.items()]  # fmt: skip
+        assert all(isinstance(state.decide(a), Suppress) for a in targets)
+
+        def measure(name: str) -> None:
+            out[name] = per_op(lambda i: state.evidence_for(targets[i % len(targets)], policy), lookups)
+
+        measure(f"storm look-up, {sector_homes:,}-home sector, no AD1s kept (RocksDB)")
+        for a in targets:
+            state.put_evidence_alert(a)
+        outside = [h for h in range(sector_homes) if h not in activated]
+        for h in outside[:2]:
+            state.put_evidence_alert(DeviceAlert(f"out-{h}", "AD1", chf_of(h), None, None, t0 + 15 * MINUTE_MS, None))
+        state.commit()
+        assert all(state.evidence_for(a, policy) is None for a in targets[len(targets) // 3 : len(targets) // 2])
+        measure(f"storm look-up, {sector_homes:,}-home sector, a campaign in it (RocksDB)")
+
+        def after_a_change(i: int) -> object:
+            """Verdicts remembered from the look-ups before are forgotten: each judges the span's AD1s again."""
+            state.put_tracked("bench-untracked", i % 2 == 0)
+            return state.evidence_for(targets[i], policy)
+
+        name = f"storm look-up, {sector_homes:,}-home sector, a campaign, a rule 5 input changed before each"
+        out[name] = per_op(after_a_change, min(lookups, len(targets)))
+        for k, h in enumerate(outside[2::5]):
+            at = t0 + k * 30 * MINUTE_MS // len(outside[2::5])
+            state.put_evidence_alert(DeviceAlert(f"storm-{h}", "AD1", chf_of(h), None, None, at, None))
+        state.commit()
+        measure(f"storm look-up, {sector_homes:,}-home sector, a campaign and a storm (RocksDB)")
+        backend.close()
+    return out
 
 
 def run(homes: int, campaign_size: int, n: int) -> dict[str, Any]:
@@ -249,14 +307,20 @@ def main() -> None:
     parser.add_argument("--homes", type=int, default=200_000, help="tracked homes in the RocksDB state")
     parser.add_argument("--campaign", type=int, default=40_000, help="activations (for decide and the sweep)")
     parser.add_argument("--alerts", type=int, default=50_000, help="alerts per measurement")
+    parser.add_argument("--sector-homes", type=int, default=2_500, help="homes in the storm look-ups' sector")
+    parser.add_argument("--storm-only", action="store_true", help="measure the storm look-ups alone")
     parser.add_argument("--out", default="bench-results/microbench.json")
     args = parser.parse_args()
-    result = run(args.homes, args.campaign, args.alerts)
+    storm = storm_lookup_us(args.sector_homes, 500)
+    result = {"us_per_op": {}} if args.storm_only else run(args.homes, args.campaign, args.alerts)
+    result["us_per_op"].update({k: round(v, 2) for k, v in storm.items()})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     width = max(len(k) for k in result["us_per_op"])
     for name, value in result["us_per_op"].items():
         print(f"{name.ljust(width)}  {value:8.2f} us")
+    if args.storm_only:
+        return
     print(f"{'FilterState.sweep_some, one whole pass'.ljust(width)}  {result['sweep_ms']:8.1f} ms")
     print(f"{'  in slices of 200 keys'.ljust(width)}  {result['sweep_slice_ms']:8.2f} ms per slice")
     print(

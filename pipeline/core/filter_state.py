@@ -45,7 +45,7 @@ from pipeline.core.records import (
     InventoryRecord,
     ServiceRequest,
 )
-from pipeline.core.reference_data import ReferenceData
+from pipeline.core.reference_data import SECTOR_OF, ReferenceData
 from pipeline.core.written import UNKNOWN, Written
 
 VERSIONS = b"req/"  # request id -> JSON {"sightings": [[esme, received_at, activation_time], ...], "written": ts}
@@ -55,6 +55,9 @@ ESME_ACTIVITY = b"esm/"
 # ESME ID b"/" received_at (15 digits) b"/" alert ID -> b"<alert code> <Kafka write time or ->"
 SUPPLY_EVIDENCE = b"sup/"
 AD1S = b"ad1/"  # CHF ID b"/" received_at (15 digits) b"/" alert ID -> b"<Kafka write time or ->": storm evidence
+# sector b"/" received_at (15 digits) b"/" CHF ID b"/" alert ID -> b"": the AD1s above under their CH Function's
+# sector as it stands (moved when it changes), so a storm look-up reads the AD1s of its span, not the sector's HANs
+SECTOR_AD1S = b"sad/"
 META = b"meta/"  # worker bookkeeping (read positions, format), see `put_meta`
 FORMAT = "format"
 # The layout of the keys above; a store in another layout is rebuilt from the topics (contract 6, upgrades).
@@ -62,7 +65,9 @@ FORMAT = "format"
 # 3: supply evidence and AD1s by CHF (rule 9) beside the alert topic's read positions; postcodes and sectors.
 # 4: CH Functions alone in the sector index (inventory entries say whether a record is a CHF's); a cancellation
 #    keeps the request ID that carried it.
-STATE_FORMAT_VERSION = 4
+# 5: AD1s also by their CH Function's sector and time (storm look-ups).
+STATE_FORMAT_VERSION = 5
+_RULE_5_VERDICTS_KEPT = 100_000  # storm look-ups' rule 5 verdicts remembered while no rule 5 input changes
 _TIME_DIGITS = 15  # event times in keys, zero-padded so that key order is time order
 _Cancelled = tuple[int | None, str]  # a cancellation's last Kafka write time (None: unknown), its request ID
 
@@ -132,7 +137,11 @@ class FilterState:
     def __init__(self, store: StagedStore, policy: WindowPolicy) -> None:
         self._store = store
         self.policy = policy
-        self.reference = ReferenceData(store)
+        self.reference = ReferenceData(store, self._sector_changed)
+        # (CH Function, t) -> whether rule 5 forwards its AD1 at t, as of store version `_verdicts_at`: the AD1s
+        # of a campaign's sector are judged once for all the look-ups of that sector, not once per look-up
+        self._forwards: dict[tuple[str, int], bool] = {}
+        self._verdicts_at = -1
 
     # --- reference data: the latest value written applies (5.5, contract 6) ------------------------
 
@@ -290,8 +299,36 @@ class FilterState:
         else:
             return False
         at = f"{alert.received_at:0{_TIME_DIGITS}d}".encode()
-        self._store.put(prefix + alert.device_id.encode() + b"/" + at + b"/" + alert.alert_id.encode(), value.encode())
+        device, alert_id = alert.device_id.encode(), alert.alert_id.encode()
+        self._write_no_input(prefix + device + b"/" + at + b"/" + alert_id, value.encode())
+        if prefix == AD1S:
+            self._index_ad1(device, at, alert_id, self._store.get(SECTOR_OF + device), True)
         return True
+
+    def _write_no_input(self, key: bytes, value: bytes | None) -> None:
+        """Put (None: delete) a key that is no input of rule 5 (evidence, bookkeeping): verdicts remembered
+        by storm look-ups still stand after it."""
+        verdicts_stand = self._verdicts_at == self._store.version
+        if value is None:
+            self._store.delete(key)
+        else:
+            self._store.put(key, value)
+        if verdicts_stand:
+            self._verdicts_at = self._store.version
+
+    def _index_ad1(self, chf: bytes, at: bytes, alert_id: bytes, sector: bytes | None, present: bool) -> None:
+        """Put (or delete) an AD1 of this CH Function in the sector index, under `sector` (None: none)."""
+        if sector is not None:
+            key = SECTOR_AD1S + sector + b"/" + at + b"/" + chf + b"/" + alert_id
+            self._write_no_input(key, b"" if present else None)
+
+    def _sector_changed(self, chf: bytes, before: bytes | None, after: bytes | None) -> None:
+        """A CH Function's sector changed: its AD1s move with it, as rule 9 takes postcodes as they stand."""
+        prefix = AD1S + chf + b"/"
+        for key in [key for key, _ in self._store.scan(prefix)]:
+            at, alert_id = key[len(prefix) :].split(b"/", 1)
+            self._index_ad1(chf, at, alert_id, before, False)
+            self._index_ad1(chf, at, alert_id, after, True)
 
     def _kept_alerts(self, prefix: bytes, device_id: str, lo: int, hi: int) -> Iterator[tuple[int, str, bytes]]:
         """(received_at, alert ID, stored value) of the alerts kept under `prefix` for this device, received
@@ -338,10 +375,36 @@ class FilterState:
 
     def storm_candidates(self, chf_id: str, sector: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
         """For each other CH Function of the sector, its earliest AD1 received in [lo, hi] that rule 5 alone
-        forwards (no window covers it), in device-ID order."""
-        for other in self.reference.chfs_in_sector(sector):
-            if other != chf_id:
-                yield from islice(self.storm_candidates_of(other, lo, hi), 1)
+        forwards (no window covers it), in the order of those times. Only the sector's AD1s in the span are
+        read, lazily, so a caller that stops at K pays for what the span holds, not for the sector's homes."""
+        counted = {chf_id}
+        for ad1 in self.sector_ad1s(sector, lo, hi):
+            if ad1.device_id not in counted and self._rule_5_forwards(ad1):
+                counted.add(ad1.device_id)
+                yield ad1
+
+    def _rule_5_forwards(self, ad1: EvidenceAlert) -> bool:
+        """Whether rule 5 alone forwards this AD1, remembered until the state next changes otherwise than by
+        evidence kept (`decide` reads only the code, CH Function and time of an alert)."""
+        if self._verdicts_at != self._store.version or len(self._forwards) >= _RULE_5_VERDICTS_KEPT:
+            self._forwards.clear()
+            self._verdicts_at = self._store.version
+        key = ad1.device_id, ad1.received_at
+        verdict = self._forwards.get(key)
+        if verdict is None:
+            verdict = self._forwards[key] = isinstance(self.decide(ad1), Forward)
+        return verdict
+
+    def sector_ad1s(self, sector: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
+        """The AD1s kept for the CH Functions of this sector as it stands, received in [lo, hi], in time order."""
+        full = SECTOR_AD1S + sector.encode() + b"/"
+        after = full + f"{lo - 1:0{_TIME_DIGITS}d}/".encode() + b"\xff" if lo > 0 else None  # \xff: no UTF-8
+        last = full + f"{hi:0{_TIME_DIGITS}d}/".encode() + b"\xff"  # bytes, as a sector may hold a "/"
+        for key, _ in self._store.scan(full, after):
+            if key > last:
+                return
+            at, chf_id, alert_id = key[len(full) :].split(b"/", 2)
+            yield EvidenceAlert(chf_id.decode(), OUTAGE_ALERT_CODE, alert_id.decode(), int(at))
 
     def storm_candidates_of(self, chf_id: str, lo: int, hi: int) -> Iterator[EvidenceAlert]:
         """The AD1s of this CH Function received in [lo, hi] that rule 5 alone forwards, in time order."""
@@ -403,8 +466,11 @@ class FilterState:
                 self._sweep_versions(name, sweep)
             elif prefix in (SUPPLY_EVIDENCE, AD1S):
                 written = raw.split(b" ")[-1]
-                if self._purgeable(int(name.split("/")[1]), None if written == b"-" else int(written), sweep):
+                device, at, alert_id = key[len(prefix) :].split(b"/", 2)
+                if self._purgeable(int(at), None if written == b"-" else int(written), sweep):
                     self._store.delete(key)
+                    if prefix == AD1S:
+                        self._index_ad1(device, at, alert_id, self._store.get(SECTOR_OF + device), False)
             elif prefix == WITHDRAWN:
                 withdrawn_at, written = json.loads(raw)
                 if self._purgeable(withdrawn_at, written, sweep) and not self._versions(name):
@@ -475,10 +541,10 @@ class FilterState:
         return self._store.get(META + name.encode())
 
     def put_meta(self, name: str, value: bytes) -> None:
-        self._store.put(META + name.encode(), value)
+        self._write_no_input(META + name.encode(), value)
 
     def delete_meta(self, name: str) -> None:
-        self._store.delete(META + name.encode())
+        self._write_no_input(META + name.encode(), None)
 
     def meta_items(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         full = META + prefix.encode()

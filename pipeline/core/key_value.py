@@ -58,6 +58,7 @@ class StagedStore:
         self._ordered: list[bytes] = []
         self._recent: list[bytes] = []
         self._recent_shared = False
+        self.version = 0  # changes staged so far: what a reader read stands while it is the same
 
     def get(self, key: bytes) -> bytes | None:
         if key in self._staged:
@@ -71,6 +72,7 @@ class StagedStore:
         self._stage(key, None)
 
     def _stage(self, key: bytes, value: bytes | None) -> None:
+        self.version += 1
         if key not in self._staged:
             recent = self._recent
             if self._recent_shared:

@@ -108,7 +108,8 @@ def storm_evidence(
     sector_ad1s_outside_windows: Iterable[EvidenceAlert],
 ) -> StormEvidence | None:
     """Storm evidence when at least K other CH Functions of the sector raised an AD1 in the span that no
-    window covers. The caller passes only AD1s that rule 5 alone forwards; the AD1's own HAN never counts."""
+    window covers. The caller passes only AD1s that rule 5 alone forwards; the AD1's own HAN never counts.
+    They are read only until K HANs are found (the evidence names those K), so a lazy caller stops there."""
     if policy.storm_min_hans <= 0 or sector is None:
         return None
     lo, hi = policy.span(t)
@@ -119,6 +120,8 @@ def storm_evidence(
         seen = first_per_han.get(a.device_id)
         if seen is None or (a.received_at, a.alert_id) < (seen.received_at, seen.alert_id):
             first_per_han[a.device_id] = a
+        if seen is None and len(first_per_han) == policy.storm_min_hans:
+            break
     if len(first_per_han) < policy.storm_min_hans:
         return None
     hans = tuple((han, a.alert_id, a.received_at) for han, a in sorted(first_per_han.items()))

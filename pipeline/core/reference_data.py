@@ -11,13 +11,13 @@ record says it is a CH Function, and its postcode. The CHF -> ESMEs index is one
 so an inventory update costs the same on a HAN of 20,000 ESMEs as on a HAN of one, and a decision reads the
 HAN's ESMEs by a prefix scan, in device-ID order. So are the indexes of rule 9's postcode sectors: the ESMEs
 of a HAN that have a postcode (the first in device-ID order gives a CH Function without one its postcode),
-and sector -> CH Functions, updated for the CH Functions an inventory change concerns, so a storm look-up
-reads one sector's HANs. Only CH Functions are in a sector (a device whose record says CHF, or that an ESME
-is associated with): rule 9.b counts AD1s of CH Functions, and a gas meter, IHD or GPF with a postcode would
-triple the entries a storm look-up reads.
+and sector -> CH Functions, updated for the CH Functions an inventory change concerns (and told to whoever
+indexes by sector, `on_sector_change`). Only CH Functions are in a sector (a device whose record says CHF,
+or that an ESME is associated with): rule 9.b counts AD1s of CH Functions, and a gas meter, IHD or GPF with a
+postcode would triple the entries a storm look-up reads.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 from pipeline.core.key_value import StagedStore
@@ -96,10 +96,16 @@ def _own(place: _Place) -> bytes | None:
     return place[1] if place[0] is None else None
 
 
+SectorChange = Callable[[bytes, bytes | None, bytes | None], None]  # (CHF, sector before, after; None: none)
+
+
 class ReferenceData:
-    def __init__(self, store: StagedStore) -> None:
+    def __init__(self, store: StagedStore, on_sector_change: SectorChange | None = None) -> None:
+        """`on_sector_change` is told each time a CH Function's sector changes, so that what is indexed by
+        sector (the storm evidence of rule 9.b) follows the inventory as it stands."""
         self._store = store
         self._tracked_count: int | None = None
+        self._on_sector_change = on_sector_change
 
     # --- inventory ------------------------------------------------------------------------------
 
@@ -208,6 +214,8 @@ class ReferenceData:
         else:
             self._store.put(SECTOR_OF + chf, new)
             self._store.put(SECTOR + new + b"/" + chf, b"")
+        if self._on_sector_change is not None:
+            self._on_sector_change(chf, stored, new)
 
     def esmes_on_han(self, chf_id: str) -> Iterator[str]:
         """The ESMEs associated with this CHF, in device-ID order, read as they are needed."""

@@ -18,7 +18,7 @@ from pipeline.core.activation_windows import WindowPolicy
 from pipeline.core.alert_decisions import Suppress
 from pipeline.core.filter_state import FilterState
 from pipeline.core.key_value import MemoryBackend, StagedStore
-from pipeline.core.outage_evidence import EvidencePolicy
+from pipeline.core.outage_evidence import EvidencePolicy, StormEvidence
 from pipeline.core.records import DeviceAlert, InventoryRecord, ServiceRequest
 from pipeline.core.written import Written
 
@@ -293,3 +293,46 @@ def test_rule_9_only_releases_and_more_evidence_never_takes_a_release_back(e: Es
             assert decision(complete, e, a) == "forward"
         if decision(partial, e, a) == "forward":
             assert decision(complete, e, a) == "forward"
+
+
+def brute_force_storm_hans(state: FilterState, e: Estate, a: Alert) -> set[str]:
+    """Rule 9.b by a scan of every CH Function the state places in the AD1's sector and all its AD1s in the
+    span, each decided by rule 5 (the look-up before issue 20): what the indexed look-up must agree with."""
+    sector = state.sector_of(a.device)
+    if sector is None:
+        return set()
+    lo, hi = e.policy.span(a.t)
+    return {
+        other
+        for other in state.reference.chfs_in_sector(sector)
+        if other != a.device and any(not isinstance(state.decide(x), Suppress) for x in state.ad1s(other, lo, hi))
+    }
+
+
+@PROPERTY
+@given(e=estates(), data=st.data())
+def test_the_indexed_storm_look_up_agrees_with_a_scan_of_the_sector_after_sectors_move(
+    e: Estate, data: st.DataObject
+) -> None:
+    """AD1s indexed by the sector their CH Function had when they were kept, then inventory writes that move
+    CH Functions between sectors (postcodes changed, ESMEs moved, tombstones), in any reading order, with
+    commits anywhere: the storm look-up finds K HANs exactly when the scan does, and only HANs the scan finds,
+    with verdicts remembered across look-ups and alerts kept in between."""
+    order = data.draw(reading_orders(e), label="reading order")
+    commits = data.draw(st.lists(st.booleans(), min_size=len(order), max_size=len(order)), label="commits")
+    state = fed(e, order, commits)
+    k = max(e.policy.storm_min_hans, 1)
+    policy = EvidencePolicy(e.policy.before_ms, e.policy.after_ms, k)
+    moves = data.draw(st.lists(inventory_writes(), max_size=6), label="moves")
+    for n, w in enumerate([None, *moves]):
+        if w is not None:
+            record = InventoryRecord(w.key.upper(), w.device_type, w.chf, None, BASE, w.postcode)
+            state.put_inventory(w.key, None if w.tombstone else record, Written(BASE + 100 + n, 0, 100 + n))
+        for a in ad1s(e):
+            expected = brute_force_storm_hans(state, e, a)
+            sector = state.sector_of(a.device)
+            found = None if sector is None else state.storm_evidence_for(device_alert(a), policy)
+            assert (found is not None) is (len(expected) >= k), a
+            if found is not None:
+                assert isinstance(found, StormEvidence) and {h for h, _, _ in found.hans} <= expected
+            state.put_meta("position", str(n).encode())  # bookkeeping between look-ups leaves verdicts standing

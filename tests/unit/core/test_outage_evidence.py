@@ -150,7 +150,8 @@ def test_k_one() -> None:
     st.lists(st.tuples(st.integers(0, 6), st.integers(-20 * MINUTE_MS, 20 * MINUTE_MS)), max_size=30), st.integers(0, 5)
 )
 def test_storm_evidence_counts_distinct_other_hans_in_the_span(raw: list[tuple[int, int]], k: int) -> None:
-    """An independent statement of rule 9b: the set of other HANs with an AD1 in [t - B, t + A] has K or more."""
+    """An independent statement of rule 9b: the set of other HANs with an AD1 in [t - B, t + A] has K or more;
+    the evidence names K of them (reading stops there)."""
     alerts = [ad1(CHF if n == 0 else other_chf(n), T + offset) for n, offset in raw]
     policy = EvidencePolicy(storm_min_hans=k)
     hans = {a.device_id for a in alerts if a.device_id != CHF and T - B <= a.received_at <= T + A}
@@ -158,7 +159,8 @@ def test_storm_evidence_counts_distinct_other_hans_in_the_span(raw: list[tuple[i
     found = storm_evidence(CHF, "SW1A 1", T, policy, alerts)
     assert (found is not None) is expected
     if found is not None:
-        assert {h for h, _, _ in found.hans} == hans
+        named = [h for h, _, _ in found.hans]
+        assert len(named) == k and set(named) <= hans
 
 
 CODES = st.sampled_from(["8F35", "8F36", "8f36", "8F37", "AD1"])
