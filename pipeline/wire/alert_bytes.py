@@ -34,25 +34,6 @@ class AlertFields(NamedTuple):
 RawAlertFields = tuple[str, str, bytes, int]
 
 
-def peek_alert_code(data: bytes, header: bytes) -> bytes | None:
-    """The alert_code bytes of a single-object DeviceAlert with this header and short alert_id and code, else
-    None; the record is not checked further (a reader that needs only the code of most alerts)."""
-    if not data.startswith(header):
-        return None
-    p = len(header)
-    try:
-        n = data[p]  # alert_id's one-byte length, as in read_alert_fields
-        if n & 0x81:
-            return None
-        p += 1 + (n >> 1)
-        n = data[p]
-        if n & 0x81:
-            return None
-        return data[p + 1 : p + 1 + (n >> 1)]
-    except IndexError:
-        return None
-
-
 def read_alert_fields(data: bytes, header: bytes) -> RawAlertFields | None:
     """The decision's fields of a valid single-object DeviceAlert with this header, else None.
 

@@ -50,7 +50,7 @@ from pipeline.worker.alert_reader import AlertReader
 from pipeline.worker.broker_watch import BrokerWatch
 from pipeline.worker.dead_letter_ownership import DeadLetterOwnership
 from pipeline.worker.end_offsets import EndOffsetWatch
-from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait, held_topic
+from pipeline.worker.evidence_holds import EvidenceHolds, EvidenceWait
 from pipeline.worker.evidence_reader import EvidenceReader
 from pipeline.worker.explain_requests import ExplainRequests, InputsSeen
 from pipeline.worker.hold_queues import AlertQueues
@@ -155,7 +155,7 @@ class FilterWorker:
                                    **{"topic.metadata.refresh.interval.ms": refresh_ms}, error_cb=on_error),
             self.watch, self.metrics, self._is_stopping, self.permissions, clock,
         )  # fmt: skip
-        self.held_topic = held_topic(s.app_id)
+        self.held_topic = s.held_topic
         grace_ms = int(s.evidence_grace_seconds * 1000)
         self.evidence = EvidenceReader(
             t.alerts,

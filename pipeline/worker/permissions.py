@@ -21,7 +21,6 @@ from confluent_kafka.admin import AclOperation, AdminClient
 
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.settings import Settings
-from pipeline.worker.evidence_holds import held_topic
 from pipeline.worker.metrics import Readiness
 
 log = logging.getLogger(__name__)
@@ -161,7 +160,7 @@ class PermissionWatch:
         elif err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
             resource = f"group {s.app_id} (grant Read)"
         elif err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            written = (*s.topics.outputs, s.topics.shadow, held_topic(s.app_id))
+            written = (*s.topics.outputs, s.topics.shadow, s.held_topic)
             lacking = self._lacking(written, AclOperation.WRITE)
             # Each output topic named apart, until a probe finds it writable; the dead-letter topic aside (a bad
             # alert is never forwarded): its transactions are retried as any refused one.

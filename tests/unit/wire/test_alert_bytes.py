@@ -15,7 +15,7 @@ from pipeline.core.activation_windows import Activation, RequestVersion, Window
 from pipeline.core.alert_decisions import Suppress
 from pipeline.core.bad_input import BadInput
 from pipeline.wire import validation
-from pipeline.wire.alert_bytes import alert_fields, peek_alert_code, read_alert_fields, suppressed_alert_bytes
+from pipeline.wire.alert_bytes import alert_fields, read_alert_fields, suppressed_alert_bytes
 from pipeline.wire.avro_codec import AvroCodec
 from pipeline.wire.output_records import audit_fields, suppressed_alert
 
@@ -79,28 +79,6 @@ def test_accepts_only_what_the_generic_path_accepts_with_the_same_fields(datum: 
     answer = fast(value)
     if answer is not None:
         assert answer == generic(value)
-
-
-@given(alert_datums)
-@settings(max_examples=200)
-def test_the_peeked_code_is_the_code_the_fast_path_reads(datum: dict[str, Any]) -> None:
-    """The evidence reader peeks at most alerts' code only; when the fast path reads a record, they agree."""
-    value = CODEC.encode("DeviceAlert", datum)
-    raw = read_alert_fields(value, HEADER)
-    if raw is not None:
-        assert peek_alert_code(value, HEADER) == raw[1].encode()
-    if len(datum["alert_id"].encode()) < 64 and len(datum["alert_code"].encode()) < 64:
-        assert peek_alert_code(value, HEADER) == datum["alert_code"].encode()
-
-
-def test_a_peek_at_bytes_of_another_shape_gives_nothing() -> None:
-    usual = {"alert_id": "a", "alert_code": "AD1", "device_id": "00-11-22-33-44-55-66-77", "mpxn": None,
-             "raised_at": None, "received_at": T0, "payload": None}  # fmt: skip
-    assert peek_alert_code(CODEC.encode("DeviceAlert", usual), HEADER) == b"AD1"
-    value = CODEC.encode("DeviceAlert", {**usual, "alert_id": "x" * 70})  # a two-byte length
-    assert peek_alert_code(value, HEADER) is None
-    assert peek_alert_code(b"junk", HEADER) is None
-    assert peek_alert_code(HEADER + b"\x02", HEADER) is None  # cut short
 
 
 @given(alert_datums, st.data())
